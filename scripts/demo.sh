@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up ShelfSense in a virtualenv and run the demo: cloud + broker + simulators + edge, nothing to configure.
+# Arguments go to `shelfsense demo` (e.g. --duration 60 --json).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v mosquitto >/dev/null; then
+  # Optional: without it the demo falls back to an embedded Python broker.
+  (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null) \
+    || echo "mosquitto not installed; the demo will use its embedded broker"
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e .
+exec .venv/bin/shelfsense demo "$@"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a fresh Debian machine (as root) and run it.
+# Real servers, no mocks: Mosquitto, InfluxDB 1.x, socat for pty links; PostgreSQL is used when reachable
+# (SHELFSENSE_TEST_PG_URL, default postgresql://postgres@127.0.0.1:5432/test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v mosquitto >/dev/null || missing+=(mosquitto mosquitto-clients)
+command -v influxd >/dev/null || missing+=(influxdb)
+command -v socat >/dev/null || missing+=(socat)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# A local PostgreSQL that is installed but stopped is started; none installed means the PG tests skip visibly.
+if command -v pg_ctlcluster >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  for version in /etc/postgresql/*; do
+    [ -d "$version/main" ] && pg_ctlcluster --skip-systemctl-redirect "$(basename "$version")" main start || true
+  done
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy shelfsense devices simulators edge cloud
+exec .venv/bin/pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,1 @@
+"""ShelfSense: IoT edge gateway plus cloud sync for smart inventory and cold chain."""

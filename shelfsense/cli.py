@@ -1,0 +1,211 @@
+"""The ``shelfsense`` command line.
+
+Sub-commands import their heavy modules lazily, so ``shelfsense config check`` does not start to
+import FastAPI and ``shelfsense --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from shelfsense.config import ConfigError, Settings, effective_config, load_settings
+
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
+    config = getattr(args, "config", None)
+    return load_settings(Path(config) if config else None, **overrides)
+
+
+# --- config -------------------------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = load_settings(Path(args.file))
+    print(json.dumps(effective_config(settings), indent=2, sort_keys=True))
+    return 0
+
+
+# --- cloud --------------------------------------------------------------------------------------
+
+
+def _cloud_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    cloud: dict[str, Any] = {}
+    if getattr(args, "host", None):
+        cloud["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        cloud["port"] = args.port
+    if getattr(args, "db", None):
+        cloud["db_url"] = normalise_db_url(args.db)
+    return {"cloud": cloud} if cloud else {}
+
+
+def normalise_db_url(url: str) -> str:
+    """Accept plain ``sqlite:///x.db`` / ``postgresql://...`` and pick the async drivers we ship."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+def cmd_cloud_serve(args: argparse.Namespace) -> int:
+    from cloud.main import serve
+
+    serve(_settings_from(args, **_cloud_overrides(args)))
+    return 0
+
+
+def cmd_cloud_create_edge(args: argparse.Namespace) -> int:
+    from cloud.admin import create_edge
+
+    settings = _settings_from(args, **_cloud_overrides(args))
+    edge_id, token = asyncio.run(create_edge(settings.cloud.db_url, args.site, args.name))
+    # The token is shown once, here, and stored only as a hash.
+    print(json.dumps({"edge_id": edge_id, "site_id": args.site, "token": token}))
+    return 0
+
+
+def cmd_cloud_create_user(args: argparse.Namespace) -> int:
+    from cloud.admin import create_user
+
+    settings = _settings_from(args, **_cloud_overrides(args))
+    token = asyncio.run(create_user(settings.cloud.db_url, args.name, args.role))
+    print(json.dumps({"user": args.name, "role": args.role, "token": token}))
+    return 0
+
+
+# --- edge ---------------------------------------------------------------------------------------
+
+
+def cmd_edge_run(args: argparse.Namespace) -> int:
+    from edge.agent import run_edge
+
+    return run_edge(_settings_from(args))
+
+
+def cmd_edge_status(args: argparse.Namespace) -> int:
+    from edge.status import read_status
+
+    db_path = Path(args.db) if args.db else _settings_from(args).edge.db_path
+    print(json.dumps(read_status(db_path), indent=2, sort_keys=True, default=str))
+    return 0
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from shelfsense.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        duration_s=args.duration,
+        json_summary=args.json,
+        workdir=Path(args.workdir) if args.workdir else None,
+    )
+    return run_demo(options)
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+
+def _add_cloud_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config file")
+    parser.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (0 picks a free one)")
+    parser.add_argument("--db", help="database URL: sqlite:///FILE or postgresql://USER@HOST/DB")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shelfsense", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run cloud, broker, simulators and an edge on embedded defaults")
+    demo.add_argument("--duration", type=float, help="stop after SECONDS and print a summary")
+    demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    demo.add_argument("--workdir", help="keep databases and logs here (default: a temporary folder)")
+    demo.set_defaults(handler=cmd_demo)
+
+    cloud = commands.add_parser("cloud", help="the cloud service").add_subparsers(
+        dest="cloud_command", required=True
+    )
+    serve = cloud.add_parser("serve", help="run the HTTP API")
+    _add_cloud_flags(serve)
+    serve.set_defaults(handler=cmd_cloud_serve)
+    admin = cloud.add_parser("admin", help="tokens and edges").add_subparsers(
+        dest="admin_command", required=True
+    )
+    create_edge = admin.add_parser("create-edge", help="register an edge of a site; prints its token once")
+    create_edge.add_argument("site")
+    create_edge.add_argument("name")
+    _add_cloud_flags(create_edge)
+    create_edge.set_defaults(handler=cmd_cloud_create_edge)
+    create_user = admin.add_parser("create-user", help="create an API user token; prints it once")
+    create_user.add_argument("name")
+    create_user.add_argument("--role", choices=["viewer", "operator", "admin"], default="viewer")
+    _add_cloud_flags(create_user)
+    create_user.set_defaults(handler=cmd_cloud_create_user)
+
+    edge = commands.add_parser("edge", help="the edge gateway").add_subparsers(
+        dest="edge_command", required=True
+    )
+    run = edge.add_parser("run", help="run the gateway agent")
+    run.add_argument("--config", required=True, help="TOML config file")
+    run.set_defaults(handler=cmd_edge_run)
+    status = edge.add_parser("status", help="print local stock, sensors, alarms and sync state")
+    status.add_argument("--config", help="TOML config file (to find the database)")
+    status.add_argument("--db", help="edge database file")
+    status.set_defaults(handler=cmd_edge_status)
+
+    config = commands.add_parser("config", help="configuration").add_subparsers(
+        dest="config_command", required=True
+    )
+    check = config.add_parser("check", help="validate a config file and print the effective config")
+    check.add_argument("file")
+    check.set_defaults(handler=cmd_config_check)
+
+    _add_optional_commands(commands)
+    return parser
+
+
+def _add_optional_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands owned by other packages (sim, decode) register themselves here."""
+    from shelfsense.cli_tools import add_tool_commands
+
+    add_tool_commands(commands)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"shelfsense: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

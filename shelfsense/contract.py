@@ -1,0 +1,245 @@
+"""The edge -> cloud sync contract, version 1.
+
+Every event an edge produces is one of the typed models below, discriminated by
+``kind``. Events travel in a :class:`Batch` envelope that carries the edge id and
+the per-edge, strictly increasing sequence number of each event. The cloud
+de-duplicates on ``(edge_id, seq)``, so an edge may resend a batch any number of
+times and the effect is the same as sending it once.
+
+The envelope is versioned (``"v": 1``). :func:`parse_batch` refuses any other
+version with :class:`UnsupportedContractVersion` *before* looking at the rest of
+the body, so an old cloud talking to a newer edge fails with a clear message
+instead of a confusing validation error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+CONTRACT_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({CONTRACT_VERSION})
+
+EPC_PATTERN = r"^[0-9A-F]{8,124}$"
+IDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+
+Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
+
+
+class ContractError(ValueError):
+    """A body does not follow the sync contract."""
+
+
+class UnsupportedContractVersion(ContractError):
+    """The envelope's ``v`` is not one this code understands."""
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TagObservation(_Event):
+    """A tag seen by one reader antenna over an interval (smoothed, not a raw read)."""
+
+    kind: Literal["tag_observation"] = "tag_observation"
+    epc: Annotated[str, Field(pattern=EPC_PATTERN, description="EPC as upper-case hex")]
+    reader: Ident
+    antenna: Annotated[int, Field(ge=0, le=65535)]
+    rssi: Annotated[float | None, Field(ge=-150, le=50)] = None
+    first_seen: datetime
+    last_seen: datetime
+    count: Annotated[int, Field(ge=1)]
+    location: Ident | None = None
+
+    @field_validator("epc", mode="before")
+    @classmethod
+    def _upper_epc(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class PortalPassage(_Event):
+    """A tag crossed a portal. ``unknown`` when only one zone saw it: never guessed."""
+
+    kind: Literal["portal_passage"] = "portal_passage"
+    epc: Annotated[str, Field(pattern=EPC_PATTERN)]
+    portal: Ident
+    direction: Literal["in", "out", "unknown"]
+    at: datetime
+    inside_location: Ident | None = None
+    outside_location: Ident | None = None
+
+    @field_validator("epc", mode="before")
+    @classmethod
+    def _upper_epc(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class StockMovement(_Event):
+    """An item moved between locations (``None`` = outside the site)."""
+
+    kind: Literal["stock_movement"] = "stock_movement"
+    epc: Annotated[str, Field(pattern=EPC_PATTERN)]
+    from_location: Ident | None = None
+    to_location: Ident | None = None
+    reason: Literal["portal", "stocktake", "manual", "adjustment"] = "portal"
+    at: datetime
+
+    @field_validator("epc", mode="before")
+    @classmethod
+    def _upper_epc(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+Quantity = Literal["temperature", "humidity", "battery", "linkquality", "pressure"]
+
+
+class SensorReading(_Event):
+    """One value of one sensor at the sensor's own time. Units: °C, %RH, %, hPa."""
+
+    kind: Literal["sensor_reading"] = "sensor_reading"
+    sensor_id: Ident
+    quantity: Quantity
+    value: float = Field(allow_inf_nan=False)
+    unit: Literal["degC", "%RH", "%", "hPa", "lqi"]
+    time: datetime
+    zone: Ident | None = None
+    flags: tuple[Literal["out_of_range", "stale", "clock_skew"], ...] = ()
+
+
+class DeviceHealth(_Event):
+    """Periodic health of one device connection on the edge."""
+
+    kind: Literal["device_health"] = "device_health"
+    device_id: Ident
+    connected: bool
+    last_frame_at: datetime | None = None
+    frames_ok: Annotated[int, Field(ge=0)] = 0
+    frames_bad: Annotated[int, Field(ge=0)] = 0
+    reconnects: Annotated[int, Field(ge=0)] = 0
+    at: datetime
+
+
+class LocalAlarm(_Event):
+    """A cold-chain limit crossed (``raised``) or back inside (``cleared``), as the edge saw it."""
+
+    kind: Literal["local_alarm"] = "local_alarm"
+    zone: Ident
+    sensor_id: Ident
+    rule: Literal["max_temperature", "min_temperature", "max_humidity"]
+    state: Literal["raised", "cleared"]
+    value: float = Field(allow_inf_nan=False)
+    limit: float = Field(allow_inf_nan=False)
+    at: datetime
+
+
+Event = Annotated[
+    TagObservation | PortalPassage | StockMovement | SensorReading | DeviceHealth | LocalAlarm,
+    Field(discriminator="kind"),
+]
+EVENT_KINDS: tuple[str, ...] = (
+    "tag_observation",
+    "portal_passage",
+    "stock_movement",
+    "sensor_reading",
+    "device_health",
+    "local_alarm",
+)
+
+_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class SequencedEvent(BaseModel):
+    """One event with its per-edge sequence number (1, 2, 3, ... without holes)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seq: Annotated[int, Field(ge=1)]
+    event: Event
+
+
+MAX_EVENTS_PER_BATCH = 5000
+
+
+class Batch(BaseModel):
+    """The envelope an edge POSTs to the cloud."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    edge_id: Ident
+    created_at: datetime
+    events: Annotated[list[SequencedEvent], Field(max_length=MAX_EVENTS_PER_BATCH)]
+
+    @field_validator("events")
+    @classmethod
+    def _strictly_increasing(cls, events: list[SequencedEvent]) -> list[SequencedEvent]:
+        for before, after in itertools.pairwise(events):
+            if after.seq <= before.seq:
+                raise ValueError(f"sequence numbers must strictly increase: {before.seq} then {after.seq}")
+        return events
+
+
+class BatchAck(BaseModel):
+    """The cloud's answer: everything up to ``acked_through`` is durably stored."""
+
+    acked_through: int
+    accepted: int
+    duplicates: int
+
+
+def parse_event(data: dict[str, Any]) -> Event:
+    """Validate one event dict (used by the edge outbox when reading rows back)."""
+    return _event_adapter.validate_python(data)
+
+
+def check_version(data: Any) -> None:
+    """Refuse bodies whose envelope version we do not speak."""
+    if not isinstance(data, dict):
+        raise ContractError("batch body must be a JSON object")
+    version = data.get("v")
+    if version is None:
+        raise ContractError("batch body has no contract version field 'v'")
+    if version not in SUPPORTED_VERSIONS:
+        supported = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
+        raise UnsupportedContractVersion(
+            f"unsupported sync contract version v={version!r}; this side speaks v={supported}"
+        )
+
+
+def parse_batch(body: bytes | str | dict[str, Any]) -> Batch:
+    """Parse and validate a batch; raises :class:`ContractError` (or pydantic's ValidationError)."""
+    if isinstance(body, (bytes, str)):
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ContractError(f"batch body is not valid JSON: {exc}") from exc
+    else:
+        data = body
+    check_version(data)
+    return Batch.model_validate(data)
+
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "EVENT_KINDS",
+    "Batch",
+    "BatchAck",
+    "ContractError",
+    "DeviceHealth",
+    "Event",
+    "LocalAlarm",
+    "PortalPassage",
+    "SensorReading",
+    "SequencedEvent",
+    "StockMovement",
+    "TagObservation",
+    "UnsupportedContractVersion",
+    "ValidationError",
+    "check_version",
+    "parse_batch",
+    "parse_event",
+]
