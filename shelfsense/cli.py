@@ -7,7 +7,6 @@ import FastAPI and ``shelfsense --help`` stays instant.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -71,7 +70,7 @@ def cmd_cloud_create_edge(args: argparse.Namespace) -> int:
     from cloud.admin import create_edge
 
     settings = _settings_from(args, **_cloud_overrides(args))
-    edge_id, token = asyncio.run(create_edge(settings.cloud.db_url, args.site, args.name))
+    edge_id, token = create_edge(settings.cloud.db_url, args.site, args.name)
     # The token is shown once, here, and stored only as a hash.
     print(json.dumps({"edge_id": edge_id, "site_id": args.site, "token": token}))
     return 0
@@ -81,8 +80,38 @@ def cmd_cloud_create_user(args: argparse.Namespace) -> int:
     from cloud.admin import create_user
 
     settings = _settings_from(args, **_cloud_overrides(args))
-    token = asyncio.run(create_user(settings.cloud.db_url, args.name, args.role))
+    token = create_user(settings.cloud.db_url, args.name, args.role)
     print(json.dumps({"user": args.name, "role": args.role, "token": token}))
+    return 0
+
+
+def cmd_cloud_migrate(args: argparse.Namespace) -> int:
+    from cloud.core.migrate import migrate
+
+    settings = _settings_from(args, **_cloud_overrides(args))
+    print(json.dumps({"revision": migrate(settings.cloud.db_url)}))
+    return 0
+
+
+def cmd_cloud_import(args: argparse.Namespace) -> int:
+    from cloud.services.masterdata import MasterDataError, import_file_sync
+
+    settings = _settings_from(args, **_cloud_overrides(args))
+    try:
+        count = import_file_sync(settings.cloud.db_url, args.kind, Path(args.file))
+    except MasterDataError as exc:  # all-or-nothing: nothing was written
+        print(f"shelfsense: import refused, nothing written: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"kind": args.kind, "imported": count}))
+    return 0
+
+
+def cmd_cloud_export(args: argparse.Namespace) -> int:
+    from cloud.services.masterdata import export_dir_sync
+
+    settings = _settings_from(args, **_cloud_overrides(args))
+    paths = export_dir_sync(settings.cloud.db_url, Path(args.dir), args.format)
+    print(json.dumps({"files": [str(p) for p in paths]}))
     return 0
 
 
@@ -146,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve = cloud.add_parser("serve", help="run the HTTP API")
     _add_cloud_flags(serve)
     serve.set_defaults(handler=cmd_cloud_serve)
+    migrate = cloud.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    _add_cloud_flags(migrate)
+    migrate.set_defaults(handler=cmd_cloud_migrate)
+    import_ = cloud.add_parser("import", help="import master data from a CSV or JSON file (all rows or none)")
+    import_.add_argument("file", help="FILE.csv or FILE.json")
+    import_.add_argument("--kind", required=True, choices=["products", "locations", "lots", "items"])
+    _add_cloud_flags(import_)
+    import_.set_defaults(handler=cmd_cloud_import)
+    export = cloud.add_parser("export", help="export master data to DIR/<kind>.csv|json")
+    export.add_argument("dir")
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    _add_cloud_flags(export)
+    export.set_defaults(handler=cmd_cloud_export)
     admin = cloud.add_parser("admin", help="tokens and edges").add_subparsers(
         dest="admin_command", required=True
     )

@@ -1,9 +1,441 @@
-"""Device-engineer commands: ``shelfsense decode ...`` and ``shelfsense sim ...``."""
+"""Device-engineer commands: ``shelfsense decode ...`` and ``shelfsense sim ...``.
+
+``decode`` prints JSON (one object per line for ``decode epc``); bad input is a one-line error on
+stderr and exit status 2. ``sim`` runs simulators until Ctrl-C / SIGTERM; its first stdout line says
+where they listen (a pty path, the MQTT topic, or for ``sim scenario`` a JSON object), flushed at
+once so a parent process can read it from a pipe.
+
+Every handler imports what it needs lazily, so ``shelfsense --help`` stays instant.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from devices.readings import Measurement
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(Exception):
+    """User input the command cannot work with; printed as one line, exit status 2."""
+
+
+def _fail(message: str) -> int:
+    print(f"shelfsense: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn bad input (ours, the codecs' DecodeError / ValueError) into a one-line exit-2 error."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (BadInput, ValueError) as exc:  # DecodeError and ScenarioError are ValueErrors
+            return _fail(str(exc))
+
+    return run
+
+
+def _hex_bytes(parts: Sequence[str]) -> bytes:
+    """Hex given as one or more arguments; spaces, colons and dashes between bytes are allowed."""
+    text = re.sub(r"[\s:\-]", "", "".join(parts))
+    if text.lower().startswith("0x"):
+        text = text[2:]
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise BadInput(f"not hex: {' '.join(parts)!r}") from None
+    if not data:
+        raise BadInput("no bytes given")
+    return data
+
+
+# --- decode epc ---------------------------------------------------------------------------------
+
+
+def cmd_decode_epc(args: argparse.Namespace) -> int:
+    from devices.epc import decode_epc
+
+    identities = [decode_epc(text) for text in args.hex]  # all or nothing: validate before printing
+    for identity in identities:
+        view: dict[str, Any] = {
+            "scheme": identity.scheme,
+            "uri": identity.uri,
+            "tag_uri": identity.tag_uri,
+            "filter": identity.filter,
+        }
+        for key in ("gtin", "sscc", "gln", "serial", "error"):
+            if getattr(identity, key) is not None:
+                view[key] = getattr(identity, key)
+        view["hex"] = identity.raw_hex
+        print(json.dumps(view))
+    return 0
+
+
+# --- decode mqtt --------------------------------------------------------------------------------
+
+# (pattern, format, name of the group that identifies the sensor)
+_TOPIC_FORMATS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^zigbee2mqtt/(?P<sensor>[^/]+)$"), "zigbee2mqtt"),
+    (re.compile(r"^(?:tele|stat)/(?P<sensor>[^/]+)/(?:SENSOR|STATUS10)$"), "tasmota"),
+    (re.compile(r"^(?P<sensor>[^/]+)/events/rpc$"), "shelly"),
+    (re.compile(r"^(?P<node>[^/]+)/sensor/(?P<sensor>[^/]+)/state$"), "esphome"),
+    (re.compile(r"^ruuvi/[^/]+/(?P<sensor>[^/]+)$"), "ruuvi"),
+)
+
+
+def infer_format(topic: str) -> tuple[str | None, str]:
+    """``(format, sensor name)`` from a topic's shape; format ``None`` when no firmware matches."""
+    for pattern, fmt in _TOPIC_FORMATS:
+        match = pattern.match(topic)
+        if match:
+            groups = match.groupdict()
+            sensor = f"{groups['node']}/{groups['sensor']}" if "node" in groups else groups["sensor"]
+            return fmt, sensor
+    return None, topic
+
+
+def readings_view(sensor: str, measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
+    """Normalized readings: the battery level rides on every other reading of the same message."""
+    battery = next((m.value for m in measurements if m.quantity == "battery"), None)
+    others = [m for m in measurements if m.quantity != "battery"] or list(measurements)
+    out = []
+    for m in others:
+        view: dict[str, Any] = {"sensor": sensor, "quantity": m.quantity, "value": m.value, "unit": m.unit}
+        if m.channel is not None:
+            view["channel"] = m.channel
+        if m.time is not None:
+            view["time"] = m.time.isoformat()
+        if battery is not None and m.quantity != "battery":
+            view["battery"] = battery
+        out.append(view)
+    return out
+
+
+def cmd_decode_mqtt(args: argparse.Namespace) -> int:
+    from devices.mqtt_formats import FORMATS, decode_payload
+
+    inferred, sensor = infer_format(args.topic)
+    fmt = args.format or inferred
+    if fmt is None:
+        raise BadInput(f"cannot infer the payload format from topic {args.topic!r}; pass --format")
+    if fmt not in FORMATS:
+        raise BadInput(f"payload format {fmt!r} is not supported; supported: {', '.join(FORMATS)}")
+    payload = (
+        sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode("utf-8", "surrogateescape")
+    )
+    print(json.dumps(readings_view(sensor, decode_payload(fmt, args.topic, payload))))
+    return 0
+
+
+# --- decode frame -------------------------------------------------------------------------------
+
+
+def _decode_stream(decoder: Any, data: bytes, view: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    frames = decoder.feed(data)
+    if not frames:
+        raise BadInput(
+            f"no valid frame in {len(data)} bytes ({decoder.frames_bad} bad candidates, "
+            f"{decoder.buffered} bytes of an incomplete frame)"
+        )
+    return {
+        "frames": [view(f) for f in frames],
+        "frames_bad": decoder.frames_bad,
+        "bytes_skipped": decoder.bytes_skipped,
+        "trailing_bytes": decoder.buffered,
+    }
+
+
+def _uhf_view(frame: Any) -> dict[str, Any]:
+    from devices import uhf
+
+    view: dict[str, Any] = {
+        "frame_type": frame.frame_type,
+        "command": f"0x{frame.command:02X}",
+        "params": frame.params.hex().upper(),
+    }
+    if uhf.is_tag_notification(frame):
+        read = uhf.parse_tag_notification(frame)
+        view["tag"] = None if read is None else {"epc": read.epc, "rssi": read.rssi, "pc": f"0x{read.pc:04X}"}
+        if read is None:
+            view["error"] = "corrupt tag read (PC length or EPC CRC-16 mismatch)"
+    code = uhf.parse_error(frame)
+    if code is not None:
+        view["error_code"] = f"0x{code:02X}"
+        view["error"] = uhf.ERROR_NAMES.get(code, "unknown")
+    return view
+
+
+def _rdm6300_view(frame: Any) -> dict[str, Any]:
+    return {
+        "version": f"0x{frame.version:02X}",
+        "tag_id": f"0x{frame.tag_id:08X}",
+        "card_hex": frame.card_hex,
+        "card_number": frame.card_number,
+    }
+
+
+def cmd_decode_frame(args: argparse.Namespace) -> int:
+    data = _hex_bytes(args.hex)
+    result: dict[str, Any] = {"protocol": args.protocol}
+    if args.protocol == "uhf":
+        from devices.uhf import UhfFrameDecoder
+
+        result.update(_decode_stream(UhfFrameDecoder(), data, _uhf_view))
+    elif args.protocol == "pn532":
+        from devices.pn532 import Pn532FrameDecoder, frame_to_dict
+
+        result.update(_decode_stream(Pn532FrameDecoder(), data, frame_to_dict))
+    elif args.protocol == "rdm6300":
+        from devices.rdm6300 import Rdm6300Decoder
+
+        result.update(_decode_stream(Rdm6300Decoder(), data, _rdm6300_view))
+    else:
+        from devices.modbus import decode_rtu_frame
+
+        result["frames"] = [decode_rtu_frame(data)]
+    print(json.dumps(result))
+    return 0
+
+
+# --- sim ----------------------------------------------------------------------------------------
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _serve(simulators: Sequence[Any], banner: str, args: argparse.Namespace | None = None) -> int:
+    """Run the simulators until Ctrl-C or SIGTERM, after printing ``banner`` as the first line."""
+    import asyncio
+    import contextlib
+    import signal
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        runs = [asyncio.create_task(sim.run()) for sim in simulators]
+        if args is not None:
+            runs.append(asyncio.create_task(_inject_faults(simulators, args)))
+        print(banner, flush=True)
+        try:
+            # A simulator that fails (its pty vanished) ends the command with its error.
+            done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
+            for finished in done:
+                finished.result()
+        finally:
+            for run in runs:
+                run.cancel()
+            await asyncio.gather(*runs, return_exceptions=True)
+
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(main())
+    finally:
+        for sim in simulators:
+            sim.close()
+    return 0
+
+
+async def _inject_faults(simulators: Sequence[Any], args: argparse.Namespace) -> None:
+    """``--noise-every`` / ``--corrupt-every``: periodic faults on every simulator that supports them."""
+    import asyncio
+
+    faults = [
+        (period, method, argument)
+        for period, method, argument in (
+            (getattr(args, "noise_every", None), "inject_noise", 16),
+            (getattr(args, "corrupt_every", None), "corrupt_next", 1),
+        )
+        if period
+    ]
+    if not faults:
+        return
+
+    async def every(period: float, method: str, argument: int) -> None:
+        while True:
+            await asyncio.sleep(period)
+            for sim in simulators:
+                if hasattr(sim, method):
+                    getattr(sim, method)(argument)
+
+    await asyncio.gather(*(every(*fault) for fault in faults))
+
+
+def cmd_sim_uhf(args: argparse.Namespace) -> int:
+    from devices.uhf import tag_notification
+    from simulators.uhf_reader import UhfReaderSimulator
+
+    tags = [(epc.upper(), args.rssi) for epc in _csv(args.tags)]
+    for epc, rssi in tags:
+        tag_notification(epc, rssi)  # validate now: a bad EPC is an error here, not in the loop
+    sim = UhfReaderSimulator(lambda: tags, reads_per_s=args.rate)
+    return _serve([sim], sim.port, args)
+
+
+def cmd_sim_pn532(args: argparse.Namespace) -> int:
+    from devices.pn532 import nfc_tag
+    from simulators.pn532_reader import Pn532ReaderSimulator
+
+    tags = [nfc_tag(uid) for uid in _csv(args.tags)]
+    sim = Pn532ReaderSimulator(lambda: tags, require_wakeup=not args.no_wakeup)
+    return _serve([sim], sim.port, args)
+
+
+def cmd_sim_rdm6300(args: argparse.Namespace) -> int:
+    from devices.rdm6300 import encode_frame
+    from simulators.rdm6300_reader import Rdm6300ReaderSimulator
+
+    card: str | None = args.card
+    if card is not None:
+        encode_frame(card)  # validate now
+    sim = Rdm6300ReaderSimulator(lambda: card, repeat_s=args.interval)
+    return _serve([sim], sim.port, args)
+
+
+def cmd_sim_modbus(args: argparse.Namespace) -> int:
+    from simulators.modbus_probe import ModbusProbeSimulator
+
+    reading = (args.temperature, args.humidity)
+    sim = ModbusProbeSimulator({slave: (lambda: reading) for slave in args.slave or [1]})
+    return _serve([sim], sim.port, args)
+
+
+def cmd_sim_mqtt(args: argparse.Namespace) -> int:
+    from simulators.mqtt_sensors import MqttSensorSimulator, SimulatedMqttSensor
+
+    topic = args.topic or (
+        "zigbee2mqtt/shelfsense_sim" if args.format == "zigbee2mqtt" else "tele/shelfsense_sim/SENSOR"
+    )
+    reading = (args.temperature, args.humidity)
+    sensor = SimulatedMqttSensor(topic, args.format, lambda: reading, battery=args.battery)
+    sim = MqttSensorSimulator(args.url, [sensor], interval_s=args.interval)
+    return _serve([sim], topic)
+
+
+def cmd_sim_scenario(args: argparse.Namespace) -> int:
+    from simulators.modbus_probe import ModbusProbeSimulator
+    from simulators.mqtt_sensors import MqttSensorSimulator, SimulatedMqttSensor
+    from simulators.scenario import ScenarioRunner, load_scenario
+    from simulators.uhf_reader import UhfReaderSimulator
+
+    scenario = load_scenario(args.file)
+    runner = ScenarioRunner(scenario)
+    simulators: list[Any] = []
+    portals: dict[str, dict[str, str]] = {}
+    for portal in scenario.spec.portals:
+        readers = {
+            zone: UhfReaderSimulator(runner.field_source(zone, portal.id)) for zone in ("outer", "inner")
+        }
+        simulators += readers.values()
+        portals[portal.id] = {zone: reader.port for zone, reader in readers.items()}
+    probe = ModbusProbeSimulator({1: runner.cold_room})
+    simulators.append(probe)
+    where: dict[str, Any] = {
+        "scenario": scenario.spec.name,
+        "portals": portals,
+        "modbus": {"port": probe.port, "slaves": [1]},
+        "mqtt": None,
+    }
+    if args.mqtt_url:
+        sensors = [
+            SimulatedMqttSensor("zigbee2mqtt/coldroom", "zigbee2mqtt", runner.cold_room, battery=96),
+            SimulatedMqttSensor("tele/coldroom/SENSOR", "tasmota", runner.cold_room),
+        ]
+        simulators.append(MqttSensorSimulator(args.mqtt_url, sensors, interval_s=args.interval))
+        where["mqtt"] = {"url": args.mqtt_url, "topics": [s.topic for s in sensors]}
+    return _serve(simulators, json.dumps(where), args)
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+
+def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--noise-every", type=float, metavar="S", help="16 bytes of line noise every S seconds"
+    )
+    parser.add_argument(
+        "--corrupt-every", type=float, metavar="S", help="one frame with a bad checksum every S s"
+    )
+
+
+def _add_decode_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    decode = commands.add_parser(
+        "decode", help="decode EPCs, MQTT payloads and serial frames"
+    ).add_subparsers(dest="decode_command", required=True)
+    epc = decode.add_parser("epc", help="GS1 EPC hex -> identity (one JSON object per line)")
+    epc.add_argument("hex", nargs="+", help="EPC as hex, e.g. 3074257BF7194E4000001A85")
+    epc.set_defaults(handler=_guarded(cmd_decode_epc))
+
+    mqtt = decode.add_parser("mqtt", help="an MQTT sensor message -> normalized readings (JSON list)")
+    mqtt.add_argument("--topic", required=True)
+    mqtt.add_argument("--payload", required=True, help="the payload text, or - to read it from stdin")
+    mqtt.add_argument("--format", help="firmware format (default: inferred from the topic)")
+    mqtt.set_defaults(handler=_guarded(cmd_decode_mqtt))
+
+    frame = decode.add_parser("frame", help="serial bytes (hex) -> decoded frames (JSON)")
+    frame.add_argument("--protocol", required=True, choices=["uhf", "pn532", "rdm6300", "modbus"])
+    frame.add_argument("hex", nargs="+", help="the bytes as hex; spaces or colons between bytes are fine")
+    frame.set_defaults(handler=_guarded(cmd_decode_frame))
+
+
+def _add_sim_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = commands.add_parser("sim", help="run a device simulator until Ctrl-C").add_subparsers(
+        dest="sim_command", required=True
+    )
+    uhf = sim.add_parser("uhf", help="M100/R200 UHF reader on a pty")
+    uhf.add_argument("--tags", default="", help="EPCs in the field, comma separated")
+    uhf.add_argument("--rssi", type=int, default=-55, help="RSSI of every tag in dBm (default -55)")
+    uhf.add_argument("--rate", type=float, default=20.0, help="inventory rounds per second")
+    uhf.set_defaults(handler=_guarded(cmd_sim_uhf))
+
+    pn532 = sim.add_parser("pn532", help="PN532 NFC reader (HSU) on a pty")
+    pn532.add_argument("--tags", default="", help="UIDs in the field (4, 7 or 10 bytes hex), comma separated")
+    pn532.add_argument("--no-wakeup", action="store_true", help="answer without the HSU wake-up preamble")
+    pn532.set_defaults(handler=_guarded(cmd_sim_pn532))
+
+    rdm = sim.add_parser("rdm6300", help="RDM6300 125 kHz reader on a pty")
+    rdm.add_argument("--card", help="card in the field: 10 hex characters (version byte + 4-byte id)")
+    rdm.add_argument("--interval", type=float, default=0.1, help="seconds between repeated frames")
+    rdm.set_defaults(handler=_guarded(cmd_sim_rdm6300))
+
+    modbus = sim.add_parser("modbus", help="XY-MD02 Modbus RTU probe(s) on a pty")
+    modbus.add_argument("--slave", type=int, action="append", help="slave id (repeatable, default 1)")
+    modbus.add_argument("--temperature", type=float, default=4.0, help="degC")
+    modbus.add_argument("--humidity", type=float, default=60.0, help="%%RH")
+    modbus.set_defaults(handler=_guarded(cmd_sim_modbus))
+    for parser in (uhf, pn532, rdm, modbus):
+        _add_fault_flags(parser)
+
+    mqtt = sim.add_parser("mqtt", help="an MQTT temperature/humidity sensor")
+    mqtt.add_argument("--url", required=True, help="broker, mqtt://host:port")
+    mqtt.add_argument("--format", choices=["zigbee2mqtt", "tasmota"], default="zigbee2mqtt")
+    mqtt.add_argument("--topic", help="default: zigbee2mqtt/shelfsense_sim or tele/shelfsense_sim/SENSOR")
+    mqtt.add_argument("--temperature", type=float, default=4.0, help="degC")
+    mqtt.add_argument("--humidity", type=float, default=60.0, help="%%RH")
+    mqtt.add_argument("--battery", type=int, help="battery %% (zigbee2mqtt)")
+    mqtt.add_argument("--interval", type=float, default=1.0, help="seconds between messages")
+    mqtt.set_defaults(handler=_guarded(cmd_sim_mqtt))
+
+    scenario = sim.add_parser("scenario", help="a whole site from a scenario file (simulators/scenarios/)")
+    scenario.add_argument("file", help="scenario TOML file")
+    scenario.add_argument("--mqtt-url", help="also publish the cold room's MQTT sensors to this broker")
+    scenario.add_argument("--interval", type=float, default=1.0, help="MQTT publish interval in seconds")
+    _add_fault_flags(scenario)
+    scenario.set_defaults(handler=_guarded(cmd_sim_scenario))
 
 
 def add_tool_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Registered by shelfsense.cli; filled in as devices/ and simulators/ land."""
+    """Register ``decode`` and ``sim``; called by :func:`shelfsense.cli.build_parser`."""
+    _add_decode_commands(commands)
+    _add_sim_commands(commands)

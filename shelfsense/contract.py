@@ -217,6 +217,8 @@ def parse_batch(body: bytes | str | dict[str, Any]) -> Batch:
             data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ContractError(f"batch body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:  # hostile, absurdly nested JSON
+            raise ContractError("batch body is nested too deeply") from exc
     else:
         data = body
     check_version(data)

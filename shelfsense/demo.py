@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -88,9 +89,7 @@ async def _start_amqtt() -> Broker:
     broker = AmqttBroker(
         {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-            "sys_interval": 0,
-            "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
-            "topic-check": {"enabled": False},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
     )
     await broker.start()
@@ -196,8 +195,9 @@ class DemoRun:
         from cloud.admin import create_edge, create_user
 
         db_url = f"sqlite+aiosqlite:///{self.workdir / 'cloud.db'}"
-        self.edge_token = (await create_edge(db_url, SITE_ID, EDGE_ID))[1]
-        self.user_token = await create_user(db_url, "demo-operator", "admin")
+        # The admin helpers run their own event loop: keep them off ours.
+        self.edge_token = (await asyncio.to_thread(create_edge, db_url, SITE_ID, EDGE_ID))[1]
+        self.user_token = await asyncio.to_thread(create_user, db_url, "demo-operator", "admin")
         self.cloud_port = free_port()
         config = self.workdir / "cloud.toml"
         config.write_text(
@@ -376,12 +376,17 @@ class DemoRun:
         room = f" ({max(temps):.1f} °C max)" if temps else ""
         return (
             f"[{time.monotonic() - self.started_at:5.0f} s] reads {edge.get('tag_reads', 0)}"
-            f" | on hand {cloud.get('items_on_hand', 0)}"
+            f" | on hand {cloud.get('items_on_hand', 0)}{self.by_location(edge)}"
             f" | sensors {len({s['sensor_id'] for s in sensors})}{room}"
             f" | readings {cloud.get('sensor_readings', 0)}"
             f" | alerts open {cloud.get('alerts_open', 0)}"
             f" | sync lag {edge.get('sync_lag_s', 0):.1f} s, unsynced {edge.get('pending_events', 0)}"
         )
+
+    @staticmethod
+    def by_location(edge: dict[str, Any]) -> str:
+        where = edge.get("items_by_location") or {}
+        return f" ({', '.join(f'{k} {v}' for k, v in sorted(where.items()))})" if where else ""
 
     async def status_loop(self, db_path: Path, stop: asyncio.Event) -> None:
         interactive = sys.stdout.isatty() and not self.options.json_summary
@@ -432,7 +437,8 @@ class DemoRun:
         try:
             self.say(f"MQTT broker: {broker.kind} at {broker.url}")
             await self.start_cloud()
-            self.say(f"cloud: {self.cloud_url} (SQLite {self.workdir / 'cloud.db'})")
+            cloud_pid = self.children[-1].process.pid
+            self.say(f"cloud: {self.cloud_url} (pid {cloud_pid}, SQLite {self.workdir / 'cloud.db'})")
             self.say(f"API docs: {self.cloud_url}/docs")
             self.say(
                 f"operator token (admin, demo only): {self.user_token[:10]}... (full token in {self.workdir})"
@@ -444,7 +450,8 @@ class DemoRun:
                 f"Modbus probe {ports['probe']}, MQTT zigbee2mqtt + tasmota"
             )
             db_path = self.start_edge(broker.url, ports)
-            self.say(f"edge: {EDGE_ID} (SQLite {db_path}); Ctrl-C stops everything")
+            edge_pid = self.children[-1].process.pid
+            self.say(f"edge: {EDGE_ID} (pid {edge_pid}, SQLite {db_path}); Ctrl-C stops everything")
             status = asyncio.create_task(self.status_loop(db_path, stop))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.options.duration_s)
@@ -508,6 +515,8 @@ class DemoRun:
 
 
 def run_demo(options: DemoOptions) -> int:
+    # One status line per second is the demo's output; per-request client logs would drown it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return asyncio.run(DemoRun(options).run())
     except ServiceError as exc:

@@ -6,6 +6,8 @@
 - ``pg_url``: a fresh PostgreSQL database per test on ``SHELFSENSE_TEST_PG_URL`` or 127.0.0.1:5432
   (database ``test``); skips with a visible reason only if no server is reachable.
 - ``pty_pair``: a raw pseudo-terminal pair ``(master_fd, slave_path)``.
+- ``socat_pty_link``: two linked pseudo-terminal *paths* made by ``socat`` (both ends open like real ports,
+  as a USB-RS485 adapter and its device would be).
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
+import subprocess
+import tempfile
+import time
 import tty
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -105,3 +112,26 @@ def pty_pair() -> Iterator[tuple[int, str]]:
     for fd in (master, slave):
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+@pytest.fixture
+def socat_pty_link() -> Iterator[tuple[str, str]]:
+    if shutil.which("socat") is None:
+        pytest.skip("socat not installed (the test command apt-get installs it)")
+    folder = Path(tempfile.mkdtemp(prefix="shelfsense-socat-"))
+    a, b = folder / "a", folder / "b"
+    process = subprocess.Popen(
+        ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 5
+    while not (a.exists() and b.exists()):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail("socat did not create its pty links")
+        time.sleep(0.02)
+    yield str(a), str(b)
+    process.terminate()
+    process.wait(timeout=5)
+    shutil.rmtree(folder, ignore_errors=True)

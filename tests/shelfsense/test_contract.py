@@ -94,3 +94,8 @@ def test_sensor_readings_round_trip(value: float, seq: int) -> None:
     reading = SensorReading(sensor_id="probe-1", quantity="temperature", value=value, unit="degC", time=T0)
     batch = Batch(edge_id="e", created_at=T0, events=[SequencedEvent(seq=seq, event=reading)])
     assert parse_batch(batch.model_dump_json()) == batch
+
+
+def test_absurdly_nested_json_is_a_contract_error() -> None:
+    with pytest.raises(ContractError, match="nested too deeply"):
+        parse_batch(b"[" * 100_000 + b"]" * 100_000)

@@ -1,0 +1,153 @@
+"""FastAPI dependencies: database connection, settings, authenticated edge / user, role checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import select
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cloud.core import db
+from cloud.core.config import ZoneKey
+from cloud.core.errors import ApiError
+from cloud.core.metrics import Metrics
+from cloud.core.security import Role, hash_token, parse_bearer
+from shelfsense.config import Settings, ZoneLimits
+
+BEARER = {"WWW-Authenticate": "Bearer"}
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def get_zones(request: Request) -> Mapping[ZoneKey, ZoneLimits]:
+    zones: Mapping[ZoneKey, ZoneLimits] = request.app.state.zones
+    return zones
+
+
+async def get_conn(engine: Annotated[AsyncEngine, Depends(get_engine)]) -> AsyncIterator[AsyncConnection]:
+    """A read connection; its implicit transaction gives one consistent snapshot per request."""
+    async with engine.connect() as conn:
+        yield conn
+
+
+Engine = Annotated[AsyncEngine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ZonesDep = Annotated[Mapping[ZoneKey, ZoneLimits], Depends(get_zones)]
+DbConn = Annotated[AsyncConnection, Depends(get_conn)]
+
+
+@dataclass(frozen=True, slots=True)
+class EdgePrincipal:
+    edge_id: str
+    site_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserPrincipal:
+    name: str
+    role: Role
+
+
+async def _token_row(engine: AsyncEngine, authorization: str | None) -> Row[Any, Any, Any, Any, Any, Any]:
+    token = parse_bearer(authorization)
+    if token is None:
+        raise ApiError(401, "unauthenticated", "missing bearer token", headers=BEARER)
+    query = (
+        select(
+            db.tokens.c.kind,
+            db.tokens.c.revoked_at,
+            db.tokens.c.edge_id,
+            db.edges.c.site_id,
+            db.tokens.c.user_name,
+            db.users.c.role,
+        )
+        .select_from(
+            db.tokens.outerjoin(db.edges, db.edges.c.edge_id == db.tokens.c.edge_id).outerjoin(
+                db.users, db.users.c.name == db.tokens.c.user_name
+            )
+        )
+        .where(db.tokens.c.token_hash == hash_token(token))
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).one_or_none()
+    if row is None or row.revoked_at is not None:
+        # One answer for unknown and revoked: do not tell a caller which tokens once existed.
+        raise ApiError(401, "unauthenticated", "invalid or revoked token", headers=BEARER)
+    return row
+
+
+async def current_edge(
+    engine: Engine, metrics: MetricsDep, authorization: Annotated[str | None, Header()] = None
+) -> EdgePrincipal:
+    try:
+        row = await _token_row(engine, authorization)
+    except ApiError:
+        metrics.refused("unauthenticated")
+        raise
+    if row.kind != "edge" or row.edge_id is None or row.site_id is None:
+        metrics.refused("forbidden")
+        raise ApiError(403, "forbidden", "this token does not belong to an edge")
+    return EdgePrincipal(edge_id=row.edge_id, site_id=row.site_id)
+
+
+async def current_user(
+    engine: Engine, authorization: Annotated[str | None, Header()] = None
+) -> UserPrincipal:
+    row = await _token_row(engine, authorization)
+    if row.kind != "user" or row.role is None:
+        raise ApiError(403, "forbidden", "this endpoint needs a user token")
+    return UserPrincipal(name=row.user_name, role=Role[row.role])
+
+
+CurrentEdge = Annotated[EdgePrincipal, Depends(current_edge)]
+CurrentUser = Annotated[UserPrincipal, Depends(current_user)]
+
+
+def require_role(role: Role) -> Callable[[UserPrincipal], Coroutine[Any, Any, UserPrincipal]]:
+    """A dependency that admits users whose role is ``role`` or higher."""
+
+    async def check(user: CurrentUser) -> UserPrincipal:
+        if user.role < role:
+            raise ApiError(403, "forbidden", f"this endpoint needs the {role.name} role")
+        return user
+
+    return check
+
+
+ViewerUser = Annotated[UserPrincipal, Depends(require_role(Role.viewer))]
+OperatorUser = Annotated[UserPrincipal, Depends(require_role(Role.operator))]
+AdminUser = Annotated[UserPrincipal, Depends(require_role(Role.admin))]
+
+__all__ = [
+    "AdminUser",
+    "CurrentEdge",
+    "CurrentUser",
+    "DbConn",
+    "EdgePrincipal",
+    "Engine",
+    "MetricsDep",
+    "OperatorUser",
+    "SettingsDep",
+    "UserPrincipal",
+    "ViewerUser",
+    "ZonesDep",
+    "require_role",
+]

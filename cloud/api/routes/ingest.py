@@ -1,0 +1,92 @@
+"""``POST /api/v1/edges/{edge_id}/batches``: the edge sync endpoint."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from cloud.api.body import read_limited_body
+from cloud.api.deps import CurrentEdge, Engine, MetricsDep, SettingsDep, ZonesDep
+from cloud.core.errors import ApiError
+from cloud.schemas import ErrorBody
+from cloud.services.ingest import IngestConflict, UnknownEdge, ingest_batch
+from shelfsense.contract import Batch, BatchAck, ContractError, UnsupportedContractVersion, parse_batch
+
+router = APIRouter(prefix="/api/v1", tags=["ingest"])
+
+MAX_REPORTED_ERRORS = 10
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(body)"
+
+
+def parse_body(body: bytes) -> Batch:
+    """Parse a batch or raise a 422 :class:`ApiError` naming the offending field(s)."""
+    try:
+        return parse_batch(body)
+    except UnsupportedContractVersion as exc:
+        raise ApiError(
+            422, "unsupported_version", str(exc), extra={"errors": [{"loc": "v", "msg": str(exc)}]}
+        ) from exc
+    except ContractError as exc:
+        raise ApiError(422, "invalid_batch", str(exc)) from exc
+    except RecursionError as exc:
+        # json.loads raises this (not JSONDecodeError) for absurdly deep nesting: hostile input.
+        raise ApiError(422, "invalid_batch", "batch body is nested too deeply") from exc
+    except ValidationError as exc:
+        # Name each field and say what is wrong; never echo the (possibly huge) input back.
+        errors = [{"loc": _loc(e["loc"]), "msg": e["msg"]} for e in exc.errors()[:MAX_REPORTED_ERRORS]]
+        detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+        raise ApiError(422, "invalid_batch", detail, extra={"errors": errors}) from exc
+
+
+@router.post(
+    "/edges/{edge_id}/batches",
+    response_model=BatchAck,
+    responses={
+        401: {"model": ErrorBody},
+        403: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+    },
+)
+async def post_batch(
+    edge_id: str,
+    request: Request,
+    edge: CurrentEdge,
+    engine: Engine,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    zones: ZonesDep,
+) -> BatchAck:
+    """Store a :class:`shelfsense.contract.Batch` (JSON, optionally gzip) and acknowledge it.
+
+    Idempotent: events already stored (same edge and seq) are counted as duplicates and ignored.
+    ``acked_through`` is the highest sequence up to which every event is stored.
+    """
+    if edge.edge_id != edge_id:
+        metrics.refused("forbidden")
+        raise ApiError(403, "forbidden", "this token belongs to another edge")
+    try:
+        body = await read_limited_body(request, settings.cloud.max_body_bytes)
+        batch = await run_in_threadpool(parse_body, body)
+    except ApiError as exc:
+        metrics.refused(exc.code)
+        raise
+    if batch.edge_id != edge.edge_id:
+        metrics.refused("forbidden")
+        raise ApiError(403, "forbidden", "batch.edge_id does not match the authenticated edge")
+    try:
+        result = await ingest_batch(engine, batch, zones)
+    except UnknownEdge as exc:
+        metrics.refused("unauthenticated")
+        raise ApiError(401, "unauthenticated", str(exc)) from exc
+    except IngestConflict as exc:
+        metrics.refused("conflict")
+        raise ApiError(503, "conflict", str(exc), headers={"Retry-After": "1"}) from exc
+    metrics.batches_accepted += 1
+    metrics.event_duplicates += result.ack.duplicates
+    metrics.events_ingested.update(result.accepted_by_kind)
+    return result.ack

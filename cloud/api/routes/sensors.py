@@ -1,0 +1,60 @@
+"""Sensors (latest value) and their readings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+
+from cloud.api.deps import DbConn, require_role
+from cloud.api.pagination import Limit, Offset, paginate
+from cloud.core import db
+from cloud.core.security import Role
+from cloud.schemas import Page, SensorPublic, SensorReadingPublic
+
+router = APIRouter(prefix="/api/v1", tags=["sensors"], dependencies=[Depends(require_role(Role.viewer))])
+
+
+@router.get("/sensors", response_model=Page[SensorPublic])
+async def list_sensors(
+    conn: DbConn, site: str | None = None, zone: str | None = None, limit: Limit = 100, offset: Offset = 0
+) -> Page[SensorPublic]:
+    t = db.sensors
+    query = select(t).order_by(t.c.site_id, t.c.sensor_id, t.c.quantity)
+    if site is not None:
+        query = query.where(t.c.site_id == site)
+    if zone is not None:
+        query = query.where(t.c.zone == zone)
+    rows, total = await paginate(conn, query, limit, offset)
+    return Page[SensorPublic](items=[SensorPublic.model_validate(r) for r in rows], total=total)
+
+
+@router.get("/sensors/{sensor_id}/readings", response_model=Page[SensorReadingPublic])
+async def list_readings(
+    conn: DbConn,
+    sensor_id: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    quantity: str | None = None,
+    site: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[SensorReadingPublic]:
+    """Readings in time order; ``since`` inclusive, ``until`` exclusive (naive times are UTC)."""
+    t = db.sensor_readings
+    query = select(t).where(t.c.sensor_id == sensor_id).order_by(t.c.time, t.c.id)
+    if since is not None:
+        query = query.where(t.c.time >= since)
+    if until is not None:
+        query = query.where(t.c.time < until)
+    if quantity is not None:
+        query = query.where(t.c.quantity == quantity)
+    if site is not None:
+        query = query.where(t.c.site_id == site)
+    rows, total = await paginate(conn, query, limit, offset)
+    items = [
+        SensorReadingPublic.model_validate({**r, "flags": [f for f in r["flags"].split(",") if f]})
+        for r in rows
+    ]
+    return Page[SensorReadingPublic](items=items, total=total)

@@ -1,0 +1,47 @@
+"""One-call overview (the demo prints it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import ColumnElement, Table, func, select
+
+from cloud.api.deps import DbConn, require_role
+from cloud.core import db
+from cloud.core.security import Role
+from cloud.schemas import EdgeBrief, Summary
+
+router = APIRouter(prefix="/api/v1", tags=["summary"], dependencies=[Depends(require_role(Role.viewer))])
+
+
+@router.get("/summary", response_model=Summary)
+async def summary(conn: DbConn, site: str | None = None) -> Summary:
+    def count(table: Table, *conditions: ColumnElement[bool]) -> Any:
+        query = select(func.count()).select_from(table).where(*conditions)
+        if site is not None:
+            query = query.where(table.c.site_id == site)
+        return query.scalar_subquery()
+
+    e = db.edges
+    received = select(func.coalesce(func.sum(e.c.events_received), 0))
+    if site is not None:
+        received = received.where(e.c.site_id == site)
+    row = (
+        await conn.execute(
+            select(
+                count(db.stock_items, db.stock_items.c.present.is_(True)).label("items_on_hand"),
+                count(db.sensor_readings).label("sensor_readings"),
+                count(db.tag_observations).label("tag_observations"),
+                count(db.portal_passages).label("passages"),
+                count(db.alerts, db.alerts.c.status == "open").label("alerts_open"),
+                count(db.alerts).label("alerts_total"),
+                received.scalar_subquery().label("events_received"),
+            )
+        )
+    ).one()
+    edge_query = select(e.c.edge_id, e.c.acked_through, e.c.last_seen).order_by(e.c.edge_id)
+    if site is not None:
+        edge_query = edge_query.where(e.c.site_id == site)
+    edges = [EdgeBrief.model_validate(dict(r)) for r in (await conn.execute(edge_query)).mappings()]
+    return Summary(**{k: int(v) for k, v in row._mapping.items()}, edges=edges)

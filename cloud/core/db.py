@@ -1,0 +1,518 @@
+"""Database schema and engine (SQLAlchemy 2 Core, async) for SQLite and PostgreSQL.
+
+The schema is owned by Alembic migrations (``cloud/migrations``, run by :mod:`cloud.core.migrate`);
+``metadata`` here must always equal the schema at head (a test compares them on both engines).
+
+Timestamps are stored in UTC. :class:`UtcDateTime` normalises every bound value to UTC (naive
+values are taken as UTC, as the contract's producers emit UTC) and returns aware datetimes, so
+SQLite (which has no time-zone type and compares ISO strings) and PostgreSQL behave alike.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.types import TypeDecorator
+
+# Execution option asking the SQLite "begin" hook for BEGIN IMMEDIATE (writers), see _sqlite_hooks.
+WRITE_TRANSACTION = {"shelfsense_write": True}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both engines (SQLite stores naive UTC ISO strings)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc(value: datetime) -> datetime:
+    """Normalise a datetime to aware UTC (naive means UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+ID = String(128)
+EPC = String(124)
+
+metadata = MetaData()
+
+sites = Table(
+    "sites",
+    metadata,
+    Column("site_id", ID, primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+edges = Table(
+    "edges",
+    metadata,
+    Column("edge_id", ID, primary_key=True),
+    Column("site_id", ID, ForeignKey("sites.site_id"), nullable=False),
+    Column("acked_through", BigInteger, nullable=False, default=0),
+    Column("events_received", BigInteger, nullable=False, default=0),
+    Column("duplicates", BigInteger, nullable=False, default=0),
+    Column("batches", BigInteger, nullable=False, default=0),
+    Column("last_seen", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", ID, primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Only the SHA-256 of a token is stored; ``kind`` says whether it belongs to an edge or a user.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("edge_id", ID, ForeignKey("edges.edge_id")),
+    Column("user_name", ID, ForeignKey("users.name")),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+# The de-duplication log: one row per (edge, seq) ever accepted.
+events = Table(
+    "events",
+    metadata,
+    Column("edge_id", ID, primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
+
+def _event_columns() -> list[Column[Any]]:
+    """Columns every projection row shares: where it came from."""
+    return [
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("site_id", ID, nullable=False),
+        Column("edge_id", ID, nullable=False),
+        Column("seq", BigInteger, nullable=False),
+    ]
+
+
+tag_observations = Table(
+    "tag_observations",
+    metadata,
+    *_event_columns(),
+    Column("epc", EPC, nullable=False),
+    Column("reader", ID, nullable=False),
+    Column("antenna", Integer, nullable=False),
+    Column("rssi", Float),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("location", ID),
+    Index("ix_tag_observations_epc", "epc", "last_seen"),
+    Index("ix_tag_observations_site", "site_id"),
+)
+
+portal_passages = Table(
+    "portal_passages",
+    metadata,
+    *_event_columns(),
+    Column("epc", EPC, nullable=False),
+    Column("portal", ID, nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("inside_location", ID),
+    Column("outside_location", ID),
+    Index("ix_portal_passages_epc", "epc", "at"),
+    Index("ix_portal_passages_site", "site_id"),
+)
+
+stock_movements = Table(
+    "stock_movements",
+    metadata,
+    *_event_columns(),
+    Column("epc", EPC, nullable=False),
+    Column("from_location", ID),
+    Column("to_location", ID),
+    Column("reason", String(16), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_stock_movements_epc", "epc", "at"),
+)
+
+# Current stock: the latest movement per (site, epc). ``present`` false = left the site.
+stock_items = Table(
+    "stock_items",
+    metadata,
+    Column("site_id", ID, primary_key=True),
+    Column("epc", EPC, primary_key=True),
+    Column("location", ID),
+    Column("present", Boolean, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_stock_items_location", "site_id", "present", "location"),
+)
+
+sensor_readings = Table(
+    "sensor_readings",
+    metadata,
+    *_event_columns(),
+    Column("sensor_id", ID, nullable=False),
+    Column("quantity", String(16), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("unit", String(8), nullable=False),
+    Column("time", UtcDateTime, nullable=False),
+    Column("zone", ID),
+    Column("flags", String(64), nullable=False, default=""),
+    Index("ix_sensor_readings_sensor_time", "sensor_id", "time"),
+    Index("ix_sensor_readings_site", "site_id"),
+)
+
+# Latest value per (site, sensor, quantity).
+sensors = Table(
+    "sensors",
+    metadata,
+    Column("site_id", ID, primary_key=True),
+    Column("sensor_id", ID, primary_key=True),
+    Column("quantity", String(16), primary_key=True),
+    Column("edge_id", ID, nullable=False),
+    Column("zone", ID),
+    Column("unit", String(8), nullable=False),
+    Column("last_value", Float, nullable=False),
+    Column("last_time", UtcDateTime, nullable=False),
+)
+
+# Latest health per (edge, device).
+device_health = Table(
+    "device_health",
+    metadata,
+    Column("edge_id", ID, primary_key=True),
+    Column("device_id", ID, primary_key=True),
+    Column("connected", Boolean, nullable=False),
+    Column("last_frame_at", UtcDateTime),
+    Column("frames_ok", BigInteger, nullable=False),
+    Column("frames_bad", BigInteger, nullable=False),
+    Column("reconnects", BigInteger, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+local_alarms = Table(
+    "local_alarms",
+    metadata,
+    *_event_columns(),
+    Column("zone", ID, nullable=False),
+    Column("sensor_id", ID, nullable=False),
+    Column("rule", String(32), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("limit", Float, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+# Cold-chain alerts. At most one open alert per (site, zone, rule): enforced by a partial unique
+# index so two concurrent batches cannot both open one.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("site_id", ID, nullable=False),
+    Column("zone", ID, nullable=False),
+    Column("rule", String(32), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("source", String(8), nullable=False),
+    Column("sensor_id", ID),
+    Column("limit", Float),
+    Column("peak_value", Float, nullable=False),
+    Column("last_value", Float, nullable=False),
+    Column("first_breach_at", UtcDateTime, nullable=False),
+    Column("last_breach_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime),
+    Index(
+        "ux_alerts_one_open",
+        "site_id",
+        "zone",
+        "rule",
+        unique=True,
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
+    Index("ix_alerts_status", "status", "site_id"),
+)
+
+
+# --- master data (revision 0002) ------------------------------------------------------------------
+# Sites already exist (edges belong to one); locations form a tree per site. Event rows keep plain
+# location strings without foreign keys: an edge may report a location before it is registered.
+
+LOCATION_KINDS = ("site_area", "zone", "shelf", "cold_room", "dock")
+
+locations = Table(
+    "locations",
+    metadata,
+    Column("site_id", ID, ForeignKey("sites.site_id"), primary_key=True),
+    Column("location_id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("parent_id", ID),
+    Column("name", String(200), nullable=False, default=""),
+    # Readers cover it: only such locations take part in continuous stocktake reconciliation.
+    Column("rfid_coverage", Boolean, nullable=False, default=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(
+        ["site_id", "parent_id"], ["locations.site_id", "locations.location_id"], name="fk_locations_parent"
+    ),
+    Index("ix_locations_parent", "site_id", "parent_id"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("sku", ID, primary_key=True),
+    Column("gtin", String(14), unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("shelf_life_days", Integer),
+    Column("storage_temp_min_c", Float),
+    Column("storage_temp_max_c", Float),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+lots = Table(
+    "lots",
+    metadata,
+    Column("sku", ID, ForeignKey("products.sku"), primary_key=True),
+    Column("lot_code", ID, primary_key=True),
+    Column("expiry", Date),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_lots_expiry", "expiry"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("epc", EPC, primary_key=True),
+    Column("sku", ID, ForeignKey("products.sku"), nullable=False),
+    Column("lot_code", ID),
+    Column("updated_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["sku", "lot_code"], ["lots.sku", "lots.lot_code"], name="fk_items_lot"),
+    Index("ix_items_sku_lot", "sku", "lot_code"),
+)
+
+
+# --- continuous stocktake (revision 0003) ---------------------------------------------------------
+
+stocktake_runs = Table(
+    "stocktake_runs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("site_id", ID, nullable=False),
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("window_end", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("runner", String(200), nullable=False),
+    Column("missing_after_windows", Integer, nullable=False),
+    Column("missing", Integer, nullable=False, default=0),
+    Column("misplaced", Integer, nullable=False, default=0),
+    Column("unexpected", Integer, nullable=False, default=0),
+    Column("unknown", Integer, nullable=False, default=0),
+    Column("new_discrepancies", Integer, nullable=False, default=0),
+    Column("resolved_discrepancies", Integer, nullable=False, default=0),
+    Index("ix_stocktake_runs_site", "site_id", "id"),
+)
+
+stocktake_locations = Table(
+    "stocktake_locations",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("stocktake_runs.id"), primary_key=True),
+    Column("location", ID, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("book_count", Integer, nullable=False),
+    Column("seen_count", Integer, nullable=False),
+    Column("observed_count", Integer, nullable=False),
+    Column("read_rate", Float),
+    Column("baseline_read_rate", Float),
+    Column("confidence", Float),
+    Index("ix_stocktake_locations_location", "location", "run_id"),
+)
+
+# One row per discrepancy episode: opened by the run that first sees it, kept (last_run_id) while
+# later runs still see it, closed as resolved / accepted / dismissed.
+stocktake_discrepancies = Table(
+    "stocktake_discrepancies",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("site_id", ID, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("epc", EPC, nullable=False),
+    Column("location", ID, nullable=False),
+    Column("book_location", ID),
+    Column("status", String(16), nullable=False),
+    Column("unseen_windows", Integer, nullable=False, default=0),
+    Column("first_run_id", BigInteger, ForeignKey("stocktake_runs.id"), nullable=False),
+    Column("last_run_id", BigInteger, ForeignKey("stocktake_runs.id"), nullable=False),
+    Column("resolved_run_id", BigInteger, ForeignKey("stocktake_runs.id")),
+    Column("decided_by", ID),
+    Column("decided_at", UtcDateTime),
+    Index(
+        "ux_stocktake_discrepancies_live",
+        "site_id",
+        "kind",
+        "epc",
+        "location",
+        unique=True,
+        sqlite_where=text("status IN ('open', 'dismissed')"),
+        postgresql_where=text("status IN ('open', 'dismissed')"),
+    ),
+    Index("ix_stocktake_discrepancies_status", "site_id", "status", "location"),
+)
+
+# Unseen covered windows per book item (only nonzero counters are stored).
+stocktake_streaks = Table(
+    "stocktake_streaks",
+    metadata,
+    Column("site_id", ID, primary_key=True),
+    Column("epc", EPC, primary_key=True),
+    Column("unseen_windows", Integer, nullable=False),
+)
+
+# Periodic background jobs shared by all replicas: whoever claims the row (FOR UPDATE SKIP LOCKED)
+# runs the tick and moves next_run_at forward.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("next_run_at", UtcDateTime, nullable=False),
+    Column("last_started_at", UtcDateTime),
+    Column("last_finished_at", UtcDateTime),
+    Column("last_runner", String(200)),
+    Column("runs", BigInteger, nullable=False, default=0),
+)
+
+
+def _ensure_sqlite_dir(db_url: str) -> None:
+    url = make_url(db_url)
+    database = url.database
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_hooks(engine: AsyncEngine) -> None:
+    """WAL + busy_timeout, and BEGIN IMMEDIATE for write transactions.
+
+    pysqlite's own transaction handling begins lazily and would upgrade a read lock to a write
+    lock mid-transaction (SQLITE_BUSY without waiting); taking the write lock at BEGIN makes
+    concurrent ingests queue on busy_timeout instead. Reads keep a plain deferred BEGIN.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA busy_timeout=10000",
+            "PRAGMA synchronous=FULL",  # an ack promises the batch is durable
+            "PRAGMA foreign_keys=ON",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("shelfsense_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_engine(db_url: str) -> AsyncEngine:
+    """An async engine for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``."""
+    backend = make_url(db_url).get_backend_name()
+    if backend == "sqlite":
+        _ensure_sqlite_dir(db_url)
+        engine = create_async_engine(db_url)
+        _sqlite_hooks(engine)
+        return engine
+    if backend == "postgresql":
+        return create_async_engine(db_url, pool_pre_ping=True)
+    raise ValueError(f"cloud.db_url: unsupported database backend {backend!r} (use sqlite or postgresql)")
+
+
+async def create_all(engine: AsyncEngine) -> None:
+    """Bring the schema to the latest migration (idempotent; kept under its historical name)."""
+    from cloud.core.migrate import ensure_schema  # migrate imports this module
+
+    await ensure_schema(engine)
+
+
+async def write_connection(conn: AsyncConnection) -> AsyncConnection:
+    """The same connection, flagged so its next transaction takes the write lock (SQLite)."""
+    return await conn.execution_options(**WRITE_TRANSACTION)
+
+
+__all__ = [
+    "LOCATION_KINDS",
+    "UtcDateTime",
+    "alerts",
+    "create_all",
+    "create_engine",
+    "device_health",
+    "edges",
+    "events",
+    "items",
+    "jobs",
+    "local_alarms",
+    "locations",
+    "lots",
+    "metadata",
+    "portal_passages",
+    "products",
+    "sensor_readings",
+    "sensors",
+    "sites",
+    "stock_items",
+    "stock_movements",
+    "stocktake_discrepancies",
+    "stocktake_locations",
+    "stocktake_runs",
+    "stocktake_streaks",
+    "tag_observations",
+    "tokens",
+    "users",
+    "utc",
+    "utcnow",
+    "write_connection",
+]

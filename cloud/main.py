@@ -1,0 +1,110 @@
+"""The cloud FastAPI application: ``create_app(settings)`` and ``serve(settings)``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cloud.api.routes import alerts, edges, health, ingest, masterdata, sensors, stock, summary
+from cloud.core import db
+from cloud.core.config import zone_limits
+from cloud.core.errors import ApiError
+from cloud.core.metrics import Metrics
+from cloud.core.migrate import upgrade_to_head
+from shelfsense.config import Settings
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _error(
+    status: int, code: str, detail: str, headers: Mapping[str, str] | None = None, **extra: object
+) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": code, **extra}, status_code=status, headers=headers)
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")}
+        for e in exc.errors()[:10]
+    ]
+    detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+    return _error(422, "validation_error", detail, errors=errors)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The application; the lifespan opens the database (migrating it to head) and disposes it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = db.create_engine(settings.cloud.db_url)
+        try:
+            await upgrade_to_head(engine)  # serialised across replicas, see cloud.core.migrate
+            app.state.engine = engine
+            log.info("cloud database ready (%s)", engine.url.get_backend_name())
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="ShelfSense cloud",
+        version="0.1.0",
+        summary="Edge sync ingest, stock, sensors and cold-chain alerts",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.zones = zone_limits(settings)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for module in (health, ingest, stock, sensors, alerts, edges, summary, masterdata):
+        app.include_router(module.router)
+    return app
+
+
+def build_server(settings: Settings, *, log_level: str = "info") -> uvicorn.Server:
+    """A uvicorn server for the app; ``await server.serve()`` runs it inside an existing loop."""
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.cloud.host,
+        port=settings.cloud.port,
+        log_level=log_level,
+    )
+    return uvicorn.Server(config)
+
+
+def serve(settings: Settings) -> None:
+    """Run the cloud service until interrupted (``shelfsense cloud serve``)."""
+    build_server(settings).run()
+
+
+__all__ = ["build_server", "create_app", "serve"]

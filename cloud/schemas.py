@@ -1,0 +1,188 @@
+"""API request/response models (``*Create`` = what a client sends, ``*Public`` = what it gets)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shelfsense.contract import Ident
+
+T = TypeVar("T")
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    code: str
+
+
+class StockItemPublic(_Public):
+    site_id: str
+    epc: str
+    location: str | None
+    present: bool
+    updated_at: datetime
+
+
+class StockPage(Page[StockItemPublic]):
+    by_location: dict[str, int] = Field(description="items on hand per location (site filter applied)")
+
+
+class AlertPublic(_Public):
+    id: int
+    site_id: str
+    zone: str
+    rule: str
+    status: str
+    source: str = Field(description="cloud, edge or both")
+    sensor_id: str | None
+    limit: float | None
+    peak_value: float
+    last_value: float
+    first_breach_at: datetime
+    last_breach_at: datetime
+    resolved_at: datetime | None
+
+
+class SensorPublic(_Public):
+    site_id: str
+    sensor_id: str
+    quantity: str
+    edge_id: str
+    zone: str | None
+    unit: str
+    last_value: float
+    last_time: datetime
+
+
+class SensorReadingPublic(_Public):
+    site_id: str
+    edge_id: str
+    sensor_id: str
+    quantity: str
+    value: float
+    unit: str
+    time: datetime
+    zone: str | None
+    flags: list[str]
+
+
+class DeviceHealthPublic(_Public):
+    device_id: str
+    connected: bool
+    last_frame_at: datetime | None
+    frames_ok: int
+    frames_bad: int
+    reconnects: int
+    at: datetime
+
+
+class EdgePublic(_Public):
+    edge_id: str
+    site_id: str
+    acked_through: int
+    events_received: int
+    duplicates: int
+    batches: int
+    last_seen: datetime | None
+    devices: list[DeviceHealthPublic]
+
+
+class EdgeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    site_id: Ident
+    name: Ident
+
+
+class EdgeCreated(BaseModel):
+    edge_id: str
+    site_id: str
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class ObservationPublic(_Public):
+    site_id: str
+    edge_id: str
+    reader: str
+    antenna: int
+    rssi: float | None
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    location: str | None
+
+
+class PassagePublic(_Public):
+    site_id: str
+    edge_id: str
+    portal: str
+    direction: str
+    at: datetime
+    inside_location: str | None
+    outside_location: str | None
+
+
+class MovementPublic(_Public):
+    site_id: str
+    edge_id: str
+    from_location: str | None
+    to_location: str | None
+    reason: str
+    at: datetime
+
+
+class ItemHistory(BaseModel):
+    epc: str
+    stock: list[StockItemPublic]
+    observations: list[ObservationPublic]
+    passages: list[PassagePublic]
+    movements: list[MovementPublic]
+
+
+class EdgeBrief(BaseModel):
+    edge_id: str
+    acked_through: int
+    last_seen: datetime | None
+
+
+class Summary(BaseModel):
+    items_on_hand: int
+    sensor_readings: int
+    tag_observations: int
+    passages: int
+    alerts_open: int
+    alerts_total: int
+    events_received: int
+    edges: list[EdgeBrief]
+
+
+__all__ = [
+    "AlertPublic",
+    "DeviceHealthPublic",
+    "EdgeBrief",
+    "EdgeCreate",
+    "EdgeCreated",
+    "EdgePublic",
+    "ErrorBody",
+    "ItemHistory",
+    "MovementPublic",
+    "ObservationPublic",
+    "Page",
+    "PassagePublic",
+    "SensorPublic",
+    "SensorReadingPublic",
+    "StockItemPublic",
+    "StockPage",
+    "Summary",
+]

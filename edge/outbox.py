@@ -1,0 +1,425 @@
+"""The edge's durable SQLite store: the outbox of events to sync, and the local ledger.
+
+One database file (WAL, ``synchronous=FULL`` by default) holds:
+
+- ``outbox``: events not yet acknowledged by the cloud, keyed by their per-edge sequence number;
+- ``meta``: ``last_seq`` (the last sequence number ever assigned) and ``acked_through``. Keeping
+  ``last_seq`` here, rather than deriving it from ``MAX(outbox.seq)``, is what guarantees that
+  sequence numbers never repeat and have no holes across restarts, even after every row was acked
+  and deleted;
+- the local ledger: ``on_hand`` (which EPC is where), ``sensor_latest`` (latest value per sensor and
+  quantity), ``alarms`` (open local alarms) and ``counters`` (tag_reads, frames_ok, ...).
+
+Design choice: :meth:`Outbox.append` applies the ledger effects of the events itself
+(:class:`StockMovement` -> ``on_hand``, :class:`SensorReading` -> ``sensor_latest``,
+:class:`LocalAlarm` -> ``alarms``) and the optional counter deltas, all in the one transaction that
+assigns the sequence numbers and inserts the outbox rows. The ledger therefore can never disagree
+with what was queued for the cloud, and each call is one commit (one fsync): callers batch events
+(see :class:`OutboxWriter`, which groups concurrent callers into one commit).
+
+Every ``sqlite3.Error`` is translated into :class:`edge.errors.OutboxError` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+from pydantic import ValidationError
+
+from edge.errors import OutboxError
+from shelfsense.contract import (
+    Event,
+    LocalAlarm,
+    SensorReading,
+    SequencedEvent,
+    StockMovement,
+    parse_event,
+)
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('last_seq', 0), ('acked_through', 0);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS on_hand (
+    epc TEXT PRIMARY KEY,
+    location TEXT NOT NULL,
+    since TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sensor_latest (
+    sensor_id TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    value REAL NOT NULL,
+    unit TEXT NOT NULL,
+    time TEXT NOT NULL,
+    time_unix REAL NOT NULL,
+    zone TEXT,
+    PRIMARY KEY (sensor_id, quantity)
+);
+CREATE TABLE IF NOT EXISTS alarms (
+    zone TEXT NOT NULL,
+    sensor_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    value REAL NOT NULL,
+    limit_value REAL NOT NULL,
+    raised_at TEXT NOT NULL,
+    PRIMARY KEY (zone, sensor_id, rule)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    pending: int
+    oldest_pending_created_at: float | None  # unix time the oldest unacked event was stored
+    last_seq: int
+    acked_through: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlarm:
+    zone: str
+    sensor_id: str
+    rule: str
+    value: float
+    limit: float
+    raised_at: str
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Any:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise OutboxError(f"edge database: {what} failed: {exc}") from exc
+
+
+class Outbox:
+    """Durable outbox + ledger on one aiosqlite connection (all writes are serialised on it)."""
+
+    def __init__(self, path: Path | str, synchronous: Synchronous = "FULL") -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        # One connection is shared by the writer, the sync loop and readers. Without this lock an
+        # await inside one transaction lets another task BEGIN on the same connection, or read
+        # rows of a transaction that may still roll back (and then sync them to the cloud).
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self.path.is_dir():  # checked here: aiosqlite leaks a callback when connect() itself fails
+            raise OutboxError(f"edge database path {self.path} is a directory")
+        with _translated("open"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one call == one transaction.
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+            try:
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute(f"PRAGMA synchronous={self.synchronous}")
+                await db.execute("PRAGMA busy_timeout=5000")
+                await db.executescript(SCHEMA)
+            except sqlite3.Error:
+                await db.close()
+                raise
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            with _translated("close"):
+                await db.close()
+
+    async def __aenter__(self) -> Outbox:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise OutboxError("edge database is not open")
+        return self._db
+
+    @contextlib.asynccontextmanager
+    async def _reading(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+        db = self.db
+        async with self._lock:
+            with _translated(what):
+                yield db
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+        db = self.db
+        async with self._lock:
+            with _translated(what):
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.execute("ROLLBACK")
+                    raise
+                await db.execute("COMMIT")
+
+    async def append(self, events: Sequence[Event], counters: Mapping[str, int] | None = None) -> list[int]:
+        """Store ``events`` with the next sequence numbers and apply their ledger effects.
+
+        Everything (sequence assignment, outbox rows, ledger, counter deltas) is one transaction:
+        after a crash either all of it is there or none of it. Returns the assigned numbers.
+        """
+        async with self._transaction("append") as db:
+            async with db.execute("SELECT value FROM meta WHERE key = 'last_seq'") as cursor:
+                row = await cursor.fetchone()
+            last = int(row[0]) if row else 0
+            seqs = list(range(last + 1, last + 1 + len(events)))
+            now = time.time()
+            await db.executemany(
+                "INSERT INTO outbox (seq, kind, body, created_at) VALUES (?, ?, ?, ?)",
+                [(seq, ev.kind, ev.model_dump_json(), now) for seq, ev in zip(seqs, events, strict=True)],
+            )
+            if events:
+                await db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seqs[-1],))
+            for event in events:
+                await _apply_ledger(db, event)
+            await _add_counters(db, counters or {})
+        return seqs
+
+    async def add_counters(self, counters: Mapping[str, int]) -> None:
+        """Add counter deltas without any event (its own transaction)."""
+        async with self._transaction("add counters") as db:
+            await _add_counters(db, counters)
+
+    async def pending(self, limit: int) -> list[SequencedEvent]:
+        """Unacknowledged events, oldest first, at most ``limit``."""
+        async with (
+            self._reading("read pending") as db,
+            db.execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (limit,)) as cursor,
+        ):
+            rows = await cursor.fetchall()
+        result = []
+        for seq, body in rows:
+            try:
+                result.append(SequencedEvent(seq=seq, event=parse_event(json.loads(body))))
+            except (ValueError, ValidationError) as exc:
+                # Only this code writes the rows; a row it cannot read back is a real corruption.
+                raise OutboxError(f"outbox row {seq} is corrupt: {exc}") from exc
+        return result
+
+    async def ack(self, through_seq: int) -> int:
+        """The cloud durably stored everything up to ``through_seq``: delete those rows.
+
+        Returns the number of rows deleted. Acks never move ``acked_through`` backwards, and an
+        ack beyond the last assigned sequence number is refused (the cloud cannot have it).
+        """
+        async with self._transaction("ack") as db:
+            async with db.execute("SELECT value FROM meta WHERE key = 'last_seq'") as cursor:
+                row = await cursor.fetchone()
+            last = int(row[0]) if row else 0
+            if through_seq > last:
+                raise OutboxError(f"ack through {through_seq} beyond the last assigned sequence {last}")
+            cursor = await db.execute("DELETE FROM outbox WHERE seq <= ?", (through_seq,))
+            deleted = cursor.rowcount
+            await db.execute(
+                "UPDATE meta SET value = MAX(value, ?) WHERE key = 'acked_through'", (through_seq,)
+            )
+        return deleted
+
+    async def stats(self) -> OutboxStats:
+        async with self._reading("stats") as db:
+            async with db.execute("SELECT COUNT(*), MIN(created_at) FROM outbox") as cursor:
+                row = await cursor.fetchone()
+            async with db.execute("SELECT key, value FROM meta") as cursor:
+                meta = {str(k): int(v) for k, v in await cursor.fetchall()}
+        count, oldest = (row[0], row[1]) if row else (0, None)
+        return OutboxStats(
+            pending=int(count),
+            oldest_pending_created_at=oldest,
+            last_seq=meta.get("last_seq", 0),
+            acked_through=meta.get("acked_through", 0),
+        )
+
+    async def open_alarms(self) -> list[OpenAlarm]:
+        """Alarms raised and not yet cleared (so a restarted evaluator does not raise them twice)."""
+        async with (
+            self._reading("read alarms") as db,
+            db.execute("SELECT zone, sensor_id, rule, value, limit_value, raised_at FROM alarms") as cursor,
+        ):
+            rows = await cursor.fetchall()
+        return [OpenAlarm(*row) for row in rows]
+
+    async def counters(self) -> dict[str, int]:
+        async with (
+            self._reading("read counters") as db,
+            db.execute("SELECT name, value FROM counters") as cursor,
+        ):
+            return {str(k): int(v) for k, v in await cursor.fetchall()}
+
+    async def on_hand(self) -> dict[str, str]:
+        """EPC -> location of every item the edge believes is on site."""
+        async with (
+            self._reading("read on_hand") as db,
+            db.execute("SELECT epc, location FROM on_hand") as cursor,
+        ):
+            return {str(k): str(v) for k, v in await cursor.fetchall()}
+
+
+async def _apply_ledger(db: aiosqlite.Connection, event: Event) -> None:
+    if isinstance(event, StockMovement):
+        if event.to_location is None:
+            await db.execute("DELETE FROM on_hand WHERE epc = ?", (event.epc,))
+        else:
+            await db.execute(
+                "INSERT INTO on_hand (epc, location, since) VALUES (?, ?, ?) "
+                "ON CONFLICT(epc) DO UPDATE SET location = excluded.location, since = excluded.since",
+                (event.epc, event.to_location, event.at.isoformat()),
+            )
+    elif isinstance(event, SensorReading):
+        # Only newer readings replace the latest value (MQTT redeliveries may arrive late).
+        await db.execute(
+            "INSERT INTO sensor_latest (sensor_id, quantity, value, unit, time, time_unix, zone) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sensor_id, quantity) DO UPDATE SET "
+            "value = excluded.value, unit = excluded.unit, time = excluded.time, "
+            "time_unix = excluded.time_unix, zone = excluded.zone "
+            "WHERE excluded.time_unix >= sensor_latest.time_unix",
+            (
+                event.sensor_id,
+                event.quantity,
+                event.value,
+                event.unit,
+                event.time.isoformat(),
+                event.time.timestamp(),
+                event.zone,
+            ),
+        )
+    elif isinstance(event, LocalAlarm):
+        if event.state == "raised":
+            await db.execute(
+                "INSERT OR REPLACE INTO alarms (zone, sensor_id, rule, value, limit_value, raised_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (event.zone, event.sensor_id, event.rule, event.value, event.limit, event.at.isoformat()),
+            )
+        else:
+            await db.execute(
+                "DELETE FROM alarms WHERE zone = ? AND sensor_id = ? AND rule = ?",
+                (event.zone, event.sensor_id, event.rule),
+            )
+
+
+async def _add_counters(db: aiosqlite.Connection, counters: Mapping[str, int]) -> None:
+    rows = [(name, delta) for name, delta in counters.items() if delta]
+    if rows:
+        await db.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            rows,
+        )
+
+
+@dataclass(slots=True)
+class _Request:
+    events: Sequence[Event]
+    counters: Mapping[str, int]
+    future: asyncio.Future[list[int]]
+
+
+class OutboxWriter:
+    """Group commit for concurrent producers (device tasks, MQTT consumer, health emitter).
+
+    Producers ``await submit(...)``, which returns only once their events are committed (so the
+    MQTT consumer can PUBACK after it). The writer task takes every request waiting in the queue
+    (up to ``max_group_events``) and stores them in ONE :meth:`Outbox.append` call: one fsync for
+    many producers. The queue is bounded (``max_waiting`` requests); when it is full ``submit``
+    waits, i.e. producers are slowed down to the speed of the disk (backpressure, never dropping).
+    """
+
+    def __init__(self, outbox: Outbox, *, max_waiting: int = 1000, max_group_events: int = 5000) -> None:
+        self.outbox = outbox
+        self.max_group_events = max_group_events
+        self._queue: asyncio.Queue[_Request | None] = asyncio.Queue(maxsize=max_waiting)
+        self.commits = 0
+        self._stopped = False
+
+    async def submit(self, events: Sequence[Event], counters: Mapping[str, int] | None = None) -> list[int]:
+        if self._stopped:
+            raise OutboxError("outbox writer stopped")
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Request(events, dict(counters or {}), future))
+        return await future
+
+    async def stop(self) -> None:
+        """Ask :meth:`run` to finish after committing everything submitted before this call."""
+        await self._queue.put(None)
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self._stopped = True
+            # Whatever ended the writer, nobody may wait forever for a commit that will not come.
+            while not self._queue.empty():
+                request = self._queue.get_nowait()
+                if request is not None and not request.future.done():
+                    request.future.set_exception(OutboxError("outbox writer stopped"))
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            size = len(first.events)
+            while size < self.max_group_events and not self._queue.empty():
+                request = self._queue.get_nowait()
+                if request is None:
+                    stopping = True
+                    break
+                group.append(request)
+                size += len(request.events)
+            await self._commit(group)
+
+    async def _commit(self, group: list[_Request]) -> None:
+        events = [event for request in group for event in request.events]
+        counters: dict[str, int] = {}
+        for request in group:
+            for name, delta in request.counters.items():
+                counters[name] = counters.get(name, 0) + delta
+        try:
+            seqs = await self.outbox.append(events, counters)
+        except OutboxError as exc:
+            # Every producer of the group learns that its events were NOT stored and decides.
+            for request in group:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            return
+        self.commits += 1
+        start = 0
+        for request in group:
+            end = start + len(request.events)
+            if not request.future.done():  # the producer may have been cancelled meanwhile
+                request.future.set_result(seqs[start:end])
+            start = end

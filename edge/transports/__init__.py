@@ -1,0 +1,50 @@
+"""Device transports: each opens one connection, runs until it fails, and raises TransportError.
+
+Reconnecting is not their business: :func:`edge.supervisor.supervise` reruns them with back-off.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import get_args
+
+from devices.readings import Measurement
+from shelfsense.contract import Event, Quantity, SensorReading
+
+# Commits events durably and returns only then (edge.outbox.OutboxWriter.submit fits).
+EventSink = Callable[[Sequence[Event]], Awaitable[object]]
+
+_QUANTITIES = frozenset(get_args(Quantity))
+
+
+def measurements_to_readings(
+    measurements: Sequence[Measurement], sensor_id: str, zone: str | None, now: datetime | None = None
+) -> list[SensorReading]:
+    """Contract readings of one payload / poll; measurements without a sensor time get ``now``.
+
+    When one payload carries several channels (e.g. two Tasmota probes), each gets its own sensor
+    id ``<sensor_id>.<channel>``; a single-channel payload keeps the configured ``sensor_id``.
+    Quantities outside the contract vocabulary (and non-finite values) are skipped.
+    """
+    stamp = now or datetime.now(UTC)
+    channels = {m.channel for m in measurements if m.channel}
+    readings = []
+    for m in measurements:
+        if m.quantity not in _QUANTITIES or not math.isfinite(m.value):
+            continue
+        sid = f"{sensor_id}.{m.channel}" if len(channels) > 1 and m.channel else sensor_id
+        readings.append(
+            SensorReading.model_validate(
+                {
+                    "sensor_id": sid,
+                    "quantity": m.quantity,
+                    "value": m.value,
+                    "unit": m.unit,
+                    "time": m.time or stamp,
+                    "zone": zone,
+                }
+            )
+        )
+    return readings

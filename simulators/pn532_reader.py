@@ -1,0 +1,176 @@
+"""A simulated PN532 NFC controller in HSU (UART) mode on a pseudo-terminal.
+
+The host (edge, tests) opens :attr:`Pn532ReaderSimulator.port` with pyserial and speaks the frames of
+:mod:`devices.pn532`. Behaviour, modelled on the chip (UM0701-02):
+
+* After power-up the chip sleeps: frames are ignored until a ``0x55`` byte arrives (the HSU wake-up
+  preamble, :func:`devices.pn532.with_wakeup`). PowerDown (0x16) puts it back to sleep.
+  ``require_wakeup=False`` skips this for hosts that never send the preamble.
+* Every well-formed host command is acknowledged with ACK, then answered:
+  SAMConfiguration (0x14) -> ``D5 15``; GetFirmwareVersion (0x02) -> IC 0x32, v1.6, support 0x07;
+  InListPassiveTarget (0x4A) at 106 kbps type A -> the tags ``field()`` returns now (at most MaxTg),
+  or ``NbTg = 0`` when none is there (the real chip retries for MxRtyPassiveActivation rounds first;
+  hosts set that finite, so "no target" is what they get). Other baud rates -> ``NbTg = 0`` (there are
+  only type A cards here). Unknown commands or bad parameters -> ACK + the application error frame.
+* A NACK from the host makes the chip repeat its last response; an ACK from the host aborts (ignored).
+* Host frames with a bad checksum are dropped without an answer, as the chip does.
+
+Fault injection: ``inject_noise(n)``, ``corrupt_next(n)`` (outgoing DCS wrong), ``drop_next(n)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+
+from devices.errors import TransportError
+from devices.pn532 import (
+    ACK_FRAME,
+    BRTY_106A,
+    CMD_GET_FIRMWARE_VERSION,
+    CMD_IN_LIST_PASSIVE_TARGET,
+    CMD_POWER_DOWN,
+    CMD_SAM_CONFIGURATION,
+    ERROR_FRAME,
+    TFI_HOST,
+    NfcTag,
+    Pn532Frame,
+    Pn532FrameDecoder,
+    encode_response,
+    firmware_version_response,
+    inlist_response,
+    sam_configuration_response,
+)
+from simulators.pty import AsyncPtyEndpoint, open_pty_pair
+
+log = logging.getLogger(__name__)
+
+NfcField = Callable[[], Sequence[NfcTag]]
+WAKEUP_BYTE = 0x55
+FAILURE_CHECK_S = 0.5
+
+
+class Pn532ReaderSimulator:
+    """One simulated PN532 board; see the module docstring."""
+
+    def __init__(self, field: NfcField, *, require_wakeup: bool = True, seed: int = 0) -> None:
+        self._field = field
+        self._pair = open_pty_pair()
+        self._endpoint = AsyncPtyEndpoint(self._pair, self._on_data)
+        self._decoder = Pn532FrameDecoder()
+        self._rng = random.Random(seed)
+        self.awake = not require_wakeup
+        self._last_response = b""
+        self._drop_next = 0
+        self._corrupt_next = 0
+        self.commands_received = 0
+        self.bytes_ignored_asleep = 0
+        self.responses_sent = 0
+        self.errors_sent = 0
+        self.frames_dropped = 0
+        self.frames_corrupted = 0
+        self.noise_bytes_sent = 0
+
+    @property
+    def port(self) -> str:
+        """The slave path a client opens (e.g. ``/dev/pts/7``)."""
+        return self._pair.slave_path
+
+    @property
+    def commands_bad(self) -> int:
+        """Host frames that failed to decode (bad checksums, noise start codes)."""
+        return self._decoder.frames_bad
+
+    async def run(self) -> None:
+        """Serve the port until cancelled."""
+        self._endpoint.start()
+        try:
+            while self._endpoint.failure is None:
+                await asyncio.sleep(FAILURE_CHECK_S)
+            raise TransportError(f"simulated PN532 port failed: {self._endpoint.failure}")
+        finally:
+            self._endpoint.stop()
+
+    def close(self) -> None:
+        """Release the pty (idempotent); cancel :meth:`run` first."""
+        self._endpoint.stop()
+        self._pair.close()
+
+    # --------------------------------------------------------------- fault injection
+
+    def inject_noise(self, nbytes: int) -> None:
+        """Put ``nbytes`` of random line noise on the wire now."""
+        self.noise_bytes_sent += nbytes
+        self._endpoint.write(self._rng.randbytes(nbytes))
+
+    def corrupt_next(self, n: int) -> None:
+        """The next ``n`` outgoing frames (ACKs included) carry a wrong checksum byte."""
+        self._corrupt_next += n
+
+    def drop_next(self, n: int) -> None:
+        """The next ``n`` outgoing frames (ACKs included) are lost."""
+        self._drop_next += n
+
+    # --------------------------------------------------------------- protocol
+
+    def _on_data(self, data: bytes) -> None:
+        if not self.awake:
+            wake = data.find(WAKEUP_BYTE)
+            if wake < 0:
+                self.bytes_ignored_asleep += len(data)
+                return
+            self.bytes_ignored_asleep += wake
+            self.awake = True
+            self._decoder.reset()
+            data = data[wake:]
+        for frame in self._decoder.feed(data):
+            self._handle(frame)
+            if not self.awake:
+                self._decoder.reset()  # powered down: the rest of this burst is not heard
+                return
+
+    def _handle(self, frame: Pn532Frame) -> None:
+        if frame.kind == "nack":
+            if self._last_response:
+                self._send(self._last_response)
+            return
+        if frame.kind != "info" or frame.tfi != TFI_HOST:
+            return  # host ACK (abort), error frames and our own direction: nothing to answer
+        self.commands_received += 1
+        self._send(ACK_FRAME)
+        answer = self._answer(frame)
+        if answer is None:
+            self.errors_sent += 1
+            answer = ERROR_FRAME
+        self._last_response = answer
+        self.responses_sent += 1
+        self._send(answer)
+
+    def _answer(self, frame: Pn532Frame) -> bytes | None:
+        command, params = frame.command, frame.params
+        if command == CMD_SAM_CONFIGURATION and 1 <= len(params) <= 3 and 1 <= params[0] <= 4:
+            return sam_configuration_response()
+        if command == CMD_GET_FIRMWARE_VERSION and not params:
+            return firmware_version_response()
+        if command == CMD_IN_LIST_PASSIVE_TARGET and len(params) >= 2 and params[0] in (1, 2):
+            tags = list(self._field())[: params[0]] if params[1] == BRTY_106A else []
+            return inlist_response(tags)
+        if command == CMD_POWER_DOWN and params:
+            self.awake = False
+            return encode_response(CMD_POWER_DOWN, b"\x00")
+        return None
+
+    def _send(self, frame: bytes) -> None:
+        if self._drop_next > 0:
+            self._drop_next -= 1
+            self.frames_dropped += 1
+            return
+        if self._corrupt_next > 0:
+            self._corrupt_next -= 1
+            self.frames_corrupted += 1
+            damaged = bytearray(frame)
+            damaged[-2] ^= 0x5A  # DCS (for ACK/NACK: the LCS-position byte, also invalidating it)
+            frame = bytes(damaged)
+        self._endpoint.write(frame)

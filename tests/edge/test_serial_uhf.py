@@ -1,0 +1,114 @@
+"""UHF reader over real pseudo-terminals: the simulator, raw frames, reboot, vanished port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+
+from devices import uhf
+from devices.errors import TransportError
+from devices.readings import TagRead
+from edge.supervisor import DeviceHealthState
+from edge.transports.serial_uhf import UhfSerialTransport
+from shelfsense.config import UhfReaderConfig
+from simulators.uhf_reader import UhfReaderSimulator
+
+EPC_A = "3034ABCD0000000000000001"
+EPC_B = "E2801160600002084F6C8A11"
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, TagRead]] = []
+
+    def __call__(self, reader_id: str, read: TagRead, now: datetime) -> None:
+        self.reads.append((reader_id, read))
+
+
+async def test_reads_the_simulator_and_survives_noise_corruption_and_reboot() -> None:
+    sim = UhfReaderSimulator(lambda: [(EPC_A, -50), (EPC_B, -62)], reads_per_s=50)
+    sim_task = asyncio.create_task(sim.run())
+    collector = Collector()
+    health = DeviceHealthState("outer")
+    transport = UhfSerialTransport(
+        UhfReaderConfig(id="outer", port=sim.port), health, collector, repoll_s=0.3
+    )
+    task = asyncio.create_task(transport.run())
+    try:
+        await wait_until(lambda: len(collector.reads) >= 10)
+        assert health.connected
+        assert {read.epc for _, read in collector.reads} == {EPC_A, EPC_B}
+        assert {read.rssi for _, read in collector.reads if read.epc == EPC_A} == {-50.0}
+        sim.inject_noise(37)
+        sim.corrupt_next(3)
+        bad_before = health.frames_bad
+        await wait_until(lambda: health.frames_bad >= bad_before + 3)
+        # A rebooted reader forgets multi-poll; the transport notices the silence and re-issues it.
+        sim.set_rebooting(0.2)
+        await asyncio.sleep(0.25)
+        count = len(collector.reads)
+        await wait_until(lambda: len(collector.reads) > count + 10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sim_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sim_task
+        sim.close()
+    assert health.frames_ok >= len(collector.reads)
+    assert transport.tag_reads == len(collector.reads)
+
+
+async def test_raw_frames_on_a_pty_and_the_multi_poll_command(pty_pair: tuple[int, str]) -> None:
+    master, slave_path = pty_pair
+    collector = Collector()
+    health = DeviceHealthState("inner")
+    transport = UhfSerialTransport(UhfReaderConfig(id="inner", port=slave_path), health, collector)
+    task = asyncio.create_task(transport.run())
+    try:
+        await wait_until(lambda: health.connected)
+        loop = asyncio.get_running_loop()
+        command = await asyncio.wait_for(loop.run_in_executor(None, os.read, master, 64), 2)
+        assert command == uhf.multi_poll_command()
+        good = uhf.tag_notification(EPC_A, -45)
+        corrupt = bytearray(uhf.tag_notification(EPC_B, -70))
+        corrupt[-2] ^= 0xFF  # bad checksum
+        # Split a frame across writes, add noise and a frame with a bad checksum.
+        os.write(master, b"\x00\x13" + good[:5])
+        os.write(master, good[5:] + bytes(corrupt) + uhf.error_response(0x15) + good)
+        await wait_until(lambda: len(collector.reads) == 2)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert [(rid, r.epc, r.rssi) for rid, r in collector.reads] == [("inner", EPC_A, -45.0)] * 2
+    assert health.frames_bad == 1
+    assert health.frames_ok == 3  # two notifications and the error response
+    assert transport.reader_errors == 1
+
+
+async def test_missing_port_and_vanished_port_raise_transport_error(pty_pair: tuple[int, str]) -> None:
+    health = DeviceHealthState("r")
+    with pytest.raises(TransportError, match="cannot open"):
+        await UhfSerialTransport(
+            UhfReaderConfig(id="r", port="/dev/does-not-exist"), health, Collector()
+        ).run()
+    master, slave_path = pty_pair
+    transport = UhfSerialTransport(UhfReaderConfig(id="r", port=slave_path), health, Collector())
+    task = asyncio.create_task(transport.run())
+    await wait_until(lambda: health.connected)
+    os.close(master)  # the USB adapter is unplugged
+    with pytest.raises(TransportError):
+        await asyncio.wait_for(task, 5)
