@@ -8,6 +8,13 @@ if ! command -v mosquitto >/dev/null; then
   (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null) \
     || echo "mosquitto not installed; the demo will use its embedded broker"
 fi
-[ -x .venv/bin/python ] || python3 -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+  # Debian ships venv separately (python3-venv); install it only when the stdlib one is missing.
+  python3 -m venv .venv 2>/dev/null || {
+    rm -rf .venv
+    export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv .venv
+  }
+fi
 .venv/bin/pip install -q --disable-pip-version-check -e .
 exec .venv/bin/shelfsense demo "$@"

@@ -22,7 +22,14 @@ if command -v pg_ctlcluster >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q 2
   done
 fi
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+  # Debian ships venv separately (python3-venv); install it only when the stdlib one is missing.
+  python3 -m venv .venv 2>/dev/null || {
+    rm -rf .venv
+    export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv .venv
+  }
+fi
 .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
 
 .venv/bin/ruff check .
