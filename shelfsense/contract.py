@@ -19,7 +19,15 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 CONTRACT_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({CONTRACT_VERSION})
@@ -28,6 +36,14 @@ EPC_PATTERN = r"^[0-9A-F]{8,124}$"
 IDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+# EPCs travel as upper-case hex whatever case the reader reported.
+Epc = Annotated[str, BeforeValidator(_upper), Field(pattern=EPC_PATTERN, description="EPC as upper-case hex")]
 
 
 class ContractError(ValueError):
@@ -46,7 +62,7 @@ class TagObservation(_Event):
     """A tag seen by one reader antenna over an interval (smoothed, not a raw read)."""
 
     kind: Literal["tag_observation"] = "tag_observation"
-    epc: Annotated[str, Field(pattern=EPC_PATTERN, description="EPC as upper-case hex")]
+    epc: Epc
     reader: Ident
     antenna: Annotated[int, Field(ge=0, le=65535)]
     rssi: Annotated[float | None, Field(ge=-150, le=50)] = None
@@ -55,43 +71,28 @@ class TagObservation(_Event):
     count: Annotated[int, Field(ge=1)]
     location: Ident | None = None
 
-    @field_validator("epc", mode="before")
-    @classmethod
-    def _upper_epc(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
 
 class PortalPassage(_Event):
     """A tag crossed a portal. ``unknown`` when only one zone saw it: never guessed."""
 
     kind: Literal["portal_passage"] = "portal_passage"
-    epc: Annotated[str, Field(pattern=EPC_PATTERN)]
+    epc: Epc
     portal: Ident
     direction: Literal["in", "out", "unknown"]
     at: datetime
     inside_location: Ident | None = None
     outside_location: Ident | None = None
 
-    @field_validator("epc", mode="before")
-    @classmethod
-    def _upper_epc(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
 
 class StockMovement(_Event):
     """An item moved between locations (``None`` = outside the site)."""
 
     kind: Literal["stock_movement"] = "stock_movement"
-    epc: Annotated[str, Field(pattern=EPC_PATTERN)]
+    epc: Epc
     from_location: Ident | None = None
     to_location: Ident | None = None
     reason: Literal["portal", "stocktake", "manual", "adjustment"] = "portal"
     at: datetime
-
-    @field_validator("epc", mode="before")
-    @classmethod
-    def _upper_epc(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
 
 Quantity = Literal["temperature", "humidity", "battery", "linkquality", "pressure"]
