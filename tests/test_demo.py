@@ -14,12 +14,16 @@ from typing import Any
 
 import pytest
 
+from shelfsense.services import MosquittoProcess
+
 pytestmark = pytest.mark.integration
 
 DEMO_SECONDS = 30
 
 
-def run_demo(tmp_path: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_demo(
+    tmp_path: Path, env: dict[str, str] | None = None, seconds: int = DEMO_SECONDS
+) -> dict[str, Any]:
     result = subprocess.run(
         [
             sys.executable,
@@ -27,14 +31,14 @@ def run_demo(tmp_path: Path, env: dict[str, str] | None = None) -> dict[str, Any
             "shelfsense",
             "demo",
             "--duration",
-            str(DEMO_SECONDS),
+            str(seconds),
             "--json",
             "--workdir",
             str(tmp_path / "demo"),
         ],
         capture_output=True,
         text=True,
-        timeout=DEMO_SECONDS + 90,
+        timeout=seconds + 90,
         env={**os.environ, **(env or {})},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -70,10 +74,18 @@ def test_demo_runs_end_to_end_on_mosquitto(tmp_path: Path) -> None:
 def test_demo_falls_back_to_the_embedded_broker(tmp_path: Path) -> None:
     # A PATH without mosquitto: the demo must say so and use amqtt (MQTT 3.1.1 persistent session).
     python_dir = str(Path(sys.executable).parent)
-    summary = run_demo(tmp_path, env={"PATH": f"{python_dir}:/usr/bin:/bin"})
+    summary = run_demo(tmp_path, env={"PATH": f"{python_dir}:/usr/bin:/bin"}, seconds=20)
     if summary["broker"].startswith("mosquitto"):
         pytest.skip("mosquitto is on /usr/bin here; cannot hide it")
     assert summary["broker"].startswith("embedded amqtt")
+    assert_flow_complete(summary)
+
+
+def test_demo_uses_the_broker_named_in_the_environment(
+    tmp_path: Path, mosquitto_broker: MosquittoProcess
+) -> None:
+    summary = run_demo(tmp_path, env={"SHELFSENSE_MQTT_URL": mosquitto_broker.url}, seconds=20)
+    assert summary["broker"].startswith("external (SHELFSENSE_MQTT_URL)")
     assert_flow_complete(summary)
 
 
