@@ -8,8 +8,9 @@ their SHA-256 is stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy import select, update
@@ -34,6 +35,14 @@ def _check_token(token: str) -> None:
         raise AdminError(f"a token must be at least {MIN_TOKEN_LENGTH} characters without spaces")
 
 
+@contextlib.asynccontextmanager
+async def _write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A write transaction (SQLite: BEGIN IMMEDIATE, so it queues behind other writers instead of
+    failing with "database is locked" when upgrading a read lock)."""
+    async with db.write_transaction(engine) as conn:
+        yield conn
+
+
 async def _ensure_site(conn: AsyncConnection, site_id: str) -> None:
     found = await conn.scalar(select(db.sites.c.site_id).where(db.sites.c.site_id == site_id))
     if found is None:
@@ -54,7 +63,7 @@ async def create_edge_async(
         _check_token(token)
     token = token or new_token(EDGE_TOKEN_PREFIX)
     await db.create_all(engine)
-    async with engine.begin() as conn:
+    async with _write(engine) as conn:
         await _ensure_site(conn, site_id)
         existing = await conn.scalar(select(db.edges.c.site_id).where(db.edges.c.edge_id == name))
         if existing is None:
@@ -80,7 +89,7 @@ async def create_user_async(engine: AsyncEngine, name: str, role: str, *, token:
         _check_token(token)
     token = token or new_token(USER_TOKEN_PREFIX)
     await db.create_all(engine)
-    async with engine.begin() as conn:
+    async with _write(engine) as conn:
         existing = await conn.scalar(select(db.users.c.name).where(db.users.c.name == name))
         if existing is None:
             await conn.execute(db.users.insert().values(name=name, role=role, created_at=db.utcnow()))
@@ -96,7 +105,7 @@ async def create_user_async(engine: AsyncEngine, name: str, role: str, *, token:
 
 async def revoke_token_async(engine: AsyncEngine, token: str) -> bool:
     """Revoke one token; False if it is unknown or already revoked."""
-    async with engine.begin() as conn:
+    async with _write(engine) as conn:
         result = await conn.execute(
             update(db.tokens)
             .where(db.tokens.c.token_hash == hash_token(token), db.tokens.c.revoked_at.is_(None))
@@ -107,7 +116,7 @@ async def revoke_token_async(engine: AsyncEngine, token: str) -> bool:
 
 async def revoke_edge_tokens_async(engine: AsyncEngine, edge_id: str) -> int:
     """Revoke every live token of an edge; returns how many were revoked."""
-    async with engine.begin() as conn:
+    async with _write(engine) as conn:
         result = await conn.execute(
             update(db.tokens)
             .where(db.tokens.c.edge_id == edge_id, db.tokens.c.revoked_at.is_(None))

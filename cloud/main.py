@@ -12,12 +12,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cloud.api.routes import alerts, edges, health, ingest, masterdata, sensors, stock, summary
+from cloud.api.routes import (
+    alerts,
+    edges,
+    health,
+    ingest,
+    masterdata,
+    sensors,
+    stock,
+    stocktakes,
+    summary,
+)
 from cloud.core import db
 from cloud.core.config import zone_limits
 from cloud.core.errors import ApiError
 from cloud.core.metrics import Metrics
 from cloud.core.migrate import upgrade_to_head
+from cloud.services.stocktake import StocktakeOptions, background_job
 from shelfsense.config import Settings
 
 log = logging.getLogger(__name__)
@@ -60,8 +71,10 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return _error(422, "validation_error", detail, errors=errors)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The application; the lifespan opens the database (migrating it to head) and disposes it."""
+def create_app(settings: Settings, *, stocktake: StocktakeOptions | None = None) -> FastAPI:
+    """The application; the lifespan migrates the database to head, runs the shared stocktake job
+    (``stocktake``; default every 300 s) and disposes the engine at the end."""
+    stocktake_options = stocktake or StocktakeOptions()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,7 +83,8 @@ def create_app(settings: Settings) -> FastAPI:
             await upgrade_to_head(engine)  # serialised across replicas, see cloud.core.migrate
             app.state.engine = engine
             log.info("cloud database ready (%s)", engine.url.get_backend_name())
-            yield
+            async with background_job(engine, stocktake_options):
+                yield
         finally:
             await engine.dispose()
 
@@ -83,10 +97,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.zones = zone_limits(settings)
+    app.state.stocktake = stocktake_options
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (health, ingest, stock, sensors, alerts, edges, summary, masterdata):
+    for module in (health, ingest, stock, sensors, alerts, edges, summary, masterdata, stocktakes):
         app.include_router(module.router)
     return app
 

@@ -142,6 +142,15 @@ class MovementPublic(_Public):
     at: datetime
 
 
+class MovementRow(MovementPublic):
+    """A ledger row of ``GET /api/v1/movements`` (``seq`` is the edge's; cloud adjustments use
+    edge ``cloud``)."""
+
+    id: int
+    epc: str
+    seq: int
+
+
 class ItemHistory(BaseModel):
     epc: str
     stock: list[StockItemPublic]
@@ -167,9 +176,62 @@ class Summary(BaseModel):
     edges: list[EdgeBrief]
 
 
+class StocktakeLocationPublic(_Public):
+    location: str
+    status: str = Field(description="ok, degraded, no_coverage (readers quiet) or idle (nothing to judge)")
+    book_count: int
+    seen_count: int
+    observed_count: int
+    read_rate: float | None
+    baseline_read_rate: float | None
+    confidence: float | None = Field(description="chance a present item would have been seen in K windows")
+
+
+class StocktakeRunPublic(_Public):
+    id: int
+    site_id: str
+    window_start: datetime
+    window_end: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    runner: str
+    missing_after_windows: int
+    missing: int
+    misplaced: int
+    unexpected: int
+    unknown: int
+    new_discrepancies: int = Field(description="opened by this run (delta against the previous run)")
+    resolved_discrepancies: int = Field(description="no longer seen by this run")
+    locations: list[StocktakeLocationPublic]
+
+
+class DiscrepancyPublic(_Public):
+    id: int
+    site_id: str
+    kind: str
+    epc: str
+    location: str
+    book_location: str | None
+    status: str
+    unseen_windows: int
+    first_run_id: int
+    last_run_id: int
+    resolved_run_id: int | None
+    decided_by: str | None
+    decided_at: datetime | None
+
+
+class StocktakeRunDetail(StocktakeRunPublic):
+    current: list[DiscrepancyPublic] = Field(
+        description="discrepancies this run saw (first_run_id = id: new)"
+    )
+    resolved: list[DiscrepancyPublic] = Field(description="discrepancies this run no longer saw")
+
+
 __all__ = [
     "AlertPublic",
     "DeviceHealthPublic",
+    "DiscrepancyPublic",
     "EdgeBrief",
     "EdgeCreate",
     "EdgeCreated",
@@ -177,6 +239,7 @@ __all__ = [
     "ErrorBody",
     "ItemHistory",
     "MovementPublic",
+    "MovementRow",
     "ObservationPublic",
     "Page",
     "PassagePublic",
@@ -184,5 +247,8 @@ __all__ = [
     "SensorReadingPublic",
     "StockItemPublic",
     "StockPage",
+    "StocktakeLocationPublic",
+    "StocktakeRunDetail",
+    "StocktakeRunPublic",
     "Summary",
 ]

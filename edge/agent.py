@@ -21,20 +21,22 @@ import logging
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from devices.readings import TagRead
 from edge.alarms import AlarmEvaluator, alarm_payload, alarm_topic
+from edge.clock import default_clock, utcnow
 from edge.errors import EdgeError
-from edge.outbox import Outbox, OutboxWriter
+from edge.outbox import Outbox, OutboxBudget, OutboxWriter
 from edge.portal import PortalTracker
 from edge.smoothing import TagSmoother
 from edge.supervisor import DeviceHealthState, emit_health_periodically, supervise, wait_or_stop
 from edge.sync import SyncClient, flush_on_stop, sync_loop
+from edge.transports.llrp import LlrpTransport
 from edge.transports.modbus import ModbusProbeTransport
 from edge.transports.mqtt import MqttTransport
 from edge.transports.serial_uhf import UhfSerialTransport
-from shelfsense.config import Settings
+from shelfsense.config import EdgeSettings, Settings
 from shelfsense.contract import Event, LocalAlarm, SensorReading
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,8 @@ class EdgeAgent:
         self.settings = settings
         self.edge = settings.edge
         self.cycle_s = cycle_s
-        self.outbox = Outbox(self.edge.db_path, self.edge.synchronous)
+        self.outbox = Outbox(self.edge.db_path, self.edge.synchronous, budget_of(self.edge))
+        default_clock.warn_s = self.edge.clock_skew_warn_s
         self.counters: Counter[str] = Counter()
         self.health: dict[str, DeviceHealthState] = {}
         self.smoothers = {r.id: TagSmoother(r.id, cycle_s, r.location) for r in self.edge.uhf_readers}
@@ -69,11 +72,12 @@ class EdgeAgent:
         for portal in self.portals:
             portal.observe(reader_id, read.epc, read.rssi, now)
 
-    async def submit(self, events: Sequence[Event]) -> list[int]:
+    async def submit(self, events: Sequence[Event]) -> list[int | None]:
         """Evaluate alarms, then commit events + alarms + counter deltas in one transaction."""
         if self._writer is None:
             raise EdgeError("the agent is not running")
         alarms: list[LocalAlarm] = []
+        events = [_flag_clock_skew(e) for e in events]
         for event in events:
             if isinstance(event, SensorReading):
                 alarms.extend(self._alarms.evaluate(event))
@@ -113,7 +117,7 @@ class EdgeAgent:
         """Every cycle: flush smoothers, decide settled portal passages, commit with counters."""
         while True:
             stopping = await wait_or_stop(stop, self.cycle_s)
-            now = datetime.now(UTC)
+            now = utcnow()
             events: list[Event] = []
             for smoother in self.smoothers.values():
                 events.extend(smoother.flush(now, force=stopping))
@@ -125,6 +129,12 @@ class EdgeAgent:
             if stopping:
                 return
 
+    async def _flush_downsampled(self, stop: asyncio.Event) -> None:
+        """Queue the downsampled telemetry of closed buckets (only exist while degraded)."""
+        period = min(self.edge.downsample_interval_s / 4, 10.0)
+        while not await wait_or_stop(stop, period):
+            await self.outbox.flush_buckets()
+
     def _devices(self) -> list[_Device]:
         devices: list[_Device] = []
         for reader in self.edge.uhf_readers:
@@ -133,6 +143,12 @@ class EdgeAgent:
         for probe in self.edge.modbus_probes:
             health = DeviceHealthState(probe.sensor_id)
             devices.append((probe.sensor_id, health, ModbusProbeTransport(probe, health, self.submit).run))
+        for llrp in self.edge.llrp_readers:
+            # One smoother per logical reader (antenna group), e.g. a portal's outer and inner side.
+            for logical_id, location in llrp.logical_readers().items():
+                self.smoothers.setdefault(logical_id, TagSmoother(logical_id, self.cycle_s, location))
+            health = DeviceHealthState(llrp.id)
+            devices.append((llrp.id, health, LlrpTransport(llrp, health, self.on_tag_read).run))
         if self.edge.mqtt is not None:
             health = DeviceHealthState(MQTT_DEVICE_ID)
             self.mqtt = MqttTransport(
@@ -163,6 +179,7 @@ class EdgeAgent:
                 await self._writer.stop()
                 await writer_task
                 if stopped_cleanly:
+                    await self.outbox.flush_buckets(force=True)
                     await flush_on_stop(self.outbox, client, self.edge.batch_max_events, FINAL_SYNC_TIMEOUT_S)
                 await client.aclose()
         finally:
@@ -179,6 +196,7 @@ class EdgeAgent:
                 self.health[name] = health
                 tg.create_task(supervise(name, run, health, stop_event=stop), name=f"device-{name}")
             tg.create_task(self._tag_pipeline(stop), name="tag-pipeline")
+            tg.create_task(self._flush_downsampled(stop), name="downsample-flush")
             tg.create_task(
                 emit_health_periodically(self.health, self.submit, self.edge.health_interval_s, stop),
                 name="health",
@@ -187,6 +205,26 @@ class EdgeAgent:
                 sync_loop(self.outbox, client, self.edge.sync_interval_s, self.edge.batch_max_events, stop),
                 name="sync",
             )
+
+
+def budget_of(edge: EdgeSettings) -> OutboxBudget:
+    return OutboxBudget(
+        max_events=edge.outbox_max_events,
+        max_bytes=int(edge.outbox_max_mb * 1e6),
+        max_age_s=edge.outbox_max_age_s,
+        interval_s=edge.downsample_interval_s,
+    )
+
+
+def _flag_clock_skew(event: Event) -> Event:
+    """A reading whose device time is ahead of the (corrected) edge time: its clock is wrong."""
+    if (
+        isinstance(event, SensorReading)
+        and "clock_skew" not in event.flags
+        and default_clock.ahead(event.time)
+    ):
+        return event.model_copy(update={"flags": (*event.flags, "clock_skew")})
+    return event
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> list[signal.Signals]:

@@ -25,9 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +37,7 @@ from typing import Any, Literal
 import aiosqlite
 from pydantic import ValidationError
 
+from edge import downsample
 from edge.errors import OutboxError
 from shelfsense.contract import (
     Event,
@@ -44,6 +47,8 @@ from shelfsense.contract import (
     StockMovement,
     parse_event,
 )
+
+log = logging.getLogger(__name__)
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -87,6 +92,13 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+-- Rows already stored by the cloud out of order (alarms sent ahead of a backlog): regular batches
+-- skip them; the contiguous ack deletes them once the gap before them is filled.
+CREATE TABLE IF NOT EXISTS delivered (
+    seq INTEGER PRIMARY KEY
+);
+CREATE INDEX IF NOT EXISTS outbox_alarms ON outbox (seq) WHERE kind = 'local_alarm';
+INSERT OR IGNORE INTO meta (key, value) VALUES ('degraded', 0);
 """
 
 
@@ -96,6 +108,24 @@ class OutboxStats:
     oldest_pending_created_at: float | None  # unix time the oldest unacked event was stored
     last_seq: int
     acked_through: int
+    degraded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBudget:
+    """How much unacknowledged data the edge keeps in full detail (0 = no limit).
+
+    Past any limit the outbox is *degraded*: telemetry is folded into per-``interval_s`` buckets
+    (see :mod:`edge.downsample`) instead of being queued event by event. It leaves that state once
+    every measure is below ``recover_ratio`` of its limit (hysteresis: no flapping at the edge).
+    """
+
+    max_events: int = 0
+    max_bytes: int = 0
+    max_age_s: float = 0.0
+    interval_s: float = 300.0
+    recover_ratio: float = 0.9
+    check_every_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +149,15 @@ def _translated(what: str) -> Any:
 class Outbox:
     """Durable outbox + ledger on one aiosqlite connection (all writes are serialised on it)."""
 
-    def __init__(self, path: Path | str, synchronous: Synchronous = "FULL") -> None:
+    def __init__(
+        self, path: Path | str, synchronous: Synchronous = "FULL", budget: OutboxBudget | None = None
+    ) -> None:
         self.path = Path(path)
         self.synchronous = synchronous
+        self.budget = budget or OutboxBudget()
+        self.degraded = False
+        self.degraded_reasons: list[str] = []
+        self._budget_checked_at = -math.inf
         self._db: aiosqlite.Connection | None = None
         # One connection is shared by the writer, the sync loop and readers. Without this lock an
         # await inside one transaction lets another task BEGIN on the same connection, or read
@@ -140,6 +176,10 @@ class Outbox:
                 await db.execute(f"PRAGMA synchronous={self.synchronous}")
                 await db.execute("PRAGMA busy_timeout=5000")
                 await db.executescript(SCHEMA)
+                await db.executescript(downsample.SCHEMA)
+                async with db.execute("SELECT value FROM meta WHERE key = 'degraded'") as cursor:
+                    row = await cursor.fetchone()
+                self.degraded = bool(row and row[0])
             except sqlite3.Error:
                 await db.close()
                 raise
@@ -185,28 +225,74 @@ class Outbox:
                     raise
                 await db.execute("COMMIT")
 
-    async def append(self, events: Sequence[Event], counters: Mapping[str, int] | None = None) -> list[int]:
+    async def append(
+        self, events: Sequence[Event], counters: Mapping[str, int] | None = None
+    ) -> list[int | None]:
         """Store ``events`` with the next sequence numbers and apply their ledger effects.
 
         Everything (sequence assignment, outbox rows, ledger, counter deltas) is one transaction:
         after a crash either all of it is there or none of it. Returns the assigned numbers.
+
+        While the outbox is over its budget, telemetry is folded into downsampling buckets instead
+        (durably, in this same transaction) and gets no sequence number: its entry in the returned
+        list (aligned with ``events``) is ``None``.
         """
+        deltas = dict(counters or {})
         async with self._transaction("append") as db:
-            async with db.execute("SELECT value FROM meta WHERE key = 'last_seq'") as cursor:
-                row = await cursor.fetchone()
-            last = int(row[0]) if row else 0
-            seqs = list(range(last + 1, last + 1 + len(events)))
-            now = time.time()
-            await db.executemany(
-                "INSERT INTO outbox (seq, kind, body, created_at) VALUES (?, ?, ?, ?)",
-                [(seq, ev.kind, ev.model_dump_json(), now) for seq, ev in zip(seqs, events, strict=True)],
-            )
-            if events:
-                await db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seqs[-1],))
-            for event in events:
-                await _apply_ledger(db, event)
-            await _add_counters(db, counters or {})
+            if await self._check_budget(db):
+                keep = [not downsample.is_telemetry(e) for e in events]
+                telemetry = [e for e, k in zip(events, keep, strict=True) if not k]
+                folded = await downsample.fold(db, telemetry, self.budget.interval_s, time.time())
+                if folded:
+                    deltas["telemetry_downsampled"] = deltas.get("telemetry_downsampled", 0) + folded
+                queued = iter(await _queue(db, [e for e, k in zip(events, keep, strict=True) if k]))
+                seqs: list[int | None] = [next(queued) if k else None for k in keep]
+            else:
+                seqs = list(await _queue(db, events))
+            await _apply_ledger(db, events)
+            await _add_counters(db, deltas)
         return seqs
+
+    async def flush_buckets(self, *, force: bool = False) -> int:
+        """Queue the downsampled events of buckets open for a whole interval (all if ``force``)."""
+        cutoff = math.inf if force else time.time() - self.budget.interval_s
+        async with self._transaction("flush downsampling buckets") as db:
+            events = await downsample.take_closed(db, cutoff)
+            await _queue(db, events)
+        return len(events)
+
+    async def _check_budget(self, db: aiosqlite.Connection) -> bool:
+        """Re-evaluate the budget at most every ``check_every_s``; log and persist transitions."""
+        budget = self.budget
+        now = time.monotonic()
+        if now - self._budget_checked_at < budget.check_every_s:
+            return self.degraded
+        self._budget_checked_at = now
+        ratio = budget.recover_ratio if self.degraded else 1.0
+        reasons = await _over_budget(db, budget, ratio)
+        if bool(reasons) != self.degraded:
+            self.degraded = bool(reasons)
+            await db.execute("UPDATE meta SET value = ? WHERE key = 'degraded'", (int(self.degraded),))
+            if self.degraded:
+                log.error(
+                    "outbox over budget (%s): DEGRADED - sensor telemetry, tag observations and device "
+                    "health are now downsampled to min/max/last per %.0f s; stock events and alarms are kept",
+                    "; ".join(reasons),
+                    budget.interval_s,
+                )
+            else:
+                log.warning("outbox back within budget: telemetry is queued in full detail again")
+        self.degraded_reasons = reasons
+        return self.degraded
+
+    async def set_meta(self, key: str, value: int) -> None:
+        """Persist a small status value (e.g. the measured clock skew) for ``shelfsense edge status``."""
+        async with self._transaction("set meta") as db:
+            await db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     async def add_counters(self, counters: Mapping[str, int]) -> None:
         """Add counter deltas without any event (its own transaction)."""
@@ -217,17 +303,57 @@ class Outbox:
         """Unacknowledged events, oldest first, at most ``limit``."""
         async with (
             self._reading("read pending") as db,
-            db.execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (limit,)) as cursor,
+            db.execute(
+                "SELECT seq, body FROM outbox WHERE seq NOT IN (SELECT seq FROM delivered) "
+                "ORDER BY seq LIMIT ?",
+                (limit,),
+            ) as cursor,
         ):
             rows = await cursor.fetchall()
-        result = []
-        for seq, body in rows:
-            try:
-                result.append(SequencedEvent(seq=seq, event=parse_event(json.loads(body))))
-            except (ValueError, ValidationError) as exc:
-                # Only this code writes the rows; a row it cannot read back is a real corruption.
-                raise OutboxError(f"outbox row {seq} is corrupt: {exc}") from exc
-        return result
+        return _decode_rows(rows)
+
+    async def pending_rows(self, limit: int) -> list[tuple[int, str]]:
+        """Like :meth:`pending` but the stored JSON as is: the sync path sends it without re-parsing.
+
+        Every body was produced by ``model_dump_json`` of a validated event in :meth:`append`;
+        parsing and re-serialising 5,000 of them per batch was most of the edge's sync CPU.
+        """
+        async with (
+            self._reading("read pending") as db,
+            db.execute(
+                "SELECT seq, body FROM outbox WHERE seq NOT IN (SELECT seq FROM delivered) "
+                "ORDER BY seq LIMIT ?",
+                (limit,),
+            ) as cursor,
+        ):
+            return [(int(seq), str(body)) for seq, body in await cursor.fetchall()]
+
+    async def priority(self, after_seq: int, limit: int) -> list[SequencedEvent]:
+        """Alarms queued behind ``after_seq`` that the cloud has not stored yet (they jump the queue)."""
+        async with (
+            self._reading("read priority events") as db,
+            db.execute(
+                "SELECT seq, body FROM outbox WHERE kind = 'local_alarm' AND seq > ? "
+                "AND seq NOT IN (SELECT seq FROM delivered) ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ) as cursor,
+        ):
+            rows = await cursor.fetchall()
+        return _decode_rows(rows)
+
+    async def mark_delivered(self, seqs: Sequence[int]) -> None:
+        """The cloud durably stored ``seqs`` (ahead of the contiguous ack): do not send them again."""
+        async with self._transaction("mark delivered") as db:
+            await db.executemany("INSERT OR IGNORE INTO delivered (seq) VALUES (?)", [(s,) for s in seqs])
+
+    async def max_delivered(self) -> int:
+        """The highest sequence the cloud stored out of order and that is not acknowledged yet (0 if none)."""
+        async with (
+            self._reading("read delivered") as db,
+            db.execute("SELECT MAX(seq) FROM delivered") as cursor,
+        ):
+            row = await cursor.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     async def ack(self, through_seq: int) -> int:
         """The cloud durably stored everything up to ``through_seq``: delete those rows.
@@ -243,6 +369,7 @@ class Outbox:
                 raise OutboxError(f"ack through {through_seq} beyond the last assigned sequence {last}")
             cursor = await db.execute("DELETE FROM outbox WHERE seq <= ?", (through_seq,))
             deleted = cursor.rowcount
+            await db.execute("DELETE FROM delivered WHERE seq <= ?", (through_seq,))
             await db.execute(
                 "UPDATE meta SET value = MAX(value, ?) WHERE key = 'acked_through'", (through_seq,)
             )
@@ -260,6 +387,7 @@ class Outbox:
             oldest_pending_created_at=oldest,
             last_seq=meta.get("last_seq", 0),
             acked_through=meta.get("acked_through", 0),
+            degraded=self.degraded,
         )
 
     async def open_alarms(self) -> list[OpenAlarm]:
@@ -287,7 +415,88 @@ class Outbox:
             return {str(k): str(v) for k, v in await cursor.fetchall()}
 
 
-async def _apply_ledger(db: aiosqlite.Connection, event: Event) -> None:
+def _decode_rows(rows: Iterable[Any]) -> list[SequencedEvent]:
+    result = []
+    for seq, body in rows:
+        try:
+            result.append(SequencedEvent(seq=seq, event=parse_event(json.loads(body))))
+        except (ValueError, ValidationError) as exc:
+            # Only this code writes the rows; a row it cannot read back is a real corruption.
+            raise OutboxError(f"outbox row {seq} is corrupt: {exc}") from exc
+    return result
+
+
+async def _queue(db: aiosqlite.Connection, events: Sequence[Event]) -> list[int]:
+    """Give ``events`` the next sequence numbers and insert them (inside the caller's transaction)."""
+    if not events:
+        return []
+    async with db.execute("SELECT value FROM meta WHERE key = 'last_seq'") as cursor:
+        row = await cursor.fetchone()
+    last = int(row[0]) if row else 0
+    seqs = list(range(last + 1, last + 1 + len(events)))
+    now = time.time()
+    await db.executemany(
+        "INSERT INTO outbox (seq, kind, body, created_at) VALUES (?, ?, ?, ?)",
+        [(seq, ev.kind, ev.model_dump_json(), now) for seq, ev in zip(seqs, events, strict=True)],
+    )
+    await db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seqs[-1],))
+    return seqs
+
+
+async def _over_budget(db: aiosqlite.Connection, budget: OutboxBudget, ratio: float) -> list[str]:
+    """Which limits the outbox exceeds (each scaled by ``ratio``); all measures are O(1) or O(log n)."""
+    reasons = []
+    async with db.execute("SELECT key, value FROM meta WHERE key IN ('last_seq', 'acked_through')") as cursor:
+        meta = {str(k): int(v) for k, v in await cursor.fetchall()}
+    pending = meta.get("last_seq", 0) - meta.get("acked_through", 0)  # rows are deleted only by acks
+    if budget.max_events and pending >= budget.max_events * ratio:
+        reasons.append(f"{pending} events pending, budget {budget.max_events}")
+    if budget.max_bytes:
+        pages = {}
+        for pragma in ("page_count", "freelist_count", "page_size"):
+            async with db.execute(f"PRAGMA {pragma}") as cursor:
+                row = await cursor.fetchone()
+            pages[pragma] = int(row[0]) if row else 0
+        # Free pages are reused before the file grows, so they do not count against the budget.
+        used = (pages["page_count"] - pages["freelist_count"]) * pages["page_size"]
+        if used >= budget.max_bytes * ratio:
+            reasons.append(f"{used / 1e6:.0f} MB in use, budget {budget.max_bytes / 1e6:.0f} MB")
+    if budget.max_age_s:
+        async with db.execute("SELECT created_at FROM outbox ORDER BY seq LIMIT 1") as cursor:
+            row = await cursor.fetchone()
+        age = time.time() - float(row[0]) if row else 0.0
+        if age >= budget.max_age_s * ratio:
+            reasons.append(
+                f"oldest pending event {age / 3600:.1f} h old, budget {budget.max_age_s / 3600:.1f} h"
+            )
+    return reasons
+
+
+_SENSOR_LATEST_UPSERT = (
+    "INSERT INTO sensor_latest (sensor_id, quantity, value, unit, time, time_unix, zone) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sensor_id, quantity) DO UPDATE SET "
+    "value = excluded.value, unit = excluded.unit, time = excluded.time, "
+    "time_unix = excluded.time_unix, zone = excluded.zone "
+    "WHERE excluded.time_unix >= sensor_latest.time_unix"
+)
+
+
+async def _apply_ledger(db: aiosqlite.Connection, events: Sequence[Event]) -> None:
+    """Ledger effects of ``events``; readings go in one statement (they dominate at high rates)."""
+    readings = [
+        (e.sensor_id, e.quantity, e.value, e.unit, e.time.isoformat(), e.time.timestamp(), e.zone)
+        for e in events
+        if isinstance(e, SensorReading)
+    ]
+    if readings:
+        # Only newer readings replace the latest value (MQTT redeliveries may arrive late).
+        await db.executemany(_SENSOR_LATEST_UPSERT, readings)
+    for event in events:
+        if isinstance(event, StockMovement | LocalAlarm):
+            await _apply_stock_or_alarm(db, event)
+
+
+async def _apply_stock_or_alarm(db: aiosqlite.Connection, event: StockMovement | LocalAlarm) -> None:
     if isinstance(event, StockMovement):
         if event.to_location is None:
             await db.execute("DELETE FROM on_hand WHERE epc = ?", (event.epc,))
@@ -297,36 +506,17 @@ async def _apply_ledger(db: aiosqlite.Connection, event: Event) -> None:
                 "ON CONFLICT(epc) DO UPDATE SET location = excluded.location, since = excluded.since",
                 (event.epc, event.to_location, event.at.isoformat()),
             )
-    elif isinstance(event, SensorReading):
-        # Only newer readings replace the latest value (MQTT redeliveries may arrive late).
+    elif event.state == "raised":
         await db.execute(
-            "INSERT INTO sensor_latest (sensor_id, quantity, value, unit, time, time_unix, zone) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sensor_id, quantity) DO UPDATE SET "
-            "value = excluded.value, unit = excluded.unit, time = excluded.time, "
-            "time_unix = excluded.time_unix, zone = excluded.zone "
-            "WHERE excluded.time_unix >= sensor_latest.time_unix",
-            (
-                event.sensor_id,
-                event.quantity,
-                event.value,
-                event.unit,
-                event.time.isoformat(),
-                event.time.timestamp(),
-                event.zone,
-            ),
+            "INSERT OR REPLACE INTO alarms (zone, sensor_id, rule, value, limit_value, raised_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (event.zone, event.sensor_id, event.rule, event.value, event.limit, event.at.isoformat()),
         )
-    elif isinstance(event, LocalAlarm):
-        if event.state == "raised":
-            await db.execute(
-                "INSERT OR REPLACE INTO alarms (zone, sensor_id, rule, value, limit_value, raised_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (event.zone, event.sensor_id, event.rule, event.value, event.limit, event.at.isoformat()),
-            )
-        else:
-            await db.execute(
-                "DELETE FROM alarms WHERE zone = ? AND sensor_id = ? AND rule = ?",
-                (event.zone, event.sensor_id, event.rule),
-            )
+    else:
+        await db.execute(
+            "DELETE FROM alarms WHERE zone = ? AND sensor_id = ? AND rule = ?",
+            (event.zone, event.sensor_id, event.rule),
+        )
 
 
 async def _add_counters(db: aiosqlite.Connection, counters: Mapping[str, int]) -> None:
@@ -343,7 +533,7 @@ async def _add_counters(db: aiosqlite.Connection, counters: Mapping[str, int]) -
 class _Request:
     events: Sequence[Event]
     counters: Mapping[str, int]
-    future: asyncio.Future[list[int]]
+    future: asyncio.Future[list[int | None]]
 
 
 class OutboxWriter:
@@ -363,10 +553,12 @@ class OutboxWriter:
         self.commits = 0
         self._stopped = False
 
-    async def submit(self, events: Sequence[Event], counters: Mapping[str, int] | None = None) -> list[int]:
+    async def submit(
+        self, events: Sequence[Event], counters: Mapping[str, int] | None = None
+    ) -> list[int | None]:
         if self._stopped:
             raise OutboxError("outbox writer stopped")
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[int | None]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Request(events, dict(counters or {}), future))
         return await future
 

@@ -67,5 +67,9 @@ def _report(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
         "acked_through": int(meta.get("acked_through", 0)),
         "last_seq": int(meta.get("last_seq", 0)),
         "sync_lag_s": max(0.0, now - oldest) if oldest is not None else 0.0,
+        # Over its budget the outbox downsamples telemetry: say so, it is a degraded site.
+        "degraded": bool(meta.get("degraded", 0)),
+        "telemetry_downsampled": int(counters.get("telemetry_downsampled", 0)),
+        "clock_skew_s": int(meta.get("clock_skew_ms", 0)) / 1000,
         "counters": counters,
     }

@@ -19,9 +19,10 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from devices.errors import DeviceError
+from edge.clock import utcnow
 from shelfsense.contract import DeviceHealth, Event
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class DeviceHealthState:
 
     def frame_ok(self, count: int = 1, at: datetime | None = None) -> None:
         self.frames_ok += count
-        self.last_frame_at = at or datetime.now(UTC)
+        self.last_frame_at = at or utcnow()
 
     def frame_bad(self, count: int = 1) -> None:
         self.frames_bad += count
@@ -89,7 +90,7 @@ class DeviceHealthState:
             frames_ok=self.frames_ok,
             frames_bad=self.frames_bad,
             reconnects=self.reconnects,
-            at=at or datetime.now(UTC),
+            at=at or utcnow(),
         )
 
 
@@ -173,7 +174,7 @@ async def emit_health_periodically(
     items = list(states.values()) if isinstance(states, Mapping) else list(states)
     while True:
         stopping = await wait_or_stop(stop_event, interval_s)
-        now = datetime.now(UTC)
+        now = utcnow()
         if items:
             await submit([state.to_event(now) for state in items])
         if stopping:

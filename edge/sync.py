@@ -9,21 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import json
 import logging
 import random
-from collections.abc import Coroutine
-from datetime import UTC, datetime
+import time
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
+from edge.clock import EdgeClock, default_clock, utcnow
 from edge.errors import PermanentSyncError, SyncError, TransientSyncError
 from edge.outbox import Outbox
 from edge.supervisor import Backoff, wait_or_stop
-from shelfsense.contract import Batch, BatchAck
+from shelfsense.contract import Batch, BatchAck, SequencedEvent
 
 log = logging.getLogger(__name__)
+
+# At most this many alarms are sent ahead of the backlog per regular batch.
+PRIORITY_BATCH_MAX = 100
 
 # Client errors that retrying the same request cannot fix; everything else 4xx is treated alike
 # except 408 (timeout) and 429 (rate limit), which are transient.
@@ -41,8 +46,10 @@ class SyncClient:
         http: httpx.AsyncClient | None = None,
         *,
         timeout_s: float = 30.0,
+        clock: EdgeClock | None = None,
     ) -> None:
         self.edge_id = edge_id
+        self.clock = clock or default_clock
         self.url = f"{cloud_url.rstrip('/')}/api/v1/edges/{edge_id}/batches"
         self._token = token
         self._owns_http = http is None
@@ -53,14 +60,23 @@ class SyncClient:
             await self._http.aclose()
 
     async def send(self, batch: Batch) -> BatchAck:
-        body = gzip.compress(batch.model_dump_json().encode(), compresslevel=6)
+        return await self.send_json(batch.model_dump_json().encode())
+
+    async def send_rows(self, rows: Sequence[tuple[int, str]]) -> BatchAck:
+        """Send outbox rows ``(seq, event JSON)`` as a batch, splicing the stored JSON in unparsed."""
+        return await self.send_json(batch_json(self.edge_id, rows))
+
+    async def send_json(self, payload: bytes) -> BatchAck:
+        body = gzip.compress(payload, compresslevel=1)  # level 1: 3x faster, barely larger on JSON
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
+        sent = time.monotonic()
         try:
             response = await self._http.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:  # connect/read errors, timeouts, protocol errors
             raise TransientSyncError(f"{type(exc).__name__}: {exc or 'no detail'}") from exc
+        self.clock.observe(response.headers.get("date"), sent, time.monotonic())
         status = response.status_code
         if status >= 500 or status in TRANSIENT_STATUSES:
             raise TransientSyncError(f"cloud answered {status}", status=status)
@@ -75,26 +91,52 @@ class SyncClient:
 
 
 async def sync_once(outbox: Outbox, client: SyncClient, batch_max_events: int) -> tuple[int, int]:
-    """Send the oldest pending events once; returns (events sent, rows deleted). Raises SyncError."""
-    events = await outbox.pending(batch_max_events)
-    if not events:
+    """Send the oldest pending events once; returns (events sent, rows deleted). Raises SyncError.
+
+    When a backlog is draining (a full batch), alarms queued behind this batch go first in a small
+    batch of their own: the cloud stores them at once (it accepts sequences ahead of its contiguous
+    ack) and the regular batches skip them afterwards; the contiguous ack covers them once the gap
+    before them is filled.
+    """
+    rows = await outbox.pending_rows(batch_max_events)
+    if len(rows) == batch_max_events:
+        urgent = await outbox.priority(rows[-1][0], PRIORITY_BATCH_MAX)
+        if urgent:
+            await _send_ahead(outbox, client, urgent)
+    delivered = await outbox.max_delivered()
+    if not rows and not delivered:
         return 0, 0
-    batch = Batch(edge_id=client.edge_id, created_at=datetime.now(UTC), events=events)
-    ack = await client.send(batch)
-    last_sent = events[-1].seq
+    # With nothing else pending an empty batch still fetches the ack covering delivered rows.
+    ack = await client.send_rows(rows)
+    last_sent = max(rows[-1][0] if rows else 0, delivered)
     if ack.acked_through > last_sent:
-        # The cloud claims more than we sent in this batch: it can only ack what it has, and it
-        # has at most what we ever sent, which the outbox bounds. Ack only what we sent here.
-        log.warning("cloud acked through %d beyond the batch's last seq %d", ack.acked_through, last_sent)
+        # The cloud claims more than it was ever sent: it can only ack what it has, and it has at
+        # most what we sent. Ack only what we know it has.
+        log.warning(
+            "cloud acked through %d beyond the last seq it was sent (%d)", ack.acked_through, last_sent
+        )
     through = min(ack.acked_through, last_sent)
-    if through < events[0].seq:
+    if rows and through < rows[0][0]:
         raise PermanentSyncError(
-            f"cloud acked through {ack.acked_through} but the batch starts at {events[0].seq}: "
+            f"cloud acked through {ack.acked_through} but the batch starts at {rows[0][0]}: "
             "the cloud is missing earlier events (was its database reset?)"
         )
     # Shielded: a stop arriving now must not cut the ack short (it is idempotent, but cheap to finish).
-    deleted = await asyncio.shield(outbox.ack(through))
-    return len(events), deleted
+    deleted = await asyncio.shield(outbox.ack(through)) if through > 0 else 0
+    return len(rows), deleted
+
+
+def batch_json(edge_id: str, rows: Sequence[tuple[int, str]]) -> bytes:
+    """The JSON of a contract :class:`Batch` built from stored event JSON (same shape as pydantic's)."""
+    head = json.dumps({"v": 1, "edge_id": edge_id, "created_at": utcnow().isoformat()})[:-1]
+    events = ",".join([f'{{"seq":{seq},"event":{body}}}' for seq, body in rows])
+    return f'{head}, "events": [{events}]}}'.encode()
+
+
+async def _send_ahead(outbox: Outbox, client: SyncClient, urgent: list[SequencedEvent]) -> None:
+    ack = await client.send(Batch(edge_id=client.edge_id, created_at=utcnow(), events=urgent))
+    await asyncio.shield(outbox.mark_delivered([e.seq for e in urgent]))
+    log.info("sent %d alarm(s) ahead of a backlog (acked through %d)", len(urgent), ack.acked_through)
 
 
 async def flush_on_stop(outbox: Outbox, client: SyncClient, batch_max_events: int, timeout_s: float) -> bool:
@@ -134,6 +176,7 @@ async def sync_loop(
     backoff = Backoff(backoff_initial, backoff_max, rng)
     limit = batch_max_events
     cloud_lost = False
+    clock_skewed = False
     while not stop_event.is_set():
         try:
             result = await _unless_stopped(sync_once(outbox, client, limit), stop_event)
@@ -153,6 +196,10 @@ async def sync_loop(
         if result is None:
             return  # stopped while a request was in flight; it is resent after the restart
         sent, _ = result
+        if client.clock.skewed != clock_skewed:
+            clock_skewed = client.clock.skewed
+            skew_ms = round((client.clock.skew_s or 0.0) * 1000) if clock_skewed else 0
+            await outbox.set_meta("clock_skew_ms", skew_ms)
         if cloud_lost:
             log.warning("cloud recovered")
             cloud_lost = False

@@ -34,5 +34,5 @@ fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy shelfsense devices simulators edge cloud
+.venv/bin/mypy shelfsense devices simulators edge cloud dashboards
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"

@@ -82,13 +82,14 @@ def cmd_decode_epc(args: argparse.Namespace) -> int:
 
 # --- decode mqtt --------------------------------------------------------------------------------
 
-# (pattern, format, name of the group that identifies the sensor)
+# (topic pattern, format); the ``sensor`` group names the device (ESPHome: ``node/object_id``).
 _TOPIC_FORMATS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^zigbee2mqtt/(?P<sensor>[^/]+)$"), "zigbee2mqtt"),
     (re.compile(r"^(?:tele|stat)/(?P<sensor>[^/]+)/(?:SENSOR|STATUS10)$"), "tasmota"),
     (re.compile(r"^(?P<sensor>[^/]+)/events/rpc$"), "shelly"),
     (re.compile(r"^(?P<node>[^/]+)/sensor/(?P<sensor>[^/]+)/state$"), "esphome"),
     (re.compile(r"^ruuvi/[^/]+/(?P<sensor>[^/]+)$"), "ruuvi"),
+    (re.compile(r"^shelfsense/[^/]+/sensors/(?P<sensor>[^/]+)$"), "shelfsense"),
 )
 
 
@@ -132,7 +133,8 @@ def cmd_decode_mqtt(args: argparse.Namespace) -> int:
     payload = (
         sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode("utf-8", "surrogateescape")
     )
-    print(json.dumps(readings_view(sensor, decode_payload(fmt, args.topic, payload))))
+    measurements = decode_payload(fmt, args.topic, payload, quantity=args.quantity)
+    print(json.dumps(readings_view(sensor, measurements)))
     return 0
 
 
@@ -381,6 +383,7 @@ def _add_decode_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     mqtt.add_argument("--topic", required=True)
     mqtt.add_argument("--payload", required=True, help="the payload text, or - to read it from stdin")
     mqtt.add_argument("--format", help="firmware format (default: inferred from the topic)")
+    mqtt.add_argument("--quantity", help="what a plain-value payload measures (ESPHome), e.g. temperature")
     mqtt.set_defaults(handler=_guarded(cmd_decode_mqtt))
 
     frame = decode.add_parser("frame", help="serial bytes (hex) -> decoded frames (JSON)")

@@ -70,6 +70,53 @@ class UhfReaderConfig(SerialPort):
     poll_interval_s: Annotated[float, Field(gt=0)] = 0.2
 
 
+class LlrpAntennaConfig(_Section):
+    """One antenna port of an LLRP reader and what it covers.
+
+    ``reader_id`` is the *logical* reader its reads count for (smoothing, portals): give the outer
+    and inner antenna of one portal reader different ids (``dock-1-outer`` / ``dock-1-inner``) and
+    name those in ``[[edge.portals]]``. Default: the physical reader's id.
+    """
+
+    antenna: Annotated[int, Field(ge=1, le=65535)]
+    reader_id: Ident | None = None
+    location: Ident | None = None
+
+
+class LlrpReaderConfig(_Section):
+    """A fixed UHF reader (Impinj, Zebra, ...) spoken to over LLRP (TCP)."""
+
+    id: Ident
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 5084
+    location: Ident | None = None
+    antennas: Annotated[list[LlrpAntennaConfig], Field(min_length=1)] = [LlrpAntennaConfig(antenna=1)]
+    # None: the reader's maximum power.
+    tx_power_dbm: float | None = None
+    # The reader sends KEEPALIVE this often; silence for 3 intervals means the link is dead.
+    keepalive_s: Annotated[float, Field(ge=1)] = 10.0
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+    def logical_readers(self) -> dict[str, Ident | None]:
+        """Logical reader id -> location, for every antenna."""
+        out: dict[str, Ident | None] = {}
+        for ant in self.antennas:
+            out.setdefault(ant.reader_id or self.id, ant.location or self.location)
+        return out
+
+    @model_validator(mode="after")
+    def _antennas_consistent(self) -> LlrpReaderConfig:
+        ports = [a.antenna for a in self.antennas]
+        if len(set(ports)) != len(ports):
+            raise ValueError("antenna numbers must be unique")
+        seen: dict[str, str | None] = {}
+        for ant in self.antennas:
+            rid, loc = ant.reader_id or self.id, ant.location or self.location
+            if seen.setdefault(rid, loc) != loc:
+                raise ValueError(f"antennas of logical reader {rid!r} name different locations")
+        return self
+
+
 class PortalConfig(_Section):
     """A dock door: an outer and an inner reader zone; the order of RSSI peaks gives the direction."""
 
@@ -97,6 +144,8 @@ class MqttSensorConfig(_Section):
     format: Literal["zigbee2mqtt", "tasmota", "shelly", "esphome", "ruuvi", "shelfsense"]
     sensor_id: Ident
     zone: Ident | None = None
+    # What the value is, for formats whose payload does not say (ESPHome's plain-text state).
+    quantity: Literal["temperature", "humidity", "battery", "linkquality", "pressure"] | None = None
 
 
 class MqttConfig(_Section):
@@ -120,18 +169,35 @@ class EdgeSettings(_Section):
     sync_interval_s: Annotated[float, Field(gt=0)] = 1.0
     batch_max_events: Annotated[int, Field(ge=1, le=5000)] = 1000
     health_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    # Outbox budget (0 disables a limit). Past any of them the edge degrades loudly: sensor
+    # telemetry, tag observations and device health are downsampled per interval (min/max/last);
+    # stock events and alarms are never dropped.
+    outbox_max_events: Annotated[int, Field(ge=0)] = 2_000_000
+    outbox_max_mb: Annotated[float, Field(ge=0)] = 2048.0
+    outbox_max_age_s: Annotated[float, Field(ge=0)] = 7 * 24 * 3600.0
+    downsample_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    # An edge clock further than this from the cloud's (HTTP Date header) is reported as skewed.
+    clock_skew_warn_s: Annotated[float, Field(gt=0)] = 5.0
     uhf_readers: list[UhfReaderConfig] = []
     portals: list[PortalConfig] = []
     modbus_probes: list[ModbusProbeConfig] = []
     mqtt: MqttConfig | None = None
+    llrp_readers: list[LlrpReaderConfig] = []
 
     @model_validator(mode="after")
     def _portal_readers_exist(self) -> EdgeSettings:
         readers = {r.id for r in self.uhf_readers}
+        llrp_logical = [rid for r in self.llrp_readers for rid in r.logical_readers()]
+        if len(set(llrp_logical)) != len(llrp_logical) or readers & set(llrp_logical):
+            raise ValueError("reader ids (uhf_readers and llrp_readers antennas) must be unique")
+        readers |= set(llrp_logical)
         for portal in self.portals:
             for name in (portal.outer_reader, portal.inner_reader):
                 if name not in readers:
-                    raise ValueError(f"portal {portal.id!r} names reader {name!r} that is not in uhf_readers")
+                    raise ValueError(
+                        f"portal {portal.id!r} names reader {name!r} "
+                        "that is not in uhf_readers or llrp_readers"
+                    )
         return self
 
 

@@ -10,6 +10,10 @@ SQLite (which has no time-zone type and compares ISO strings) and PostgreSQL beh
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -478,6 +482,74 @@ async def create_all(engine: AsyncEngine) -> None:
     await ensure_schema(engine)
 
 
+# One asyncio lock per SQLite engine: writers of this process queue on it in FIFO order before
+# BEGIN IMMEDIATE. Without it they all wait in SQLite's busy handler, which sleeps and retries
+# (up to 100 ms per nap) with no fairness, so under load some requests starve for seconds.
+_sqlite_write_locks: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A write transaction (SQLite: BEGIN IMMEDIATE after the in-process FIFO lock)."""
+    lock: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
+    if engine.dialect.name == "sqlite":
+        lock = _sqlite_write_locks.setdefault(engine, asyncio.Lock())
+    async with lock, engine.connect() as conn:
+        conn = await write_connection(conn)
+        async with conn.begin():
+            yield conn
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """What :class:`UtcDateTime` + SQLAlchemy's SQLite DATETIME store: naive UTC, microseconds."""
+    if value is None:
+        return None
+    offset = value.utcoffset()
+    if offset is not None and offset:
+        value = value.astimezone(UTC)
+    # "YYYY-MM-DD HH:MM:SS.ffffff" (26 characters), dropping a "+00:00" suffix.
+    return value.isoformat(sep=" ", timespec="microseconds")[:26]
+
+
+def _sqlite_bulk_plan(table: Table, names: tuple[str, ...], ignore_conflicts: bool) -> tuple[str, list[int]]:
+    columns = ", ".join(f'"{n}"' for n in names)
+    marks = ", ".join("?" for _ in names)
+    suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    sql = f'INSERT INTO "{table.name}" ({columns}) VALUES ({marks}){suffix}'
+    return sql, [i for i, n in enumerate(names) if isinstance(table.c[n].type, UtcDateTime)]
+
+
+async def bulk_insert(
+    conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], *, ignore_conflicts: bool = False
+) -> None:
+    """Insert many rows (all with the same keys) as fast as the engine allows.
+
+    On SQLite the rows go straight to the driver's ``executemany`` with datetimes pre-formatted
+    exactly as SQLAlchemy stores them (per-row Core parameter processing costs ~5x the SQLite
+    work for a 1000-event batch). Elsewhere it is a plain Core executemany. Booleans are not
+    converted, so only use it for tables whose columns are text, numbers and ``UtcDateTime``.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        stmt: Any = table.insert()
+        if ignore_conflicts:
+            from sqlalchemy.dialects import postgresql
+
+            stmt = postgresql.insert(table).on_conflict_do_nothing()
+        await conn.execute(stmt, rows)
+        return
+    names = tuple(rows[0])
+    sql, time_columns = _sqlite_bulk_plan(table, names, ignore_conflicts)
+    params: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = [row[n] for n in names]
+        for i in time_columns:
+            values[i] = _sqlite_datetime(values[i])
+        params.append(tuple(values))
+    await conn.exec_driver_sql(sql, params)
+
+
 async def write_connection(conn: AsyncConnection) -> AsyncConnection:
     """The same connection, flagged so its next transaction takes the write lock (SQLite)."""
     return await conn.execution_options(**WRITE_TRANSACTION)
@@ -487,6 +559,7 @@ __all__ = [
     "LOCATION_KINDS",
     "UtcDateTime",
     "alerts",
+    "bulk_insert",
     "create_all",
     "create_engine",
     "device_health",
@@ -515,4 +588,5 @@ __all__ = [
     "utc",
     "utcnow",
     "write_connection",
+    "write_transaction",
 ]

@@ -18,17 +18,22 @@ import asyncio
 import logging
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core import db
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 log = logging.getLogger(__name__)
+# Alembic narrates every step (and its plugins, at import) at INFO on every start; our own line
+# says what changed. Quieted only when nobody configured the "alembic" logger, and before Alembic
+# is imported: hence the imports inside the functions below.
+if logging.getLogger("alembic").level == logging.NOTSET:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 INITIAL_REVISION = "0001"
@@ -41,6 +46,8 @@ _upgraded: weakref.WeakSet[AsyncEngine] = weakref.WeakSet()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -49,16 +56,22 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "no migration scripts found"
     return head
 
 
 def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
 def _upgrade(connection: Connection) -> tuple[str | None, str]:
+    from alembic import command
+
     before = current_revision(connection)
     config = alembic_config(connection)
     if before is None and inspect(connection).has_table("edges"):
@@ -70,12 +83,10 @@ def _upgrade(connection: Connection) -> tuple[str | None, str]:
 
 async def upgrade_to_head(engine: AsyncEngine) -> str:
     """Apply every pending migration (serialised across processes); returns the head revision."""
-    async with engine.connect() as conn:
-        conn = await db.write_connection(conn)
-        async with conn.begin():
-            if conn.dialect.name == "postgresql":
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            before, after = await conn.run_sync(_upgrade)
+    async with db.write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        before, after = await conn.run_sync(_upgrade)
     if before != after:
         log.info("database schema migrated from %s to %s", before or "empty", after)
     _upgraded.add(engine)

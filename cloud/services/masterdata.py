@@ -374,10 +374,8 @@ def _parents_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def import_records(engine: AsyncEngine, kind: str, records: Sequence[Record]) -> int:
     """Upsert validated records in one transaction; raises :class:`MasterDataError`, writing nothing."""
-    async with engine.connect() as conn:
-        conn = await db.write_connection(conn)
-        async with conn.begin():
-            return await upsert_records(conn, kind, records)
+    async with db.write_transaction(engine) as conn:
+        return await upsert_records(conn, kind, records)
 
 
 async def import_text(engine: AsyncEngine, kind: str, text: str, fmt: Literal["csv", "json"]) -> int:
@@ -440,10 +438,8 @@ async def delete_record(engine: AsyncEngine, kind: str, key: Mapping[str, Any]) 
     """Delete one record by key; raises IntegrityError (from the database) when still referenced."""
     kind_spec = spec(kind)
     table = kind_spec.table
-    async with engine.connect() as conn:
-        conn = await db.write_connection(conn)
-        async with conn.begin():
-            result = await conn.execute(table.delete().where(*(table.c[k] == key[k] for k in kind_spec.key)))
+    async with db.write_transaction(engine) as conn:
+        result = await conn.execute(table.delete().where(*(table.c[k] == key[k] for k in kind_spec.key)))
     return result.rowcount > 0
 
 

@@ -70,7 +70,7 @@ async def insert_history(
             table, row = found
             by_table.setdefault(table.name, (table, []))[1].append(row)
     for table, rows in by_table.values():
-        await conn.execute(table.insert(), rows)
+        await db.bulk_insert(conn, table, rows)
 
 
 def _latest(items: Sequence[SequencedEvent], kind: type, key: Any, time: Any) -> list[Any]:

@@ -155,7 +155,8 @@ def reconcile(data: ReconcileInput, params: ReconcileParams = ReconcileParams())
     missing = np.nonzero(streak >= k)[0]
 
     discrepancies = [
-        Discrepancy("missing", str(book_e[i]), str(book_l[i]), str(book_l[i]), int(streak[i])) for i in missing
+        Discrepancy("missing", str(book_e[i]), str(book_l[i]), str(book_l[i]), int(streak[i]))
+        for i in missing
     ]
     discrepancies += _misplaced(epcs, locs, obs_id, obs_loc, obs_n, book_loc_of, at_book, seen_at_book)
     discrepancies += _off_book(data, epcs, locs, obs_id, obs_loc, book_loc_of)
@@ -220,7 +221,9 @@ def _misplaced(
     order = rows[np.lexsort((-obs_n[rows], obs_id[rows]))]
     first = order[np.r_[True, obs_id[order][1:] != obs_id[order][:-1]]]
     return [
-        Discrepancy("misplaced", str(epcs[obs_id[r]]), str(locs[obs_loc[r]]), str(locs[book_loc_of[obs_id[r]]]))
+        Discrepancy(
+            "misplaced", str(epcs[obs_id[r]]), str(locs[obs_loc[r]]), str(locs[book_loc_of[obs_id[r]]])
+        )
         for r in first
     ]
 

@@ -24,7 +24,7 @@ import os
 import secrets
 import socket
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -117,7 +117,8 @@ async def _load_input(
     known.update((await conn.execute(select(s.c.epc).where(s.c.site_id == site_id))).scalars())
     t = db.stocktake_streaks
     streaks = {
-        epc: n for epc, n in await conn.execute(select(t.c.epc, t.c.unseen_windows).where(t.c.site_id == site_id))
+        epc: n
+        for epc, n in await conn.execute(select(t.c.epc, t.c.unseen_windows).where(t.c.site_id == site_id))
     }
     return ReconcileInput(
         book_epcs=[r[0] for r in book],
@@ -179,7 +180,9 @@ async def _store_result(
         )
     }
     current = {(x.kind, x.epc, x.location): x for x in result.discrepancies}
-    still = [{"b_id": live[key][0], "b_unseen": x.unseen_windows} for key, x in current.items() if key in live]
+    still = [
+        {"b_id": live[key][0], "b_unseen": x.unseen_windows} for key, x in current.items() if key in live
+    ]
     if still:
         await conn.execute(
             update(d)
@@ -207,55 +210,53 @@ async def _store_result(
     gone = [{"b_id": ident} for key, (ident, _status) in live.items() if key not in current]
     if gone:
         await conn.execute(
-            update(d).where(d.c.id == bindparam("b_id")).values(status="resolved", resolved_run_id=run_id), gone
+            update(d).where(d.c.id == bindparam("b_id")).values(status="resolved", resolved_run_id=run_id),
+            gone,
         )
     t = db.stocktake_streaks
     await conn.execute(t.delete().where(t.c.site_id == site_id))
     if result.streaks:
         await conn.execute(
-            t.insert(), [{"site_id": site_id, "epc": e, "unseen_windows": n} for e, n in result.streaks.items()]
+            t.insert(),
+            [{"site_id": site_id, "epc": e, "unseen_windows": n} for e, n in result.streaks.items()],
         )
     return len(new), len(gone)
 
 
-async def run_site(
-    engine: AsyncEngine, site_id: str, end: datetime, options: StocktakeOptions
-) -> int | None:
+async def run_site(engine: AsyncEngine, site_id: str, end: datetime, options: StocktakeOptions) -> int | None:
     """Reconcile one site for the window ending at ``end``; the run id, or None (no coverage)."""
     end = db.utc(end)
     start = end - options.window
-    async with engine.connect() as conn:
-        conn = await db.write_connection(conn)
-        async with conn.begin():
-            await _site_lock(conn, site_id)
-            data = await _load_input(conn, site_id, start, end, options.params)
-            if data is None:
-                return None
-            result = await asyncio.to_thread(reconcile, data, options.params)
-            run_id = (
-                await conn.execute(
-                    db.stocktake_runs.insert()
-                    .values(
-                        site_id=site_id,
-                        window_start=start,
-                        window_end=end,
-                        started_at=db.utcnow(),
-                        runner=options.runner,
-                        missing_after_windows=options.params.missing_after_windows,
-                        missing=result.count("missing"),
-                        misplaced=result.count("misplaced"),
-                        unexpected=result.count("unexpected"),
-                        unknown=result.count("unknown"),
-                    )
-                    .returning(db.stocktake_runs.c.id)
-                )
-            ).scalar_one()
-            new, resolved = await _store_result(conn, site_id, run_id, result)
+    async with db.write_transaction(engine) as conn:
+        await _site_lock(conn, site_id)
+        data = await _load_input(conn, site_id, start, end, options.params)
+        if data is None:
+            return None
+        result = await asyncio.to_thread(reconcile, data, options.params)
+        run_id = (
             await conn.execute(
-                update(db.stocktake_runs)
-                .where(db.stocktake_runs.c.id == run_id)
-                .values(new_discrepancies=new, resolved_discrepancies=resolved, finished_at=db.utcnow())
+                db.stocktake_runs.insert()
+                .values(
+                    site_id=site_id,
+                    window_start=start,
+                    window_end=end,
+                    started_at=db.utcnow(),
+                    runner=options.runner,
+                    missing_after_windows=options.params.missing_after_windows,
+                    missing=result.count("missing"),
+                    misplaced=result.count("misplaced"),
+                    unexpected=result.count("unexpected"),
+                    unknown=result.count("unknown"),
+                )
+                .returning(db.stocktake_runs.c.id)
             )
+        ).scalar_one()
+        new, resolved = await _store_result(conn, site_id, run_id, result)
+        await conn.execute(
+            update(db.stocktake_runs)
+            .where(db.stocktake_runs.c.id == run_id)
+            .values(new_discrepancies=new, resolved_discrepancies=resolved, finished_at=db.utcnow())
+        )
     return int(run_id)
 
 
@@ -296,29 +297,32 @@ async def decide(engine: AsyncEngine, discrepancy_id: int, decision: str, user: 
     if decision not in ("accept", "dismiss"):
         raise ValueError(f"unknown decision {decision!r}")
     d = db.stocktake_discrepancies
-    async with engine.connect() as conn:
-        conn = await db.write_connection(conn)
-        async with conn.begin():
-            row = (
-                await conn.execute(select(d).where(d.c.id == discrepancy_id, d.c.status == "open").with_for_update())
-            ).one_or_none()
-            if row is None:
-                raise DiscrepancyNotOpen(f"discrepancy {discrepancy_id} is not open")
-            now = db.utcnow()
-            if decision == "accept":
-                item = SequencedEvent(seq=discrepancy_id, event=_adjustment(row, now))
-                await insert_history(conn, row.site_id, CLOUD_EDGE_ID, [item])
-                await upsert_latest(conn, row.site_id, CLOUD_EDGE_ID, [item])
-                await conn.execute(
-                    db.stocktake_streaks.delete().where(
-                        and_(db.stocktake_streaks.c.site_id == row.site_id, db.stocktake_streaks.c.epc == row.epc)
+    async with db.write_transaction(engine) as conn:
+        row = (
+            await conn.execute(
+                select(d).where(d.c.id == discrepancy_id, d.c.status == "open").with_for_update()
+            )
+        ).one_or_none()
+        if row is None:
+            raise DiscrepancyNotOpen(f"discrepancy {discrepancy_id} is not open")
+        now = db.utcnow()
+        if decision == "accept":
+            item = SequencedEvent(seq=discrepancy_id, event=_adjustment(row, now))
+            await insert_history(conn, row.site_id, CLOUD_EDGE_ID, [item])
+            await upsert_latest(conn, row.site_id, CLOUD_EDGE_ID, [item])
+            await conn.execute(
+                db.stocktake_streaks.delete().where(
+                    and_(
+                        db.stocktake_streaks.c.site_id == row.site_id,
+                        db.stocktake_streaks.c.epc == row.epc,
                     )
                 )
-            status = "accepted" if decision == "accept" else "dismissed"
-            await conn.execute(
-                update(d).where(d.c.id == discrepancy_id).values(status=status, decided_by=user, decided_at=now)
             )
-            updated = (await conn.execute(select(d).where(d.c.id == discrepancy_id))).mappings().one()
+        status = "accepted" if decision == "accept" else "dismissed"
+        await conn.execute(
+            update(d).where(d.c.id == discrepancy_id).values(status=status, decided_by=user, decided_at=now)
+        )
+        updated = (await conn.execute(select(d).where(d.c.id == discrepancy_id))).mappings().one()
     return dict(updated)
 
 
@@ -327,16 +331,16 @@ async def decide(engine: AsyncEngine, discrepancy_id: int, decision: str, user: 
 
 async def ensure_job(engine: AsyncEngine, interval_s: float) -> None:
     """Create the job row (first tick one interval from now) unless another replica did."""
-    async with engine.connect() as conn:
-        conn = await db.write_connection(conn)
-        async with conn.begin():
-            stmt = dialect_insert(conn, db.jobs).values(
-                name=JOB_NAME, next_run_at=db.utcnow() + timedelta(seconds=interval_s), runs=0
-            )
-            await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+    async with db.write_transaction(engine) as conn:
+        stmt = dialect_insert(conn, db.jobs).values(
+            name=JOB_NAME, next_run_at=db.utcnow() + timedelta(seconds=interval_s), runs=0
+        )
+        await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
 
 
-async def claim_tick(engine: AsyncEngine, options: StocktakeOptions, now: datetime | None = None) -> datetime | None:
+async def claim_tick(
+    engine: AsyncEngine, options: StocktakeOptions, now: datetime | None = None
+) -> datetime | None:
     """Claim the job if it is due; returns the tick time (the window end) or None.
 
     ``SKIP LOCKED``: a replica that finds the row locked by another one's claim skips the tick
@@ -344,28 +348,26 @@ async def claim_tick(engine: AsyncEngine, options: StocktakeOptions, now: dateti
     """
     now = db.utc(now) if now is not None else db.utcnow()
     j = db.jobs
-    async with engine.connect() as conn:
-        conn = await db.write_connection(conn)
-        async with conn.begin():
-            row = (
-                await conn.execute(
-                    select(j.c.next_run_at)
-                    .where(j.c.name == JOB_NAME, j.c.next_run_at <= now)
-                    .with_for_update(skip_locked=True)
-                )
-            ).one_or_none()
-            if row is None:
-                return None
+    async with db.write_transaction(engine) as conn:
+        row = (
             await conn.execute(
-                update(j)
-                .where(j.c.name == JOB_NAME)
-                .values(
-                    next_run_at=now + timedelta(seconds=options.interval_s),
-                    last_started_at=now,
-                    last_runner=options.runner,
-                    runs=j.c.runs + 1,
-                )
+                select(j.c.next_run_at)
+                .where(j.c.name == JOB_NAME, j.c.next_run_at <= now)
+                .with_for_update(skip_locked=True)
             )
+        ).one_or_none()
+        if row is None:
+            return None
+        await conn.execute(
+            update(j)
+            .where(j.c.name == JOB_NAME)
+            .values(
+                next_run_at=now + timedelta(seconds=options.interval_s),
+                last_started_at=now,
+                last_runner=options.runner,
+                runs=j.c.runs + 1,
+            )
+        )
     return now
 
 
@@ -376,7 +378,9 @@ async def job_tick(engine: AsyncEngine, options: StocktakeOptions, now: datetime
         return []
     runs = await run_all_sites(engine, tick, options)
     async with engine.begin() as conn:
-        await conn.execute(update(db.jobs).where(db.jobs.c.name == JOB_NAME).values(last_finished_at=db.utcnow()))
+        await conn.execute(
+            update(db.jobs).where(db.jobs.c.name == JOB_NAME).values(last_finished_at=db.utcnow())
+        )
     return runs
 
 
@@ -384,9 +388,12 @@ async def job_loop(engine: AsyncEngine, options: StocktakeOptions) -> None:
     """Poll for due ticks until cancelled; a failing database is logged on state change only."""
     poll_s = min(max(options.interval_s / 4, 0.05), 10.0)
     failing = False
-    await ensure_job(engine, options.interval_s)
+    job_exists = False
     while True:
         try:
+            if not job_exists:
+                await ensure_job(engine, options.interval_s)
+                job_exists = True
             runs = await job_tick(engine, options)
             if runs:
                 log.info("stocktake runs %s by %s", runs, options.runner)
@@ -400,6 +407,11 @@ async def job_loop(engine: AsyncEngine, options: StocktakeOptions) -> None:
         await asyncio.sleep(poll_s)
 
 
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("stocktake job stopped by a bug", exc_info=task.exception())
+
+
 @contextlib.asynccontextmanager
 async def background_job(engine: AsyncEngine, options: StocktakeOptions) -> AsyncIterator[None]:
     """Run :func:`job_loop` for the lifetime of the context (the app's lifespan)."""
@@ -407,12 +419,12 @@ async def background_job(engine: AsyncEngine, options: StocktakeOptions) -> Asyn
         yield
         return
     task = asyncio.create_task(job_loop(engine, options), name="stocktake-job")
+    task.add_done_callback(_report_crash)
     try:
         yield
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.gather(task, return_exceptions=True)  # a crash was logged by the callback
 
 
 __all__ = [
@@ -428,7 +440,3 @@ __all__ = [
     "run_all_sites",
     "run_site",
 ]
-
-
-def _unused(_: Sequence[int]) -> None:  # pragma: no cover
-    pass

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import get_args
 
 from devices.readings import Measurement
+from edge.clock import utcnow
 from shelfsense.contract import Event, Quantity, SensorReading
 
 # Commits events durably and returns only then (edge.outbox.OutboxWriter.submit fits).
@@ -28,7 +29,7 @@ def measurements_to_readings(
     id ``<sensor_id>.<channel>``; a single-channel payload keeps the configured ``sensor_id``.
     Quantities outside the contract vocabulary (and non-finite values) are skipped.
     """
-    stamp = now or datetime.now(UTC)
+    stamp = now or utcnow()
     channels = {m.channel for m in measurements if m.channel}
     readings = []
     for m in measurements:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusException
 
 from devices.errors import DecodeError, TransportError
 from devices.modbus import decode_th_registers
+from edge.clock import utcnow
 from edge.supervisor import DeviceHealthState
 from edge.transports import EventSink, measurements_to_readings
 from shelfsense.config import ModbusProbeConfig
@@ -83,7 +83,7 @@ class ModbusProbeTransport:
             self.health.frame_bad()
             log.debug("probe %s: no valid answer: %s", cfg.sensor_id, exc)
             return False
-        now = datetime.now(UTC)
+        now = utcnow()
         if response.isError():
             self.health.frame_bad()
             log.debug("probe %s answered with a Modbus exception: %s", cfg.sensor_id, response)

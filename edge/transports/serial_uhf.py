@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import serial
 
 from devices import uhf
 from devices.errors import TransportError
 from devices.readings import TagRead
+from edge.clock import utcnow
 from edge.supervisor import DeviceHealthState
 from shelfsense.config import UhfReaderConfig
 
@@ -93,7 +94,7 @@ class UhfSerialTransport:
         """Decode, count and dispatch; True if at least one frame arrived."""
         bad_before = decoder.frames_bad
         frames = decoder.feed(data)
-        now = datetime.now(UTC)
+        now = utcnow()
         corrupt = 0  # framing and checksum fine, but the EPC CRC / length is not
         for frame in frames:
             read = uhf.parse_tag_notification(frame)

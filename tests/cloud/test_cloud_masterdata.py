@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cloud
+from conftest import Cloud, at
 
 from cloud.services import masterdata as md
 from cloud.services.masterdata import MasterDataError
@@ -85,6 +85,21 @@ async def test_cli_import_then_read_api_and_export_round_trip(
     items = (await cloud.get_ok("/api/v1/items", sku="MILK-1L"))["items"]
     assert items == [{"epc": "3034257BF400B7800004CB2F", "sku": "MILK-1L", "lot_code": "L001"}]
     assert (await cloud.get("/api/v1/products/NOPE")).status_code == 404
+
+    # Stock by product and lot joins the ledger with the registered items.
+    moves = [
+        {"seq": n + 1, "event": {"kind": "stock_movement", "epc": epc, "to_location": "shelf-a", "at": at(n)}}
+        for n, epc in enumerate(["3034257BF400B7800004CB2F", "3034257BF400B7800004CB30", "AAAA0000"])
+    ]
+    body = {"v": 1, "edge_id": "edge-1", "created_at": at(0), "events": moves}
+    assert (await cloud.post(body)).status_code == 200
+    milk = await cloud.get_ok("/api/v1/stock", product="MILK-1L")
+    assert ([i["epc"] for i in milk["items"]], milk["by_location"]) == (
+        ["3034257BF400B7800004CB2F"],
+        {"shelf-a": 1},
+    )
+    assert (await cloud.get_ok("/api/v1/stock", product="MILK-1L", lot="L002"))["total"] == 0
+    assert (await cloud.get_ok("/api/v1/stock"))["total"] == 3
 
     # Export, import into a fresh database, export again: identical files (CSV and JSON).
     for fmt in ("csv", "json"):

@@ -155,3 +155,35 @@ async def test_health_endpoints_and_unknown_route(cloud: Cloud) -> None:
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
     docs = await cloud.client.get("/openapi.json")
     assert "/api/v1/edges/{edge_id}/batches" in docs.json()["paths"]
+
+
+async def test_movements_ledger_filters_and_pages(cloud: Cloud) -> None:
+    await cloud.post(
+        batch(
+            "edge-1",
+            [
+                (1, movement(0, EPC_A, "backroom")),
+                (2, movement(10, EPC_B, "backroom")),
+                (3, movement(20, EPC_B, "shelf", frm="backroom")),
+                (4, movement(30, EPC_A, None, frm="backroom")),
+            ],
+        )
+    )
+    await cloud.post(batch("edge-3", [(1, movement(5, EPC_A, "dock"))]), edge="edge-3")
+    everything = await cloud.get_ok("/api/v1/movements")
+    assert everything["total"] == 5
+    assert [m["seq"] for m in everything["items"]] == [4, 3, 2, 1, 1]  # newest first
+    at_backroom = await cloud.get_ok("/api/v1/movements", location="backroom", site="site-1")
+    assert [(m["epc"], m["from_location"], m["to_location"]) for m in at_backroom["items"]] == [
+        (EPC_A, "backroom", None),
+        (EPC_B, "backroom", "shelf"),
+        (EPC_B, None, "backroom"),
+        (EPC_A, None, "backroom"),
+    ]
+    window = await cloud.get_ok(
+        "/api/v1/movements", epc=EPC_B.lower(), since="2025-01-01T12:00:05Z", until="2025-01-01T12:00:20"
+    )
+    assert [m["to_location"] for m in window["items"]] == ["backroom"]
+    page = await cloud.get_ok("/api/v1/movements", limit=2, offset=2, edge="edge-1")
+    assert ([m["seq"] for m in page["items"]], page["total"]) == ([2, 1], 4)
+    assert (await cloud.get_ok("/api/v1/movements", reason="adjustment"))["total"] == 0

@@ -40,7 +40,11 @@ def test_classifies_every_kind_and_needs_k_windows_for_missing() -> None:
     missing = next(d for d in result.discrepancies if d.kind == "missing")
     assert (missing.location, missing.unseen_windows) == ("L2", 3)
     by_location = {r.location: r for r in result.locations}
-    assert (by_location["L1"].book_count, by_location["L1"].seen_count, by_location["L1"].read_rate) == (2, 1, 0.5)
+    assert (by_location["L1"].book_count, by_location["L1"].seen_count, by_location["L1"].read_rate) == (
+        2,
+        1,
+        0.5,
+    )
     # Seen again: the counter resets and "missing" disappears.
     result = reconcile(window(book, [*seen, ("C", "L2")], streaks=streaks), K3)
     assert result.streaks == {}

@@ -251,6 +251,22 @@ def test_inlist_round_trip(tags: list[NfcTag]) -> None:
     assert pn532.parse_inlist_response(frame) == [t._replace(target=i) for i, t in enumerate(tags, 1)]
 
 
+@given(st.lists(frame_st, max_size=8), garbage_st, st.lists(st.integers(0, 10_000)))
+def test_chunk_splits_give_the_same_frames(frames: list[Pn532Frame], noise: bytes, cuts: list[int]) -> None:
+    good = b"".join(map(encode, frames))
+    assume(not _could_swallow(noise, good + noise))
+    data = noise + good + noise
+    whole = Pn532FrameDecoder()
+    expected = whole.feed(data)
+    split = Pn532FrameDecoder()
+    assert _feed_in_chunks(split, data, cuts) == expected
+    assert (split.frames_ok, split.bytes_skipped, split.buffered) == (
+        whole.frames_ok,
+        whole.bytes_skipped,
+        whole.buffered,
+    )
+
+
 @given(garbage_st, st.lists(frame_st, min_size=1, max_size=5), st.lists(st.integers(0, 999)))
 def test_good_frames_after_garbage_are_never_lost(
     garbage: bytes, frames: list[Pn532Frame], cuts: list[int]

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from edge_cloud_stub import FakeCloud, Request
+
+# The process harness lives with the benchmarks, which use it too.
+BENCH = str(Path(__file__).resolve().parents[2] / "bench")
+if BENCH not in sys.path:
+    sys.path.insert(0, BENCH)
 
 Responder = Callable[[Request], tuple[int, bytes]]
 

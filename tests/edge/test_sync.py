@@ -151,3 +151,15 @@ async def test_stop_is_not_delayed_by_a_hung_cloud(outbox: Outbox) -> None:
     await client.aclose()
     server.close()
     assert (await outbox.stats()).pending == 25
+
+
+def test_batch_json_from_stored_rows_is_a_valid_contract_batch() -> None:
+    from edge.sync import batch_json
+    from shelfsense.contract import parse_batch
+
+    events = [DeviceHealth(device_id=f"d{n}", connected=True, at=T0) for n in (1, 2)]
+    rows = [(7, events[0].model_dump_json()), (9, events[1].model_dump_json())]
+    batch = parse_batch(batch_json("edge-1", rows))
+    assert batch.edge_id == "edge-1"
+    assert [(e.seq, e.event) for e in batch.events] == [(7, events[0]), (9, events[1])]
+    assert parse_batch(batch_json("edge-1", [])).events == []

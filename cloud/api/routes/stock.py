@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from cloud.api.deps import DbConn, require_role
 from cloud.api.pagination import Limit, Offset, paginate
@@ -14,7 +15,9 @@ from cloud.core.security import Role
 from cloud.schemas import (
     ItemHistory,
     MovementPublic,
+    MovementRow,
     ObservationPublic,
+    Page,
     PassagePublic,
     StockItemPublic,
     StockPage,
@@ -29,12 +32,22 @@ async def list_stock(
     site: str | None = None,
     location: str | None = None,
     include_gone: Annotated[bool, Query(description="also items that left the site")] = False,
+    product: Annotated[str | None, Query(description="SKU of the registered item")] = None,
+    lot: Annotated[str | None, Query(description="lot code of the registered item")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> StockPage:
     t = db.stock_items
     query = select(t).order_by(t.c.site_id, t.c.location, t.c.epc)
     counts = select(t.c.location, func.count()).where(t.c.present.is_(True)).group_by(t.c.location)
+    if product is not None or lot is not None:
+        registered = select(db.items.c.epc)
+        if product is not None:
+            registered = registered.where(db.items.c.sku == product)
+        if lot is not None:
+            registered = registered.where(db.items.c.lot_code == lot)
+        query = query.where(t.c.epc.in_(registered))
+        counts = counts.where(t.c.epc.in_(registered))
     if site is not None:
         query = query.where(t.c.site_id == site)
         counts = counts.where(t.c.site_id == site)
@@ -47,6 +60,37 @@ async def list_stock(
     return StockPage(
         items=[StockItemPublic.model_validate(r) for r in rows], total=total, by_location=by_location
     )
+
+
+@router.get("/movements", response_model=Page[MovementRow])
+async def list_movements(
+    conn: DbConn,
+    site: str | None = None,
+    epc: str | None = None,
+    location: Annotated[str | None, Query(description="moved from or to this location")] = None,
+    reason: Annotated[str | None, Query(description="portal, stocktake, manual or adjustment")] = None,
+    edge: str | None = None,
+    since: Annotated[datetime | None, Query(description="at or after (naive = UTC)")] = None,
+    until: Annotated[datetime | None, Query(description="before (naive = UTC)")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[MovementRow]:
+    """The stock movement ledger, newest first."""
+    t = db.stock_movements
+    query = select(t).order_by(t.c.at.desc(), t.c.id.desc())
+    for column, value in (("site_id", site), ("reason", reason), ("edge_id", edge)):
+        if value is not None:
+            query = query.where(t.c[column] == value)
+    if epc is not None:
+        query = query.where(t.c.epc == epc.upper())
+    if location is not None:
+        query = query.where(or_(t.c.from_location == location, t.c.to_location == location))
+    if since is not None:
+        query = query.where(t.c.at >= db.utc(since))
+    if until is not None:
+        query = query.where(t.c.at < db.utc(until))
+    rows, total = await paginate(conn, query, limit, offset)
+    return Page[MovementRow](items=[MovementRow.model_validate(r) for r in rows], total=total)
 
 
 @router.get("/items/{epc}", response_model=ItemHistory)

@@ -1,0 +1,86 @@
+"""Clock sanity: the edge's own clock checked against the cloud's, and corrected while it is off.
+
+Embedded gateways boot without a real-time clock, lose NTP when the uplink is down, or get stepped
+by hours when it comes back. Events stamped by the edge itself (Modbus polls, MQTT sensors without
+a time of their own, tag reads) would silently carry that error.
+
+Each sync response carries the cloud's ``Date`` header (1 s resolution). :meth:`EdgeClock.observe`
+anchors the cloud time to the edge's *monotonic* clock at the middle of the request. From then on
+:meth:`EdgeClock.now` is ``cloud time at the anchor + monotonic time elapsed since``, immune to
+steps of the edge's wall clock, but only while the measured skew exceeds ``warn_s``: below it the
+system clock (NTP-disciplined, sub-second) is the better source. Transitions are logged once
+("skewed" / "back in sync"), and a device time ahead of the corrected edge time by more than
+``warn_s`` is flagged ``clock_skew`` on its reading (the sensor's clock is wrong, not ours).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+log = logging.getLogger(__name__)
+
+
+class EdgeClock:
+    def __init__(
+        self,
+        warn_s: float = 5.0,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.warn_s = warn_s
+        self._wall = wall
+        self._monotonic = monotonic
+        self._anchor: tuple[float, float] | None = None  # (cloud unix time, monotonic) at the anchor
+        self.skew_s: float | None = None  # edge wall clock minus cloud clock at the last observation
+        self.skewed = False
+
+    def observe(self, date_header: str | None, sent_mono: float, received_mono: float) -> None:
+        """Record the cloud's ``Date`` of a response received between the two monotonic instants."""
+        if not date_header:
+            return
+        try:
+            cloud = parsedate_to_datetime(date_header)
+        except (TypeError, ValueError):
+            return  # a proxy's odd header is not worth an error; the next response will do
+        if cloud.tzinfo is None:
+            cloud = cloud.replace(tzinfo=UTC)
+        middle = (sent_mono + received_mono) / 2
+        # The header is truncated to whole seconds: +0.5 s is its expected value.
+        cloud_unix = cloud.timestamp() + 0.5
+        wall_at_middle = self._wall() - (self._monotonic() - middle)
+        self.skew_s = wall_at_middle - cloud_unix
+        self._anchor = (cloud_unix, middle)
+        skewed = abs(self.skew_s) > self.warn_s
+        if skewed and not self.skewed:
+            log.warning(
+                "edge clock skewed: %+.1f s against the cloud's; edge-stamped times are corrected "
+                "from the cloud's clock and the monotonic clock until it is fixed (check NTP)",
+                self.skew_s,
+            )
+        elif self.skewed and not skewed:
+            log.warning("edge clock back in sync with the cloud (%+.1f s)", self.skew_s)
+        self.skewed = skewed
+
+    def now(self) -> datetime:
+        """The best available UTC time: corrected while the edge clock is known to be skewed."""
+        if self.skewed and self._anchor is not None:
+            cloud_unix, mono = self._anchor
+            return datetime.fromtimestamp(cloud_unix + (self._monotonic() - mono), UTC)
+        return datetime.fromtimestamp(self._wall(), UTC)
+
+    def ahead(self, when: datetime) -> bool:
+        """True if ``when`` lies further in the future than the skew tolerance (a wrong device clock)."""
+        return when - self.now() > timedelta(seconds=self.warn_s)
+
+
+# The process-wide clock: transports stamp readings with it, the sync client feeds it.
+default_clock = EdgeClock()
+
+
+def utcnow() -> datetime:
+    return default_clock.now()
