@@ -590,3 +590,10 @@ __all__ = [
     "write_connection",
     "write_transaction",
 ]
+
+
+# Feature packages define their tables on the same ``metadata``; importing them here (after
+# ``metadata`` exists) makes it complete for migrations, the schema test and every query.
+from cloud.coldchain import tables as _coldchain_tables  # noqa: E402, F401
+from cloud.replenish import tables as _replenish_tables  # noqa: E402, F401
+from cloud.web import tables as _web_tables  # noqa: E402, F401

@@ -1,0 +1,25 @@
+"""replenishment (proposals, approvals, orders)
+
+Revision ID: 0006
+Revises: 0005
+
+A reserved slot: the feature that owns it fills in upgrade()/downgrade() with its tables, defined
+in its own tables module on the shared metadata (see cloud/core/db.py, bottom).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

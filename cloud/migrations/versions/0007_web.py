@@ -1,0 +1,25 @@
+"""operator web (passwords, sessions)
+
+Revision ID: 0007
+Revises: 0006
+
+A reserved slot: the feature that owns it fills in upgrade()/downgrade() with its tables, defined
+in its own tables module on the shared metadata (see cloud/core/db.py, bottom).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
