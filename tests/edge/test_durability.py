@@ -65,6 +65,7 @@ class NumberedPublisher:
         self.acked: set[int] = set()
         self.sent = 0
         self._mids: dict[int, int] = {}
+        self._acked_early: set[int] = set()
         self._lock = threading.Lock()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{os.getpid()}-{id(self)}")
         self.client.on_publish = self._on_publish
@@ -74,16 +75,24 @@ class NumberedPublisher:
     def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
         with self._lock:
             n = self._mids.pop(mid, None)
-            if n is not None:
+            if n is None:
+                self._acked_early.add(mid)  # PUBACK beat publish() to registering the mid
+            else:
                 self.acked.add(n)
 
     def publish(self, payload: bytes | None = None) -> None:
         n = self.sent
         self.sent += 1
-        with self._lock:
-            info = self.client.publish(self.topic, payload or numbered_payload(n), qos=1)
-            if payload is None:
-                self._mids[info.mid] = n
+        # Never hold our lock across client.publish(): paho's network thread holds its own
+        # lock while it calls _on_publish, which takes ours -> lock-order deadlock.
+        info = self.client.publish(self.topic, payload or numbered_payload(n), qos=1)
+        if payload is None:
+            with self._lock:
+                if info.mid in self._acked_early:
+                    self._acked_early.discard(info.mid)
+                    self.acked.add(n)
+                else:
+                    self._mids[info.mid] = n
 
     async def run(self, rate_per_s: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
