@@ -15,9 +15,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cloud.api.routes import (
     alerts,
     edges,
+    epcis,
     health,
     ingest,
+    kpis,
+    lots,
     masterdata,
+    proposals,
     sensors,
     stock,
     stocktakes,
@@ -28,7 +32,12 @@ from cloud.core.config import zone_limits
 from cloud.core.errors import ApiError
 from cloud.core.metrics import Metrics
 from cloud.core.migrate import upgrade_to_head
+from cloud.replenish.service import ReplenishOptions
+from cloud.replenish.service import background_job as replenish_job
+from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
+from cloud.services.lots import expiry_job
 from cloud.services.stocktake import StocktakeOptions, background_job
+from cloud.web import install as web_install
 from shelfsense.config import Settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +80,12 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return _error(422, "validation_error", detail, errors=errors)
 
 
-def create_app(settings: Settings, *, stocktake: StocktakeOptions | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    stocktake: StocktakeOptions | None = None,
+    coldchain: ColdChainOptions | None = None,
+) -> FastAPI:
     """The application; the lifespan migrates the database to head, runs the shared stocktake job
     (``stocktake``; default every 300 s) and disposes the engine at the end."""
     stocktake_options = stocktake or StocktakeOptions()
@@ -83,7 +97,12 @@ def create_app(settings: Settings, *, stocktake: StocktakeOptions | None = None)
             await upgrade_to_head(engine)  # serialised across replicas, see cloud.core.migrate
             app.state.engine = engine
             log.info("cloud database ready (%s)", engine.url.get_backend_name())
-            async with background_job(engine, stocktake_options):
+            async with (
+                background_job(engine, stocktake_options),
+                replenish_job(engine, app.state.replenish),
+                coldchain_runtime(app, settings, engine, coldchain),  # alert delivery, InfluxDB, gaps
+                expiry_job(engine),  # lot expiry alerts (cloud.services.lots)
+            ):
                 yield
         finally:
             await engine.dispose()
@@ -98,11 +117,17 @@ def create_app(settings: Settings, *, stocktake: StocktakeOptions | None = None)
     app.state.metrics = Metrics()
     app.state.zones = zone_limits(settings)
     app.state.stocktake = stocktake_options
+    app.state.replenish = ReplenishOptions.from_settings(settings.cloud.replenish)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (health, ingest, stock, sensors, alerts, edges, summary, masterdata, stocktakes):
+    # lots before masterdata: /lots/{lot_id}/report must win over master data's /lots/{sku}/{lot_code},
+    # and its GET /lots is a superset of master data's listing (cloud.api.routes.lots).
+    for module in (health, ingest, stock, sensors, alerts, edges, summary, lots, masterdata, stocktakes):
         app.include_router(module.router)
+    for module in (proposals, kpis, epcis):  # restocking (issue 7)
+        app.include_router(module.router)
+    web_install(app)  # the operator page (/ui/) and its session login
     return app
 
 

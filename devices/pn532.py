@@ -34,6 +34,7 @@ __all__ = [
     "CMD_GET_FIRMWARE_VERSION",
     "CMD_IN_LIST_PASSIVE_TARGET",
     "CMD_POWER_DOWN",
+    "CMD_RF_CONFIGURATION",
     "CMD_SAM_CONFIGURATION",
     "ERROR_FRAME",
     "MAX_EXTENDED_LEN",
@@ -56,6 +57,7 @@ __all__ = [
     "nfc_tag",
     "parse_firmware_version",
     "parse_inlist_response",
+    "rf_configuration_max_retries_command",
     "sam_configuration_command",
     "sam_configuration_response",
     "with_wakeup",
@@ -68,6 +70,7 @@ TFI_ERROR: Final = 0x7F  # the byte in TFI position of the application-level err
 CMD_GET_FIRMWARE_VERSION: Final = 0x02
 CMD_SAM_CONFIGURATION: Final = 0x14
 CMD_POWER_DOWN: Final = 0x16
+CMD_RF_CONFIGURATION: Final = 0x32
 CMD_IN_LIST_PASSIVE_TARGET: Final = 0x4A
 
 BRTY_106A: Final = 0x00  # InListPassiveTarget baud rate / modulation: 106 kbps type A (ISO 14443A)
@@ -302,6 +305,13 @@ def sam_configuration_command(mode: int = SAM_MODE_NORMAL, timeout: int = 0x14, 
 def sam_configuration_response() -> bytes:
     """``D5 15``: SAMConfiguration done."""
     return encode_response(CMD_SAM_CONFIGURATION)
+
+
+def rf_configuration_max_retries_command(passive_activation: int = 0x02) -> bytes:
+    """RFConfiguration (0x32) item 0x05 MaxRetries: ``MxRtyATR=0xFF, MxRtyPSL=0x01``, and
+    ``MxRtyPassiveActivation`` -- finite, so InListPassiveTarget answers ``NbTg = 0`` when no card is
+    there instead of waiting forever (its power-up default is 0xFF, "retry for ever")."""
+    return encode_command(CMD_RF_CONFIGURATION, bytes((0x05, 0xFF, 0x01, passive_activation & 0xFF)))
 
 
 def get_firmware_version_command() -> bytes:

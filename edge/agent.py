@@ -29,12 +29,15 @@ from edge.clock import default_clock, utcnow
 from edge.errors import EdgeError
 from edge.outbox import Outbox, OutboxBudget, OutboxWriter
 from edge.portal import PortalTracker
+from edge.quality import flag_reading
 from edge.smoothing import TagSmoother
 from edge.supervisor import DeviceHealthState, emit_health_periodically, supervise, wait_or_stop
 from edge.sync import SyncClient, flush_on_stop, sync_loop
 from edge.transports.llrp import LlrpTransport
 from edge.transports.modbus import ModbusProbeTransport
 from edge.transports.mqtt import MqttTransport
+from edge.transports.pn532 import Pn532Transport
+from edge.transports.rdm6300 import Rdm6300Transport
 from edge.transports.serial_uhf import UhfSerialTransport
 from shelfsense.config import EdgeSettings, Settings
 from shelfsense.contract import Event, LocalAlarm, SensorReading
@@ -42,6 +45,7 @@ from shelfsense.contract import Event, LocalAlarm, SensorReading
 log = logging.getLogger(__name__)
 
 MQTT_DEVICE_ID = "mqtt"
+DEVICE_COUNTERS = ("frames_ok", "frames_bad", "reconnects")
 # A clean stop tries this long to hand the last events to the cloud before exiting.
 FINAL_SYNC_TIMEOUT_S = 5.0
 _Device = tuple[str, DeviceHealthState, Callable[[], Awaitable[None]]]
@@ -56,12 +60,16 @@ class EdgeAgent:
         default_clock.warn_s = self.edge.clock_skew_warn_s
         self.counters: Counter[str] = Counter()
         self.health: dict[str, DeviceHealthState] = {}
-        self.smoothers = {r.id: TagSmoother(r.id, cycle_s, r.location) for r in self.edge.uhf_readers}
+        self.smoothers = {
+            r.id: TagSmoother(r.id, cycle_s, r.location, min_reads=r.min_reads, grace_s=r.grace_s)
+            for r in self.edge.uhf_readers
+        }
         self.portals = [PortalTracker(portal) for portal in self.edge.portals]
         self.mqtt: MqttTransport | None = None
         self._writer: OutboxWriter | None = None
         self._alarms = AlarmEvaluator(settings.zones)
         self._frames_seen = (0, 0)
+        self._device_seen: dict[str, tuple[int, int, int]] = {}
 
     # ------------------------------------------------------------------ event intake
 
@@ -77,14 +85,22 @@ class EdgeAgent:
         if self._writer is None:
             raise EdgeError("the agent is not running")
         alarms: list[LocalAlarm] = []
-        events = [_flag_clock_skew(e) for e in events]
+        events = [self._flag(e) for e in events]
         for event in events:
-            if isinstance(event, SensorReading):
+            # A dead probe's impossible value is a device fault, not an excursion: no alarm.
+            if isinstance(event, SensorReading) and "out_of_range" not in event.flags:
                 alarms.extend(self._alarms.evaluate(event))
         seqs = await self._writer.submit([*events, *alarms], self._take_counters())
         for alarm in alarms:
             self._announce(alarm)
         return seqs
+
+    def _flag(self, event: Event) -> Event:
+        """Clock-skew, out-of-range and stale flags of a reading (edge.quality); others as they are."""
+        event = _flag_clock_skew(event)
+        if isinstance(event, SensorReading):
+            event = flag_reading(event, utcnow(), self.edge.reading_stale_s)
+        return event
 
     def _take_counters(self) -> dict[str, int]:
         ok = sum(h.frames_ok for h in self.health.values())
@@ -92,6 +108,13 @@ class EdgeAgent:
         self.counters["frames_ok"] += ok - self._frames_seen[0]
         self.counters["frames_bad"] += bad - self._frames_seen[1]
         self._frames_seen = (ok, bad)
+        # Per device too (``device.<id>.frames_bad`` ...), so `shelfsense edge status` can name the culprit.
+        for name, h in self.health.items():
+            now = (h.frames_ok, h.frames_bad, h.reconnects)
+            before = self._device_seen.get(name, (0, 0, 0))
+            for field, new, old in zip(DEVICE_COUNTERS, now, before, strict=True):
+                self.counters[f"device.{name}.{field}"] += new - old
+            self._device_seen[name] = now
         deltas = {name: value for name, value in self.counters.items() if value}
         self.counters.clear()
         return deltas
@@ -124,6 +147,8 @@ class EdgeAgent:
             for portal in self.portals:
                 # At shutdown undecided tags stay undecided: forcing them would guess "unknown".
                 events.extend(portal.poll(now))
+                if stopping:  # decided passages still held by the dwell rule are not lost
+                    events.extend(portal.flush_held())
             if events or any(self.counters.values()):
                 await self.submit(events)
             if stopping:
@@ -146,9 +171,17 @@ class EdgeAgent:
         for llrp in self.edge.llrp_readers:
             # One smoother per logical reader (antenna group), e.g. a portal's outer and inner side.
             for logical_id, location in llrp.logical_readers().items():
-                self.smoothers.setdefault(logical_id, TagSmoother(logical_id, self.cycle_s, location))
+                smoother = TagSmoother(
+                    logical_id, self.cycle_s, location, min_reads=llrp.min_reads, grace_s=llrp.grace_s
+                )
+                self.smoothers.setdefault(logical_id, smoother)
             health = DeviceHealthState(llrp.id)
             devices.append((llrp.id, health, LlrpTransport(llrp, health, self.on_tag_read).run))
+        for nfc in self.edge.nfc_readers:
+            # Cards become TagObservations (UID as epc) straight from the transport: see edge.transports.nfc.
+            health = DeviceHealthState(nfc.id)
+            transport = Pn532Transport if nfc.kind == "pn532" else Rdm6300Transport
+            devices.append((nfc.id, health, transport(nfc, health, self.submit).run))
         if self.edge.mqtt is not None:
             health = DeviceHealthState(MQTT_DEVICE_ID)
             self.mqtt = MqttTransport(

@@ -312,18 +312,19 @@ class Outbox:
             rows = await cursor.fetchall()
         return _decode_rows(rows)
 
-    async def pending_rows(self, limit: int) -> list[tuple[int, str]]:
+    async def pending_rows(self, limit: int, after_seq: int = 0) -> list[tuple[int, str]]:
         """Like :meth:`pending` but the stored JSON as is: the sync path sends it without re-parsing.
 
         Every body was produced by ``model_dump_json`` of a validated event in :meth:`append`;
         parsing and re-serialising 5,000 of them per batch was most of the edge's sync CPU.
+        ``after_seq``: only rows after it (the next batch while earlier ones are in flight).
         """
         async with (
             self._reading("read pending") as db,
             db.execute(
-                "SELECT seq, body FROM outbox WHERE seq NOT IN (SELECT seq FROM delivered) "
+                "SELECT seq, body FROM outbox WHERE seq > ? AND seq NOT IN (SELECT seq FROM delivered) "
                 "ORDER BY seq LIMIT ?",
-                (limit,),
+                (after_seq, limit),
             ) as cursor,
         ):
             return [(int(seq), str(body)) for seq, body in await cursor.fetchall()]
@@ -374,6 +375,16 @@ class Outbox:
                 "UPDATE meta SET value = MAX(value, ?) WHERE key = 'acked_through'", (through_seq,)
             )
         return deleted
+
+    async def progress(self) -> tuple[int, int]:
+        """``(last_seq, acked_through)`` from ``meta`` only: cheap enough to poll, unlike
+        :meth:`stats`, whose ``COUNT(*)`` walks the whole outbox (and holds the connection)."""
+        async with (
+            self._reading("progress") as db,
+            db.execute("SELECT key, value FROM meta WHERE key IN ('last_seq', 'acked_through')") as cursor,
+        ):
+            meta = {str(k): int(v) for k, v in await cursor.fetchall()}
+        return meta.get("last_seq", 0), meta.get("acked_through", 0)
 
     async def stats(self) -> OutboxStats:
         async with self._reading("stats") as db:
@@ -483,14 +494,23 @@ _SENSOR_LATEST_UPSERT = (
 
 async def _apply_ledger(db: aiosqlite.Connection, events: Sequence[Event]) -> None:
     """Ledger effects of ``events``; readings go in one statement (they dominate at high rates)."""
-    readings = [
-        (e.sensor_id, e.quantity, e.value, e.unit, e.time.isoformat(), e.time.timestamp(), e.zone)
-        for e in events
-        if isinstance(e, SensorReading)
-    ]
-    if readings:
+    # Only the newest reading per (sensor, quantity) of the batch can end up in sensor_latest, so
+    # reduce here: 500 MQTT readings of 50 sensors are 50 upserts, not 500. Ties go to the later
+    # event, as the statement's ``>=`` guard would decide.
+    newest: dict[tuple[str, str], tuple[float, SensorReading]] = {}
+    for e in events:
+        if isinstance(e, SensorReading):
+            key, at = (e.sensor_id, e.quantity), e.time.timestamp()
+            current = newest.get(key)
+            if current is None or at >= current[0]:
+                newest[key] = (at, e)
+    if newest:
         # Only newer readings replace the latest value (MQTT redeliveries may arrive late).
-        await db.executemany(_SENSOR_LATEST_UPSERT, readings)
+        rows = [
+            (e.sensor_id, e.quantity, e.value, e.unit, e.time.isoformat(), at, e.zone)
+            for at, e in newest.values()
+        ]
+        await db.executemany(_SENSOR_LATEST_UPSERT, rows)
     for event in events:
         if isinstance(event, StockMovement | LocalAlarm):
             await _apply_stock_or_alarm(db, event)

@@ -5,6 +5,12 @@ is outside the door and on the inner one once through. Per EPC the tracker keeps
 RSSI peak on each side. Once the tag has been unseen for ``settle_s`` the passage is decided:
 outer peak first -> ``in``, inner peak first -> ``out``, only one side (or equal peak times) ->
 ``unknown``. Unknown passages produce no stock movement: the edge never guesses.
+
+Dwell rule against ping-pong: a decided ``in``/``out`` is held for ``dwell_s`` before it is
+emitted. A forklift hesitating in the doorway (in, back out, in again) then yields ONE passage: an
+opposite passage of the same tag during the hold cancels the held one (the tag went back where it
+came from; both are counted in ``pingpong_cancelled``), a same-direction one replaces it.
+``flush_held`` releases everything held (at shutdown: decided passages are never lost).
 Pure: the caller passes ``now``.
 """
 
@@ -31,11 +37,21 @@ class _Track:
     inner: _Side | None = None
 
 
+@dataclass(slots=True)
+class _Held:
+    events: list[Event]  # the passage and its movement
+    direction: str
+    release_at: datetime
+
+
 class PortalTracker:
     def __init__(self, config: PortalConfig) -> None:
         self.config = config
         self.settle = timedelta(seconds=config.settle_s)
+        self.dwell = timedelta(seconds=config.dwell_s)
         self._tracks: dict[str, _Track] = {}
+        self._held: dict[str, _Held] = {}
+        self.pingpong_cancelled = 0
 
     @property
     def readers(self) -> tuple[str, str]:
@@ -62,11 +78,38 @@ class PortalTracker:
             side.peak_at = now
 
     def poll(self, now: datetime, *, force: bool = False) -> list[Event]:
-        """Decide every tag unseen for ``settle_s`` (all tags if ``force``)."""
+        """Decide every tag unseen for ``settle_s`` (all tags if ``force``); emit what the dwell
+        rule no longer holds."""
         events: list[Event] = []
         for epc in [e for e, t in self._tracks.items() if force or now - t.last_seen >= self.settle]:
-            events.extend(self._decide(epc, self._tracks.pop(epc)))
+            events.extend(self._hold(epc, self._decide(epc, self._tracks.pop(epc)), now))
+        for epc in [e for e, h in self._held.items() if h.release_at <= now]:
+            events.extend(self._held.pop(epc).events)
         return events
+
+    def flush_held(self) -> list[Event]:
+        """Every held passage now (shutdown): a decided passage is never dropped."""
+        events = [event for held in self._held.values() for event in held.events]
+        self._held.clear()
+        return events
+
+    @property
+    def holding(self) -> int:
+        return len(self._held)
+
+    def _hold(self, epc: str, events: list[Event], now: datetime) -> list[Event]:
+        """Apply the dwell rule to a fresh decision; returns what is emitted right away."""
+        passage = events[0]
+        assert isinstance(passage, PortalPassage)
+        if passage.direction == "unknown" or not self.dwell:
+            return events
+        held = self._held.pop(epc, None)
+        if held is not None and held.direction != passage.direction:
+            self.pingpong_cancelled += 2  # back where it came from: neither passage happened
+            return []
+        # A same-direction repeat replaces the held one (its movement would be a no-op twice).
+        self._held[epc] = _Held(events, passage.direction, now + self.dwell)
+        return []
 
     @property
     def tracking(self) -> int:

@@ -72,4 +72,17 @@ def _report(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
         "telemetry_downsampled": int(counters.get("telemetry_downsampled", 0)),
         "clock_skew_s": int(meta.get("clock_skew_ms", 0)) / 1000,
         "counters": counters,
+        "devices": _devices(counters),
     }
+
+
+def _devices(counters: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per-device totals from the agent's ``device.<id>.<field>`` counters (ids may contain dots)."""
+    devices: dict[str, dict[str, int]] = {}
+    for name, value in counters.items():
+        if not name.startswith("device."):
+            continue
+        device, _, field = name[len("device.") :].rpartition(".")
+        if device:
+            devices.setdefault(device, {"frames_ok": 0, "frames_bad": 0, "reconnects": 0})[field] = int(value)
+    return dict(sorted(devices.items()))

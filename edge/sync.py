@@ -7,6 +7,7 @@ on ``(edge_id, seq)``. Nothing leaves the outbox before the cloud said ``acked_t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gzip
 import json
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # At most this many alarms are sent ahead of the backlog per regular batch.
 PRIORITY_BATCH_MAX = 100
+# Full batches in flight at once while a backlog drains (see drain_pipelined).
+PIPELINE_DEPTH = 2
 
 # Client errors that retrying the same request cannot fix; everything else 4xx is treated alike
 # except 408 (timeout) and 429 (rate limit), which are transient.
@@ -126,6 +129,54 @@ async def sync_once(outbox: Outbox, client: SyncClient, batch_max_events: int) -
     return len(rows), deleted
 
 
+async def drain_pipelined(
+    outbox: Outbox, client: SyncClient, batch_max_events: int, depth: int = PIPELINE_DEPTH
+) -> tuple[int, int]:
+    """Drain a backlog with up to ``depth`` full batches in flight; returns (events sent, rows deleted).
+
+    One request at a time leaves both sides idle half of the time: the cloud waits while the edge
+    reads, encodes and deletes, the edge waits while the cloud parses and commits. Here the next
+    batch (the rows after the last one sent) is already on its way while the previous answer is
+    awaited and its rows deleted. Answers are handled in sending order. The cloud may commit two
+    batches of one edge in either order (it stores sequences ahead of its contiguous ack), so an
+    answer may ack less than its own batch; the highest ack seen so far is what counts, and after
+    the answer of batch ``i`` (every earlier answer handled) a healthy cloud has acked at least
+    into batch ``i``. Returns when fewer than a full batch is left (the tail goes through
+    :func:`sync_once`). Raises SyncError; batches still in flight are then abandoned (they may be
+    stored or not: the cloud de-duplicates whatever is sent again).
+    """
+    in_flight: collections.deque[tuple[int, asyncio.Task[BatchAck]]] = collections.deque()
+    queued_through = 0  # highest sequence sent so far
+    acked = sent = deleted = 0
+    try:
+        while True:
+            while len(in_flight) < depth:
+                rows = await outbox.pending_rows(batch_max_events, queued_through)
+                if len(rows) < batch_max_events:
+                    break
+                urgent = await outbox.priority(rows[-1][0], PRIORITY_BATCH_MAX)
+                if urgent:  # alarms queued behind this batch go first
+                    await _send_ahead(outbox, client, urgent)
+                in_flight.append((rows[0][0], asyncio.ensure_future(client.send_rows(rows))))
+                queued_through = rows[-1][0]
+                sent += len(rows)
+            if not in_flight:
+                return sent, deleted
+            first, task = in_flight.popleft()
+            ack = await task
+            acked = max(acked, min(ack.acked_through, queued_through))
+            if acked < first:
+                raise PermanentSyncError(
+                    f"cloud acked through {ack.acked_through} but the batch starts at {first}: "
+                    "the cloud is missing earlier events (was its database reset?)"
+                )
+            deleted += await asyncio.shield(outbox.ack(acked))
+    finally:
+        for _, task in in_flight:
+            task.cancel()
+        await asyncio.gather(*(task for _, task in in_flight), return_exceptions=True)
+
+
 def batch_json(edge_id: str, rows: Sequence[tuple[int, str]]) -> bytes:
     """The JSON of a contract :class:`Batch` built from stored event JSON (same shape as pydantic's)."""
     head = json.dumps({"v": 1, "edge_id": edge_id, "created_at": utcnow().isoformat()})[:-1]
@@ -177,10 +228,13 @@ async def sync_loop(
     limit = batch_max_events
     cloud_lost = False
     clock_skewed = False
+    backlog = False  # the last batch was full: drain the rest pipelined
     while not stop_event.is_set():
+        step = drain_pipelined(outbox, client, limit) if backlog else sync_once(outbox, client, limit)
         try:
-            result = await _unless_stopped(sync_once(outbox, client, limit), stop_event)
+            result = await _unless_stopped(step, stop_event)
         except SyncError as exc:
+            backlog = False
             delay = _failure_delay(exc, backoff)
             if exc.status == 413 and limit > 1:
                 limit = max(1, limit // 2)
@@ -204,7 +258,11 @@ async def sync_loop(
             log.warning("cloud recovered")
             cloud_lost = False
         backoff.reset()
-        if sent < limit and await wait_or_stop(stop_event, interval_s):
+        if backlog:
+            backlog = False  # the drain left a partial batch: sync_once sends it right away
+            continue
+        backlog = sent >= limit
+        if not backlog and await wait_or_stop(stop_event, interval_s):
             return
 
 

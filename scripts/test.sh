@@ -9,6 +9,8 @@ missing=()
 command -v mosquitto >/dev/null || missing+=(mosquitto mosquitto-clients)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v socat >/dev/null || missing+=(socat)
+[ -x /usr/bin/chromium ] || missing+=(chromium)  # Debian's browser for tests/web (Playwright drives it)
+fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-wqy-microhei)  # CJK glyphs in the zh-CN screenshots
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -115,6 +115,46 @@ def cmd_cloud_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cloud_replenish(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from cloud.replenish.errors import ReplenishError
+    from cloud.replenish.service import replenish_sync
+
+    settings = _settings_from(args, **_cloud_overrides(args))
+    today = date.fromisoformat(args.today) if args.today else None
+    try:
+        report = replenish_sync(
+            settings.cloud.db_url, settings.cloud.replenish, site=args.site, dry_run=args.dry_run, today=today
+        )
+    except ReplenishError as exc:  # bad rules file, unusable demand or policy input
+        print(f"shelfsense: replenish refused: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(report, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def cmd_cloud_lot_report(args: argparse.Namespace) -> int:
+    from cloud.core.errors import CloudError
+    from cloud.services.lot_report import report_sync
+
+    settings = _settings_from(args, **_cloud_overrides(args))
+    try:
+        data = report_sync(settings.cloud.db_url, args.lot, args.format)
+    except CloudError as exc:  # unknown or ambiguous lot, PNG without matplotlib
+        print(f"shelfsense: {exc}", file=sys.stderr)
+        return 1
+    if args.out:
+        Path(args.out).write_bytes(data)
+        print(json.dumps({"lot": args.lot, "format": args.format, "out": args.out, "bytes": len(data)}))
+    elif args.format == "png":
+        print("shelfsense: a PNG needs --out FILE", file=sys.stderr)
+        return EXIT_USAGE
+    else:
+        sys.stdout.write(data.decode())
+    return 0
+
+
 # --- edge ---------------------------------------------------------------------------------------
 
 
@@ -279,6 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     _add_cloud_flags(export)
     export.set_defaults(handler=cmd_cloud_export)
+    replenish = cloud.add_parser("replenish", help="run the restocking planner once (JSON report)")
+    replenish.add_argument("--dry-run", action="store_true", help="print the proposals, write nothing")
+    replenish.add_argument("--site", help="only this site")
+    replenish.add_argument("--today", help="plan as of this day (YYYY-MM-DD; default: today, UTC)")
+    _add_cloud_flags(replenish)
+    replenish.set_defaults(handler=cmd_cloud_replenish)
+    lot_report = cloud.add_parser(
+        "lot-report", help="a lot's cold-chain report (stays, readings, excursions, MKT)"
+    )
+    lot_report.add_argument("lot", help="SKU:LOT_CODE (or a lot code only one product uses)")
+    lot_report.add_argument("--format", choices=["json", "csv", "png"], default="json")
+    lot_report.add_argument("--out", help="write to FILE instead of stdout (required for png)")
+    _add_cloud_flags(lot_report)
+    lot_report.set_defaults(handler=cmd_cloud_lot_report)
     admin = cloud.add_parser("admin", help="tokens and edges").add_subparsers(
         dest="admin_command", required=True
     )

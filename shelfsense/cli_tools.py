@@ -215,8 +215,14 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _serve(simulators: Sequence[Any], banner: str, args: argparse.Namespace | None = None) -> int:
-    """Run the simulators until Ctrl-C or SIGTERM, after printing ``banner`` as the first line."""
+def _serve(
+    simulators: Sequence[Any], banner: str | Callable[[], str], args: argparse.Namespace | None = None
+) -> int:
+    """Run the simulators until Ctrl-C or SIGTERM, after printing ``banner`` as the first line.
+
+    Simulators with an async ``start()`` (network servers) are started first, so a callable
+    ``banner`` can name the port they got.
+    """
     import asyncio
     import contextlib
     import signal
@@ -226,10 +232,13 @@ def _serve(simulators: Sequence[Any], banner: str, args: argparse.Namespace | No
         assert task is not None
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        for sim in simulators:
+            if hasattr(sim, "start"):
+                await sim.start()
         runs = [asyncio.create_task(sim.run()) for sim in simulators]
         if args is not None:
             runs.append(asyncio.create_task(_inject_faults(simulators, args)))
-        print(banner, flush=True)
+        print(banner if isinstance(banner, str) else banner(), flush=True)
         try:
             # A simulator that fails (its pty vanished) ends the command with its error.
             done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
@@ -245,7 +254,8 @@ def _serve(simulators: Sequence[Any], banner: str, args: argparse.Namespace | No
             asyncio.run(main())
     finally:
         for sim in simulators:
-            sim.close()
+            if hasattr(sim, "close"):
+                sim.close()
     return 0
 
 
@@ -305,6 +315,30 @@ def cmd_sim_rdm6300(args: argparse.Namespace) -> int:
     return _serve([sim], sim.port, args)
 
 
+def parse_llrp_tags(text: str, rssi: int) -> list[tuple[str, int, int]]:
+    """``EPC[:ANTENNA],...`` -> ``(epc, rssi, antenna)`` for the LLRP simulator (antenna default 1)."""
+    tags = []
+    for item in _csv(text):
+        epc, _, antenna = item.partition(":")
+        epc = epc.upper()
+        if not epc or len(epc) % 4 or any(c not in "0123456789ABCDEF" for c in epc):
+            raise BadInput(f"EPC {epc!r} is not whole 16-bit words of hex")
+        if antenna and not (antenna.isdigit() and 1 <= int(antenna) <= 64):
+            raise BadInput(f"antenna {antenna!r} of {item!r} must be 1..64")
+        tags.append((epc, rssi, int(antenna or 1)))
+    return tags
+
+
+def cmd_sim_llrp(args: argparse.Namespace) -> int:
+    from simulators.llrp_reader import LlrpReaderSimulator
+
+    tags = parse_llrp_tags(args.tags, args.rssi)
+    if not 0 <= args.port <= 65535:
+        raise BadInput(f"port must be 0..65535, got {args.port}")
+    sim = LlrpReaderSimulator(lambda: tags, host=args.host, port=args.port, reads_per_s=args.rate)
+    return _serve([sim], lambda: f"{sim.host}:{sim.port}", args)
+
+
 def cmd_sim_modbus(args: argparse.Namespace) -> int:
     from simulators.modbus_probe import ModbusProbeSimulator
 
@@ -326,6 +360,7 @@ def cmd_sim_mqtt(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_scenario(args: argparse.Namespace) -> int:
+    from simulators.faults import FaultScheduler
     from simulators.modbus_probe import ModbusProbeSimulator
     from simulators.mqtt_sensors import MqttSensorSimulator, SimulatedMqttSensor
     from simulators.scenario import ScenarioRunner, load_scenario
@@ -334,6 +369,7 @@ def cmd_sim_scenario(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.file)
     runner = ScenarioRunner(scenario)
     simulators: list[Any] = []
+    targets: dict[str, list[Any]] = {}  # fault-event target name -> simulators
     portals: dict[str, dict[str, str]] = {}
     for portal in scenario.spec.portals:
         readers = {
@@ -341,8 +377,10 @@ def cmd_sim_scenario(args: argparse.Namespace) -> int:
         }
         simulators += readers.values()
         portals[portal.id] = {zone: reader.port for zone, reader in readers.items()}
+        targets.update({f"{portal.id}.{zone}": [reader] for zone, reader in readers.items()})
     probe = ModbusProbeSimulator({1: runner.cold_room})
     simulators.append(probe)
+    targets["probe"] = [probe]
     where: dict[str, Any] = {
         "scenario": scenario.spec.name,
         "portals": portals,
@@ -355,7 +393,18 @@ def cmd_sim_scenario(args: argparse.Namespace) -> int:
             SimulatedMqttSensor("tele/coldroom/SENSOR", "tasmota", runner.cold_room),
         ]
         simulators.append(MqttSensorSimulator(args.mqtt_url, sensors, interval_s=args.interval))
+        targets["mqtt"] = [simulators[-1]]
         where["mqtt"] = {"url": args.mqtt_url, "topics": [s.topic for s in sensors]}
+    else:
+        targets["mqtt"] = []  # no broker: MQTT faults of the scenario have nothing to hit
+    if scenario.spec.events:
+        try:
+            simulators.append(FaultScheduler(runner, targets))
+        except ValueError:
+            for sim in simulators:
+                sim.close()
+            raise
+        where["events"] = len(scenario.spec.events)
     return _serve(simulators, json.dumps(where), args)
 
 
@@ -412,12 +461,22 @@ def _add_sim_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     rdm.add_argument("--interval", type=float, default=0.1, help="seconds between repeated frames")
     rdm.set_defaults(handler=_guarded(cmd_sim_rdm6300))
 
+    llrp = sim.add_parser("llrp", help="LLRP fixed reader (Impinj/Zebra-like) on TCP; prints host:port")
+    llrp.add_argument(
+        "--port", type=int, default=0, help="TCP port (default: any free one; real readers: 5084)"
+    )
+    llrp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    llrp.add_argument("--tags", default="", help="EPC[:ANTENNA] in the field, comma separated (antenna 1)")
+    llrp.add_argument("--rssi", type=int, default=-55, help="peak RSSI of every tag in dBm (default -55)")
+    llrp.add_argument("--rate", type=float, default=10.0, help="inventory rounds per second")
+    llrp.set_defaults(handler=_guarded(cmd_sim_llrp))
+
     modbus = sim.add_parser("modbus", help="XY-MD02 Modbus RTU probe(s) on a pty")
     modbus.add_argument("--slave", type=int, action="append", help="slave id (repeatable, default 1)")
     modbus.add_argument("--temperature", type=float, default=4.0, help="degC")
     modbus.add_argument("--humidity", type=float, default=60.0, help="%%RH")
     modbus.set_defaults(handler=_guarded(cmd_sim_modbus))
-    for parser in (uhf, pn532, rdm, modbus):
+    for parser in (uhf, llrp, pn532, rdm, modbus):
         _add_fault_flags(parser)
 
     mqtt = sim.add_parser("mqtt", help="an MQTT temperature/humidity sensor")

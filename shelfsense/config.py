@@ -48,6 +48,173 @@ class ZoneLimits(_Section):
         return self
 
 
+class WebhookChannelSettings(_Section):
+    """A generic HMAC-signed webhook (``X-ShelfSense-Signature``)."""
+
+    type: Literal["webhook"] = "webhook"
+    name: Ident
+    url: str
+    secret: SecretStr
+
+
+class DingTalkChannelSettings(_Section):
+    type: Literal["dingtalk"] = "dingtalk"
+    name: Ident
+    url: str  # including access_token
+    secret: SecretStr | None = None  # the robot's signing secret (加签)
+
+
+class WeComChannelSettings(_Section):
+    type: Literal["wecom"] = "wecom"
+    name: Ident
+    url: SecretStr  # the webhook key in the URL is the secret
+
+
+class FeishuChannelSettings(_Section):
+    type: Literal["feishu"] = "feishu"
+    name: Ident
+    url: str
+    secret: SecretStr | None = None
+
+
+class SmtpChannelSettings(_Section):
+    type: Literal["smtp"] = "smtp"
+    name: Ident
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    from_addr: str
+    to: Annotated[list[str], Field(min_length=1)]
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = False
+
+
+class MqttChannelSettings(_Section):
+    type: Literal["mqtt"] = "mqtt"
+    name: Ident
+    url: str  # alerts go to shelfsense/alerts/<site>
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+ChannelSettings = Annotated[
+    WebhookChannelSettings
+    | DingTalkChannelSettings
+    | WeComChannelSettings
+    | FeishuChannelSettings
+    | SmtpChannelSettings
+    | MqttChannelSettings,
+    Field(discriminator="type"),
+]
+
+
+class ColdChainSettings(_Section):
+    """``[cloud.coldchain]``: excursion rules, gap and door handling, escalation, delivery channels.
+
+    Defaults keep the historical behaviour: an alert opens on the first reading beyond a limit
+    (``single_event_s = 0``); set e.g. 1800 for "above 8 °C for 30 min".
+    """
+
+    single_event_s: Annotated[float, Field(ge=0)] = 0.0
+    # Total time above the max temperature over the zone's history before a cumulative alert.
+    cumulative_s: Annotated[float, Field(ge=0)] | None = None
+    # Instant alert when a reading is this far beyond a temperature limit (no waiting).
+    instant_margin_c: Annotated[float, Field(ge=0)] | None = None
+    gap_minutes: Annotated[float, Field(gt=0)] | None = 15.0
+    tick_s: Annotated[float, Field(gt=0)] = 30.0  # gap and escalation checks (one replica)
+    door_rise_c: Annotated[float, Field(gt=0)] | None = None  # None: no door-open suppression
+    door_within_s: Annotated[float, Field(gt=0)] = 120.0
+    door_grace_s: Annotated[float, Field(ge=0)] = 300.0
+    escalation_minutes: Annotated[float, Field(gt=0)] | None = 30.0
+    # Ordered contact groups, each a list of channel names: a new alert goes to the first group,
+    # each escalation adds the next one. Empty: every channel, no escalation.
+    contact_groups: list[list[Ident]] = []
+    channels: list[ChannelSettings] = []
+    alert_url: str | None = None  # e.g. "https://cloud.example/alerts/{id}" for message links
+
+    @model_validator(mode="after")
+    def _groups_name_channels(self) -> ColdChainSettings:
+        names = [c.name for c in self.channels]
+        if len(set(names)) != len(names):
+            raise ValueError("channel names must be unique")
+        for group in self.contact_groups:
+            for name in group:
+                if name not in names:
+                    raise ValueError(f"contact group names unknown channel {name!r}")
+        return self
+
+
+class InfluxSettings(_Section):
+    """``[cloud.influx]``: InfluxDB 1.x (database + retention policy) or 2.x (org + bucket + token)."""
+
+    url: str
+    database: str | None = None
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    org: str | None = None
+    bucket: str | None = None
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _v1_or_v2(self) -> InfluxSettings:
+        v2 = self.org is not None or self.bucket is not None or self.token is not None
+        if v2 and not (self.org and self.bucket and self.token):
+            raise ValueError("InfluxDB 2.x needs org, bucket and token")
+        if not v2 and not self.database:
+            raise ValueError("InfluxDB 1.x needs database (or give org, bucket and token for 2.x)")
+        return self
+
+
+class ApprovalThreshold(_Section):
+    """Proposals (purchase orders) whose amount is above ``above_amount`` need ``role`` at ``level``."""
+
+    above_amount: Annotated[float, Field(ge=0)]
+    level: Annotated[int, Field(ge=1, le=10)] = 2
+    role: Annotated[str, Field(min_length=1, max_length=64)] = "finance"
+
+
+class ReplenishSettings(_Section):
+    """``[cloud.replenish]``: the restocking run, approvals and the export webhook.
+
+    Approval roles are the API roles (``operator``, ``admin``) or any other name (``finance``,
+    ``buyer``) filled by the users listed for it in ``approvers``; admins can fill every role.
+    """
+
+    enabled: bool = True  # the periodic run (one replica at a time)
+    interval_s: Annotated[float, Field(gt=0)] = 86400.0
+    history_days: Annotated[int, Field(ge=7, le=3650)] = 90
+    method: Literal["ses", "holt_winters", "croston", "sba", "tsb", "auto"] = "auto"
+    service_level: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    review_period_days: Annotated[float, Field(gt=0)] = 1.0
+    transfer_lead_time_days: Annotated[int, Field(ge=0)] = 1
+    dead_stock_days: Annotated[int, Field(ge=1)] = 90
+    slow_mover_cover_days: Annotated[float, Field(gt=0)] = 180.0
+    approval_role: Annotated[str, Field(min_length=1, max_length=64)] = "operator"  # level 1
+    approval_thresholds: list[ApprovalThreshold] = [ApprovalThreshold(above_amount=100_000.0)]
+    approvers: dict[str, list[Ident]] = {}
+    rules_file: Path | None = None  # JSON or TOML rule set (cloud.replenish.rules)
+    webhook_url: str | None = None  # approved proposals are POSTed here, HMAC-signed
+    webhook_secret: SecretStr | None = None
+    export_poll_s: Annotated[float, Field(gt=0)] = 10.0
+
+    @model_validator(mode="after")
+    def _webhook_pair(self) -> ReplenishSettings:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("webhook_url needs webhook_secret (exports are signed)")
+        return self
+
+
+class WebSettings(_Section):
+    """``[cloud.web]``: the operator page (cloud.web). ``secure_cookies = "auto"`` marks the session
+    cookie Secure when the request came over https (directly or via a trusted proxy); "always" for
+    production behind TLS, "never" only for a plain-http loopback demo."""
+
+    enabled: bool = True
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+
+
 class CloudSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8600
@@ -55,6 +222,10 @@ class CloudSettings(_Section):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     # How long a sensor may stay silent before the cloud calls its readings stale.
     stale_after_s: Annotated[float, Field(gt=0)] = 300.0
+    coldchain: ColdChainSettings = ColdChainSettings()
+    influx: InfluxSettings | None = None
+    replenish: ReplenishSettings = ReplenishSettings()
+    web: WebSettings = WebSettings()
 
 
 class SerialPort(_Section):
@@ -68,6 +239,10 @@ class UhfReaderConfig(SerialPort):
     id: Ident
     location: Ident | None = None
     poll_interval_s: Annotated[float, Field(gt=0)] = 0.2
+    # Stable set (edge.smoothing): a tag counts as present after `min_reads` reads and as gone only
+    # after `grace_s` without a read, so one missed read never makes it vanish.
+    min_reads: Annotated[int, Field(ge=1)] = 1
+    grace_s: Annotated[float, Field(gt=0)] = 3.0
 
 
 class LlrpAntennaConfig(_Section):
@@ -96,6 +271,9 @@ class LlrpReaderConfig(_Section):
     # The reader sends KEEPALIVE this often; silence for 3 intervals means the link is dead.
     keepalive_s: Annotated[float, Field(ge=1)] = 10.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # Stable set of each logical reader (see UhfReaderConfig).
+    min_reads: Annotated[int, Field(ge=1)] = 1
+    grace_s: Annotated[float, Field(gt=0)] = 3.0
 
     def logical_readers(self) -> dict[str, Ident | None]:
         """Logical reader id -> location, for every antenna."""
@@ -127,6 +305,9 @@ class PortalConfig(_Section):
     outside_location: Ident | None = None
     # A tag must be unseen this long before its passage is decided.
     settle_s: Annotated[float, Field(gt=0)] = 1.5
+    # Dwell rule against ping-pong: a decided in/out is held this long; an opposite passage of the
+    # same tag meanwhile cancels both (it went back where it came from). 0 = no hold.
+    dwell_s: Annotated[float, Field(ge=0)] = 2.0
 
 
 class ModbusProbeConfig(SerialPort):
@@ -137,6 +318,27 @@ class ModbusProbeConfig(SerialPort):
     sensor_id: Ident
     zone: Ident | None = None
     poll_interval_s: Annotated[float, Field(gt=0)] = 1.0
+
+
+class NfcReaderConfig(SerialPort):
+    """An NFC / RFID card reader on a UART: NXP PN532 in HSU mode or an RDM6300 (125 kHz EM4100).
+
+    Cards enter the contract as ``TagObservation`` events whose ``epc`` is the card UID in hex
+    (see :mod:`edge.transports.nfc`). ``baudrate`` defaults to the module's: 115200 for the PN532
+    (HSU), 9600 for the RDM6300. ``grace_s``: a card unseen this long has left the field.
+    """
+
+    kind: Literal["pn532", "rdm6300"]
+    id: Ident
+    location: Ident | None = None
+    poll_interval_s: Annotated[float, Field(gt=0)] = 0.2  # PN532 InListPassiveTarget period
+    grace_s: Annotated[float, Field(gt=0)] = 0.5
+
+    @model_validator(mode="after")
+    def _module_baudrate(self) -> NfcReaderConfig:
+        if "baudrate" not in self.model_fields_set and self.kind == "rdm6300":
+            self.baudrate = 9600
+        return self
 
 
 class MqttSensorConfig(_Section):
@@ -178,11 +380,14 @@ class EdgeSettings(_Section):
     downsample_interval_s: Annotated[float, Field(gt=0)] = 300.0
     # An edge clock further than this from the cloud's (HTTP Date header) is reported as skewed.
     clock_skew_warn_s: Annotated[float, Field(gt=0)] = 5.0
+    # A reading whose source time is older than this when it arrives is flagged "stale".
+    reading_stale_s: Annotated[float, Field(gt=0)] = 900.0
     uhf_readers: list[UhfReaderConfig] = []
     portals: list[PortalConfig] = []
     modbus_probes: list[ModbusProbeConfig] = []
     mqtt: MqttConfig | None = None
     llrp_readers: list[LlrpReaderConfig] = []
+    nfc_readers: list[NfcReaderConfig] = []
 
     @model_validator(mode="after")
     def _portal_readers_exist(self) -> EdgeSettings:

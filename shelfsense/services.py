@@ -65,6 +65,9 @@ class MosquittoProcess:
     password_file: Path | None = None
     acl_file: Path | None = None
     max_queued_messages: int = 100_000
+    # QoS 1 messages sent to one client and not yet PUBACKed (Mosquitto's default is 20). None keeps
+    # the broker default; an edge that PUBACKs after its commit needs far more (see docs/edge.md).
+    max_inflight_messages: int | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="shelfsense-mosquitto-")))
     process: subprocess.Popen[bytes] | None = None
 
@@ -86,6 +89,8 @@ class MosquittoProcess:
             f"max_queued_messages {self.max_queued_messages}",
             f"log_dest file {self.workdir}/mosquitto.log",
         ]
+        if self.max_inflight_messages is not None:
+            lines.append(f"max_inflight_messages {self.max_inflight_messages}")
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise it drops to 'mosquitto', who cannot write our folder
         if self.password_file is not None:

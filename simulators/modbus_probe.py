@@ -18,7 +18,8 @@ Behaviour, modelled on the real probe:
 * a slave id nobody has (and broadcast 0): silence -- on RS-485 nobody answers, the master times out.
 
 Faults: ``stuck`` (temperature frozen), ``drift`` (temperature walks off), ``drop_next`` (answers
-lost), ``corrupt_next`` (answers with a bad CRC).
+lost), ``corrupt_next`` (answers with a bad CRC), ``absurd_next`` (valid frames carrying an impossible
+temperature, e.g. 300 degC from a probe rated to 80), ``disconnect`` (cable pulled).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class ModbusProbeSimulator:
         self._drift_since = 0.0
         self._drop_next = 0
         self._corrupt_next = 0
+        self._absurd_next = 0
+        self._absurd_c = 300.0
         self.requests_received = 0
         self.requests_ignored = 0  # for slaves that are not on this bus
         self.responses_sent = 0
@@ -83,6 +86,11 @@ class ModbusProbeSimulator:
     @property
     def port(self) -> str:
         return self._pair.slave_path
+
+    @property
+    def slaves(self) -> list[int]:
+        """The slave ids on this bus."""
+        return sorted(self._probes)
 
     @property
     def requests_bad(self) -> int:
@@ -115,9 +123,19 @@ class ModbusProbeSimulator:
         self._drift_per_min = deg_per_min
         self._drift_since = time.monotonic()
 
+    def disconnect(self, seconds: float) -> None:
+        """Cable pulled for ``seconds``: the bus neither hears nor answers."""
+        self._endpoint.unplug(seconds)
+
     def drop_next(self, n: int) -> None:
         """The next ``n`` answers are lost (the master times out)."""
         self._drop_next += n
+
+    def absurd_next(self, n: int, temperature_c: float = 300.0) -> None:
+        """The next ``n`` temperature answers report ``temperature_c`` unclamped, with a valid CRC
+        (a broken sensor element or a firmware bug: the frame is fine, the value is not)."""
+        self._absurd_next += n
+        self._absurd_c = temperature_c
 
     def corrupt_next(self, n: int) -> None:
         """The next ``n`` answers carry a wrong CRC."""
@@ -161,6 +179,9 @@ class ModbusProbeSimulator:
         if first < REG_TEMPERATURE or first + count - 1 > REG_HUMIDITY:
             return self._exception(request, ILLEGAL_DATA_ADDRESS)
         registers = encode_th_registers(*self.reading(request.slave))
+        if self._absurd_next > 0:
+            self._absurd_next -= 1
+            registers[0] = round(self._absurd_c * 10) & 0xFFFF
         offset = first - REG_TEMPERATURE
         return read_input_registers_response(request.slave, registers[offset : offset + count])
 

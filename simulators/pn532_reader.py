@@ -7,7 +7,8 @@ The host (edge, tests) opens :attr:`Pn532ReaderSimulator.port` with pyserial and
   preamble, :func:`devices.pn532.with_wakeup`). PowerDown (0x16) puts it back to sleep.
   ``require_wakeup=False`` skips this for hosts that never send the preamble.
 * Every well-formed host command is acknowledged with ACK, then answered:
-  SAMConfiguration (0x14) -> ``D5 15``; GetFirmwareVersion (0x02) -> IC 0x32, v1.6, support 0x07;
+  SAMConfiguration (0x14) -> ``D5 15``; RFConfiguration (0x32) -> ``D5 33``;
+  GetFirmwareVersion (0x02) -> IC 0x32, v1.6, support 0x07;
   InListPassiveTarget (0x4A) at 106 kbps type A -> the tags ``field()`` returns now (at most MaxTg),
   or ``NbTg = 0`` when none is there (the real chip retries for MxRtyPassiveActivation rounds first;
   hosts set that finite, so "no target" is what they get). Other baud rates -> ``NbTg = 0`` (there are
@@ -15,7 +16,8 @@ The host (edge, tests) opens :attr:`Pn532ReaderSimulator.port` with pyserial and
 * A NACK from the host makes the chip repeat its last response; an ACK from the host aborts (ignored).
 * Host frames with a bad checksum are dropped without an answer, as the chip does.
 
-Fault injection: ``inject_noise(n)``, ``corrupt_next(n)`` (outgoing DCS wrong), ``drop_next(n)``.
+Fault injection: ``inject_noise(n)``, ``corrupt_next(n)`` (outgoing DCS wrong), ``drop_next(n)``,
+``disconnect(s)`` (cable pulled), ``reboot(s)`` (gone, then asleep until woken again).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from devices.pn532 import (
     CMD_GET_FIRMWARE_VERSION,
     CMD_IN_LIST_PASSIVE_TARGET,
     CMD_POWER_DOWN,
+    CMD_RF_CONFIGURATION,
     CMD_SAM_CONFIGURATION,
     ERROR_FRAME,
     TFI_HOST,
@@ -109,6 +112,17 @@ class Pn532ReaderSimulator:
         """The next ``n`` outgoing frames (ACKs included) carry a wrong checksum byte."""
         self._corrupt_next += n
 
+    def disconnect(self, seconds: float) -> None:
+        """Cable pulled for ``seconds``: the board neither hears nor answers."""
+        self._endpoint.unplug(seconds)
+
+    def reboot(self, seconds: float) -> None:
+        """Power-cycle: gone for ``seconds``, then asleep until the host wakes it up again."""
+        self.awake = False
+        self._decoder.reset()
+        self._last_response = b""
+        self._endpoint.unplug(seconds)
+
     def drop_next(self, n: int) -> None:
         """The next ``n`` outgoing frames (ACKs included) are lost."""
         self._drop_next += n
@@ -152,6 +166,8 @@ class Pn532ReaderSimulator:
         command, params = frame.command, frame.params
         if command == CMD_SAM_CONFIGURATION and 1 <= len(params) <= 3 and 1 <= params[0] <= 4:
             return sam_configuration_response()
+        if command == CMD_RF_CONFIGURATION and len(params) >= 2:
+            return encode_response(CMD_RF_CONFIGURATION)  # accepted; the simulator never waits anyway
         if command == CMD_GET_FIRMWARE_VERSION and not params:
             return firmware_version_response()
         if command == CMD_IN_LIST_PASSIVE_TARGET and len(params) >= 2 and params[0] in (1, 2):

@@ -92,6 +92,8 @@ class AsyncPtyEndpoint:
         self.bytes_dropped = 0
         # Set when the master failed in a way retrying cannot fix (e.g. closed under us).
         self.failure: OSError | None = None
+        self.unplugged = False
+        self._replug: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """Begin reading; call from inside the running loop."""
@@ -105,15 +107,53 @@ class AsyncPtyEndpoint:
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
+        if self._replug is not None:
+            self._replug.cancel()
+            self._replug = None
+        self.unplugged = False
         if not self.pair.closed:
             self._loop.remove_reader(self.pair.master_fd)
             self._loop.remove_writer(self.pair.master_fd)
         self._writer_registered = False
         self._loop = None
 
+    def unplug(self, seconds: float) -> None:
+        """Fault: the cable is pulled for ``seconds``. Nothing is heard or said meanwhile, and what
+        the client sent during that time is lost (drained on replug), as on a real unplugged UART."""
+        if self._loop is None or self.pair.closed:
+            return
+        if not self.unplugged:
+            self.unplugged = True
+            self._loop.remove_reader(self.pair.master_fd)
+            if self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
+            self.bytes_dropped += len(self._pending)
+            self._pending.clear()
+            self._want_writer(False)
+        if self._replug is not None:
+            self._replug.cancel()
+        self._replug = self._loop.call_later(seconds, self._plug_in)
+
+    def _plug_in(self) -> None:
+        self._replug = None
+        self.unplugged = False
+        if self._loop is None or self.pair.closed:
+            return
+        while True:  # discard what the client said into the void
+            try:
+                if not os.read(self.pair.master_fd, 4096):
+                    break
+            except OSError:  # BlockingIOError: drained; EIO: nobody there
+                break
+        self._loop.add_reader(self.pair.master_fd, self._readable)
+
     def write(self, data: bytes) -> None:
         """Queue ``data`` for the client; drops it (counted) when the line is backed up."""
         if not data or self.pair.closed:
+            return
+        if self.unplugged:
+            self.bytes_dropped += len(data)
             return
         if len(self._pending) + len(data) > MAX_PENDING_OUTPUT:
             self.bytes_dropped += len(data)

@@ -86,6 +86,10 @@ class Rdm6300ReaderSimulator:
         """The next ``n`` frames carry a wrong checksum."""
         self._corrupt_next += n
 
+    def disconnect(self, seconds: float) -> None:
+        """Cable pulled for ``seconds``: the module neither hears nor answers."""
+        self._endpoint.unplug(seconds)
+
     def drop_next(self, n: int) -> None:
         """The next ``n`` frames are lost."""
         self._drop_next += n

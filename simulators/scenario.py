@@ -117,6 +117,44 @@ class ColdRoomSpec(_Spec):
     events: list[ColdRoomEvent] = [CompressorFailure()]
 
 
+FaultKind = Literal[
+    "noise", "corrupt", "drop", "disconnect", "reboot", "stuck", "drift", "collision", "absurd"
+]
+
+
+class FaultEvent(_Spec):
+    """A timed fault, applied through the simulators' fault hooks (see :mod:`simulators.faults`).
+
+    It fires once per cycle at ``at`` (fraction of the cycle) or ``at_s`` (seconds into the cycle).
+    ``target`` names simulators: ``<portal>.outer`` / ``<portal>.inner``, ``<portal>`` (both
+    readers), ``probe`` (the Modbus bus), ``mqtt``, or ``*`` (every simulator with the hook).
+    ``count``: noise bytes, corrupted / dropped frames, colliding tags or absurd answers.
+    ``duration_s``: how long a disconnect, reboot, stuck sensor, drift or collision lasts.
+    ``value``: the stuck temperature (default: whatever it reads when it sticks), the drift in degC
+    per minute, or the absurd temperature (default 300 degC).
+    """
+
+    kind: FaultKind
+    at: Fraction | None = None
+    at_s: Annotated[float, Field(ge=0.0)] | None = None
+    target: Annotated[str, Field(min_length=1)] = "*"
+    count: Annotated[int, Field(ge=1, le=100_000)] = 1
+    duration_s: Annotated[float, Field(gt=0.0)] = 2.0
+    value: float | None = None
+
+    @model_validator(mode="after")
+    def _one_time(self) -> FaultEvent:
+        if (self.at is None) == (self.at_s is None):
+            raise ValueError("give exactly one of at (fraction of the cycle) or at_s (seconds)")
+        if self.kind == "drift" and self.value is None:
+            raise ValueError("a drift needs value (degC per minute)")
+        return self
+
+    def offset_s(self, cycle_s: float) -> float:
+        """Seconds into the cycle at which the fault fires."""
+        return self.at * cycle_s if self.at is not None else float(self.at_s or 0.0)
+
+
 class ScenarioSpec(_Spec):
     """The whole scenario as written in a TOML file; all times are fractions of ``cycle_s``."""
 
@@ -129,6 +167,7 @@ class ScenarioSpec(_Spec):
     min_passage_s: Annotated[float, Field(gt=0.0)] = 3.0
     portals: Annotated[list[PortalSpec], Field(min_length=1)] = [PortalSpec(id="dock-1")]
     cold_room: ColdRoomSpec = ColdRoomSpec()
+    events: list[FaultEvent] = []
 
     @field_validator("item_references")
     @classmethod
@@ -148,6 +187,9 @@ class ScenarioSpec(_Spec):
         ids = [p.id for p in self.portals]
         if len(set(ids)) != len(ids):
             raise ValueError("portal ids must be unique")
+        for index, event in enumerate(self.events):
+            if event.offset_s(self.cycle_s) >= self.cycle_s:
+                raise ValueError(f"events.{index}: at_s {event.at_s} is beyond the {self.cycle_s} s cycle")
         return self
 
     @property
@@ -389,6 +431,23 @@ class DemoScenario:
             total += cycle * per_cycle + done
         return total
 
+    # --------------------------------------------------------------- faults
+
+    def faults_between(self, t_from: float, t_to: float) -> list[tuple[float, FaultEvent]]:
+        """Faults firing in ``[t_from, t_to)`` as ``(t, event)``, in time order (every cycle)."""
+        if t_to <= t_from or not self.spec.events:
+            return []
+        out: list[tuple[float, FaultEvent]] = []
+        first, _ = self._split(t_from)
+        last = math.floor(t_to / self.cycle_s)
+        for cycle in range(first, last + 1):
+            for event in self.spec.events:
+                t = cycle * self.cycle_s + event.offset_s(self.cycle_s)
+                if t_from <= t < t_to:
+                    out.append((t, event))
+        out.sort(key=lambda item: item[0])
+        return out
+
     # --------------------------------------------------------------- cold room
 
     def cold_room(self, t: float) -> tuple[float, float]:
@@ -501,6 +560,7 @@ __all__ = [
     "DemoScenario",
     "DoorOpening",
     "ExitSpec",
+    "FaultEvent",
     "Passage",
     "PortalSpec",
     "ScenarioError",

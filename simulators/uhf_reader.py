@@ -14,8 +14,9 @@ Behaviour, modelled on the real module:
 * set/get power (0xB6/0xB7), set region (0x07), module info (0x03): answered.
 * anything else: error response 0x17 (invalid command).
 
-Fault injection, to exercise the edge's error handling: line noise, corrupt checksums, lost frames
-and a reboot that makes the module deaf for a while and forget that it was multi-polling.
+Fault injection, to exercise the edge's error handling: line noise, corrupt checksums, lost frames,
+a pulled cable (:meth:`UhfReaderSimulator.disconnect`), a tag collision (many strangers at once) and a
+reboot that makes the module deaf for a while and forget that it was multi-polling.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class UhfReaderSimulator:
         self._reboot_until = 0.0
         self._drop_next = 0
         self._corrupt_next = 0
+        self._collision_tags: list[tuple[str, int]] = []
+        self._collision_until = 0.0
         # Counters (frames handed to the line; a dropped frame is not "sent").
         self.frames_sent = 0
         self.notifications_sent = 0
@@ -143,6 +146,17 @@ class UhfReaderSimulator:
         """The next ``n`` frames are lost."""
         self._drop_next += n
 
+    def disconnect(self, seconds: float) -> None:
+        """Cable pulled for ``seconds``: the module neither hears nor answers (it keeps its state)."""
+        self._endpoint.unplug(seconds)
+
+    def collide(self, tags: int, seconds: float) -> None:
+        """``tags`` extra tags in the field for ``seconds`` (a full pallet of strangers at once)."""
+        self._collision_tags = [
+            (f"3034{self._rng.getrandbits(80):020X}", self._rng.randint(-75, -50)) for _ in range(tags)
+        ]
+        self._collision_until = time.monotonic() + seconds
+
     def set_rebooting(self, seconds: float) -> None:
         """Power-cycle: deaf and mute for ``seconds``, then idle (multi-poll state is gone)."""
         self._reboot_until = time.monotonic() + seconds
@@ -196,6 +210,8 @@ class UhfReaderSimulator:
     def _send_round(self) -> bool:
         """One inventory round: a notification per tag in the field. False if the field was empty."""
         tags = list(self._field())
+        if self._collision_tags and time.monotonic() < self._collision_until:
+            tags += self._collision_tags
         self.rounds_done += 1
         if not tags:
             return False

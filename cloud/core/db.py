@@ -249,8 +249,9 @@ local_alarms = Table(
     Column("at", UtcDateTime, nullable=False),
 )
 
-# Cold-chain alerts. At most one open alert per (site, zone, rule): enforced by a partial unique
-# index so two concurrent batches cannot both open one.
+# Cold-chain alerts. At most one active (open or acknowledged) alert per (site, zone, rule):
+# enforced by a partial unique index so two concurrent batches cannot both open one.
+# Lifecycle columns (kind .. escalated_at) came with revision 0004 (cloud.coldchain).
 alerts = Table(
     "alerts",
     metadata,
@@ -258,7 +259,7 @@ alerts = Table(
     Column("site_id", ID, nullable=False),
     Column("zone", ID, nullable=False),
     Column("rule", String(32), nullable=False),
-    Column("status", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
     Column("source", String(8), nullable=False),
     Column("sensor_id", ID),
     Column("limit", Float),
@@ -267,14 +268,24 @@ alerts = Table(
     Column("first_breach_at", UtcDateTime, nullable=False),
     Column("last_breach_at", UtcDateTime, nullable=False),
     Column("resolved_at", UtcDateTime),
+    Column("kind", String(16), nullable=False, default="single_event", server_default="single_event"),
+    Column("severity", String(8), nullable=False, default="warning", server_default="warning"),
+    Column("limit_source", String(160)),
+    Column("acknowledged_at", UtcDateTime),
+    Column("acknowledged_by", ID),
+    Column("ack_comment", Text),
+    Column("resolved_by", ID),
+    Column("resolve_reason", Text),
+    Column("escalation_level", Integer, nullable=False, default=0, server_default="0"),
+    Column("notified_at", UtcDateTime),
     Index(
         "ux_alerts_one_open",
         "site_id",
         "zone",
         "rule",
         unique=True,
-        sqlite_where=text("status = 'open'"),
-        postgresql_where=text("status = 'open'"),
+        sqlite_where=text("status IN ('open', 'acknowledged')"),
+        postgresql_where=text("status IN ('open', 'acknowledged')"),
     ),
     Index("ix_alerts_status", "status", "site_id"),
 )
@@ -313,6 +324,11 @@ products = Table(
     Column("storage_temp_min_c", Float),
     Column("storage_temp_max_c", Float),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Shelf-life model (revision 0005, cloud.services.lots); NULL = defaults, see lots.product_model.
+    Column("shelf_life_model", String(16)),
+    Column("activation_energy_kj", Float),
+    Column("q10", Float),
+    Column("reference_temp_c", Float),
 )
 
 lots = Table(

@@ -102,6 +102,21 @@ class AlertDispatcher:
         self._tasks.discard(task)
         self._slots.release()
 
+    @property
+    def pending(self) -> int:
+        """Alerts queued or in flight."""
+        return len(self._queue) + len(self._tasks)
+
+    async def abort(self) -> None:
+        """Give up on what is left (shutdown after a drain deadline): queued alerts are dropped and
+        counted, deliveries in flight are cancelled, so no retry outlives its channel's client."""
+        self.dropped += len(self._queue)
+        self._queue.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def drain(self) -> None:
         """Wait until every queued and in-flight alert has been delivered (or failed)."""
         while self._queue or self._tasks:

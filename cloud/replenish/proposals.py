@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
@@ -65,6 +65,8 @@ class ItemState:
     order_weekdays: frozenset[int] = pol.ALL_WEEKDAYS
     last_outbound: date | None = None
     forecast_method: str = ""
+    min_qty: float | None = None  # planner's override of the computed reorder point
+    max_qty: float | None = None  # planner's override of the computed order-up-to level
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +220,15 @@ def _check_unique(items: Sequence[ItemState]) -> None:
 
 
 def _levels(item: ItemState) -> pol.PolicyLevels:
+    levels = _computed_levels(item)
+    if item.min_qty is None and item.max_qty is None:
+        return levels
+    low = levels.min_qty if item.min_qty is None else item.min_qty
+    high = max(low, levels.max_qty if item.max_qty is None else item.max_qty)
+    return replace(levels, min_qty=low, max_qty=high)
+
+
+def _computed_levels(item: ItemState) -> pol.PolicyLevels:
     return pol.policy_levels(
         pol.PolicyInput(
             demand_mean=item.demand_mean,

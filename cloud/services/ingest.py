@@ -4,10 +4,15 @@ Everything happens in ONE transaction, so an error stores nothing and a retry is
 
 1. lock the edge row (PostgreSQL ``FOR UPDATE``; SQLite takes the write lock at ``BEGIN
    IMMEDIATE``) so two batches of the same edge are applied one after the other;
-2. insert all events into ``events`` with ``ON CONFLICT (edge_id, seq) DO NOTHING RETURNING seq``:
-   the returned sequence numbers are the new events, everything else is a duplicate;
+2. find which of the batch's sequence numbers are already stored (one index range scan) and
+   insert the others into ``events``: those are the new events, everything else is a duplicate;
 3. project only the new events (one bulk statement per table) and evaluate alerts;
 4. advance ``acked_through`` to the highest sequence ``n`` such that ``1..n`` are all stored.
+
+The rows themselves (event JSON, projection tuples, timestamps formatted for the engine) are built
+by :func:`prepare_batch` BEFORE the transaction - the route does it in a worker thread right after
+parsing - because on SQLite the transaction is the database's single write lock: whatever Python
+work happens inside it is time every other edge waits.
 """
 
 from __future__ import annotations
@@ -15,19 +20,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from sqlalchemy import and_, bindparam, case, exists, func, literal, select, update
+from sqlalchemy import and_, case, exists, func, literal, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.core import db
 from cloud.core.config import ZoneKey
 from cloud.core.errors import CloudError
-from cloud.services.alerts import Alert, AlertBook
-from cloud.services.projections import insert_history, rows_by_kind, upsert_latest
+from cloud.services.alerts import ColdChainRules, Limits
+from cloud.services.coldchain import Evaluation, Notice, evaluate_batch
+from cloud.services.projections import Projection, Rows, insert_rows, prepare, rows_by_kind, stamp_for, write
 from shelfsense.config import ZoneLimits
-from shelfsense.contract import Batch, BatchAck, LocalAlarm, SensorReading, SequencedEvent
+from shelfsense.contract import Batch, BatchAck, SequencedEvent
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +53,63 @@ class IngestConflict(CloudError):
 class IngestResult:
     ack: BatchAck
     accepted_by_kind: Mapping[str, int] = field(default_factory=dict)
+    # For work after the commit (notifications, InfluxDB): the site, the new events, and the
+    # alert transitions the batch caused (cloud.services.coldchain).
+    site_id: str = ""
+    new_events: Sequence[SequencedEvent] = ()
+    notices: Sequence[Notice] = ()
+    zone_limits: Mapping[str, Limits] = field(default_factory=dict)  # limits the batch was judged by
+
+
+_EVENT_COLUMNS = ("edge_id", "seq", "kind", "payload", "received_at")
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """The rows a batch writes if all its events are new, built outside the write transaction.
+
+    ``site_id`` is the site the caller authenticated the edge for; the transaction re-reads it
+    from the locked edge row and rebuilds the projection if it differs (it cannot, in practice:
+    an edge never changes site).
+    """
+
+    site_id: str
+    dialect: str
+    events: Rows  # aligned with batch.events
+    projection: Projection
+
+
+def prepare_batch(batch: Batch, site_id: str, dialect: str) -> PreparedBatch:
+    """Build every row of ``batch`` for ``dialect`` (pure CPU; safe to run in a worker thread)."""
+    t = stamp_for(dialect)
+    now = t(db.utcnow())
+    edge_id = batch.edge_id
+    event_rows = [
+        (edge_id, item.seq, item.event.kind, item.event.model_dump_json(), now) for item in batch.events
+    ]
+    return PreparedBatch(
+        site_id,
+        dialect,
+        Rows(db.events, _EVENT_COLUMNS, event_rows),
+        prepare(site_id, edge_id, batch.events, dialect),
+    )
 
 
 async def ingest_batch(
-    engine: AsyncEngine, batch: Batch, zones: Mapping[ZoneKey, ZoneLimits]
+    engine: AsyncEngine,
+    batch: Batch,
+    zones: Mapping[ZoneKey, ZoneLimits],
+    prepared: PreparedBatch | None = None,
+    rules: ColdChainRules | None = None,
 ) -> IngestResult:
-    """Store ``batch`` (already authenticated for ``batch.edge_id``) atomically."""
+    """Store ``batch`` (already authenticated for ``batch.edge_id``) atomically.
+
+    ``prepared`` (from :func:`prepare_batch`) saves building the rows under the write lock.
+    """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             async with db.write_transaction(engine) as conn:
-                return await _ingest_in_transaction(conn, batch, zones)
+                return await _ingest_in_transaction(conn, batch, zones, prepared, rules)
         except IntegrityError:
             log.info("ingest for edge %s conflicted (attempt %d), retrying", batch.edge_id, attempt)
         except DBAPIError as exc:
@@ -73,7 +125,11 @@ def _is_serialization_failure(exc: DBAPIError) -> bool:
 
 
 async def _ingest_in_transaction(
-    conn: AsyncConnection, batch: Batch, zones: Mapping[ZoneKey, ZoneLimits]
+    conn: AsyncConnection,
+    batch: Batch,
+    zones: Mapping[ZoneKey, ZoneLimits],
+    prepared: PreparedBatch | None = None,
+    rules: ColdChainRules | None = None,
 ) -> IngestResult:
     edge_row = (
         await conn.execute(
@@ -85,14 +141,20 @@ async def _ingest_in_transaction(
     if edge_row is None:
         raise UnknownEdge(f"edge {batch.edge_id} is not registered")
     site_id, acked = edge_row.site_id, edge_row.acked_through
+    dialect = conn.dialect.name
+    if prepared is None or prepared.site_id != site_id or prepared.dialect != dialect:
+        prepared = prepare_batch(batch, site_id, dialect)
 
-    new_items = await _insert_new_events(conn, batch)
+    new_items = await _insert_new_events(conn, batch, prepared)
+    evaluation = Evaluation()
     if new_items:
-        await insert_history(conn, site_id, batch.edge_id, new_items)
-        await upsert_latest(conn, site_id, batch.edge_id, new_items)
-        await _evaluate_alerts(conn, site_id, zones, new_items)
+        projection = prepared.projection
+        if len(new_items) != len(batch.events):  # a resend: project only what is new
+            projection = prepare(site_id, batch.edge_id, new_items, dialect)
+        await write(conn, projection)
+        evaluation = await evaluate_batch(conn, site_id, zones, rules or ColdChainRules(), new_items)
 
-    acked = await _contiguous_ack(conn, batch.edge_id, acked)
+    acked = await _contiguous_ack(conn, batch.edge_id, _known_contiguous(batch, acked))
     duplicates = len(batch.events) - len(new_items)
     await conn.execute(
         update(db.edges)
@@ -106,10 +168,13 @@ async def _ingest_in_transaction(
         )
     )
     ack = BatchAck(acked_through=acked, accepted=len(new_items), duplicates=duplicates)
-    return IngestResult(ack=ack, accepted_by_kind=rows_by_kind(new_items))
+    kinds = rows_by_kind(new_items)
+    return IngestResult(ack, kinds, site_id, new_items, evaluation.notices, evaluation.limits)
 
 
-async def _insert_new_events(conn: AsyncConnection, batch: Batch) -> list[SequencedEvent]:
+async def _insert_new_events(
+    conn: AsyncConnection, batch: Batch, prepared: PreparedBatch
+) -> list[SequencedEvent]:
     """Store the events not stored before; returns them.
 
     The edge row is locked, so no other transaction inserts this edge's events meanwhile: one
@@ -128,22 +193,29 @@ async def _insert_new_events(conn: AsyncConnection, batch: Batch) -> list[Sequen
             )
         ).scalars()
     )
-    new_items = [item for item in batch.events if item.seq not in stored]
-    if not new_items:
-        return []
-    now = db.utcnow()
-    rows = [
-        {
-            "edge_id": batch.edge_id,
-            "seq": item.seq,
-            "kind": item.event.kind,
-            "payload": item.event.model_dump_json(),
-            "received_at": now,
-        }
-        for item in new_items
-    ]
-    await db.bulk_insert(conn, e, rows, ignore_conflicts=True)
+    if not stored:
+        await insert_rows(conn, prepared.events, ignore_conflicts=True)
+        return list(batch.events)
+    keep = [item.seq not in stored for item in batch.events]
+    new_items = [item for item, k in zip(batch.events, keep, strict=True) if k]
+    if new_items:
+        rows = [row for row, k in zip(prepared.events.rows, keep, strict=True) if k]
+        await insert_rows(conn, Rows(e, prepared.events.names, rows), ignore_conflicts=True)
     return new_items
+
+
+def _known_contiguous(batch: Batch, acked: int) -> int:
+    """A sequence through which everything is stored once ``batch`` is (``acked`` or more).
+
+    A contiguous batch starting at or before ``acked + 1`` extends the run to its last sequence,
+    so the ack query starts there instead of walking the whole batch again.
+    """
+    if not batch.events:
+        return acked
+    first, last = batch.events[0].seq, batch.events[-1].seq
+    if first <= acked + 1 and last - first + 1 == len(batch.events):
+        return max(acked, last)
+    return acked
 
 
 async def _contiguous_ack(conn: AsyncConnection, edge_id: str, acked: int) -> int:
@@ -166,55 +238,6 @@ async def _contiguous_ack(conn: AsyncConnection, edge_id: str, acked: int) -> in
     )
     value = await conn.scalar(select(case((next_stored, run_end), else_=literal(acked))))
     return int(value) if value is not None else acked
-
-
-async def _evaluate_alerts(
-    conn: AsyncConnection, site_id: str, zones: Mapping[ZoneKey, ZoneLimits], items: Sequence[SequencedEvent]
-) -> None:
-    relevant = [i for i in items if isinstance(i.event, SensorReading | LocalAlarm)]
-    if not relevant:
-        return
-    rows = (
-        await conn.execute(
-            select(db.alerts)
-            .where(db.alerts.c.site_id == site_id, db.alerts.c.status == "open")
-            .with_for_update()
-        )
-    ).mappings()
-    book = AlertBook(site_id, zones, [Alert.from_row(row) for row in rows])
-
-    def when(item: SequencedEvent) -> tuple[datetime, int]:
-        ev = item.event
-        at = ev.time if isinstance(ev, SensorReading) else ev.at if isinstance(ev, LocalAlarm) else None
-        assert at is not None
-        return db.utc(at), item.seq
-
-    for item in sorted(relevant, key=when):
-        if isinstance(item.event, SensorReading):
-            book.on_reading(item.event)
-        elif isinstance(item.event, LocalAlarm):
-            book.on_local_alarm(item.event)
-    await _persist_alerts(conn, *book.changed())
-
-
-async def _persist_alerts(conn: AsyncConnection, new: list[Alert], updated: list[Alert]) -> None:
-    if updated:
-        # Resolve/refresh existing rows first so a re-opened alert does not collide with the
-        # still-open old row on the partial unique index. Bind names are prefixed: SQLAlchemy
-        # reserves the bare column names for the SET clause.
-        columns = [name for name in updated[0].to_row() if name != "id"]
-        params = [{"b_" + k: v for k, v in a.to_row().items()} for a in updated]
-        stmt = (
-            update(db.alerts)
-            .where(db.alerts.c.id == bindparam("b_id"))
-            .values({name: bindparam("b_" + name) for name in columns})
-        )
-        await conn.execute(stmt, params)
-    if new:
-        rows = [a.to_row() for a in new]
-        for row in rows:
-            del row["id"]
-        await conn.execute(db.alerts.insert(), rows)
 
 
 __all__ = ["IngestConflict", "IngestResult", "UnknownEdge", "ingest_batch"]

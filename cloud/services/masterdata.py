@@ -81,6 +81,12 @@ class ProductRecord(_Record):
     shelf_life_days: Annotated[int | None, Field(ge=0)] = None
     storage_temp_min_c: float | None = Field(default=None, allow_inf_nan=False)
     storage_temp_max_c: float | None = Field(default=None, allow_inf_nan=False)
+    # Shelf-life model (cloud.services.lots): how fast the product ages with temperature. Empty =
+    # Arrhenius at 83.144 kJ/mol, shelf_life_days holding at the middle of the storage range.
+    shelf_life_model: Literal["arrhenius", "q10"] | None = None
+    activation_energy_kj: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    q10: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    reference_temp_c: float | None = Field(default=None, gt=-273.15, allow_inf_nan=False)
 
     @field_validator("gtin")
     @classmethod

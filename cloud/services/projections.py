@@ -4,11 +4,20 @@ History tables (observations, passages, movements, readings, local alarms) get o
 "Latest" tables (stock_items, sensors, device_health) get one bulk upsert of the latest row per
 key in the batch, guarded by ``WHERE excluded.time >= current.time`` so an older event arriving
 late never overwrites a newer state.
+
+Why rows are plain tuples built by :func:`prepare`: ingest runs inside one write transaction,
+which on SQLite is THE database write lock. Everything that does not depend on the database
+(reading the event attributes, formatting timestamps) is therefore done before the transaction,
+in the request's worker thread, and the transaction only binds ready tuples. On SQLite they go
+straight to the driver's ``executemany`` (no per-row SQLAlchemy parameter processing, which cost
+several times the SQLite work); on PostgreSQL they go through Core as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table
@@ -26,6 +35,9 @@ from shelfsense.contract import (
     TagObservation,
 )
 
+Row = tuple[Any, ...]
+Stamp = Callable[[datetime | None], Any]
+
 
 def dialect_insert(conn: AsyncConnection, table: Table) -> Any:
     """The dialect's INSERT construct (it has ``on_conflict_do_nothing/update``)."""
@@ -34,111 +46,264 @@ def dialect_insert(conn: AsyncConnection, table: Table) -> Any:
     return sqlite.insert(table)
 
 
-def _origin(site_id: str, edge_id: str, item: SequencedEvent) -> dict[str, Any]:
-    return {"site_id": site_id, "edge_id": edge_id, "seq": item.seq}
+def stamp_for(dialect: str) -> Stamp:
+    """How a datetime is bound: SQLite gets the exact text SQLAlchemy would store, others the value."""
+    return db._sqlite_datetime if dialect == "sqlite" else _identity
 
 
-def _row(site_id: str, edge_id: str, item: SequencedEvent) -> tuple[Table, dict[str, Any]] | None:
-    """The history-table row of one event (None for kinds with no history table)."""
-    ev = item.event
-    base = _origin(site_id, edge_id, item)
-    if isinstance(ev, TagObservation):
-        fields = ev.model_dump(
-            include={"epc", "reader", "antenna", "rssi", "first_seen", "last_seen", "count"}
+def _identity(value: datetime | None) -> datetime | None:
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Ready-to-bind rows of one table (all with the columns ``names``, in that order)."""
+
+    table: Table
+    names: tuple[str, ...]
+    rows: list[Row]
+
+
+@dataclass(frozen=True, slots=True)
+class Upsert:
+    """Rows for a "latest" table: insert, or update the existing row if not newer than this one."""
+
+    rows: Rows
+    keys: tuple[str, ...]
+    time_column: str
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """Everything a set of new events writes to the read tables."""
+
+    history: list[Rows]
+    latest: list[Upsert]
+
+
+# History tables: the column order of the tuples built below; every row starts with the origin
+# (site_id, edge_id, seq).
+_ORIGIN = ("site_id", "edge_id", "seq")
+_TAG = (*_ORIGIN, "epc", "reader", "antenna", "rssi", "first_seen", "last_seen", "count", "location")
+_PASSAGE = (*_ORIGIN, "epc", "portal", "direction", "at", "inside_location", "outside_location")
+_MOVEMENT = (*_ORIGIN, "epc", "from_location", "to_location", "reason", "at")
+_READING = (*_ORIGIN, "sensor_id", "quantity", "value", "unit", "time", "zone", "flags")
+_ALARM = (*_ORIGIN, "zone", "sensor_id", "rule", "state", "value", "limit", "at")
+
+_STOCK = ("site_id", "epc", "location", "present", "updated_at")
+_SENSOR = ("site_id", "sensor_id", "quantity", "edge_id", "zone", "unit", "last_value", "last_time")
+_HEALTH = (
+    "edge_id",
+    "device_id",
+    "connected",
+    "last_frame_at",
+    "frames_ok",
+    "frames_bad",
+    "reconnects",
+    "at",
+)
+
+
+def prepare(site_id: str, edge_id: str, items: Sequence[SequencedEvent], dialect: str) -> Projection:
+    """The projection rows of ``items`` (all taken as new), ready to bind for ``dialect``."""
+    t = stamp_for(dialect)
+    tags: list[Row] = []
+    passages: list[Row] = []
+    movements: list[Row] = []
+    readings: list[Row] = []
+    alarms: list[Row] = []
+    # Latest per key: (utc time, seq, event); the greatest (time, seq) wins, as in the upsert guard.
+    stock: dict[str, tuple[datetime, int, StockMovement]] = {}
+    sensors: dict[tuple[str, str], tuple[datetime, int, SensorReading]] = {}
+    health: dict[str, tuple[datetime, int, DeviceHealth]] = {}
+    for item in items:
+        ev, seq = item.event, item.seq
+        if isinstance(ev, TagObservation):
+            tags.append(
+                (
+                    site_id,
+                    edge_id,
+                    seq,
+                    ev.epc,
+                    ev.reader,
+                    ev.antenna,
+                    ev.rssi,
+                    t(ev.first_seen),
+                    t(ev.last_seen),
+                    ev.count,
+                    ev.location,
+                )
+            )
+        elif isinstance(ev, SensorReading):
+            readings.append(
+                (
+                    site_id,
+                    edge_id,
+                    seq,
+                    ev.sensor_id,
+                    ev.quantity,
+                    ev.value,
+                    ev.unit,
+                    t(ev.time),
+                    ev.zone,
+                    ",".join(ev.flags),
+                )
+            )
+            _keep_latest(sensors, (ev.sensor_id, ev.quantity), ev.time, seq, ev)
+        elif isinstance(ev, StockMovement):
+            movements.append(
+                (site_id, edge_id, seq, ev.epc, ev.from_location, ev.to_location, ev.reason, t(ev.at))
+            )
+            _keep_latest(stock, ev.epc, ev.at, seq, ev)
+        elif isinstance(ev, PortalPassage):
+            passages.append(
+                (
+                    site_id,
+                    edge_id,
+                    seq,
+                    ev.epc,
+                    ev.portal,
+                    ev.direction,
+                    t(ev.at),
+                    ev.inside_location,
+                    ev.outside_location,
+                )
+            )
+        elif isinstance(ev, DeviceHealth):
+            _keep_latest(health, ev.device_id, ev.at, seq, ev)
+        elif isinstance(ev, LocalAlarm):
+            alarms.append(
+                (
+                    site_id,
+                    edge_id,
+                    seq,
+                    ev.zone,
+                    ev.sensor_id,
+                    ev.rule,
+                    ev.state,
+                    ev.value,
+                    ev.limit,
+                    t(ev.at),
+                )
+            )
+    history = [
+        Rows(table, names, rows)
+        for table, names, rows in (
+            (db.tag_observations, _TAG, tags),
+            (db.portal_passages, _PASSAGE, passages),
+            (db.stock_movements, _MOVEMENT, movements),
+            (db.sensor_readings, _READING, readings),
+            (db.local_alarms, _ALARM, alarms),
         )
-        return db.tag_observations, {**base, **fields, "location": ev.location}
-    if isinstance(ev, PortalPassage):
-        fields = ev.model_dump(exclude={"kind"})
-        return db.portal_passages, {**base, **fields}
-    if isinstance(ev, StockMovement):
-        return db.stock_movements, {**base, **ev.model_dump(exclude={"kind"})}
-    if isinstance(ev, SensorReading):
-        fields = ev.model_dump(exclude={"kind", "flags"})
-        return db.sensor_readings, {**base, **fields, "flags": ",".join(ev.flags)}
-    if isinstance(ev, LocalAlarm):
-        return db.local_alarms, {**base, **ev.model_dump(exclude={"kind"})}
-    return None
+        if rows
+    ]
+    latest: list[Upsert] = []
+    # to_location None = the item left the site.
+    stock_rows = [
+        (site_id, m.epc, m.to_location, m.to_location is not None, t(m.at)) for _, _, m in stock.values()
+    ]
+    if stock_rows:
+        latest.append(Upsert(Rows(db.stock_items, _STOCK, stock_rows), ("site_id", "epc"), "updated_at"))
+    sensor_rows = [
+        (site_id, r.sensor_id, r.quantity, edge_id, r.zone, r.unit, r.value, t(r.time))
+        for _, _, r in sensors.values()
+    ]
+    if sensor_rows:
+        latest.append(
+            Upsert(Rows(db.sensors, _SENSOR, sensor_rows), ("site_id", "sensor_id", "quantity"), "last_time")
+        )
+    health_rows = [
+        (
+            edge_id,
+            h.device_id,
+            h.connected,
+            t(h.last_frame_at),
+            h.frames_ok,
+            h.frames_bad,
+            h.reconnects,
+            t(h.at),
+        )
+        for _, _, h in health.values()
+    ]
+    if health_rows:
+        latest.append(Upsert(Rows(db.device_health, _HEALTH, health_rows), ("edge_id", "device_id"), "at"))
+    return Projection(history, latest)
+
+
+def _keep_latest(
+    best: dict[Any, tuple[datetime, int, Any]], key: Any, at: datetime, seq: int, ev: Any
+) -> None:
+    when = db.utc(at)
+    current = best.get(key)
+    if current is None or (when, seq) >= (current[0], current[1]):
+        best[key] = (when, seq, ev)
+
+
+async def insert_rows(conn: AsyncConnection, rows: Rows, *, ignore_conflicts: bool = False) -> None:
+    """One multi-row insert (SQLite: the driver's ``executemany`` on the prepared tuples)."""
+    if not rows.rows:
+        return
+    table, names = rows.table, rows.names
+    if conn.dialect.name == "sqlite":
+        columns = ", ".join(f'"{n}"' for n in names)
+        marks = ", ".join("?" * len(names))
+        suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+        await conn.exec_driver_sql(
+            f'INSERT INTO "{table.name}" ({columns}) VALUES ({marks}){suffix}', rows.rows
+        )
+        return
+    stmt: Any = dialect_insert(conn, table)
+    if ignore_conflicts:
+        stmt = stmt.on_conflict_do_nothing()
+    await conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in rows.rows])
+
+
+async def upsert_rows(conn: AsyncConnection, upsert: Upsert) -> None:
+    """Insert, or update rows whose stored time is not newer (``excluded.t >= current.t``)."""
+    rows, keys, time_column = upsert.rows, upsert.keys, upsert.time_column
+    if not rows.rows:
+        return
+    table, names = rows.table, rows.names
+    if conn.dialect.name == "sqlite":
+        columns = ", ".join(f'"{n}"' for n in names)
+        marks = ", ".join("?" * len(names))
+        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n not in keys)
+        conflict = ", ".join(f'"{k}"' for k in keys)
+        sql = (
+            f'INSERT INTO "{table.name}" ({columns}) VALUES ({marks}) ON CONFLICT ({conflict}) '
+            f'DO UPDATE SET {updates} WHERE excluded."{time_column}" >= "{table.name}"."{time_column}"'
+        )
+        await conn.exec_driver_sql(sql, rows.rows)
+        return
+    stmt = dialect_insert(conn, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={name: stmt.excluded[name] for name in names if name not in keys},
+        where=stmt.excluded[time_column] >= table.c[time_column],
+    )
+    await conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in rows.rows])
+
+
+async def write(conn: AsyncConnection, projection: Projection) -> None:
+    """Run the statements of a prepared projection (inside the caller's transaction)."""
+    for rows in projection.history:
+        await insert_rows(conn, rows)
+    for upsert in projection.latest:
+        await upsert_rows(conn, upsert)
 
 
 async def insert_history(
     conn: AsyncConnection, site_id: str, edge_id: str, items: Sequence[SequencedEvent]
 ) -> None:
-    by_table: dict[str, tuple[Table, list[dict[str, Any]]]] = {}
-    for item in items:
-        found = _row(site_id, edge_id, item)
-        if found is not None:
-            table, row = found
-            by_table.setdefault(table.name, (table, []))[1].append(row)
-    for table, rows in by_table.values():
-        await db.bulk_insert(conn, table, rows)
-
-
-def _latest(items: Sequence[SequencedEvent], kind: type, key: Any, time: Any) -> list[Any]:
-    """Per key, the event with the greatest (time, seq)."""
-    best: dict[Any, tuple[Any, int, Any]] = {}
-    for item in items:
-        ev = item.event
-        if not isinstance(ev, kind):
-            continue
-        k, t = key(ev), db.utc(time(ev))
-        current = best.get(k)
-        if current is None or (t, item.seq) >= (current[0], current[1]):
-            best[k] = (t, item.seq, ev)
-    return [entry[2] for entry in best.values()]
-
-
-async def _upsert_latest(
-    conn: AsyncConnection, table: Table, keys: list[str], time_column: str, rows: list[dict[str, Any]]
-) -> None:
-    if not rows:
-        return
-    stmt = dialect_insert(conn, table)
-    updates = {name: stmt.excluded[name] for name in rows[0] if name not in keys}
-    stmt = stmt.on_conflict_do_update(
-        index_elements=keys,
-        set_=updates,
-        where=stmt.excluded[time_column] >= table.c[time_column],
-    )
-    await conn.execute(stmt, rows)
+    for rows in prepare(site_id, edge_id, items, conn.dialect.name).history:
+        await insert_rows(conn, rows)
 
 
 async def upsert_latest(
     conn: AsyncConnection, site_id: str, edge_id: str, items: Sequence[SequencedEvent]
 ) -> None:
-    moves: list[StockMovement] = _latest(items, StockMovement, lambda e: e.epc, lambda e: e.at)
-    stock_rows = [
-        {
-            "site_id": site_id,
-            "epc": m.epc,
-            "location": m.to_location,
-            "present": m.to_location is not None,  # None = left the site
-            "updated_at": m.at,
-        }
-        for m in moves
-    ]
-    await _upsert_latest(conn, db.stock_items, ["site_id", "epc"], "updated_at", stock_rows)
-
-    readings: list[SensorReading] = _latest(
-        items, SensorReading, lambda e: (e.sensor_id, e.quantity), lambda e: e.time
-    )
-    sensor_rows = [
-        {
-            "site_id": site_id,
-            "sensor_id": r.sensor_id,
-            "quantity": r.quantity,
-            "edge_id": edge_id,
-            "zone": r.zone,
-            "unit": r.unit,
-            "last_value": r.value,
-            "last_time": r.time,
-        }
-        for r in readings
-    ]
-    await _upsert_latest(conn, db.sensors, ["site_id", "sensor_id", "quantity"], "last_time", sensor_rows)
-
-    health: list[DeviceHealth] = _latest(items, DeviceHealth, lambda e: e.device_id, lambda e: e.at)
-    health_rows = [{"edge_id": edge_id, **h.model_dump(exclude={"kind"})} for h in health]
-    await _upsert_latest(conn, db.device_health, ["edge_id", "device_id"], "at", health_rows)
+    for upsert in prepare(site_id, edge_id, items, conn.dialect.name).latest:
+        await upsert_rows(conn, upsert)
 
 
 def rows_by_kind(items: Sequence[SequencedEvent]) -> Mapping[str, int]:
@@ -148,4 +313,17 @@ def rows_by_kind(items: Sequence[SequencedEvent]) -> Mapping[str, int]:
     return counts
 
 
-__all__ = ["dialect_insert", "insert_history", "rows_by_kind", "upsert_latest"]
+__all__ = [
+    "Projection",
+    "Rows",
+    "Upsert",
+    "dialect_insert",
+    "insert_history",
+    "insert_rows",
+    "prepare",
+    "rows_by_kind",
+    "stamp_for",
+    "upsert_latest",
+    "upsert_rows",
+    "write",
+]

@@ -73,6 +73,10 @@ async def test_cli_import_then_read_api_and_export_round_trip(
         "shelf_life_days": 12,
         "storage_temp_min_c": 2.0,
         "storage_temp_max_c": 6.0,
+        "shelf_life_model": None,  # shelf-life model columns: revision 0005 (lots)
+        "activation_energy_kj": None,
+        "q10": None,
+        "reference_temp_c": None,
     }
     assert (await cloud.get_ok("/api/v1/products", gtin="4006381333931"))["total"] == 1
     assert [p["sku"] for p in (await cloud.get_ok("/api/v1/products", q="ogh"))["items"]] == ["YOG-150"]

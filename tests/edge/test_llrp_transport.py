@@ -185,6 +185,7 @@ async def test_one_reader_two_antennas_is_a_portal() -> None:
             inside_location="warehouse",
             outside_location="yard",
             settle_s=0.5,
+            dwell_s=0.0,  # the passage at once (the dwell rule is tested in test_stable_set_dwell.py)
         )
     )
     health = DeviceHealthState(cfg.id)

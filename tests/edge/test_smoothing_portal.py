@@ -22,6 +22,8 @@ PORTAL = PortalConfig(
     inside_location="store",
     outside_location="yard",
     settle_s=1.5,
+    dwell_s=0.0,  # decisions emitted at once: these tests are about the peak order (dwell: see
+    # test_stable_set_dwell.py)
 )
 
 

@@ -10,7 +10,8 @@ from cloud.api.body import read_limited_body
 from cloud.api.deps import CurrentEdge, Engine, MetricsDep, SettingsDep, ZonesDep
 from cloud.core.errors import ApiError
 from cloud.schemas import ErrorBody
-from cloud.services.ingest import IngestConflict, UnknownEdge, ingest_batch
+from cloud.services.coldchain_runtime import runtime_of
+from cloud.services.ingest import IngestConflict, PreparedBatch, UnknownEdge, ingest_batch, prepare_batch
 from shelfsense.contract import Batch, BatchAck, ContractError, UnsupportedContractVersion, parse_batch
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -23,7 +24,19 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_body(body: bytes) -> Batch:
-    """Parse a batch or raise a 422 :class:`ApiError` naming the offending field(s)."""
+    """Parse a batch or raise a 422 :class:`ApiError` naming the offending field(s).
+
+    Fast path: pydantic validates the JSON bytes directly (no ``json.loads`` into dicts first,
+    about a third less CPU per batch). A body without an explicit ``"v"`` or one that fails takes
+    the slow path, which checks the contract version before anything else and explains the error.
+    """
+    try:
+        batch = Batch.model_validate_json(body)
+    except ValidationError:
+        pass
+    else:
+        if "v" in batch.model_fields_set:
+            return batch
     try:
         return parse_batch(body)
     except UnsupportedContractVersion as exc:
@@ -40,6 +53,12 @@ def parse_body(body: bytes) -> Batch:
         errors = [{"loc": _loc(e["loc"]), "msg": e["msg"]} for e in exc.errors()[:MAX_REPORTED_ERRORS]]
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
         raise ApiError(422, "invalid_batch", detail, extra={"errors": errors}) from exc
+
+
+def _parse_and_prepare(body: bytes, site_id: str, dialect: str) -> tuple[Batch, PreparedBatch]:
+    """Worker-thread part of a request: parse, then build the rows outside the write lock."""
+    batch = parse_body(body)
+    return batch, prepare_batch(batch, site_id, dialect)
 
 
 @router.post(
@@ -71,7 +90,7 @@ async def post_batch(
         raise ApiError(403, "forbidden", "this token belongs to another edge")
     try:
         body = await read_limited_body(request, settings.cloud.max_body_bytes)
-        batch = await run_in_threadpool(parse_body, body)
+        batch, prepared = await run_in_threadpool(_parse_and_prepare, body, edge.site_id, engine.dialect.name)
     except ApiError as exc:
         metrics.refused(exc.code)
         raise
@@ -79,7 +98,9 @@ async def post_batch(
         metrics.refused("forbidden")
         raise ApiError(403, "forbidden", "batch.edge_id does not match the authenticated edge")
     try:
-        result = await ingest_batch(engine, batch, zones)
+        runtime = runtime_of(request.app)
+        rules = runtime.rules if runtime is not None else None
+        result = await ingest_batch(engine, batch, zones, prepared, rules)
     except UnknownEdge as exc:
         metrics.refused("unauthenticated")
         raise ApiError(401, "unauthenticated", str(exc)) from exc
@@ -89,4 +110,6 @@ async def post_batch(
     metrics.batches_accepted += 1
     metrics.event_duplicates += result.ack.duplicates
     metrics.events_ingested.update(result.accepted_by_kind)
+    if runtime is not None:
+        runtime.after_ingest(result, edge.edge_id)  # after the commit; only enqueues
     return result.ack

@@ -1,0 +1,35 @@
+"""Inventory KPIs: turnover, days of cover, fill rate, stock-out days, on-time delivery."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from cloud.api.deps import DbConn, require_role
+from cloud.core import db
+from cloud.core.errors import ApiError
+from cloud.core.security import Role
+from cloud.replenish.kpis import KpiQuery, compute_kpis
+
+router = APIRouter(
+    prefix="/api/v1", tags=["replenishment"], dependencies=[Depends(require_role(Role.viewer))]
+)
+
+
+@router.get("/kpis")
+async def kpis(
+    conn: DbConn,
+    site: str | None = None,
+    product: str | None = None,
+    location: str | None = None,
+    since: Annotated[date | None, Query(description="first day (UTC), default 30 days before until")] = None,
+    until: Annotated[date | None, Query(description="day after the last one (UTC), default today")] = None,
+) -> dict[str, Any]:
+    end = until or db.utcnow().date()
+    start = since or end - timedelta(days=30)
+    try:
+        return await compute_kpis(conn, KpiQuery(start, end, site, product, location))
+    except ValueError as exc:
+        raise ApiError(422, "invalid_period", str(exc)) from exc

@@ -1,0 +1,142 @@
+"""Lots' cold-chain evidence: list with expiry, detail with MKT, report, FEFO and zone MKT.
+
+``GET /api/v1/lots`` also answers the master-data listing's parameters (``sku``,
+``expires_before``, ``limit``/``offset``) with a superset of its rows, since this router is
+mounted before the master-data one and takes the path over.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse, Response
+
+from cloud.api.deps import DbConn, require_role
+from cloud.api.pagination import Limit, Offset
+from cloud.coldchain.mkt import DEFAULT_ACTIVATION_ENERGY_KJ
+from cloud.core import db
+from cloud.core.errors import ApiError
+from cloud.core.security import Role
+from cloud.services import lot_report
+from cloud.services import lots as svc
+
+router = APIRouter(prefix="/api/v1", tags=["lots"], dependencies=[Depends(require_role(Role.viewer))])
+
+ActivationEnergy = Annotated[
+    float, Query(gt=0, le=1000, description="ΔH in kJ/mol for the mean kinetic temperature")
+]
+Since = Annotated[datetime | None, Query(description="window start (naive = UTC)")]
+Until = Annotated[datetime | None, Query(description="window end (naive = UTC)")]
+
+
+def _window(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and db.utc(since) >= db.utc(until):
+        raise ApiError(422, "validation_error", "since must be before until")
+
+
+async def _evidence(
+    conn: DbConn, lot_id: str, since: datetime | None, until: datetime | None, energy: float
+) -> svc.LotEvidence:
+    _window(since, until)
+    try:
+        return await svc.lot_evidence(conn, lot_id, since=since, until=until, activation_energy_kj=energy)
+    except svc.LotNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except svc.LotAmbiguous as exc:
+        raise ApiError(409, "ambiguous_lot", str(exc)) from None
+
+
+@router.get("/lots")
+async def list_lots_with_expiry(
+    conn: DbConn,
+    site: Annotated[str | None, Query(description="only lots with items on hand at this site")] = None,
+    product: Annotated[str | None, Query(description="SKU")] = None,
+    sku: Annotated[str | None, Query(description="same as product (master-data name)")] = None,
+    expiring_within_days: Annotated[
+        float | None, Query(ge=0, description="on hand, effective expiry within N days (expired included)")
+    ] = None,
+    expires_before: Annotated[date | None, Query(description="printed expiry before this day")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    rows = await svc.list_lots(
+        conn,
+        product=product or sku,
+        site=site,
+        expiring_within_days=expiring_within_days,
+        expires_before=expires_before,
+    )
+    return {"items": rows[offset : offset + limit], "total": len(rows)}
+
+
+@router.get("/fefo")
+async def fefo(conn: DbConn, product: str | None = None, site: str | None = None) -> dict[str, Any]:
+    """First-expired-first-out pick order per product by effective expiry (lots on hand only)."""
+    return {"products": await svc.fefo(conn, product=product, site=site)}
+
+
+@router.get("/lots/{lot_id}/report", response_model=None)
+async def lot_report_route(
+    conn: DbConn,
+    lot_id: str,
+    format: Literal["json", "csv", "png"] = "json",
+    since: Since = None,
+    until: Until = None,
+    activation_energy_kj: ActivationEnergy = DEFAULT_ACTIVATION_ENERGY_KJ,
+) -> Response | dict[str, Any]:
+    evidence = await _evidence(conn, lot_id, since, until, activation_energy_kj)
+    name = lot_id.replace(":", "_")
+    if format == "csv":
+        headers = {"Content-Disposition": f'attachment; filename="lot-{name}.csv"'}
+        return PlainTextResponse(lot_report.render_csv(evidence), media_type="text/csv", headers=headers)
+    if format == "png":
+        try:
+            png = lot_report.render_png(evidence)
+        except lot_report.ReportUnavailable as exc:
+            raise ApiError(501, "not_implemented", str(exc)) from None
+        return Response(png, media_type="image/png")
+    return lot_report.report_dict(evidence)
+
+
+@router.get("/lots/{lot_id}")
+async def get_lot(
+    conn: DbConn,
+    lot_id: str,
+    since: Since = None,
+    until: Until = None,
+    activation_energy_kj: ActivationEnergy = DEFAULT_ACTIVATION_ENERGY_KJ,
+) -> dict[str, Any]:
+    """One lot: its summary (``mkt_c`` over the window), stays and excursion episodes."""
+    evidence = await _evidence(conn, lot_id, since, until, activation_energy_kj)
+    report = lot_report.report_dict(evidence)
+    return {
+        **report["lot"],
+        "since": evidence.since,
+        "until": evidence.until,
+        "activation_energy_kj": activation_energy_kj,
+        "stays": report["stays"],
+        "excursions": report["excursions"],
+    }
+
+
+@router.get("/zones/{zone}/mkt")
+async def zone_mkt(
+    conn: DbConn,
+    zone: str,
+    site: str | None = None,
+    since: Since = None,
+    until: Until = None,
+    activation_energy_kj: ActivationEnergy = DEFAULT_ACTIVATION_ENERGY_KJ,
+) -> dict[str, Any]:
+    """MKT of a zone's temperature over ``[since, until)`` (default: the last 30 days)."""
+    end = db.utc(until) if until is not None else db.utcnow()
+    start = db.utc(since) if since is not None else end - timedelta(days=30)
+    _window(start, end)
+    try:
+        return await svc.zone_mkt(
+            conn, zone, since=start, until=end, site=site, activation_energy_kj=activation_energy_kj
+        )
+    except svc.ZoneAmbiguous as exc:
+        raise ApiError(409, "ambiguous_zone", str(exc)) from None

@@ -1,0 +1,176 @@
+"""Replenishment: proposals and their approvals, the run, exports, and replenishment master data.
+
+Viewers read; operators (or the role an approval step names) approve and reject; admins run the
+planner, import data and export.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloud.api.body import read_limited_body
+from cloud.api.deps import AdminUser, DbConn, Engine, OperatorUser, SettingsDep, require_role
+from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.routes.masterdata import invalid
+from cloud.core.errors import ApiError
+from cloud.core.security import Role
+from cloud.replenish import masterdata as rmd
+from cloud.replenish import service as svc
+from cloud.services.masterdata import MasterDataError
+
+router = APIRouter(prefix="/api/v1", tags=["replenishment"])
+Viewer = [Depends(require_role(Role.viewer))]
+StatusParam = Literal["open", "approved", "rejected", "exported", "all"]
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Annotated[str, Field(max_length=2000)] = ""
+
+
+class RunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    site: str | None = None
+    dry_run: bool = False
+
+
+class ExportedBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: Annotated[list[int], Field(min_length=1, max_length=1000)]
+
+
+def _error(exc: svc.ReplenishServiceError) -> ApiError:
+    if isinstance(exc, svc.ProposalNotFound):
+        return ApiError(404, "not_found", str(exc))
+    if isinstance(exc, svc.ApprovalForbidden):
+        return ApiError(403, "forbidden", str(exc))
+    return ApiError(409, "conflict", str(exc))
+
+
+@router.get("/proposals", dependencies=Viewer)
+async def list_proposals(
+    conn: DbConn,
+    status: StatusParam | None = None,
+    site: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Proposals, newest first, each with its reasoning and approval steps."""
+    rows, total = await paginate(conn, svc.proposals_query(status, site), limit, offset)
+    return {"items": [svc.public_row(r) for r in rows], "total": total}
+
+
+@router.get("/proposals/export")
+async def export_proposals(
+    conn: DbConn,
+    _admin: AdminUser,
+    format: Literal["csv", "json"] = "json",
+    status: Annotated[Literal["approved", "exported", "all"], Query()] = "approved",
+    site: str | None = None,
+) -> PlainTextResponse:
+    """Approved (default) or exported proposals for an ERP; reading does not mark them exported."""
+    rows = await svc.export_rows(conn, status, site)
+    if format == "json":
+        return PlainTextResponse(
+            json.dumps({"proposals": rows}, default=str, indent=2) + "\n", media_type="application/json"
+        )
+    out = io.StringIO()
+    writer = csv.DictWriter(
+        out, fieldnames=list(svc.EXPORT_COLUMNS), lineterminator="\n", extrasaction="ignore"
+    )
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return PlainTextResponse(out.getvalue(), media_type="text/csv")
+
+
+@router.post("/proposals/exported")
+async def mark_exported(body: ExportedBody, engine: Engine, _admin: AdminUser) -> dict[str, list[int]]:
+    """An ERP that pulled the export confirms what it took: approved -> exported."""
+    from cloud.core import db
+
+    async with db.write_transaction(engine) as conn:
+        done = await svc.mark_exported(conn, body.ids)
+    return {"exported": done}
+
+
+@router.post("/proposals/run")
+async def run_replenishment(
+    body: RunBody, request: Request, engine: Engine, _admin: AdminUser
+) -> dict[str, Any]:
+    """Run the planner now (or a dry run that writes nothing)."""
+    options: svc.ReplenishOptions = request.app.state.replenish
+    try:
+        return await svc.replenish(engine, options, site=body.site, dry_run=body.dry_run)
+    except ValueError as exc:  # the numeric core refuses unusable input
+        raise ApiError(422, "invalid_replenishment_input", str(exc)) from exc
+
+
+@router.get("/proposals/{proposal_id}", dependencies=Viewer)
+async def get_proposal(proposal_id: int, conn: DbConn) -> dict[str, Any]:
+    try:
+        return await svc.get_proposal(conn, proposal_id)
+    except svc.ReplenishServiceError as exc:
+        raise _error(exc) from exc
+
+
+async def _decide(
+    proposal_id: int,
+    decision: str,
+    body: DecisionBody,
+    engine: Engine,
+    settings: SettingsDep,
+    user: OperatorUser,
+) -> dict[str, Any]:
+    approver = svc.Approver(user.name, user.role)
+    try:
+        return await svc.decide(
+            engine, proposal_id, decision, approver, body.comment, settings.cloud.replenish
+        )
+    except svc.ReplenishServiceError as exc:
+        raise _error(exc) from exc
+
+
+@router.post("/proposals/{proposal_id}/approve")
+async def approve(
+    proposal_id: int, body: DecisionBody, engine: Engine, settings: SettingsDep, user: OperatorUser
+) -> dict[str, Any]:
+    """Fill the next approval step; the last step makes the proposal ``approved`` (then exported)."""
+    return await _decide(proposal_id, "approve", body, engine, settings, user)
+
+
+@router.post("/proposals/{proposal_id}/reject")
+async def reject(
+    proposal_id: int, body: DecisionBody, engine: Engine, settings: SettingsDep, user: OperatorUser
+) -> dict[str, Any]:
+    return await _decide(proposal_id, "reject", body, engine, settings, user)
+
+
+@router.post("/replenish/{kind}/import")
+async def import_replenish_data(
+    kind: Literal["suppliers", "product_suppliers", "params", "purchase_orders"],
+    request: Request,
+    engine: Engine,
+    settings: SettingsDep,
+    _admin: AdminUser,
+) -> dict[str, int]:
+    """Upsert a whole CSV (``text/csv``) or JSON file; all rows or none."""
+    body = await read_limited_body(request, settings.cloud.max_body_bytes)
+    fmt: Literal["csv", "json"] = "csv" if "csv" in request.headers.get("content-type", "") else "json"
+    try:
+        count = await rmd.import_text(engine, kind, body.decode("utf-8-sig"), fmt)
+    except UnicodeDecodeError as exc:
+        raise ApiError(422, "invalid_master_data", "body is not UTF-8") from exc
+    except MasterDataError as exc:
+        raise invalid(exc) from exc
+    return {"imported": count}

@@ -1,0 +1,509 @@
+"""The running side of cold-chain alerting: notifications, delivery log, InfluxDB, periodic tick.
+
+One :class:`ColdChainRuntime` lives for the app's lifespan (:func:`coldchain_runtime`). Everything
+here happens *after* a commit and never blocks the caller:
+
+- :meth:`ColdChainRuntime.notify` turns :class:`~cloud.services.coldchain.Notice` values into
+  :class:`~cloud.notify.AlertMessage` values and ``submit``\\ s them to one
+  :class:`~cloud.notify.AlertDispatcher` per channel (each its own bounded queue and in-flight
+  slots, so a failing, retrying channel never delays the others). The audience follows the
+  contact groups: a new alert goes to the first group, an escalation to the next,
+  acknowledgement and resolution to every group told so far. Without groups, every channel
+  hears everything.
+- Delivery results go to the ``alert_deliveries`` table through a small bounded writer task.
+- :meth:`ColdChainRuntime.after_ingest` also hands readings, device health and alert events to the
+  :class:`~cloud.influx.InfluxWriter` when ``[cloud.influx]`` is configured; the writer flushes on
+  shutdown.
+- The periodic tick (gap alerts, escalation) runs on one replica at a time via the ``jobs`` table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from influxdb_client import Point
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud.coldchain import tables as cc
+from cloud.core import db
+from cloud.core.config import zone_limits
+from cloud.influx import (
+    InfluxWriter,
+    alert_point,
+    device_health_point,
+    edge_health_point,
+    reading_point,
+    v1_writer,
+    v2_writer,
+    zone_limits_point,
+)
+from cloud.notify import (
+    AlertDispatcher,
+    AlertMessage,
+    Channel,
+    DeliveryLog,
+    DeliveryResult,
+    DingTalkChannel,
+    EmailChannel,
+    FeishuChannel,
+    MqttChannel,
+    WebhookChannel,
+    WeComChannel,
+)
+from cloud.notify.base import Severity
+from cloud.services.alerts import ColdChainRules, Limits
+from cloud.services.coldchain import (
+    Notice,
+    claim_tick,
+    ensure_job,
+    escalation_tick,
+    finish_tick,
+    gap_tick,
+)
+from cloud.services.ingest import IngestResult
+from shelfsense.config import ChannelSettings, InfluxSettings, Settings
+from shelfsense.contract import DeviceHealth, SensorReading
+
+log = logging.getLogger(__name__)
+
+_RULE_TITLES = {
+    "max_temperature": "Temperature above the limit",
+    "min_temperature": "Temperature below the limit",
+    "max_humidity": "Humidity above the limit",
+    "max_temperature_instant": "Temperature far above the limit",
+    "min_temperature_instant": "Temperature far below the limit",
+    "max_temperature_cumulative": "Cumulative time above the limit exceeded",
+    "gap": "No data",
+}
+_MAX_PENDING_RESULTS = 10_000
+LIMITS_REFRESH = timedelta(hours=1)
+_MAX_TRACKED_DELIVERIES = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class ColdChainOptions:
+    """Runtime knobs beside the settings (tests and benches); ``tick_s`` overrides the settings'."""
+
+    job_enabled: bool = True
+    tick_s: float | None = None
+    runner: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    )
+    drain_timeout_s: float = 10.0
+
+
+def build_channel(config: ChannelSettings) -> Channel:
+    """A delivery channel from its ``[[cloud.coldchain.channels]]`` entry (secrets unwrapped here)."""
+    if config.type == "webhook":
+        return WebhookChannel(config.url, config.secret.get_secret_value(), name=config.name)
+    if config.type == "dingtalk":
+        secret = config.secret.get_secret_value() if config.secret else None
+        return DingTalkChannel(config.url, secret, name=config.name)
+    if config.type == "wecom":
+        return WeComChannel(config.url.get_secret_value(), name=config.name)
+    if config.type == "feishu":
+        secret = config.secret.get_secret_value() if config.secret else None
+        return FeishuChannel(config.url, secret, name=config.name)
+    if config.type == "smtp":
+        password = config.password.get_secret_value() if config.password else None
+        return EmailChannel(
+            config.host,
+            config.port,
+            config.from_addr,
+            config.to,
+            username=config.username,
+            password=password,
+            starttls=config.starttls,
+            name=config.name,
+        )
+    password = config.password.get_secret_value() if config.password else None
+    return MqttChannel(config.url, username=config.username, password=password, name=config.name)
+
+
+def build_influx(config: InfluxSettings) -> InfluxWriter:
+    if config.token is not None and config.org and config.bucket:
+        return v2_writer(
+            config.url, org=config.org, bucket=config.bucket, token=config.token.get_secret_value()
+        )
+    assert config.database is not None  # the settings validator guarantees v1 or v2
+    password = config.password.get_secret_value() if config.password else None
+    return v1_writer(
+        config.url,
+        config.database,
+        retention_policy=config.retention_policy,
+        username=config.username,
+        password=password,
+    )
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float | int) else str(value)
+
+
+def alert_message(notice: Notice, *, at: datetime, url_template: str | None = None) -> AlertMessage:
+    """What people read about one alert transition."""
+    a = notice.alert
+    rule, zone, state = str(a["rule"]), str(a["zone"]), notice.state
+    title = f"{_RULE_TITLES.get(rule, rule)} in zone {zone} ({a['site_id']}): {state}"
+    if rule == "gap":
+        minutes = (at - db.utc(a["first_breach_at"])).total_seconds() / 60
+        text = f"No data for zone {zone} for {minutes:.0f} minutes (sensor {a.get('sensor_id')})."
+    else:
+        text = f"Peak {_fmt(a['peak_value'])}, last {_fmt(a['last_value'])}, limit {_fmt(a['limit'])}"
+        text += f" ({a.get('limit_source') or 'zone'}), since {db.utc(a['first_breach_at']).isoformat()}."
+    if state == "acknowledged":
+        text += f" Acknowledged by {a.get('acknowledged_by')}: {a.get('ack_comment')}"
+    elif state == "resolved":
+        who = a.get("resolved_by")
+        text += f" Resolved{' by ' + str(who) if who else ''}: {a.get('resolve_reason') or 'back inside'}"
+    elif state == "escalated":
+        text += f" Not acknowledged: escalated to contact group {int(a.get('escalation_level') or 0) + 1}."
+    severity: Severity = "warning"
+    if state in ("resolved", "acknowledged"):
+        severity = "info"
+    elif a.get("severity") == "critical":
+        severity = "critical"
+    return AlertMessage(
+        alert_id=str(a["id"]),
+        site_id=str(a["site_id"]),
+        kind=str(a.get("kind") or rule),
+        state=state,
+        title=title,
+        text=text,
+        at=at,
+        severity=severity,
+        zone=zone,
+        value=a.get("peak_value") if rule != "gap" else None,
+        limit=a.get("limit"),
+        url=url_template.format(id=a["id"]) if url_template else None,
+    )
+
+
+def _event_time(notice: Notice, now: datetime) -> datetime:
+    """When it happened in the readings' time line (so annotations sit on the chart's excursion)."""
+    a = notice.alert
+    if notice.state == "raised":
+        return db.utc(a["first_breach_at"])
+    if notice.state == "resolved" and a.get("resolved_at") is not None:
+        return db.utc(a["resolved_at"])
+    return now
+
+
+def _event_moment(event: object) -> datetime | None:
+    """The edge-side time of an event (what the sync lag is measured from)."""
+    for name in ("time", "at", "last_seen"):
+        value = getattr(event, name, None)
+        if isinstance(value, datetime):
+            return db.utc(value)
+    return None
+
+
+class ColdChainRuntime:
+    """Notifications, delivery log, InfluxDB hand-off and the periodic tick of one cloud process."""
+
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, options: ColdChainOptions | None = None
+    ) -> None:
+        cs = settings.cloud.coldchain
+        self.options = options or ColdChainOptions()
+        self.engine = engine
+        self.settings = cs
+        self.rules = ColdChainRules.from_settings(cs)
+        self.zones = zone_limits(settings)
+        self.tick_s = self.options.tick_s if self.options.tick_s is not None else cs.tick_s
+        self.channels: dict[str, Channel] = {c.name: build_channel(c) for c in cs.channels}
+        self.groups: list[tuple[str, ...]] = [tuple(g) for g in cs.contact_groups]
+        self.log = DeliveryLog(maxlen=1000, sink=self._on_result)
+        self.influx = build_influx(settings.cloud.influx) if settings.cloud.influx is not None else None
+        self.results_dropped = 0
+        self._dispatchers: dict[str, AlertDispatcher] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending: deque[tuple[DeliveryResult, int, str]] = deque()
+        self._pending_wakeup = asyncio.Event()
+        self._store_lock = asyncio.Lock()
+        self._deliveries: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        self._job_task: asyncio.Task[None] | None = None
+        self._limits_written: dict[tuple[str, str], tuple[Limits, datetime]] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.influx is not None:
+            self.influx.start()
+        self._spawn(self._persist_loop(), "alert-deliveries")
+        if self.options.job_enabled:
+            self._job_task = self._spawn(self._job_loop(), "coldchain-job")
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        task.add_done_callback(_report_crash)
+        self._tasks.append(task)
+        return task
+
+    async def aclose(self) -> None:
+        """Stop the tick, deliver what is queued (bounded), store the log, flush InfluxDB."""
+        if self._job_task is not None:
+            self._job_task.cancel()
+        deadline = self.options.drain_timeout_s
+        dispatchers = list(self._dispatchers.values())
+        drained = True
+        try:
+            await asyncio.wait_for(asyncio.gather(*(d.drain() for d in dispatchers)), deadline)
+        except TimeoutError:
+            drained = False
+        for task in self._tasks:  # dispatcher loops and the log writer; deliveries in flight stay
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not drained:
+            left = sum(d.pending for d in dispatchers)
+            log.error("shutdown: gave up on %d alert deliveries after %.0f s", left, deadline)
+            await asyncio.gather(*(d.abort() for d in dispatchers))
+        with contextlib.suppress(SQLAlchemyError, DBAPIError, OSError):  # logged by _store_pending
+            await self._store_pending()
+        if self.influx is not None:
+            await self.influx.close(timeout_s=deadline)
+        for channel in self.channels.values():
+            closer = getattr(channel, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    # --- notifications ------------------------------------------------------------------------
+
+    def audience(self, state: str, level: int) -> tuple[str, ...]:
+        if not self.groups:
+            return tuple(self.channels)
+        level = min(level, len(self.groups) - 1)
+        if state == "raised":
+            chosen: Iterable[str] = self.groups[0]
+        elif state == "escalated":
+            chosen = self.groups[level]
+        else:
+            chosen = [name for group in self.groups[: level + 1] for name in group]
+        return tuple(dict.fromkeys(chosen))
+
+    def _dispatcher(self, name: str) -> AlertDispatcher:
+        """One dispatcher (queue + in-flight slots) per channel: a channel that keeps failing and
+        retrying fills only its own slots and queue, never another channel's."""
+        dispatcher = self._dispatchers.get(name)
+        if dispatcher is None:
+            dispatcher = AlertDispatcher([self.channels[name]], log=self.log)
+            self._dispatchers[name] = dispatcher
+            self._spawn(dispatcher.run(), f"alert-dispatch-{name}")
+        return dispatcher
+
+    def notify(self, notices: Sequence[Notice]) -> None:
+        """Queue messages for these transitions (returns at once) and log them to InfluxDB."""
+        now = db.utcnow()
+        for notice in notices:
+            message = alert_message(notice, at=now, url_template=self.settings.alert_url)
+            if self.influx is not None:
+                a = notice.alert
+                self.influx.write(
+                    alert_point(
+                        site=str(a["site_id"]),
+                        zone=str(a["zone"]),
+                        rule=str(a["rule"]),
+                        state=notice.state,
+                        at=_event_time(notice, now),
+                        alert_id=str(a["id"]),
+                        text=message.title,
+                        value=a.get("peak_value"),
+                        limit=a.get("limit"),
+                    )
+                )
+            names = self.audience(notice.state, int(notice.alert.get("escalation_level") or 0))
+            if not names:
+                continue
+            self._deliveries[message.delivery_id] = (int(notice.alert["id"]), notice.state)
+            while len(self._deliveries) > _MAX_TRACKED_DELIVERIES:
+                self._deliveries.popitem(last=False)
+            for name in names:
+                self._dispatcher(name).submit(message)
+
+    def after_ingest(self, result: IngestResult, edge_id: str) -> None:
+        """Post-commit work of one batch: notices to people, points to InfluxDB."""
+        if result.notices:
+            self.notify(result.notices)
+        if self.influx is None or not result.new_events:
+            return
+        site, now = result.site_id, db.utcnow()
+        points = []
+        oldest: datetime | None = None
+        for item in result.new_events:
+            event = item.event
+            if isinstance(event, SensorReading):
+                points.append(reading_point(event, site=site))
+            elif isinstance(event, DeviceHealth):
+                points.append(device_health_point(event, site=site, edge=edge_id))
+            at = _event_moment(event)
+            if at is not None and (oldest is None or at < oldest):
+                oldest = at
+        lag_s = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+        points.append(edge_health_point(site=site, edge=edge_id, at=now, online=True, sync_lag_s=lag_s))
+        points += self._limit_points(site, result.zone_limits, now)
+        self.influx.write(*points)
+
+    def _limit_points(self, site: str, limits: Mapping[str, Limits], now: datetime) -> list[Point]:
+        """Zone limits for the dashboards' threshold lines: on change, else at most hourly."""
+        points = []
+        for zone, found in limits.items():
+            written = self._limits_written.get((site, zone))
+            if written is not None and written[0] == found and now - written[1] < LIMITS_REFRESH:
+                continue
+            self._limits_written[site, zone] = (found, now)
+            points.append(
+                zone_limits_point(
+                    site=site,
+                    zone=zone,
+                    at=now,
+                    min_temp_c=found.min_temp_c,
+                    max_temp_c=found.max_temp_c,
+                    max_humidity=found.max_humidity,
+                )
+            )
+        return points
+
+    # --- delivery log -------------------------------------------------------------------------
+
+    def _on_result(self, result: DeliveryResult) -> None:
+        origin = self._deliveries.get(result.delivery_id)
+        if origin is None:
+            return
+        if len(self._pending) >= _MAX_PENDING_RESULTS:
+            self._pending.popleft()
+            self.results_dropped += 1
+        self._pending.append((result, *origin))
+        self._pending_wakeup.set()
+
+    async def _store_pending(self) -> None:
+        # One store at a time: a caller waiting for the log (wait_delivered) also waits for the
+        # background writer's insert in flight.
+        async with self._store_lock:
+            await self._store_pending_locked()
+
+    async def _store_pending_locked(self) -> None:
+        if not self._pending:
+            return
+        batch = list(self._pending)
+        self._pending.clear()
+        rows = [
+            {
+                "alert_id": alert_id,
+                "delivery_id": r.delivery_id,
+                "event": event,
+                "channel": r.channel,
+                "ok": r.ok,
+                "attempts": r.attempts,
+                "status": r.status,
+                "error": r.error,
+                "elapsed_ms": r.elapsed_s * 1000,
+                "at": r.at,
+            }
+            for r, alert_id, event in batch
+        ]
+        try:
+            async with db.write_transaction(self.engine) as conn:
+                await conn.execute(cc.alert_deliveries.insert(), rows)
+        except (SQLAlchemyError, DBAPIError, OSError) as exc:
+            log.warning(
+                "delivery log not stored (%s): %d results kept for a retry", type(exc).__name__, len(rows)
+            )
+            self._pending.extendleft(reversed(batch))
+            raise
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await self._pending_wakeup.wait()
+            self._pending_wakeup.clear()
+            try:
+                await self._store_pending()
+            except (SQLAlchemyError, DBAPIError, OSError):
+                await asyncio.sleep(1.0)
+                self._pending_wakeup.set()
+
+    async def wait_delivered(self) -> None:
+        """Until every queued message is delivered and its results stored (tests, benches)."""
+        await asyncio.gather(*(d.drain() for d in self._dispatchers.values()))
+        await self._store_pending()
+
+    # --- periodic tick ------------------------------------------------------------------------
+
+    async def tick(self, now: datetime | None = None) -> list[Notice]:
+        """Gap alerts and escalation as of ``now`` (no job claim: the caller decided to run it)."""
+        now = db.utc(now) if now is not None else db.utcnow()
+        notices = await gap_tick(self.engine, self.zones, self.rules, now)
+        if self.settings.escalation_minutes is not None:
+            after = timedelta(minutes=self.settings.escalation_minutes)
+            notices += await escalation_tick(self.engine, after, len(self.groups), now)
+        self.notify(notices)
+        return notices
+
+    async def _job_loop(self) -> None:
+        poll_s = min(max(self.tick_s / 4, 0.05), 10.0)
+        failing, job_exists = False, False
+        while True:
+            try:
+                if not job_exists:
+                    await ensure_job(self.engine, self.tick_s)
+                    job_exists = True
+                now = db.utcnow()
+                if await claim_tick(self.engine, self.tick_s, self.options.runner, now):
+                    notices = await self.tick(now)
+                    await finish_tick(self.engine)
+                    if notices:
+                        log.info("cold-chain tick: %d alert transitions", len(notices))
+                if failing:
+                    log.info("cold-chain job recovered")
+                    failing = False
+            except (SQLAlchemyError, DBAPIError, OSError) as exc:
+                if not failing:
+                    log.warning("cold-chain job failing: %s", type(exc).__name__)
+                    failing = True
+            await asyncio.sleep(poll_s)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("cold-chain task %s stopped by a bug", task.get_name(), exc_info=task.exception())
+
+
+def runtime_of(app: FastAPI) -> ColdChainRuntime | None:
+    runtime: ColdChainRuntime | None = getattr(app.state, "coldchain", None)
+    return runtime
+
+
+@contextlib.asynccontextmanager
+async def coldchain_runtime(
+    app: FastAPI, settings: Settings, engine: AsyncEngine, options: ColdChainOptions | None = None
+) -> AsyncIterator[ColdChainRuntime]:
+    """Run the cold-chain runtime for the app's lifespan (``app.state.coldchain``)."""
+    runtime = ColdChainRuntime(settings, engine, options)
+    runtime.start()
+    app.state.coldchain = runtime
+    try:
+        yield runtime
+    finally:
+        await runtime.aclose()
+
+
+__all__ = [
+    "ColdChainOptions",
+    "ColdChainRuntime",
+    "alert_message",
+    "build_channel",
+    "build_influx",
+    "coldchain_runtime",
+    "runtime_of",
+]

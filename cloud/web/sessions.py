@@ -1,0 +1,155 @@
+"""Page sessions and passwords in the database, and the CSRF token bound to a session.
+
+The session cookie is a random 256-bit token; only its SHA-256 is stored (as for API tokens). The
+CSRF token is derived from the cookie (SHA-256 over a fixed label and the cookie): the page reads it
+from ``GET /web/session`` (same-origin only) and sends it as ``X-CSRF-Token``; another site can
+neither read the HttpOnly cookie nor that response, so it cannot forge the header. Deriving it
+means nothing more to store, and logging out (deleting the row) invalidates both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud.core import db
+from cloud.core.errors import AdminError
+from cloud.core.security import Role, hash_token
+from cloud.web import passwords
+from cloud.web.tables import web_passwords, web_sessions
+
+SESSION_PREFIX = "ssw_"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUser:
+    name: str
+    role: Role
+
+
+def csrf_token(session_token: str) -> str:
+    return hashlib.sha256(b"shelfsense-csrf\x00" + session_token.encode("utf-8")).hexdigest()
+
+
+def csrf_matches(session_token: str, presented: str | None) -> bool:
+    return presented is not None and hmac.compare_digest(csrf_token(session_token), presented)
+
+
+async def create_session(engine: AsyncEngine, user_name: str, lifetime: timedelta) -> str:
+    """A new session for ``user_name``; returns the cookie value. Expired rows are swept here."""
+    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+    now = db.utcnow()
+    async with db.write_transaction(engine) as conn:
+        await conn.execute(delete(web_sessions).where(web_sessions.c.expires_at < now))
+        await conn.execute(
+            web_sessions.insert().values(
+                session_hash=hash_token(token), user_name=user_name, created_at=now, expires_at=now + lifetime
+            )
+        )
+    return token
+
+
+async def session_user(engine: AsyncEngine, token: str) -> SessionUser | None:
+    """The live session's user (with the role as it is now), or None."""
+    s, u = web_sessions, db.users
+    query = (
+        select(u.c.name, u.c.role, s.c.expires_at)
+        .select_from(s.join(u, u.c.name == s.c.user_name))
+        .where(s.c.session_hash == hash_token(token))
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).one_or_none()
+    if row is None or row.expires_at <= db.utcnow() or row.role not in Role.__members__:
+        return None
+    return SessionUser(name=row.name, role=Role[row.role])
+
+
+async def end_session(engine: AsyncEngine, token: str) -> bool:
+    async with db.write_transaction(engine) as conn:
+        query = delete(web_sessions).where(web_sessions.c.session_hash == hash_token(token))
+        result = await conn.execute(query)
+    return result.rowcount > 0
+
+
+async def user_for_token(engine: AsyncEngine, token: str) -> SessionUser | None:
+    """The user an API token belongs to (live user tokens only), for logging in with a token."""
+    t, u = db.tokens, db.users
+    query = (
+        select(u.c.name, u.c.role)
+        .select_from(t.join(u, u.c.name == t.c.user_name))
+        .where(t.c.token_hash == hash_token(token), t.c.kind == "user", t.c.revoked_at.is_(None))
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).one_or_none()
+    if row is None or row.role not in Role.__members__:
+        return None
+    return SessionUser(name=row.name, role=Role[row.role])
+
+
+async def user_for_password(engine: AsyncEngine, name: str, password: str) -> SessionUser | None:
+    """The user if ``password`` is theirs. Unknown users cost one scrypt too (no timing oracle)."""
+    query = (
+        select(db.users.c.name, db.users.c.role, web_passwords.c.password_hash)
+        .select_from(db.users.join(web_passwords, web_passwords.c.user_name == db.users.c.name))
+        .where(db.users.c.name == name)
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).one_or_none()
+    stored = row.password_hash if row is not None else passwords.DUMMY_HASH
+    ok = await asyncio.to_thread(passwords.verify_password, password, stored)
+    if row is None or not ok or row.role not in Role.__members__:
+        return None
+    if passwords.needs_rehash(stored):
+        await set_password_async(engine, row.name, password)
+    return SessionUser(name=row.name, role=Role[row.role])
+
+
+async def set_password_async(engine: AsyncEngine, name: str, password: str) -> None:
+    """Set (or replace) the page password of an existing user; ends that user's sessions."""
+    try:
+        stored = await asyncio.to_thread(passwords.hash_password, password)
+    except passwords.PasswordError as exc:
+        raise AdminError(str(exc)) from exc
+    async with db.write_transaction(engine) as conn:
+        if await conn.scalar(select(db.users.c.name).where(db.users.c.name == name)) is None:
+            raise AdminError(f"no user {name!r} (create it first)")
+        now = db.utcnow()
+        await conn.execute(delete(web_passwords).where(web_passwords.c.user_name == name))
+        row = {"user_name": name, "password_hash": stored, "updated_at": now}
+        await conn.execute(web_passwords.insert().values(**row))
+        await conn.execute(delete(web_sessions).where(web_sessions.c.user_name == name))
+
+
+def set_password(db_url: str, name: str, password: str) -> None:
+    """Sync wrapper (CLI, tests): opens and disposes its own engine."""
+
+    async def main() -> None:
+        engine = db.create_engine(db_url)
+        try:
+            await set_password_async(engine, name, password)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+__all__ = [
+    "SESSION_PREFIX",
+    "SessionUser",
+    "create_session",
+    "csrf_matches",
+    "csrf_token",
+    "end_session",
+    "session_user",
+    "set_password",
+    "set_password_async",
+    "user_for_password",
+    "user_for_token",
+]

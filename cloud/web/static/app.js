@@ -1,0 +1,1016 @@
+// ShelfSense operator page: one vanilla ES module, no build step, no third-party code.
+//
+// Safety rule for this file: data from the server is only ever put into the page through
+// textContent / text nodes / setAttribute of non-event attributes (see el()). Nothing here uses
+// innerHTML, insertAdjacentHTML or document.write, so an EPC or product name containing markup
+// shows as text. The server's Content-Security-Policy forbids inline scripts as a second wall.
+
+const POLL_MS = 3000;
+
+// --- translations --------------------------------------------------------------------------------
+
+const MESSAGES = {
+  en: {
+    app_title: "ShelfSense operations",
+    nav_overview: "Overview", nav_alerts: "Alerts", nav_stocktake: "Stocktake", nav_trace: "Item trace",
+    nav_proposals: "Restocking", nav_lots: "Lots",
+    site: "Site", all_sites: "All sites", language: "Language", logout: "Log out",
+    role_viewer: "viewer", role_operator: "operator", role_admin: "admin",
+    viewer_note: "Read-only: your role is viewer.",
+    login_title: "Log in", login_with_token: "With an API token", login_with_password: "With a password",
+    login_token: "API token", login_user: "User name", login_password: "Password", login_submit: "Log in",
+    login_failed: "Login failed: {detail}",
+    loading: "Loading…", updated: "Updated {time}", not_available: "Not available on this server yet.",
+    forbidden: "Your role may not do this.", error: "Error: {detail}", none: "None",
+    items_on_hand: "Items on hand", by_location: "By location", location: "Location", count: "Count",
+    open_alerts: "Open alerts", edges: "Edges and devices", edge: "Edge", last_seen: "Last seen",
+    sync_lag: "Sync lag", acked: "Acknowledged through", events: "Events", devices: "Devices",
+    connected: "connected", disconnected: "disconnected", frames_bad: "bad frames", never: "never",
+    no_locations: "No items on hand.", no_edges: "No edges registered.",
+    status: "Status", status_open: "Open", status_acknowledged: "Acknowledged", status_resolved: "Resolved",
+    status_all: "All", status_approved: "Approved", status_rejected: "Rejected", status_exported: "Exported",
+    zone: "Zone", kind: "Kind", rule: "Rule", severity: "Severity", peak: "Peak",
+    first_breach: "First breach", last_breach: "Last breach", actions: "Actions", details: "Details",
+    acknowledge: "Acknowledge", resolve: "Resolve", comment: "Comment", comment_required: "A comment is required.",
+    reason: "Reason", cancel: "Cancel", confirm: "Confirm", no_alerts: "No alerts.", alert: "Alert",
+    limit: "Limit", limits: "Limits", readings: "Readings", no_readings: "No readings in this window.",
+    acknowledged_by: "Acknowledged by", resolved_by: "Resolved by", sensor: "Sensor", back: "Back",
+    filter: "Filter", apply: "Apply",
+    latest_runs: "Latest run per location", book: "Book", seen: "Seen", read_rate: "Read rate",
+    confidence: "Confidence", run_at: "Run at", missing: "Missing", unexpected: "Unexpected",
+    misplaced: "Misplaced", unknown: "Unknown", book_location: "Book location", unseen_windows: "Unseen windows",
+    accept: "Accept", dismiss: "Dismiss", run_now: "Reconcile now", no_runs: "No stocktake runs yet.",
+    epc: "EPC", gtin: "GTIN", serial: "Serial", prefix_length: "Company prefix digits (optional)",
+    search: "Search", or: "or", identity: "Identity", product: "Product", lot: "Lot", expiry: "Expiry",
+    current_location: "Current location", gone: "left the site", path: "Path", time: "Time", from: "From",
+    to: "To", passages: "Portal passages", direction: "Direction", observations: "Reads", reader: "Reader",
+    temperatures: "Temperatures on the way", min: "Min", max: "Max", candidates: "Possible EPCs",
+    not_registered: "not registered", unknown_item: "Nothing is known about this EPC.", scheme: "Scheme",
+    proposals: "Restocking proposals", quantity: "Quantity", reasoning: "Reasoning", approve: "Approve",
+    reject: "Reject", kpis: "KPIs", no_proposals: "No proposals.",
+    lots: "Lots", effective_expiry: "Effective expiry", remaining: "Remaining shelf life", fefo_rank: "FEFO",
+    fefo_order: "FEFO pick order", report: "Report", expiring_within: "Expiring within (days)",
+    expired: "expired", no_lots: "No lots.", on_hand: "On hand", mkt: "MKT", kind_label: "Kind",
+    supplier_id: "Supplier", location_id: "Location", source_location: "From", amount: "Amount",
+    order_by: "Order by", need_by: "Needed by", expected_arrival: "Expected", approved_level: "Approved level",
+    created_at: "Created",
+  },
+  "zh-CN": {
+    app_title: "ShelfSense 运营",
+    nav_overview: "概览", nav_alerts: "告警", nav_stocktake: "盘点", nav_trace: "物品追溯",
+    nav_proposals: "补货", nav_lots: "批次",
+    site: "站点", all_sites: "全部站点", language: "语言", logout: "退出登录",
+    role_viewer: "查看者", role_operator: "操作员", role_admin: "管理员",
+    viewer_note: "只读：您的角色为查看者。",
+    login_title: "登录", login_with_token: "使用 API 令牌", login_with_password: "使用密码",
+    login_token: "API 令牌", login_user: "用户名", login_password: "密码", login_submit: "登录",
+    login_failed: "登录失败：{detail}",
+    loading: "加载中…", updated: "更新于 {time}", not_available: "此服务器暂不支持该功能。",
+    forbidden: "您的角色无权执行此操作。", error: "错误：{detail}", none: "无",
+    items_on_hand: "在库物品", by_location: "按位置", location: "位置", count: "数量",
+    open_alerts: "未处理告警", edges: "边缘网关与设备", edge: "网关", last_seen: "最近通信",
+    sync_lag: "同步延迟", acked: "已确认序号", events: "事件数", devices: "设备",
+    connected: "已连接", disconnected: "已断开", frames_bad: "错误帧", never: "从未",
+    no_locations: "没有在库物品。", no_edges: "没有已注册的网关。",
+    status: "状态", status_open: "未处理", status_acknowledged: "已确认", status_resolved: "已解决",
+    status_all: "全部", status_approved: "已批准", status_rejected: "已拒绝", status_exported: "已导出",
+    zone: "区域", kind: "类型", rule: "规则", severity: "严重程度", peak: "峰值",
+    first_breach: "首次超限", last_breach: "最近超限", actions: "操作", details: "详情",
+    acknowledge: "确认", resolve: "解决", comment: "备注", comment_required: "必须填写备注。",
+    reason: "原因", cancel: "取消", confirm: "确定", no_alerts: "没有告警。", alert: "告警",
+    limit: "限值", limits: "限值", readings: "读数", no_readings: "此时间段内没有读数。",
+    acknowledged_by: "确认人", resolved_by: "解决人", sensor: "传感器", back: "返回",
+    filter: "筛选", apply: "应用",
+    latest_runs: "各位置最近一次盘点", book: "账面", seen: "已读到", read_rate: "读取率",
+    confidence: "置信度", run_at: "盘点时间", missing: "缺失", unexpected: "意外出现",
+    misplaced: "错放", unknown: "未知", book_location: "账面位置", unseen_windows: "未读到窗口数",
+    accept: "接受", dismiss: "忽略", run_now: "立即盘点", no_runs: "尚无盘点记录。",
+    epc: "EPC", gtin: "GTIN", serial: "序列号", prefix_length: "厂商识别代码位数（可选）",
+    search: "查询", or: "或", identity: "标识", product: "产品", lot: "批次", expiry: "有效期",
+    current_location: "当前位置", gone: "已离开站点", path: "路径", time: "时间", from: "从",
+    to: "到", passages: "门禁通过记录", direction: "方向", observations: "读取记录", reader: "读写器",
+    temperatures: "途经温度", min: "最低", max: "最高", candidates: "可能的 EPC",
+    not_registered: "未登记", unknown_item: "没有此 EPC 的任何记录。", scheme: "编码方案",
+    proposals: "补货建议", quantity: "数量", reasoning: "依据", approve: "批准",
+    reject: "拒绝", kpis: "关键指标", no_proposals: "没有补货建议。",
+    lots: "批次", effective_expiry: "有效到期日", remaining: "剩余保质期", fefo_rank: "先到期先出",
+    fefo_order: "先到期先出拣货顺序", report: "报告", expiring_within: "到期天数内",
+    expired: "已过期", no_lots: "没有批次。", on_hand: "在库", mkt: "平均动力学温度", kind_label: "类型",
+    supplier_id: "供应商", location_id: "位置", source_location: "调出位置", amount: "金额",
+    order_by: "下单日期", need_by: "需求日期", expected_arrival: "预计到货", approved_level: "已审批级别",
+    created_at: "创建时间", sku: "SKU",
+  },
+};
+
+const LOCALES = [["en", "English"], ["zh-CN", "简体中文"]];
+
+function defaultLocale() {
+  const saved = localStorage.getItem("shelfsense.locale");
+  if (saved && MESSAGES[saved]) return saved;
+  const langs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language];
+  return langs.some((l) => String(l).toLowerCase().startsWith("zh")) ? "zh-CN" : "en";
+}
+
+const state = {
+  locale: defaultLocale(),
+  user: null, role: null, csrf: null,
+  site: localStorage.getItem("shelfsense.site") || "",
+  sites: [],
+  timer: null,
+  generation: 0, // bumped on navigation so a slow response of a previous view is dropped
+  filters: { alerts: { status: "open", zone: "", kind: "" }, lots: { product: "", days: "" } },
+};
+
+function t(key, params) {
+  const text = (MESSAGES[state.locale] && MESSAGES[state.locale][key]) ?? MESSAGES.en[key] ?? key;
+  return params ? text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? "")) : text;
+}
+
+// --- formatting (Intl, for the chosen locale) -----------------------------------------------------
+
+const fmt = {
+  date(value) {
+    if (!value) return "—";
+    const d = new Date(value);
+    if (Number.isNaN(d.getTime())) return String(value);
+    return new Intl.DateTimeFormat(state.locale, { dateStyle: "medium", timeStyle: "medium" }).format(d);
+  },
+  day(value) {
+    if (!value) return "—";
+    const d = new Date(value.length === 10 ? value + "T00:00:00" : value);
+    if (Number.isNaN(d.getTime())) return String(value);
+    return new Intl.DateTimeFormat(state.locale, { dateStyle: "medium" }).format(d);
+  },
+  time(value) {
+    return new Intl.DateTimeFormat(state.locale, { timeStyle: "medium" }).format(value);
+  },
+  num(value, options) {
+    if (value === null || value === undefined || value === "") return "—";
+    const n = Number(value);
+    return Number.isFinite(n) ? new Intl.NumberFormat(state.locale, options).format(n) : String(value);
+  },
+  temp(value) {
+    return fmt.num(value, { style: "unit", unit: "celsius", maximumFractionDigits: 1 });
+  },
+  measure(value, unit) {
+    if (unit === "degC") return fmt.temp(value);
+    if (unit === "%RH" || unit === "%") return fmt.num(Number(value) / 100, { style: "percent", maximumFractionDigits: 1 });
+    return fmt.num(value, { maximumFractionDigits: 2 }) + (unit ? " " + unit : "");
+  },
+  percent(ratio) {
+    return fmt.num(ratio, { style: "percent", maximumFractionDigits: 1 });
+  },
+  days(value) {
+    return fmt.num(value, { style: "unit", unit: "day", unitDisplay: "long", maximumFractionDigits: 1 });
+  },
+  ago(value) {
+    if (!value) return t("never");
+    const seconds = (new Date(value).getTime() - Date.now()) / 1000;
+    const rtf = new Intl.RelativeTimeFormat(state.locale, { numeric: "auto" });
+    const abs = Math.abs(seconds);
+    if (abs < 60) return rtf.format(Math.round(seconds), "second");
+    if (abs < 3600) return rtf.format(Math.round(seconds / 60), "minute");
+    if (abs < 86400) return rtf.format(Math.round(seconds / 3600), "hour");
+    return rtf.format(Math.round(seconds / 86400), "day");
+  },
+  lag(value) {
+    if (!value) return "—";
+    const seconds = Math.max(0, (Date.now() - new Date(value).getTime()) / 1000);
+    if (seconds < 120) return fmt.num(seconds, { style: "unit", unit: "second", maximumFractionDigits: 0 });
+    if (seconds < 7200) return fmt.num(seconds / 60, { style: "unit", unit: "minute", maximumFractionDigits: 0 });
+    return fmt.num(seconds / 3600, { style: "unit", unit: "hour", maximumFractionDigits: 1 });
+  },
+};
+
+// --- DOM helpers (text only, never HTML) ----------------------------------------------------------
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  setAttrs(node, attrs);
+  append(node, children);
+  return node;
+}
+
+function setAttrs(node, attrs) {
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "text") node.textContent = String(value);
+    else if (key === "class") node.className = value;
+    else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+    else if (key.startsWith("on")) throw new Error("event attributes must be functions");
+    else if (key === "value") node.value = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+}
+
+function append(node, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "text") node.textContent = String(value);
+    else node.setAttribute(key, String(value));
+  }
+  append(node, children);
+  return node;
+}
+
+function table(headers, rows, attrs) {
+  return el("div", { class: "table-wrap" },
+    el("table", attrs || {},
+      el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((c) => el("td", {}, c)))))));
+}
+
+function section(title, ...children) {
+  return el("section", { class: "card" }, el("h2", { text: title }), children);
+}
+
+function message(kind, text) {
+  return el("p", { class: kind, role: kind === "error" ? "alert" : null, text });
+}
+
+function button(label, onclick, attrs) {
+  return el("button", { type: "button", onclick, ...(attrs || {}) }, label);
+}
+
+function canAct() {
+  return state.role === "operator" || state.role === "admin";
+}
+
+function qs(params) {
+  const out = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== "" && v !== null && v !== undefined) out.set(k, v);
+  const s = out.toString();
+  return s ? "?" + s : "";
+}
+
+// --- API ------------------------------------------------------------------------------------------
+
+class ApiFailure extends Error {
+  constructor(status, detail, code) {
+    super(detail);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(path, options) {
+  const method = (options && options.method) || "GET";
+  const headers = { Accept: "application/json" };
+  let body;
+  if (method !== "GET") {
+    headers["X-CSRF-Token"] = state.csrf || "";
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify((options && options.body) || {});
+  }
+  const response = await fetch(path, { method, headers, body, credentials: "same-origin", cache: "no-store" });
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const detail = (data && (data.detail || data.code)) || response.statusText;
+    if (response.status === 401 && !path.startsWith("/web/login")) {
+      state.user = null;
+      location.hash = "#/login";
+    }
+    throw new ApiFailure(response.status, typeof detail === "string" ? detail : JSON.stringify(detail), data && data.code);
+  }
+  return data;
+}
+
+// A view's data call: 404 of the endpoint itself means the feature is not on this server yet.
+async function optional(path) {
+  try {
+    return await api(path);
+  } catch (err) {
+    // The framework's own 404 (no such route) says "Not Found"; a handler's 404 says what is missing.
+    if (err instanceof ApiFailure && err.status === 404 && err.message === "Not Found") {
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+function failureText(err) {
+  if (err instanceof ApiFailure && err.status === 403) return t("forbidden") + " (" + err.message + ")";
+  return t("error", { detail: err instanceof Error ? err.message : String(err) });
+}
+
+// An action (POST) from a button: show the outcome in the status line, then refresh the view.
+async function act(path, body) {
+  try {
+    await api(path, { method: "POST", body });
+    flash("ok", "✓");
+  } catch (err) {
+    flash("error", failureText(err));
+  }
+  refresh();
+}
+
+function flash(kind, text) {
+  const line = document.getElementById("flash");
+  if (!line) return;
+  line.className = "flash " + kind;
+  line.textContent = text;
+}
+
+// --- the comment dialog ---------------------------------------------------------------------------
+
+function askComment(title, label, required) {
+  const dialog = document.getElementById("prompt");
+  const text = document.getElementById("prompt-text");
+  const error = document.getElementById("prompt-error");
+  document.getElementById("prompt-title").textContent = title;
+  document.getElementById("prompt-label").textContent = label;
+  document.getElementById("prompt-ok").textContent = t("confirm");
+  document.getElementById("prompt-cancel").textContent = t("cancel");
+  text.value = "";
+  text.required = required;
+  error.textContent = "";
+  return new Promise((resolve) => {
+    const form = document.getElementById("prompt-form");
+    const onSubmit = (event) => {
+      event.preventDefault();
+      const value = text.value.trim();
+      if (required && !value) {
+        error.textContent = t("comment_required");
+        return;
+      }
+      finish(value);
+    };
+    const onCancel = () => finish(null);
+    function finish(value) {
+      form.removeEventListener("submit", onSubmit);
+      document.getElementById("prompt-cancel").removeEventListener("click", onCancel);
+      dialog.removeEventListener("cancel", onCancel);
+      dialog.close();
+      resolve(value);
+    }
+    form.addEventListener("submit", onSubmit);
+    document.getElementById("prompt-cancel").addEventListener("click", onCancel);
+    dialog.addEventListener("cancel", onCancel);
+    dialog.showModal();
+    text.focus();
+  });
+}
+
+// --- header ---------------------------------------------------------------------------------------
+
+const NAV = [
+  ["overview", "nav_overview"], ["alerts", "nav_alerts"], ["stocktake", "nav_stocktake"],
+  ["trace", "nav_trace"], ["proposals", "nav_proposals"], ["lots", "nav_lots"],
+];
+
+function renderHeader(current) {
+  const top = document.getElementById("top");
+  document.documentElement.lang = state.locale;
+  document.title = t("app_title");
+  if (!state.user) {
+    top.hidden = true;
+    top.replaceChildren();
+    return;
+  }
+  top.hidden = false;
+  const siteSelect = el("select", {
+    id: "site-select", "aria-label": t("site"),
+    onchange: (e) => {
+      state.site = e.target.value;
+      localStorage.setItem("shelfsense.site", state.site);
+      refresh();
+    },
+  }, el("option", { value: "", text: t("all_sites") }), state.sites.map((s) => el("option", { value: s, text: s })));
+  siteSelect.value = state.site;
+  const langSelect = el("select", {
+    id: "lang-select", "aria-label": t("language"),
+    onchange: (e) => {
+      state.locale = e.target.value;
+      localStorage.setItem("shelfsense.locale", state.locale);
+      route();
+    },
+  }, LOCALES.map(([code, name]) => el("option", { value: code, text: name })));
+  langSelect.value = state.locale;
+  top.replaceChildren(
+    el("div", { class: "brand", text: t("app_title") }),
+    el("nav", { class: "nav" }, NAV.map(([name, key]) =>
+      el("a", { href: "#/" + name, class: name === current ? "active" : null, "data-view": name, text: t(key) }))),
+    el("div", { class: "controls" },
+      el("label", {}, el("span", { class: "sr", text: t("site") }), siteSelect),
+      el("label", {}, el("span", { class: "sr", text: t("language") }), langSelect),
+      el("span", { class: "user", id: "user-badge" }, state.user, " · ", t("role_" + state.role)),
+      button(t("logout"), logout, { class: "secondary", id: "logout" })),
+  );
+}
+
+async function loadSites() {
+  try {
+    const edges = await api("/api/v1/edges?limit=1000");
+    state.sites = [...new Set(edges.items.map((e) => e.site_id))].sort();
+  } catch {
+    state.sites = [];
+  }
+}
+
+// --- views ----------------------------------------------------------------------------------------
+
+const views = {};
+
+views.login = {
+  polls: false,
+  async render() {
+    const out = el("div", { class: "login" });
+    const error = el("p", { class: "error", role: "alert", id: "login-error" });
+    async function submit(event, body) {
+      event.preventDefault();
+      error.textContent = "";
+      try {
+        const session = await api("/web/login", { method: "POST", body });
+        Object.assign(state, { user: session.user, role: session.role, csrf: session.csrf });
+        await loadSites();
+        location.hash = "#/overview";
+      } catch (err) {
+        error.textContent = t("login_failed", { detail: err.message });
+      }
+    }
+    const tokenInput = el("input", { id: "login-token", type: "password", autocomplete: "off", required: true });
+    const userInput = el("input", { id: "login-user", autocomplete: "username", required: true });
+    const passInput = el("input", { id: "login-password", type: "password", autocomplete: "current-password", required: true });
+    const langSelect = el("select", { id: "lang-select", "aria-label": t("language"),
+      onchange: (e) => { state.locale = e.target.value; localStorage.setItem("shelfsense.locale", state.locale); route(); } },
+    LOCALES.map(([code, name]) => el("option", { value: code, text: name })));
+    langSelect.value = state.locale;
+    out.append(
+      el("h1", { text: t("app_title") }),
+      langSelect,
+      el("form", { id: "login-password-form", class: "card", onsubmit: (e) => submit(e, { username: userInput.value, password: passInput.value }) },
+        el("h2", { text: t("login_with_password") }),
+        el("label", { for: "login-user", text: t("login_user") }), userInput,
+        el("label", { for: "login-password", text: t("login_password") }), passInput,
+        el("button", { type: "submit", text: t("login_submit") })),
+      el("form", { id: "login-token-form", class: "card", onsubmit: (e) => submit(e, { token: tokenInput.value }) },
+        el("h2", { text: t("login_with_token") }),
+        el("label", { for: "login-token", text: t("login_token") }), tokenInput,
+        el("button", { type: "submit", text: t("login_submit") })),
+      error,
+    );
+    return out;
+  },
+};
+
+views.overview = {
+  async render() {
+    const site = state.site;
+    const [stock, alerts, edges] = await Promise.all([
+      api("/api/v1/stock" + qs({ site, limit: 1 })),
+      api("/api/v1/alerts" + qs({ site, status: "open", limit: 20 })),
+      api("/api/v1/edges" + qs({ site, limit: 200 })),
+    ]);
+    const locations = Object.entries(stock.by_location).sort(([a], [b]) => a.localeCompare(b));
+    const stockCard = section(t("items_on_hand"),
+      el("p", { class: "big", id: "items-total", text: fmt.num(stock.total) }),
+      locations.length
+        ? table([t("location"), t("count")], locations.map(([loc, n]) => [loc, fmt.num(n)]), { id: "by-location" })
+        : message("muted", t("no_locations")));
+    const alertCard = section(t("open_alerts"),
+      el("p", { class: "big" + (alerts.total ? " danger" : ""), id: "alerts-open", text: fmt.num(alerts.total) }),
+      alerts.items.length ? table(["#", t("zone"), t("rule"), t("peak"), t("first_breach")], alerts.items.map((a) => [
+        el("a", { href: "#/alerts/" + encodeURIComponent(a.id), text: String(a.id) }), a.site_id + " / " + a.zone,
+        a.rule, alertValue(a, a.peak_value), fmt.ago(a.first_breach_at)]), { id: "overview-alerts" })
+        : message("muted", t("no_alerts")));
+    const edgeRows = edges.items.map((e) => [
+      e.edge_id, e.site_id, fmt.ago(e.last_seen),
+      el("span", { class: "lag", text: fmt.lag(e.last_seen) }),
+      fmt.num(e.acked_through), fmt.num(e.events_received),
+      el("ul", { class: "devices" }, e.devices.map((d) => el("li", {},
+        el("span", { class: "dot " + (d.connected ? "up" : "down"), title: d.connected ? t("connected") : t("disconnected") }),
+        d.device_id, " ", el("span", { class: "muted", text: (d.connected ? t("connected") : t("disconnected")) +
+          " · " + fmt.num(d.frames_bad) + " " + t("frames_bad") + " · " + fmt.ago(d.last_frame_at) })))),
+    ]);
+    const edgeCard = section(t("edges"), edgeRows.length
+      ? table([t("edge"), t("site"), t("last_seen"), t("sync_lag"), t("acked"), t("events"), t("devices")], edgeRows, { id: "edges" })
+      : message("muted", t("no_edges")));
+    edgeCard.classList.add("wide");
+    return el("div", { class: "grid" }, stockCard, alertCard, edgeCard);
+  },
+};
+
+function statusLabel(status) {
+  return t("status_" + status) === "status_" + status ? status : t("status_" + status);
+}
+
+function alertList(items) {
+  const rows = items.map((a) => {
+    const actions = [el("a", { href: "#/alerts/" + encodeURIComponent(a.id), text: t("details") })];
+    if (canAct() && a.status === "open") actions.push(button(t("acknowledge"), () => acknowledge(a), { class: "ack", "data-alert": a.id }));
+    if (canAct() && a.status !== "resolved") actions.push(button(t("resolve"), () => resolveAlert(a), { class: "secondary", "data-alert": a.id }));
+    return [
+      String(a.id), a.site_id, a.zone, a.kind ? a.kind + " · " + a.rule : a.rule,
+      el("span", { class: "badge " + (a.severity || "warning"), text: a.severity || "—" }),
+      el("span", { class: "status " + a.status, text: statusLabel(a.status) }),
+      alertValue(a, a.peak_value), fmt.date(a.first_breach_at), fmt.date(a.last_breach_at),
+      el("div", { class: "actions" }, actions),
+    ];
+  });
+  return table([
+    "#", t("site"), t("zone"), t("rule"), t("severity"), t("status"), t("peak"), t("first_breach"),
+    t("last_breach"), t("actions"),
+  ], rows, { class: "alerts", id: "alert-table" });
+}
+
+function alertValue(alert, value) {
+  return String(alert.rule).includes("humidity") ? fmt.measure(value, "%RH") : fmt.temp(value);
+}
+
+async function acknowledge(alert) {
+  const comment = await askComment(t("acknowledge") + " #" + alert.id, t("comment"), true);
+  if (comment !== null) await act(`/api/v1/alerts/${encodeURIComponent(alert.id)}/acknowledge`, { comment });
+}
+
+async function resolveAlert(alert) {
+  const reason = await askComment(t("resolve") + " #" + alert.id, t("reason"), true);
+  if (reason !== null) await act(`/api/v1/alerts/${encodeURIComponent(alert.id)}/resolve`, { reason });
+}
+
+views.alerts = {
+  toolbar() {
+    const f = state.filters.alerts;
+    const status = el("select", { id: "alert-status", "aria-label": t("status") },
+      ["open", "acknowledged", "resolved", "all"].map((s) => el("option", { value: s, text: t("status_" + s) })));
+    status.value = f.status;
+    const zone = el("input", { id: "alert-zone", placeholder: t("zone"), value: f.zone, "aria-label": t("zone") });
+    const kind = el("input", { id: "alert-kind", placeholder: t("kind"), value: f.kind, "aria-label": t("kind") });
+    return el("form", { class: "toolbar", onsubmit: (e) => {
+      e.preventDefault();
+      Object.assign(f, { status: status.value, zone: zone.value.trim(), kind: kind.value.trim() });
+      refresh();
+    } }, status, zone, kind, el("button", { type: "submit", text: t("apply") }));
+  },
+  async render() {
+    const f = state.filters.alerts;
+    const page = await api("/api/v1/alerts" + qs({ site: state.site, status: f.status, zone: f.zone, kind: f.kind, limit: 200 }));
+    return section(t("nav_alerts") + " (" + fmt.num(page.total) + ")",
+      page.items.length ? alertList(page.items) : message("muted", t("no_alerts")));
+  },
+};
+
+views.alert = {
+  async render(id) {
+    let detail = await optional(`/api/v1/alerts/${encodeURIComponent(id)}`);
+    let readings = [];
+    let limits = {};
+    if (detail === undefined) {
+      // No detail endpoint here: find the alert in the list and read its sensor around the breach.
+      const all = await api("/api/v1/alerts" + qs({ status: "all", limit: 500 }));
+      detail = all.items.find((a) => String(a.id) === String(id));
+      if (!detail) return message("error", t("not_available"));
+    }
+    const quantity = String(detail.rule).includes("humidity") ? "humidity" : "temperature";
+    readings = (detail.readings || []).filter((r) => !r.quantity || r.quantity === quantity);
+    limits = normaliseLimits(detail, quantity);
+    if (!detail.readings && detail.sensor_id) {
+      const since = new Date(new Date(detail.first_breach_at).getTime() - 30 * 60000).toISOString();
+      const until = new Date(new Date(detail.resolved_at || detail.last_breach_at).getTime() + 30 * 60000).toISOString();
+      const page = await api(`/api/v1/sensors/${encodeURIComponent(detail.sensor_id)}/readings` +
+        qs({ site: detail.site_id, quantity, since, until, limit: 1000 }));
+      readings = page.items;
+    }
+    const facts = [
+      [t("status"), statusLabel(detail.status)], [t("site"), detail.site_id], [t("zone"), detail.zone],
+      [t("rule"), detail.rule], [t("severity"), detail.severity || "—"], [t("sensor"), detail.sensor_id || "—"],
+      [t("peak"), alertValue(detail, detail.peak_value)], [t("first_breach"), fmt.date(detail.first_breach_at)],
+      [t("last_breach"), fmt.date(detail.last_breach_at)],
+    ];
+    if (detail.acknowledged_by) facts.push([t("acknowledged_by"), detail.acknowledged_by + ": " + (detail.ack_comment || "")]);
+    if (detail.resolved_by) facts.push([t("resolved_by"), detail.resolved_by + ": " + (detail.resolve_reason || "")]);
+    const actions = [];
+    if (canAct() && detail.status === "open") actions.push(button(t("acknowledge"), () => acknowledge(detail), { class: "ack" }));
+    if (canAct() && detail.status !== "resolved") actions.push(button(t("resolve"), () => resolveAlert(detail), { class: "secondary" }));
+    return el("div", { class: "grid" },
+      section(t("alert") + " #" + detail.id, el("a", { href: "#/alerts", text: "← " + t("back") }), keyValues(facts),
+        el("div", { class: "actions" }, actions)),
+      Object.assign(section(t("readings"), readings.length
+        ? lineChart(readings, limits, quantity === "humidity" ? "%RH" : "degC") : message("muted", t("no_readings"))),
+        { className: "card wide" }));
+  },
+};
+
+function normaliseLimits(detail, quantity) {
+  const src = detail.limits || {};
+  const pick = (...names) => {
+    for (const n of names) {
+      const v = src[n] ?? detail[n];
+      if (v !== undefined && v !== null && Number.isFinite(Number(v))) return Number(v);
+    }
+    return null;
+  };
+  const out = quantity === "humidity"
+    ? { min: null, max: pick("max_humidity") }
+    : { min: pick("min", "min_temp_c", "lower"), max: pick("max", "max_temp_c", "upper") };
+  if (out.min === null && out.max === null && detail.limit !== null && detail.limit !== undefined) {
+    if (String(detail.rule).startsWith("min")) out.min = Number(detail.limit);
+    else out.max = Number(detail.limit);
+  }
+  return out;
+}
+
+function keyValues(pairs) {
+  return el("dl", { class: "kv" }, pairs.map(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]));
+}
+
+// An inline SVG line chart of (time, value) readings with the limits drawn as dashed lines.
+function lineChart(readings, limits, unit) {
+  const label = (v) => fmt.measure(v, unit);
+  const W = 720, H = 260, L = 64, R = 12, T = 12, B = 36;
+  const points = readings
+    .map((r) => ({ x: new Date(r.time || r.at).getTime(), y: Number(r.value) }))
+    .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y))
+    .sort((a, b) => a.x - b.x);
+  const ys = points.map((p) => p.y).concat([limits.min, limits.max].filter((v) => v !== null));
+  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (y1 - y0 < 1) { y0 -= 0.5; y1 += 0.5; }
+  const pad = (y1 - y0) * 0.1;
+  y0 -= pad; y1 += pad;
+  const x0 = points[0].x, x1 = points.length > 1 ? points[points.length - 1].x : x0 + 1;
+  const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", id: "alert-chart",
+    "aria-label": t("readings") });
+  chart.append(svg("title", { text: t("readings") }));
+  const step = niceStep((y1 - y0) / 4);
+  for (let v = Math.ceil(y0 / step) * step; v <= y1; v += step) {
+    chart.append(svg("line", { x1: L, x2: W - R, y1: sy(v), y2: sy(v), class: "grid-line" }),
+      svg("text", { x: L - 6, y: sy(v) + 4, "text-anchor": "end", class: "tick", text: label(v) }));
+  }
+  const timeFmt = new Intl.DateTimeFormat(state.locale, { hour: "2-digit", minute: "2-digit" });
+  for (let i = 0; i <= 3; i++) {
+    const x = x0 + ((x1 - x0) * i) / 3;
+    chart.append(svg("text", { x: sx(x), y: H - 12, "text-anchor": i === 0 ? "start" : i === 3 ? "end" : "middle",
+      class: "tick", text: timeFmt.format(new Date(x)) }));
+  }
+  for (const [name, value] of [["max", limits.max], ["min", limits.min]]) {
+    if (value === null) continue;
+    chart.append(svg("line", { x1: L, x2: W - R, y1: sy(value), y2: sy(value), class: "limit " + name, "data-limit": name }),
+      svg("text", { x: W - R - 4, y: sy(value) - 4, "text-anchor": "end", class: "limit-label " + name, text: t("limit") + " " + label(value) }));
+  }
+  chart.append(svg("polyline", { points: points.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(" "), class: "series" }));
+  for (const p of points) {
+    const out = (limits.max !== null && p.y > limits.max) || (limits.min !== null && p.y < limits.min);
+    if (out) chart.append(svg("circle", { cx: sx(p.x), cy: sy(p.y), r: 3, class: "breach" }));
+  }
+  return chart;
+}
+
+// A round tick step (1, 2, 2.5 or 5 times a power of ten) near ``raw``.
+function niceStep(raw) {
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const unit = raw / power;
+  return power * (unit <= 1 ? 1 : unit <= 2 ? 2 : unit <= 2.5 ? 2.5 : unit <= 5 ? 5 : 10);
+}
+
+views.stocktake = {
+  async render() {
+    const site = state.site;
+    const [runs, discrepancies] = await Promise.all([
+      api("/api/v1/stocktakes" + qs({ site, limit: 50 })),
+      api("/api/v1/stocktakes/discrepancies" + qs({ site, status: "open", limit: 500 })),
+    ]);
+    const latest = new Map();
+    for (const run of runs.items) for (const loc of run.locations) {
+      const key = run.site_id + "/" + loc.location;
+      if (!latest.has(key)) latest.set(key, { run, loc });
+    }
+    const runRows = [...latest.values()].map(({ run, loc }) => [
+      loc.location, run.site_id, loc.status, fmt.num(loc.book_count), fmt.num(loc.seen_count),
+      loc.read_rate === null ? "—" : fmt.percent(loc.read_rate),
+      loc.confidence === null ? "—" : fmt.percent(loc.confidence), fmt.date(run.finished_at || run.started_at),
+    ]);
+    const parts = [];
+    const header = section(t("latest_runs"),
+      canAct() ? button(t("run_now"), () => act("/api/v1/stocktakes/run"), { id: "run-stocktake" }) : null,
+      runRows.length ? table([t("location"), t("site"), t("status"), t("book"), t("seen"), t("read_rate"),
+        t("confidence"), t("run_at")], runRows, { id: "stocktake-locations" }) : message("muted", t("no_runs")));
+    header.classList.add("wide");
+    parts.push(header);
+    for (const kind of ["missing", "unexpected", "misplaced", "unknown"]) {
+      const items = discrepancies.items.filter((d) => d.kind === kind);
+      if (!items.length && kind === "unknown") continue;
+      const rows = items.map((d) => [
+        el("a", { href: "#/trace/" + encodeURIComponent(d.epc), class: "mono", text: d.epc }),
+        d.location, d.book_location || "—", fmt.num(d.unseen_windows),
+        canAct() ? el("div", { class: "actions" },
+          button(t("accept"), () => act(`/api/v1/stocktakes/discrepancies/${d.id}/accept`), { "data-discrepancy": d.id }),
+          button(t("dismiss"), () => act(`/api/v1/stocktakes/discrepancies/${d.id}/dismiss`), { class: "secondary" })) : "",
+      ]);
+      const card = section(t(kind) + " (" + fmt.num(items.length) + ")", rows.length
+        ? table([t("epc"), t("location"), t("book_location"), t("unseen_windows"), t("actions")], rows, { "data-kind": kind })
+        : message("muted", t("none")));
+      card.classList.add("wide");
+      parts.push(card);
+    }
+    return el("div", { class: "grid" }, parts);
+  },
+};
+
+views.trace = {
+  polls: false,
+  toolbar(epc) {
+    const epcInput = el("input", { id: "trace-epc", class: "mono", placeholder: t("epc"), value: epc || "", "aria-label": t("epc"), maxlength: 124 });
+    const gtin = el("input", { id: "trace-gtin", placeholder: t("gtin"), inputmode: "numeric", "aria-label": t("gtin"), maxlength: 14 });
+    const serial = el("input", { id: "trace-serial", placeholder: t("serial"), inputmode: "numeric", "aria-label": t("serial"), maxlength: 12 });
+    const prefix = el("input", { id: "trace-prefix", placeholder: t("prefix_length"), inputmode: "numeric", "aria-label": t("prefix_length"), maxlength: 2 });
+    const out = el("div", { id: "trace-candidates" });
+    return el("div", {},
+      el("form", { class: "toolbar", id: "trace-epc-form", onsubmit: (e) => {
+        e.preventDefault();
+        const v = epcInput.value.trim();
+        if (v) location.hash = "#/trace/" + encodeURIComponent(v);
+      } }, epcInput, el("button", { type: "submit", text: t("search") })),
+      el("form", { class: "toolbar", id: "trace-gtin-form", onsubmit: async (e) => {
+        e.preventDefault();
+        out.replaceChildren();
+        try {
+          const r = await api("/web/api/sgtin" + qs({ gtin: gtin.value.trim(), serial: serial.value.trim(), prefix_length: prefix.value.trim() }));
+          const pick = r.known[0] || (r.candidates.length === 1 ? r.candidates[0] : null);
+          if (pick) location.hash = "#/trace/" + encodeURIComponent(pick);
+          else out.append(el("p", { text: t("candidates") }), el("ul", {}, r.candidates.map((c) =>
+            el("li", {}, el("a", { href: "#/trace/" + c, class: "mono", text: c })))));
+        } catch (err) {
+          out.append(message("error", failureText(err)));
+        }
+      } }, el("span", { text: t("or") }), gtin, serial, prefix, el("button", { type: "submit", text: t("search") })),
+      out);
+  },
+  async render(epc) {
+    if (!epc) return el("div");
+    const [identity, history] = await Promise.all([
+      api(`/web/api/items/${encodeURIComponent(epc)}/identity`),
+      api(`/api/v1/items/${encodeURIComponent(epc)}`),
+    ]);
+    const reg = identity.registered;
+    const facts = [
+      [t("epc"), el("span", { class: "mono", id: "trace-epc-value", text: identity.epc })],
+      [t("scheme"), identity.uri],
+      [t("gtin"), identity.gtin || "—"], [t("serial"), identity.serial || "—"],
+      [t("product"), el("span", { id: "trace-product", text: reg ? `${reg.name || ""} (${reg.sku})` : t("not_registered") })],
+      [t("lot"), reg && reg.lot_code ? reg.lot_code : "—"], [t("expiry"), reg ? fmt.day(reg.expiry) : "—"],
+      [t("current_location"), el("span", { id: "trace-location", text: history.stock.length
+        ? history.stock.map((s) => s.site_id + " / " + (s.present ? s.location || "—" : t("gone"))).join(", ") : "—" })],
+    ];
+    const movements = [...history.movements].reverse();
+    const parts = [section(t("identity"), keyValues(facts))];
+    if (!history.stock.length && !history.movements.length && !history.observations.length) {
+      parts.push(section(t("path"), message("muted", t("unknown_item"))));
+      return el("div", { class: "grid" }, parts);
+    }
+    parts.push(section(t("path"), table([t("time"), t("from"), t("to"), t("reason")],
+      movements.map((m) => [fmt.date(m.at), m.from_location || "—", m.to_location || "—", m.reason]), { id: "trace-path" })));
+    parts.push(section(t("temperatures"), await stayTemperatures(movements)));
+    parts.push(section(t("passages"), table([t("time"), t("edge"), t("direction"), t("location")],
+      history.passages.map((p) => [fmt.date(p.at), p.portal, p.direction, p.inside_location || "—"]))));
+    parts.push(section(t("observations"), table([t("time"), t("reader"), t("location"), t("count")],
+      history.observations.slice(0, 20).map((o) => [fmt.date(o.last_seen), o.reader, o.location || "—", fmt.num(o.count)]))));
+    return el("div", { class: "grid" }, parts);
+  },
+};
+
+// Temperatures during each stay: the readings of sensors whose zone is the location stayed in.
+async function stayTemperatures(movements) {
+  const stays = movements.filter((m) => m.to_location).map((m, i) => ({
+    site: m.site_id, location: m.to_location, from: m.at,
+    until: (movements[i + 1] && movements[i + 1].at) || new Date().toISOString(),
+  })).slice(-10);
+  if (!stays.length) return message("muted", t("none"));
+  const sensors = await api("/api/v1/sensors" + qs({ limit: 1000 }));
+  const rows = [];
+  for (const stay of stays) {
+    const probes = sensors.items.filter((s) => s.quantity === "temperature" && s.site_id === stay.site && s.zone === stay.location);
+    let values = [];
+    for (const probe of probes) {
+      const page = await api(`/api/v1/sensors/${encodeURIComponent(probe.sensor_id)}/readings` +
+        qs({ site: stay.site, quantity: "temperature", since: stay.from, until: stay.until, limit: 1000 }));
+      values = values.concat(page.items.map((r) => r.value));
+    }
+    rows.push([stay.location, fmt.date(stay.from), values.length ? fmt.temp(Math.min(...values)) : "—",
+      values.length ? fmt.temp(Math.max(...values)) : "—", fmt.num(values.length)]);
+  }
+  return table([t("location"), t("from"), t("min"), t("max"), t("readings")], rows, { id: "trace-temps" });
+}
+
+// Any JSON value as text (objects as nested key/value lists): for reasoning and KPIs whose exact
+// shape belongs to the restocking service.
+function renderValue(value) {
+  if (value === null || value === undefined) return "—";
+  if (typeof value === "number") return fmt.num(value, { maximumFractionDigits: 3 });
+  if (typeof value !== "object") return String(value);
+  if (Array.isArray(value)) {
+    const flat = (v) => v && typeof v === "object" && !Array.isArray(v) && Object.values(v).every((x) => x === null || typeof x !== "object");
+    if (value.length && value.every(flat)) {
+      const keys = [...new Set(value.flatMap((v) => Object.keys(v)))];
+      return table(keys, value.map((v) => keys.map((k) => renderValue(v[k]))));
+    }
+    return el("ul", { class: "plain" }, value.map((v) => el("li", {}, renderValue(v))));
+  }
+  return keyValues(Object.entries(value).map(([k, v]) => [k, renderValue(v)]));
+}
+
+const PROPOSAL_FIELDS = ["kind", "sku", "location_id", "source_location", "supplier_id", "quantity", "amount",
+  "order_by", "need_by", "expected_arrival", "status", "approved_level", "created_at"];
+
+views.proposals = {
+  async render() {
+    const site = state.site;
+    const [proposals, kpis] = await Promise.all([
+      optional("/api/v1/proposals" + qs({ site, limit: 100 })),
+      optional("/api/v1/kpis" + qs({ site })),
+    ]);
+    const parts = [];
+    if (proposals === undefined) parts.push(section(t("proposals"), message("muted", t("not_available"))));
+    else {
+      const items = Array.isArray(proposals) ? proposals : proposals.items || [];
+      parts.push(section(t("proposals"), items.length ? el("div", { class: "proposals", id: "proposal-list" }, items.map(proposalCard))
+        : message("muted", t("no_proposals"))));
+    }
+    parts.push(section(t("kpis"), kpis === undefined ? message("muted", t("not_available")) : el("div", { id: "kpis" }, renderValue(kpis))));
+    parts[0].classList.add("wide");
+    return el("div", { class: "grid" }, parts);
+  },
+};
+
+function proposalValue(key, value) {
+  if (key.endsWith("_at")) return fmt.date(value);
+  if (["order_by", "need_by", "expected_arrival"].includes(key)) return fmt.day(value);
+  if (key === "status") return statusLabel(value);
+  if (key === "amount") return fmt.num(value, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  return renderValue(value);
+}
+
+function proposalCard(p) {
+  const facts = PROPOSAL_FIELDS.filter((k) => p[k] !== undefined && p[k] !== null).map((k) =>
+    [t(k) !== k ? t(k) : k, proposalValue(k, p[k])]);
+  const pending = !["approved", "rejected", "exported", "cancelled", "expired"].includes(p.status);
+  return el("article", { class: "proposal", "data-proposal": p.id },
+    el("h3", { text: "#" + p.id }),
+    keyValues(facts),
+    el("h4", { text: t("reasoning") }),
+    el("div", { class: "reasoning" }, renderValue(p.reasoning ?? p.reason ?? p.explanation)),
+    canAct() && pending ? el("div", { class: "actions" },
+      button(t("approve"), async () => {
+        const comment = await askComment(t("approve") + " #" + p.id, t("comment"), false);
+        if (comment !== null) await act(`/api/v1/proposals/${encodeURIComponent(p.id)}/approve`, { comment });
+      }, { class: "approve" }),
+      button(t("reject"), async () => {
+        const comment = await askComment(t("reject") + " #" + p.id, t("comment"), true);
+        if (comment !== null) await act(`/api/v1/proposals/${encodeURIComponent(p.id)}/reject`, { comment });
+      }, { class: "secondary" })) : null);
+}
+
+views.lots = {
+  toolbar() {
+    const f = state.filters.lots;
+    const product = el("input", { id: "lot-product", placeholder: t("product"), value: f.product, "aria-label": t("product") });
+    const days = el("input", { id: "lot-days", type: "number", min: 0, placeholder: t("expiring_within"), value: f.days, "aria-label": t("expiring_within") });
+    return el("form", { class: "toolbar", onsubmit: (e) => {
+      e.preventDefault();
+      Object.assign(f, { product: product.value.trim(), days: days.value.trim() });
+      refresh();
+    } }, product, days, el("button", { type: "submit", text: t("apply") }));
+  },
+  async render() {
+    const f = state.filters.lots;
+    const [lots, fefo] = await Promise.all([
+      optional("/api/v1/lots" + qs({ site: state.site, product: f.product, expiring_within_days: f.days, limit: 500 })),
+      optional("/api/v1/fefo" + qs({ product: f.product, site: state.site })),
+    ]);
+    if (lots === undefined) return section(t("lots"), message("muted", t("not_available")));
+    const items = [...(lots.items || [])].sort((a, b) =>
+      String(a.sku).localeCompare(String(b.sku)) || (a.fefo_rank ?? 1e9) - (b.fefo_rank ?? 1e9) ||
+      String(effectiveExpiry(a)).localeCompare(String(effectiveExpiry(b))));
+    const rows = items.map((lot) => {
+      const id = lot.lot_id ?? lot.id ?? lot.lot_code;
+      const remaining = lot.remaining_shelf_life_days ?? daysUntil(effectiveExpiry(lot));
+      const expired = lot.expired === true || (remaining !== null && remaining < 0);
+      const link = (format) => el("a", { href: `/api/v1/lots/${encodeURIComponent(id)}/report?format=${format}`,
+        download: `lot-${String(id).replace(/[^\w.-]/g, "_")}.${format}`, "data-format": format, text: format.toUpperCase() });
+      return [
+        lot.fefo_rank ?? "—", lot.sku || lot.product || "—", lot.lot_code, fmt.day(lot.expiry),
+        fmt.day(lot.effective_expiry || lot.expiry),
+        el("span", { class: expired ? "danger" : remaining !== null && remaining < 7 ? "warn" : "",
+          text: expired ? t("expired") : remaining === null ? "—" : fmt.days(remaining) }),
+        lot.on_hand === undefined ? "—" : fmt.num(lot.on_hand),
+        (lot.locations || []).map((l) => l.location + " × " + fmt.num(l.quantity)).join(", ") || "—",
+        lot.mkt_c === null || lot.mkt_c === undefined ? "—" : fmt.temp(lot.mkt_c),
+        el("span", { class: "links" }, link("csv"), " ", link("json"), " ", link("png")),
+      ];
+    });
+    const parts = [section(t("lots"), rows.length ? table([t("fefo_rank"), t("product"), t("lot"), t("expiry"),
+      t("effective_expiry"), t("remaining"), t("on_hand"), t("location"), t("mkt"), t("report")], rows, { id: "lot-table" })
+      : message("muted", t("no_lots")))];
+    parts[0].classList.add("wide");
+    if (fefo !== undefined) {
+      const products = (fefo && fefo.products) || [];
+      parts.push(section(t("fefo_order"), products.length ? products.map((p) => el("div", { class: "fefo" },
+        el("h3", { text: p.product }),
+        el("ol", {}, p.lots.map((l) => el("li", {}, el("strong", { text: l.lot_code }), " · ",
+          fmt.day(l.effective_expiry || l.expiry), " · ", fmt.num(l.on_hand), " · ",
+          (l.locations || []).map((x) => x.location).join(", ")))))) : message("muted", t("none"))));
+    }
+    return el("div", { class: "grid" }, parts);
+  },
+};
+
+function effectiveExpiry(lot) {
+  return lot.effective_expiry || lot.expiry || "9999-12-31";
+}
+
+function daysUntil(day) {
+  if (!day || day.startsWith("9999")) return null;
+  const end = new Date(day.length === 10 ? day + "T00:00:00" : day).getTime();
+  return Math.floor((end - Date.now()) / 86400000);
+}
+
+// --- router and polling ---------------------------------------------------------------------------
+
+let current = { name: "login", arg: null };
+
+function parseHash() {
+  const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
+  const arg = rest.length ? decodeURIComponent(rest.join("/")) : null;
+  if (name === "alerts" && arg) return { name: "alert", arg, nav: "alerts" };
+  return { name: views[name] ? name : "overview", arg, nav: name };
+}
+
+async function route() {
+  current = state.user ? parseHash() : { name: "login", arg: null, nav: "login" };
+  if (!state.user && location.hash !== "#/login") history.replaceState(null, "", "#/login");
+  renderHeader(current.nav);
+  const view = views[current.name];
+  const main = document.getElementById("view");
+  const toolbar = view.toolbar ? view.toolbar(current.arg) : null;
+  const content = el("div", { id: "content" }, message("muted", t("loading")));
+  main.replaceChildren();
+  append(main, [
+    el("div", { class: "statusline" },
+      state.role === "viewer" ? el("span", { class: "note", id: "viewer-note", text: t("viewer_note") }) : null,
+      el("span", { id: "flash", class: "flash" }), el("span", { id: "updated", class: "muted" })),
+    toolbar, content]);
+  await refresh();
+}
+
+async function refresh() {
+  const generation = ++state.generation;
+  const view = views[current.name];
+  const content = document.getElementById("content");
+  if (!content) return;
+  let node;
+  try {
+    node = await view.render(current.arg);
+  } catch (err) {
+    node = message("error", failureText(err));
+  }
+  if (generation !== state.generation) return; // a newer refresh or navigation won
+  content.replaceChildren(node);
+  const updated = document.getElementById("updated");
+  if (updated && current.name !== "login") updated.textContent = t("updated", { time: fmt.time(new Date()) });
+}
+
+function poll() {
+  const view = views[current.name];
+  const dialogOpen = document.getElementById("prompt").open;
+  const typing = document.activeElement && ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+  if (state.user && view && view.polls !== false && !dialogOpen && !typing && !document.hidden) refresh();
+}
+
+async function logout() {
+  try {
+    await api("/web/logout", { method: "POST" });
+  } finally {
+    Object.assign(state, { user: null, role: null, csrf: null });
+    location.hash = "#/login";
+    route();
+  }
+}
+
+async function start() {
+  try {
+    const session = await api("/web/session");
+    Object.assign(state, { user: session.user, role: session.role, csrf: session.csrf });
+    await loadSites();
+  } catch {
+    state.user = null;
+  }
+  window.addEventListener("hashchange", route);
+  state.timer = setInterval(poll, POLL_MS);
+  await route();
+  document.body.dataset.ready = "1";
+}
+
+start();

@@ -1,0 +1,53 @@
+"""Sensor reading quality: out-of-range and stale values are flagged, never silently kept.
+
+A reading keeps its source timestamp (the sensor's own time when its payload has one). It is
+flagged (``SensorReading.flags``, part of the sync contract) when:
+
+- ``out_of_range``: the value is outside what the quantity can physically be, or what any probe
+  we support can measure (e.g. a disconnected DS18B20 reporting -127 degC, humidity 104 %RH).
+  Such a reading is stored and synced (the cloud sees the broken probe) but raises no local
+  cold-chain alarm: a dead probe is a device fault, not a temperature excursion;
+- ``stale``: its source time is older than ``stale_after_s`` when the edge receives it (a
+  retained MQTT message of a dead sensor, a bridge replaying old values). It is history, not the
+  current state of the zone.
+
+Pure functions; the agent applies :func:`flag_reading` to every reading before it is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shelfsense.contract import SensorReading
+
+# Plausible value range per quantity (contract units): beyond it the value is not a measurement.
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "temperature": (-60.0, 125.0),  # degC: the widest range of SHT/DS18B20/BME-class probes
+    "humidity": (0.0, 100.0),  # %RH
+    "battery": (0.0, 100.0),  # %
+    "linkquality": (0.0, 255.0),  # lqi
+    "pressure": (300.0, 1100.0),  # hPa at ground level
+}
+
+
+def quality_flags(reading: SensorReading, now: datetime, stale_after_s: float) -> tuple[str, ...]:
+    """The quality flags ``reading`` deserves at ``now`` (its existing flags not included)."""
+    flags: list[str] = []
+    low, high = PLAUSIBLE.get(reading.quantity, (float("-inf"), float("inf")))
+    if not low <= reading.value <= high:
+        flags.append("out_of_range")
+    at = reading.time if reading.time.tzinfo else reading.time.replace(tzinfo=UTC)  # naive = UTC
+    if (now - at).total_seconds() > stale_after_s:
+        flags.append("stale")
+    return tuple(flags)
+
+
+def flag_reading(reading: SensorReading, now: datetime, stale_after_s: float) -> SensorReading:
+    """``reading`` with its quality flags added (the same object when there is nothing to add)."""
+    new = [f for f in quality_flags(reading, now, stale_after_s) if f not in reading.flags]
+    if not new:
+        return reading
+    return reading.model_copy(update={"flags": (*reading.flags, *new)})
+
+
+__all__ = ["PLAUSIBLE", "flag_reading", "quality_flags"]

@@ -1,0 +1,166 @@
+"""Every channel type wired from ``[cloud.coldchain]`` config, delivering one cloud alert to real
+servers: aiosmtpd (e-mail), mosquitto (MQTT ``shelfsense/alerts/<site>``) and a local HTTP server
+playing the DingTalk, WeCom and Feishu robots (signatures checked as the vendors do)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote_plus, urlsplit
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from aiosmtpd.controller import Controller
+from conftest import batch, reading
+from sqlalchemy import select
+
+from cloud.admin import create_edge_async
+from cloud.coldchain.tables import alert_deliveries
+from cloud.main import create_app
+from cloud.notify import dingtalk_sign, feishu_sign
+from cloud.services.coldchain_runtime import runtime_of
+from shelfsense.config import CloudSettings, ColdChainSettings, Settings, ZoneLimits
+from shelfsense.services import MosquittoProcess, free_port
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    mailbox, port = Mailbox(), free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield mailbox, port
+    controller.stop()
+
+
+@pytest.fixture
+def robots() -> Iterator[tuple[str, list[tuple[str, dict[str, list[str]], dict[str, Any]]]]]:
+    got: list[tuple[str, dict[str, list[str]], dict[str, Any]]] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            parts = urlsplit(self.path)
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            with lock:
+                got.append((parts.path, parse_qs(parts.query), body))
+            answer = json.dumps({"errcode": 0, "code": 0, "errmsg": "ok", "msg": "success"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", got
+    server.shutdown()
+    server.server_close()
+
+
+def subscribe(broker: MosquittoProcess) -> tuple[mqtt.Client, queue.Queue[tuple[str, bytes]]]:
+    received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    ready = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_connect = lambda c, *_: c.subscribe("shelfsense/alerts/#", qos=1)
+    client.on_subscribe = lambda *_: ready.set()
+    client.on_message = lambda _c, _u, msg: received.put((msg.topic, bytes(msg.payload)))
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    assert ready.wait(10), "subscription not confirmed"
+    return client, received
+
+
+async def test_one_alert_reaches_every_channel_type(
+    tmp_path: Path,
+    smtp: tuple[Mailbox, int],
+    robots: tuple[str, list[Any]],
+    mosquitto_broker: MosquittoProcess,
+) -> None:
+    mailbox, smtp_port = smtp
+    base, got = robots
+    coldchain = ColdChainSettings.model_validate(
+        {
+            "channels": [
+                {
+                    "type": "dingtalk",
+                    "name": "ding",
+                    "url": f"{base}/robot/send?access_token=t",
+                    "secret": "SECd",
+                },
+                {"type": "wecom", "name": "wecom", "url": f"{base}/cgi-bin/webhook/send?key=k"},
+                {"type": "feishu", "name": "lark", "url": f"{base}/open-apis/bot/v2/hook/h", "secret": "fs"},
+                {
+                    "type": "smtp",
+                    "name": "mail",
+                    "host": "127.0.0.1",
+                    "port": smtp_port,
+                    "from_addr": "alerts@example.com",
+                    "to": ["qa@example.com"],
+                },
+                {"type": "mqtt", "name": "bus", "url": mosquitto_broker.url},
+            ]
+        }
+    )
+    settings = Settings(
+        cloud=CloudSettings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}", coldchain=coldchain),
+        zones=[ZoneLimits(id="cold-1", site_id="site-7", max_temp_c=8.0)],
+    )
+    subscriber, received = subscribe(mosquitto_broker)
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            token = (await create_edge_async(app.state.engine, "site-7", "edge-7"))[1]
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as client:
+                response = await client.post(
+                    "/api/v1/edges/edge-7/batches",
+                    json=batch("edge-7", [(1, reading(0, 9.5))]),
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert response.status_code == 200
+            runtime = runtime_of(app)
+            assert runtime is not None
+            await asyncio.wait_for(runtime.wait_delivered(), 30)
+            async with app.state.engine.connect() as conn:
+                rows = (await conn.execute(select(alert_deliveries.c.channel, alert_deliveries.c.ok))).all()
+        topic, payload = await asyncio.to_thread(received.get, True, 10)
+    finally:
+        subscriber.loop_stop()
+        subscriber.disconnect()
+    assert sorted(rows) == [("bus", True), ("ding", True), ("lark", True), ("mail", True), ("wecom", True)]
+    assert topic == "shelfsense/alerts/site-7"
+    assert json.loads(payload)["state"] == "raised"
+    [mail] = mailbox.messages
+    assert "cold-1" in str(mail["Subject"]) and mail["To"] == "qa@example.com"
+    by_path = {path: (query, body) for path, query, body in got}
+    query, ding = by_path["/robot/send"]
+    assert query["sign"][0] == unquote_plus(dingtalk_sign("SECd", query["timestamp"][0]))
+    assert ding["msgtype"] == "markdown" and "cold-1" in ding["markdown"]["text"]
+    _, wecom = by_path["/cgi-bin/webhook/send"]
+    assert "cold-1" in json.dumps(wecom, ensure_ascii=False)
+    _, lark = by_path["/open-apis/bot/v2/hook/h"]
+    assert lark["sign"] == feishu_sign("fs", lark["timestamp"])
+    assert abs(int(lark["timestamp"]) - time.time()) < 300
