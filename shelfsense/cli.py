@@ -7,6 +7,7 @@ import FastAPI and ``shelfsense --help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import sys
@@ -82,6 +83,22 @@ def cmd_cloud_create_user(args: argparse.Namespace) -> int:
     settings = _settings_from(args, **_cloud_overrides(args))
     token = create_user(settings.cloud.db_url, args.name, args.role)
     print(json.dumps({"user": args.name, "role": args.role, "token": token}))
+    return 0
+
+
+def cmd_cloud_set_password(args: argparse.Namespace) -> int:
+    from cloud.admin import AdminError
+    from cloud.web.sessions import set_password
+
+    # Read from stdin, never from argv: command lines end up in shell history and `ps`.
+    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("password: ")
+    settings = _settings_from(args, **_cloud_overrides(args))
+    try:
+        set_password(settings.cloud.db_url, args.name, password)
+    except AdminError as exc:
+        print(f"shelfsense: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps({"user": args.name, "password": "set"}))
     return 0
 
 
@@ -346,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument("--role", choices=["viewer", "operator", "admin"], default="viewer")
     _add_cloud_flags(create_user)
     create_user.set_defaults(handler=cmd_cloud_create_user)
+    set_password = admin.add_parser(
+        "set-password", help="set a user's operator-page password (read from stdin)"
+    )
+    set_password.add_argument("name")
+    _add_cloud_flags(set_password)
+    set_password.set_defaults(handler=cmd_cloud_set_password)
 
     edge = commands.add_parser("edge", help="the edge gateway").add_subparsers(
         dest="edge_command", required=True

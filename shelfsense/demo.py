@@ -440,6 +440,7 @@ class DemoRun:
             cloud_pid = self.children[-1].process.pid
             self.say(f"cloud: {self.cloud_url} (pid {cloud_pid}, SQLite {self.workdir / 'cloud.db'})")
             self.say(f"API docs: {self.cloud_url}/docs")
+            self.say(f"operator page: {self.cloud_url}/ui/ (sign in with the operator token below)")
             self.say(
                 f"operator token (admin, demo only): {self.user_token[:10]}... (full token in {self.workdir})"
             )

@@ -68,6 +68,7 @@ def test_demo_runs_end_to_end_on_mosquitto(tmp_path: Path) -> None:
     summary = run_demo(tmp_path)
     assert summary["broker"].startswith("mosquitto child process")
     assert "API docs: http://127.0.0.1:" in summary["_stderr"]
+    assert "operator page: http://127.0.0.1:" in summary["_stderr"]
     assert_flow_complete(summary)
 
 

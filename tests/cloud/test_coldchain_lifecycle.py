@@ -39,6 +39,8 @@ async def test_acknowledged_alert_stays_active_until_readings_recover(cloud: Clo
     assert acked["acknowledged_at"] is not None
     assert (await cloud.get_ok("/api/v1/alerts", status="open"))["total"] == 0
     assert (await cloud.get_ok("/api/v1/alerts", status="acknowledged"))["total"] == 1
+    # The summary still counts it: an acknowledged excursion is not over.
+    assert (await cloud.get_ok("/api/v1/summary"))["alerts_open"] == 1
 
     # Still hot: the same alert is fed (one alert per excursion), not resolved, not duplicated.
     await cloud.post(batch("edge-1", [(2, reading(60, 11.0)), (3, alarm(61, "raised", 11.2))]))

@@ -127,3 +127,22 @@ def test_shipped_examples_are_valid(name: str) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / name
     settings = load_settings(example)
     assert settings.zones[0].id == "cold-room"
+
+
+def test_set_password_cli_reads_stdin_and_refuses_unknown_users(tmp_path: Path) -> None:
+    from cloud.admin import create_user
+    from cloud.web.sessions import set_password  # noqa: F401  (the CLI uses it)
+
+    db = f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}"
+    create_user(db, "olga", "operator")
+    command = [sys.executable, "-m", "shelfsense", "cloud", "admin", "set-password", "--db", db]
+    ok = subprocess.run(
+        [*command, "olga"], input="correct horse battery staple\n", capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "correct horse" not in ok.stdout + ok.stderr
+    unknown = subprocess.run(
+        [*command, "nobody"], input="whatever-long-pass\n", capture_output=True, text=True
+    )
+    assert unknown.returncode == 2
+    assert "no user 'nobody'" in unknown.stderr

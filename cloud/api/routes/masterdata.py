@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -95,21 +94,8 @@ async def get_location(conn: DbConn, site_id: str, location_id: str) -> dict[str
     return await _one(conn, db.locations, "location", site_id=site_id, location_id=location_id)
 
 
-@router.get("/lots", response_model=Page[LotRecord], dependencies=Viewer)
-async def list_lots(
-    conn: DbConn,
-    sku: str | None = None,
-    expires_before: Annotated[date | None, Query(description="lots expiring before this day")] = None,
-    limit: Limit = 100,
-    offset: Offset = 0,
-) -> dict[str, Any]:
-    t = db.lots
-    query = select(t).order_by(t.c.sku, t.c.lot_code)
-    if sku is not None:
-        query = query.where(t.c.sku == sku)
-    if expires_before is not None:
-        query = query.where(t.c.expiry < expires_before)
-    return await _page(conn, t, query, limit, offset)
+# GET /lots (the listing) is served by cloud.api.routes.lots, mounted first: it accepts the same
+# `sku` / `expires_before` / paging parameters and adds shelf-life and FEFO fields.
 
 
 @router.get("/lots/{sku}/{lot_code}", response_model=LotRecord, dependencies=Viewer)

@@ -34,7 +34,8 @@ async def summary(conn: DbConn, site: str | None = None) -> Summary:
                 count(db.sensor_readings).label("sensor_readings"),
                 count(db.tag_observations).label("tag_observations"),
                 count(db.portal_passages).label("passages"),
-                count(db.alerts, db.alerts.c.status == "open").label("alerts_open"),
+                # Acknowledged alerts are still active excursions: they count as open until resolved.
+                count(db.alerts, db.alerts.c.status.in_(("open", "acknowledged"))).label("alerts_open"),
                 count(db.alerts).label("alerts_total"),
                 received.scalar_subquery().label("events_received"),
             )
