@@ -341,10 +341,17 @@ def cmd_sim_llrp(args: argparse.Namespace) -> int:
 
 def cmd_sim_modbus(args: argparse.Namespace) -> int:
     from simulators.modbus_probe import ModbusProbeSimulator
+    from simulators.modbus_server import PymodbusProbeServer
 
     reading = (args.temperature, args.humidity)
-    sim = ModbusProbeSimulator({slave: (lambda: reading) for slave in args.slave or [1]})
-    return _serve([sim], sim.port, args)
+    probes = {slave: (lambda: reading) for slave in args.slave or [1]}
+    if args.server == "codec":
+        sim = ModbusProbeSimulator(probes)
+        return _serve([sim], sim.port, args)
+    if args.noise_every or args.corrupt_every:
+        raise BadInput("--noise-every / --corrupt-every need --server codec (pymodbus injects no faults)")
+    server = PymodbusProbeServer(probes)  # a bad slave id: ValueError, reported by _guarded
+    return _serve([server], server.port)
 
 
 def cmd_sim_mqtt(args: argparse.Namespace) -> int:
@@ -475,6 +482,12 @@ def _add_sim_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     modbus.add_argument("--slave", type=int, action="append", help="slave id (repeatable, default 1)")
     modbus.add_argument("--temperature", type=float, default=4.0, help="degC")
     modbus.add_argument("--humidity", type=float, default=60.0, help="%%RH")
+    modbus.add_argument(
+        "--server",
+        choices=["codec", "pymodbus"],
+        default="codec",
+        help="codec: our RTU codec on a pty (faults); pymodbus: pymodbus' RTU server on a socat link",
+    )
     modbus.set_defaults(handler=_guarded(cmd_sim_modbus))
     for parser in (uhf, llrp, pn532, rdm, modbus):
         _add_fault_flags(parser)

@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -290,6 +291,27 @@ def test_sim_modbus_answers_for_its_slave() -> None:
     assert crc16(answer[:-2]) == answer[-2] | answer[-1] << 8
     assert int.from_bytes(answer[3:5], "big", signed=True) == -185
     assert int.from_bytes(answer[5:7], "big") == 400
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed")
+def test_sim_modbus_pymodbus_server_answers_and_cleans_up() -> None:
+    with (
+        sim("modbus", "--server", "pymodbus", "--slave", "3", "--temperature", "-12.5") as (_, port),
+        serial.Serial(port, 9600, timeout=0.05) as ser,
+    ):
+        ser.write(read_input_registers_request(3, 1, 2))
+        answer = b""
+        deadline = time.monotonic() + 5
+        while len(answer) < 9 and time.monotonic() < deadline:
+            answer += ser.read(64)
+    assert answer[:3] == bytes([3, 4, 4])
+    assert crc16(answer[:-2]) == answer[-2] | answer[-1] << 8
+    assert int.from_bytes(answer[3:5], "big", signed=True) == -125
+    assert int.from_bytes(answer[5:7], "big") == 600
+    assert not os.path.exists(port), "the socat link must go with the simulator"
+    assert_bad_input(
+        shelfsense("sim", "modbus", "--server", "pymodbus", "--corrupt-every", "1"), "--server codec"
+    )
 
 
 def test_sim_uhf_with_a_bad_epc_exits_2() -> None:
