@@ -97,11 +97,12 @@ def create_app(
             await upgrade_to_head(engine)  # serialised across replicas, see cloud.core.migrate
             app.state.engine = engine
             log.info("cloud database ready (%s)", engine.url.get_backend_name())
+            # The cold-chain runtime first: it delivers for the jobs after it, so it stops last.
             async with (
+                coldchain_runtime(app, settings, engine, coldchain) as runtime,  # alerts, InfluxDB, gaps
                 background_job(engine, stocktake_options),
-                replenish_job(engine, app.state.replenish),
-                coldchain_runtime(app, settings, engine, coldchain),  # alert delivery, InfluxDB, gaps
-                expiry_job(engine),  # lot expiry alerts (cloud.services.lots)
+                replenish_job(engine, app.state.replenish, notifier=runtime),  # rules' notify actions
+                expiry_job(engine, notifier=runtime),  # lot expiry alerts (cloud.services.lots)
             ):
                 yield
         finally:

@@ -197,6 +197,8 @@ class ReplenishSettings(_Section):
     webhook_url: str | None = None  # approved proposals are POSTed here, HMAC-signed
     webhook_secret: SecretStr | None = None
     export_poll_s: Annotated[float, Field(gt=0)] = 10.0
+    # Lots whose effective expiry is this close become transfer/markdown proposals (None: off).
+    expiring_within_days: Annotated[float, Field(gt=0)] | None = 3.0
 
     @model_validator(mode="after")
     def _webhook_pair(self) -> ReplenishSettings:

@@ -465,7 +465,8 @@ def _sqlite_hooks(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         for pragma in (
             "PRAGMA journal_mode=WAL",
-            "PRAGMA busy_timeout=10000",
+            # Generous: a replica starting while another migrates waits for the whole upgrade.
+            "PRAGMA busy_timeout=30000",
             "PRAGMA synchronous=FULL",  # an ack promises the batch is durable
             "PRAGMA foreign_keys=ON",
         ):

@@ -378,3 +378,77 @@ def _stock_alerts(item: ItemState, today: date, settings: PlanSettings) -> list[
 def days_of_cover(on_hand: float, demand_mean: float) -> float:
     """Days the stock lasts at the forecast rate (``inf`` without demand)."""
     return math.inf if demand_mean <= 0 else on_hand / demand_mean
+
+
+# --- expiring stock ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiringLot:
+    """Units of one lot at one location whose effective expiry (printed or dynamic) is near."""
+
+    lot_id: str
+    product: str
+    location: str
+    quantity: float
+    days_left: float  # to the effective expiry
+    effective_expiry: str  # ISO-8601, for the reasoning
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryProposal:
+    """Move expiring units to where they sell faster (``transfer``), or sell them off (``markdown``)."""
+
+    kind: Literal["transfer", "markdown"]
+    lot: ExpiringLot
+    quantity: float
+    destination: str | None
+    reasoning: dict[str, Any]
+
+    @property
+    def need_key(self) -> str:
+        # One live suggestion per lot and location, whatever it became (transfer or markdown).
+        return f"expiry:{self.lot.lot_id}@{self.lot.location}"
+
+
+def plan_expiring(lots: Iterable[ExpiringLot], demand: dict[tuple[str, str], float]) -> list[ExpiryProposal]:
+    """A suggestion per lot+location whose units will not sell at their location before expiry.
+
+    ``demand`` is the forecast per ``(product, location)`` in units per day. Units the location sells
+    before the expiry need nothing. The rest goes to the location with the highest demand for the
+    product, if that is higher than here (its own stock is not modelled: the planner decides), else it
+    is marked down. Expired units (no days left) are not suggested: they are written off, which the
+    ``expired_on_hand`` alert asks for.
+    """
+    out: list[ExpiryProposal] = []
+    for lot in sorted(lots, key=lambda x: (x.product, x.location, x.lot_id)):
+        if lot.days_left <= 0 or lot.quantity <= EPS:
+            continue
+        here = demand.get((lot.product, lot.location), 0.0)
+        sells = here * lot.days_left
+        excess = math.ceil(lot.quantity - sells - EPS)
+        if excess <= 0:
+            continue
+        others = [
+            (rate, loc)
+            for (product, loc), rate in demand.items()
+            if product == lot.product and loc != lot.location
+        ]
+        best = max(others, key=lambda x: (x[0], x[1]), default=None)
+        reasoning: dict[str, Any] = {
+            "reason": "expiring_stock",
+            "lot_id": lot.lot_id,
+            "effective_expiry": lot.effective_expiry,
+            "days_left": round(lot.days_left, 3),
+            "on_hand": lot.quantity,
+            "forecast_per_day": here,
+            "sells_before_expiry": round(sells, 3),
+            "excess": excess,
+        }
+        if best is not None and best[0] > here + EPS:
+            reasoning |= {"destination_forecast_per_day": best[0], "why": "higher demand at the destination"}
+            out.append(ExpiryProposal("transfer", lot, float(excess), best[1], reasoning))
+        else:
+            reasoning["why"] = "no location with higher demand for this product"
+            out.append(ExpiryProposal("markdown", lot, float(excess), None, reasoning))
+    return out

@@ -46,8 +46,18 @@ from cloud.notify.base import AlertMessage, DeliveryResult
 from cloud.replenish import tables as rt
 from cloud.replenish.forecast import forecast
 from cloud.replenish.policy import ALL_WEEKDAYS
-from cloud.replenish.proposals import ItemState, OpenProposal, Plan, PlanSettings, plan_replenishment
+from cloud.replenish.proposals import (
+    ExpiringLot,
+    ExpiryProposal,
+    ItemState,
+    OpenProposal,
+    Plan,
+    PlanSettings,
+    plan_expiring,
+    plan_replenishment,
+)
 from cloud.replenish.rules import RuleSet, load_rules_file
+from cloud.services import jobs, lots
 from cloud.services.projections import dialect_insert
 from cloud.services.stocktake import default_runner_id
 from shelfsense.config import ReplenishSettings
@@ -170,6 +180,12 @@ class SeriesForecast:
     method: str
     mae: float | None
     bias: float | None
+    mase: float | None = None
+    demand_class: str = ""
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def forecast_all(history: DemandHistory, method: str = "auto") -> dict[SeriesKey, SeriesForecast]:
@@ -179,12 +195,62 @@ def forecast_all(history: DemandHistory, method: str = "auto") -> dict[SeriesKey
     result = forecast(history.matrix, method, horizon=1)
     out: dict[SeriesKey, SeriesForecast] = {}
     for i, key in enumerate(history.keys):
-        mae = float(result.mae[i]) if np.isfinite(result.mae[i]) else None
-        bias = float(result.bias[i]) if np.isfinite(result.bias[i]) else None
+        mae, bias, mase = _finite(result.mae[i]), _finite(result.bias[i]), _finite(result.mase[i])
         mean = max(0.0, float(result.forecast[i, 0]))
         std = 1.25 * mae if mae is not None else float(history.matrix[i].std())
-        out[key] = SeriesForecast(mean, std, str(result.method[i]), mae, bias)
+        demand_class = str(result.demand_class[i]) if len(result.demand_class) > i else ""
+        out[key] = SeriesForecast(mean, std, str(result.method[i]), mae, bias, mase, demand_class)
     return out
+
+
+async def store_forecast_errors(
+    engine: AsyncEngine, forecasts: Mapping[SeriesKey, SeriesForecast], today: date, history_days: int
+) -> int:
+    """Upsert each series' accuracy for ``today`` (one row per series and day); rows written."""
+    if not forecasts:
+        return 0
+    t = rt.forecast_errors
+    now = db.utcnow()
+    rows = [
+        {
+            "site_id": site,
+            "location_id": location,
+            "sku": sku,
+            "run_date": today,
+            "method": fc.method,
+            "demand_class": fc.demand_class,
+            "mae": fc.mae,
+            "bias": fc.bias,
+            "mase": fc.mase,
+            "forecast": fc.mean,
+            "history_days": history_days,
+            "computed_at": now,
+        }
+        for (site, location, sku), fc in sorted(forecasts.items())
+    ]
+    updated = ("method", "demand_class", "mae", "bias", "mase", "forecast", "history_days", "computed_at")
+    async with db.write_transaction(engine) as conn:
+        for start in range(0, len(rows), 500):  # bounded statements (bind parameter limits)
+            stmt = dialect_insert(conn, t).values(rows[start : start + 500])
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["site_id", "location_id", "sku", "run_date"],
+                set_={name: getattr(stmt.excluded, name) for name in updated},
+            )
+            await conn.execute(stmt)
+    return len(rows)
+
+
+def forecasts_query(site: str | None, product: str | None, location: str | None) -> Any:
+    """Stored forecast accuracy, newest run first."""
+    t = rt.forecast_errors
+    query = select(t).order_by(t.c.run_date.desc(), t.c.site_id, t.c.location_id, t.c.sku)
+    if site is not None:
+        query = query.where(t.c.site_id == site)
+    if product is not None:
+        query = query.where(t.c.sku == product)
+    if location is not None:
+        query = query.where(t.c.location_id == location)
+    return query
 
 
 # --- state ------------------------------------------------------------------------------------------
@@ -234,11 +300,19 @@ async def _in_transit(conn: AsyncConnection, site_id: str, today: date) -> dict[
     return {(loc, sku): float(q or 0) for loc, sku, q in rows}
 
 
+def _expiry_need_prefix(site_id: str) -> str:
+    return f"{site_id}|expiry:"
+
+
 async def _live_proposals(conn: AsyncConnection, site_id: str) -> list[OpenProposal]:
+    """Live replenishment proposals. Expiring-stock suggestions are another need: they must not
+    suppress the destination's own replenishment (an exported transfer counts as in transit)."""
     p = rt.proposals
     rows = await conn.execute(
         select(p.c.id, p.c.sku, p.c.location_id, p.c.quantity).where(
-            p.c.site_id == site_id, p.c.status.in_(rt.LIVE_STATUSES)
+            p.c.site_id == site_id,
+            p.c.status.in_(rt.LIVE_STATUSES),
+            ~p.c.need_key.startswith(_expiry_need_prefix(site_id), autoescape=True),
         )
     )
     return [OpenProposal(str(i), sku, loc, float(q)) for i, sku, loc, q in rows]
@@ -478,6 +552,106 @@ def public_row(row: Mapping[Any, Any]) -> dict[str, Any]:
     return out
 
 
+def expiry_rows(
+    site_id: str, suggestions: Sequence[ExpiryProposal], today: date, settings: ReplenishSettings
+) -> list[dict[str, Any]]:
+    """Proposal rows of expiring-stock suggestions (``transfer`` or ``markdown``)."""
+    rows: list[dict[str, Any]] = []
+    for x in suggestions:
+        transfer = x.kind == "transfer"
+        rows.append(
+            {
+                "site_id": site_id,
+                "kind": x.kind,
+                "need_key": f"{site_id}|{x.need_key}",
+                "sku": x.lot.product,
+                "location_id": x.destination if transfer else x.lot.location,
+                "source_location": x.lot.location if transfer else None,
+                "supplier_id": None,
+                "group_ref": None,
+                "quantity": x.quantity,
+                "unit_cost": 0.0,
+                "amount": 0.0,
+                "order_amount": 0.0,
+                "order_by": today,
+                "expected_arrival": today + timedelta(days=settings.transfer_lead_time_days)
+                if transfer
+                else None,
+                "need_by": None,
+                "late": False,
+                "reasoning": _json_safe(dict(x.reasoning, kind=x.kind)),
+                "approvals_required": approval_steps(settings, 0.0),
+            }
+        )
+    return rows
+
+
+async def _expiring_lots(
+    conn: AsyncConnection, site_id: str, today: date, within_days: float
+) -> list[ExpiringLot]:
+    """Lots on hand at the site whose effective expiry (cloud.services.lots) is within the window."""
+    now = db.utcnow() if today == db.utcnow().date() else _day_start(today)
+    found: list[ExpiringLot] = []
+    for e in await lots.all_evidence(conn, site=site_id, now=now):
+        effective = e.effective_expiry
+        if effective is None or effective > now + timedelta(days=within_days):
+            continue
+        days_left = (effective - now).total_seconds() / 86400
+        for (site, location), n in e.history.on_hand.items():
+            if site == site_id and location is not None and n > 0:
+                found.append(
+                    ExpiringLot(
+                        e.history.id, e.history.sku, location, float(n), days_left, effective.isoformat()
+                    )
+                )
+    return found
+
+
+async def _live_need_keys(conn: AsyncConnection, site_id: str) -> set[str]:
+    p = rt.proposals
+    rows = await conn.execute(
+        select(p.c.need_key).where(p.c.site_id == site_id, p.c.status.in_(rt.LIVE_STATUSES))
+    )
+    return set(rows.scalars())
+
+
+class RuleNotifier(Protocol):
+    """Where rules' ``notify(channel)`` actions go: the configured channels by name (the cold-chain
+    runtime's). Returns at once (queued); the names it does not know."""
+
+    def submit(self, channels: Sequence[str], message: AlertMessage) -> list[str]: ...
+
+
+def rule_notifications(
+    site_id: str, plan: Plan, created: Sequence[Mapping[str, Any]], group: str
+) -> list[tuple[tuple[str, ...], AlertMessage]]:
+    """One message per purchase draft whose rules say ``notify``, about the lines actually created."""
+    out: list[tuple[tuple[str, ...], AlertMessage]] = []
+    for draft in plan.purchases:
+        if draft.decision is None or not draft.decision.notify:
+            continue
+        ref = f"{group}:{site_id}:{draft.supplier}"
+        lines = [r for r in created if r["kind"] == "purchase" and r["group_ref"] == ref]
+        if not lines:
+            continue  # another run created them first: it told people
+        ids = sorted(int(r["id"]) for r in lines)
+        rules = sorted({rule for names in draft.decision.notify.values() for rule in names})
+        text = "; ".join(f"#{r['id']}: {r['quantity']:g} x {r['sku']} to {r['location_id']}" for r in lines)
+        message = AlertMessage(
+            alert_id=f"proposals-{ids[0]}",
+            site_id=site_id,
+            kind="purchase_proposal",
+            state="proposed",
+            title=f"Purchase draft, supplier {draft.supplier} ({draft.value:g}): rules {', '.join(rules)}",
+            text=text,
+            at=db.utcnow(),
+            severity="info",
+            delivery_id=f"proposals-{'-'.join(map(str, ids))}"[:200],  # stable across retries
+        )
+        out.append((tuple(sorted(draft.decision.notify)), message))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class SiteRun:
     site_id: str
@@ -485,6 +659,7 @@ class SiteRun:
     suppressed: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
     items: int
+    notifications: list[tuple[tuple[str, ...], AlertMessage]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -493,6 +668,7 @@ class SiteRun:
             "proposals": [public_row(p) for p in self.proposals],
             "suppressed": self.suppressed,
             "alerts": self.alerts,
+            "notify": [{"channels": list(c), "title": m.title} for c, m in self.notifications],
         }
 
 
@@ -528,7 +704,17 @@ async def run_site(
         items = await load_items(conn, site_id, today, forecasts, last_outbound, s)
         live = await _live_proposals(conn, site_id)
         plan = plan_replenishment(items, today, live, plan_settings, options.rules)
-        rows = plan_rows(site_id, plan, today, s, f"{today.isoformat()}:{options.runner}")
+        group = f"{today.isoformat()}:{options.runner}"
+        rows = plan_rows(site_id, plan, today, s, group)
+        if s.expiring_within_days is not None:
+            demand = {(i.product, i.location): i.demand_mean for i in items}
+            expiring = await _expiring_lots(conn, site_id, today, s.expiring_within_days)
+            taken = await _live_need_keys(conn, site_id)
+            rows += [
+                r
+                for r in expiry_rows(site_id, plan_expiring(expiring, demand), today, s)
+                if r["need_key"] not in taken
+            ]
         created = rows if dry_run else await _insert(conn, rows)
     suppressed = [
         {
@@ -543,7 +729,8 @@ async def run_site(
         {"kind": a.kind, "sku": a.product, "location_id": a.location, **_json_safe(a.detail)}
         for a in plan.alerts
     ]
-    return SiteRun(site_id, created, suppressed, alerts, len(items))
+    notifications = [] if dry_run else rule_notifications(site_id, plan, created, group)
+    return SiteRun(site_id, created, suppressed, alerts, len(items), notifications)
 
 
 async def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -580,8 +767,11 @@ async def replenish(
     today: date | None = None,
     site: str | None = None,
     dry_run: bool = False,
+    notifier: RuleNotifier | None = None,
 ) -> dict[str, Any]:
-    """Forecast every series, then plan each site; returns the JSON report of the run."""
+    """Forecast every series, store their accuracy, then plan each site; the JSON report of the run.
+
+    Rules' ``notify`` actions are handed to ``notifier`` after each site's transaction committed."""
     today = today or db.utcnow().date()
     s = options.settings
     start = today - timedelta(days=s.history_days)
@@ -589,16 +779,29 @@ async def replenish(
         sites = await _site_ids(conn, site)
         history = await load_demand(conn, sites, start, s.history_days)
     forecasts = await asyncio.to_thread(forecast_all, history, s.method)
-    runs = [
-        await run_site(engine, site_id, today, forecasts, history.last_outbound, options, dry_run=dry_run)
-        for site_id in sites
-    ]
+    if not dry_run:
+        await store_forecast_errors(engine, forecasts, today, s.history_days)
+    runs = []
+    unknown: set[str] = set()
+    for site_id in sites:
+        run = await run_site(
+            engine, site_id, today, forecasts, history.last_outbound, options, dry_run=dry_run
+        )
+        runs.append(run)
+        for channels, message in run.notifications:
+            if notifier is None:
+                unknown.update(channels)
+            else:
+                unknown.update(notifier.submit(channels, message))
+    if unknown:
+        log.warning("rules notify unknown or unconfigured channels: %s", ", ".join(sorted(unknown)))
     return {
         "today": today.isoformat(),
         "dry_run": dry_run,
         "history_days": s.history_days,
         "series": len(history.keys),
         "sites": [r.to_json() for r in runs],
+        "unknown_channels": sorted(unknown),
     }
 
 
@@ -895,50 +1098,29 @@ async def export_approved(engine: AsyncEngine, sender: ExportSender) -> tuple[in
 
 
 async def ensure_job(engine: AsyncEngine, interval_s: float) -> None:
-    async with db.write_transaction(engine) as conn:
-        stmt = dialect_insert(conn, db.jobs).values(
-            name=JOB_NAME, next_run_at=db.utcnow() + timedelta(seconds=interval_s), runs=0
-        )
-        await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+    await jobs.ensure_job(engine, JOB_NAME, interval_s)
 
 
 async def claim_tick(
     engine: AsyncEngine, options: ReplenishOptions, now: datetime | None = None
 ) -> datetime | None:
-    """Claim the due run (``FOR UPDATE SKIP LOCKED``: one replica runs it); the tick time or None."""
+    """Claim the due run (one replica runs it); the tick time or None."""
     now = db.utc(now) if now is not None else db.utcnow()
-    j = db.jobs
-    async with db.write_transaction(engine) as conn:
-        row = (
-            await conn.execute(
-                select(j.c.next_run_at)
-                .where(j.c.name == JOB_NAME, j.c.next_run_at <= now)
-                .with_for_update(skip_locked=True)
-            )
-        ).one_or_none()
-        if row is None:
-            return None
-        await conn.execute(
-            update(j)
-            .where(j.c.name == JOB_NAME)
-            .values(
-                next_run_at=now + timedelta(seconds=options.settings.interval_s),
-                last_started_at=now,
-                last_runner=options.runner,
-                runs=j.c.runs + 1,
-            )
-        )
-    return now
+    claimed = await jobs.claim_job(engine, JOB_NAME, options.settings.interval_s, now, options.runner)
+    return now if claimed else None
 
 
 async def job_tick(
-    engine: AsyncEngine, options: ReplenishOptions, now: datetime | None = None
+    engine: AsyncEngine,
+    options: ReplenishOptions,
+    now: datetime | None = None,
+    notifier: RuleNotifier | None = None,
 ) -> dict[str, Any] | None:
     """Run if this replica claims the due tick; the run report, or None."""
     tick = await claim_tick(engine, options, now)
     if tick is None:
         return None
-    report = await replenish(engine, options, today=tick.date())
+    report = await replenish(engine, options, today=tick.date(), notifier=notifier)
     async with engine.begin() as conn:
         await conn.execute(
             update(db.jobs).where(db.jobs.c.name == JOB_NAME).values(last_finished_at=db.utcnow())
@@ -946,7 +1128,12 @@ async def job_tick(
     return report
 
 
-async def job_loop(engine: AsyncEngine, options: ReplenishOptions, sender: ExportSender | None) -> None:
+async def job_loop(
+    engine: AsyncEngine,
+    options: ReplenishOptions,
+    sender: ExportSender | None,
+    notifier: RuleNotifier | None = None,
+) -> None:
     """Poll for due runs and approved proposals to export; database failures logged on change only."""
     poll_s = min(max(options.settings.interval_s / 4, 0.05), options.settings.export_poll_s)
     failing = False
@@ -956,7 +1143,7 @@ async def job_loop(engine: AsyncEngine, options: ReplenishOptions, sender: Expor
             if not job_exists:
                 await ensure_job(engine, options.settings.interval_s)
                 job_exists = True
-            report = await job_tick(engine, options)
+            report = await job_tick(engine, options, notifier=notifier)
             if report is not None:
                 made = sum(len(s["proposals"]) for s in report["sites"])
                 log.info("replenish run by %s: %d new proposals", options.runner, made)
@@ -991,13 +1178,15 @@ def webhook_sender(settings: ReplenishSettings) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def background_job(engine: AsyncEngine, options: ReplenishOptions) -> AsyncIterator[None]:
+async def background_job(
+    engine: AsyncEngine, options: ReplenishOptions, notifier: RuleNotifier | None = None
+) -> AsyncIterator[None]:
     """Run :func:`job_loop` for the lifetime of the context (the app's lifespan)."""
     sender = webhook_sender(options.settings)
     if not options.settings.enabled and sender is None:
         yield
         return
-    task = asyncio.create_task(job_loop(engine, options, sender), name="replenish-job")
+    task = asyncio.create_task(job_loop(engine, options, sender, notifier), name="replenish-job")
     task.add_done_callback(_report_crash)
     try:
         yield
@@ -1036,14 +1225,17 @@ __all__ = [
     "ProposalMessage",
     "ProposalNotFound",
     "ReplenishOptions",
+    "RuleNotifier",
     "approval_steps",
     "background_job",
     "can_fill",
     "claim_tick",
     "decide",
+    "expiry_rows",
     "export_approved",
     "export_rows",
     "forecast_all",
+    "forecasts_query",
     "get_proposal",
     "job_tick",
     "load_demand",
@@ -1052,5 +1244,7 @@ __all__ = [
     "outbound_query",
     "replenish",
     "replenish_sync",
+    "rule_notifications",
     "run_site",
+    "store_forecast_errors",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     Float,
@@ -31,7 +32,8 @@ from sqlalchemy import (
 
 from cloud.core.db import ID, UtcDateTime, metadata
 
-PROPOSAL_KINDS = ("purchase", "transfer")
+# markdown: sell expiring stock at a reduced price where no location would sell it in time.
+PROPOSAL_KINDS = ("purchase", "transfer", "markdown")
 PROPOSAL_STATUSES = ("open", "approved", "rejected", "exported")
 # Proposals still waiting to be decided or executed: they suppress new proposals for the same need.
 LIVE_STATUSES = ("open", "approved")
@@ -124,7 +126,7 @@ proposals = Table(
     metadata,
     Column("id", _AUTO_ID, primary_key=True, autoincrement=True),
     Column("site_id", ID, nullable=False),
-    Column("kind", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),  # PROPOSAL_KINDS
     Column("status", String(16), nullable=False),
     Column("need_key", NEED_KEY, nullable=False),
     Column("sku", ID, nullable=False),
@@ -157,6 +159,27 @@ proposals = Table(
         postgresql_where=text("status IN ('open', 'approved')"),
     ),
     Index("ix_proposals_status", "status", "site_id"),
+    CheckConstraint("kind IN ('purchase', 'transfer', 'markdown')", name="ck_proposals_kind"),
+)
+
+# Forecast accuracy per series and run day: a day's runs all fit the same history (whole days up to
+# yesterday), so one row per series and day, the last run of the day winning.
+forecast_errors = Table(
+    "forecast_errors",
+    metadata,
+    Column("site_id", ID, primary_key=True),
+    Column("location_id", ID, primary_key=True),
+    Column("sku", ID, primary_key=True),
+    Column("run_date", Date, primary_key=True),
+    Column("method", String(32), nullable=False),
+    Column("demand_class", String(16), nullable=False),
+    Column("mae", Float),  # NULL: not enough history to measure
+    Column("bias", Float),  # mean forecast minus actual: positive = over-forecast
+    Column("mase", Float),  # MAE over the naive forecast's in-sample MAE
+    Column("forecast", Float, nullable=False),  # units per day
+    Column("history_days", Integer, nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+    Index("ix_forecast_errors_sku", "sku", "site_id"),
 )
 
 approvals = Table(
@@ -179,6 +202,7 @@ __all__ = [
     "PROPOSAL_KINDS",
     "PROPOSAL_STATUSES",
     "approvals",
+    "forecast_errors",
     "metadata",
     "product_suppliers",
     "proposals",

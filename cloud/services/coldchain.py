@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cloud.coldchain import tables as cc
 from cloud.core import db
 from cloud.core.config import ZoneKey
+from cloud.services import jobs
 from cloud.services.alerts import (
     ACTIVE,
     Alert,
@@ -308,38 +309,11 @@ async def escalation_tick(engine: AsyncEngine, after: timedelta, groups: int, no
 
 
 async def ensure_job(engine: AsyncEngine, interval_s: float) -> None:
-    """Create the job row (first tick one interval from now) unless another replica did."""
-    async with db.write_transaction(engine) as conn:
-        stmt = dialect_insert(conn, db.jobs).values(
-            name=JOB_NAME, next_run_at=db.utcnow() + timedelta(seconds=interval_s), runs=0
-        )
-        await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+    await jobs.ensure_job(engine, JOB_NAME, interval_s)
 
 
 async def claim_tick(engine: AsyncEngine, interval_s: float, runner: str, now: datetime) -> bool:
-    """Claim the due tick (``SKIP LOCKED``: a replica finding it claimed skips it); commits at once."""
-    j = db.jobs
-    async with db.write_transaction(engine) as conn:
-        row = (
-            await conn.execute(
-                select(j.c.next_run_at)
-                .where(j.c.name == JOB_NAME, j.c.next_run_at <= now)
-                .with_for_update(skip_locked=True)
-            )
-        ).one_or_none()
-        if row is None:
-            return False
-        await conn.execute(
-            update(j)
-            .where(j.c.name == JOB_NAME)
-            .values(
-                next_run_at=now + timedelta(seconds=interval_s),
-                last_started_at=now,
-                last_runner=runner,
-                runs=j.c.runs + 1,
-            )
-        )
-    return True
+    return await jobs.claim_job(engine, JOB_NAME, interval_s, now, runner)
 
 
 async def finish_tick(engine: AsyncEngine) -> None:

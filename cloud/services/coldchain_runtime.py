@@ -86,6 +86,8 @@ _RULE_TITLES = {
     "min_temperature_instant": "Temperature far below the limit",
     "max_temperature_cumulative": "Cumulative time above the limit exceeded",
     "gap": "No data",
+    "expiry_soon": "Lot expiring soon",  # alert kinds of cloud.services.lots (rule = kind:lot digest)
+    "expired_on_hand": "Expired lot on hand",
 }
 _MAX_PENDING_RESULTS = 10_000
 LIMITS_REFRESH = timedelta(hours=1)
@@ -156,8 +158,11 @@ def alert_message(notice: Notice, *, at: datetime, url_template: str | None = No
     """What people read about one alert transition."""
     a = notice.alert
     rule, zone, state = str(a["rule"]), str(a["zone"]), notice.state
-    title = f"{_RULE_TITLES.get(rule, rule)} in zone {zone} ({a['site_id']}): {state}"
-    if rule == "gap":
+    kind = str(a.get("kind") or rule)
+    title = f"{_RULE_TITLES.get(rule, _RULE_TITLES.get(kind, rule))} in zone {zone} ({a['site_id']}): {state}"
+    if kind in ("expiry_soon", "expired_on_hand"):
+        text = f"{a.get('limit_source')}: {_fmt(round(float(a['peak_value']), 2))} days left."
+    elif rule == "gap":
         minutes = (at - db.utc(a["first_breach_at"])).total_seconds() / 60
         text = f"No data for zone {zone} for {minutes:.0f} minutes (sensor {a.get('sensor_id')})."
     else:
@@ -331,6 +336,14 @@ class ColdChainRuntime:
                 self._deliveries.popitem(last=False)
             for name in names:
                 self._dispatcher(name).submit(message)
+
+    def submit(self, channels: Sequence[str], message: AlertMessage) -> list[str]:
+        """Queue ``message`` on the named channels (rules' ``notify`` actions, not an alert
+        transition: no delivery log row); returns the names no channel is configured for."""
+        for name in dict.fromkeys(channels):
+            if name in self.channels:
+                self._dispatcher(name).submit(message)
+        return [name for name in channels if name not in self.channels]
 
     def after_ingest(self, result: IngestResult, edge_id: str) -> None:
         """Post-commit work of one batch: notices to people, points to InfluxDB."""

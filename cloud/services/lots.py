@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -36,7 +36,9 @@ from cloud.coldchain.mkt import DEFAULT_ACTIVATION_ENERGY_KJ
 from cloud.coldchain.shelflife import ShelfLifeEstimate, ShelfLifeModel, remaining_shelf_life
 from cloud.core import db
 from cloud.core.errors import CloudError
+from cloud.services import jobs
 from cloud.services.alerts import IGNORED_FLAGS
+from cloud.services.coldchain import Notice
 from cloud.services.projections import dialect_insert
 
 log = logging.getLogger(__name__)
@@ -593,6 +595,13 @@ def alert_rule(kind: str, key: LotKey) -> str:
 class ExpiryCheck:
     opened: list[int]
     resolved: list[int]
+    notices: list[Notice] = field(default_factory=list)  # the opened alerts, to tell people
+
+
+class AlertNotifier(Protocol):
+    """The cold-chain runtime's :meth:`notify`: queues messages after the commit, returns at once."""
+
+    def notify(self, notices: Sequence[Notice]) -> None: ...
 
 
 def _wanted(
@@ -649,6 +658,7 @@ async def check_expiry(
     a = db.alerts
     opened: list[int] = []
     resolved: list[int] = []
+    notices: list[Notice] = []
     async with db.write_transaction(engine) as conn:
         active = await conn.execute(
             select(a.c.id, a.c.site_id, a.c.zone, a.c.rule).where(
@@ -660,10 +670,12 @@ async def check_expiry(
             if (site, location, rule) in existing:
                 continue
             row = _alert_row(site, location, rule, kind, e, now)
+            row["notified_at"] = now  # as cold-chain alerts: told now, escalated from here
             stmt = dialect_insert(conn, a).values(**row).on_conflict_do_nothing().returning(a.c.id)
             new_id = await conn.scalar(stmt)  # None: a concurrent check opened it first
             if new_id is not None:
                 opened.append(int(new_id))
+                notices.append(Notice({**row, "id": int(new_id), "escalation_level": 0}, "raised"))
         stale = [alert_id for k, alert_id in existing.items() if k not in wanted]
         if stale:
             await conn.execute(
@@ -677,7 +689,7 @@ async def check_expiry(
                 )
             )
             resolved = sorted(stale)
-    return ExpiryCheck(opened, resolved)
+    return ExpiryCheck(opened, resolved, notices)
 
 
 # --- the periodic job -----------------------------------------------------------------------------
@@ -691,38 +703,23 @@ class ExpiryOptions:
 
 
 async def _claim(engine: AsyncEngine, options: ExpiryOptions, now: datetime) -> bool:
-    """Claim the due tick across replicas (the ``jobs`` row, FOR UPDATE SKIP LOCKED)."""
-    j = db.jobs
-    async with db.write_transaction(engine) as conn:
-        first = now + timedelta(seconds=options.interval_s)  # not at startup: one interval in
-        insert = dialect_insert(conn, j).values(name=JOB_NAME, next_run_at=first, runs=0)
-        await conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
-        due = await conn.scalar(
-            select(j.c.name)
-            .where(j.c.name == JOB_NAME, j.c.next_run_at <= now)
-            .with_for_update(skip_locked=True)
-        )
-        if due is None:
-            return False
-        await conn.execute(
-            update(j)
-            .where(j.c.name == JOB_NAME)
-            .values(
-                next_run_at=now + timedelta(seconds=options.interval_s),
-                last_started_at=now,
-                runs=j.c.runs + 1,
-            )
-        )
-    return True
+    """Claim the due tick across replicas; the first tick is one interval after start-up."""
+    await jobs.ensure_job(engine, JOB_NAME, options.interval_s)
+    return await jobs.claim_job(engine, JOB_NAME, options.interval_s, now)
 
 
-async def expiry_job_loop(engine: AsyncEngine, options: ExpiryOptions) -> None:
-    """Run :func:`check_expiry` whenever this replica claims a due tick; log state changes only."""
+async def expiry_job_loop(
+    engine: AsyncEngine, options: ExpiryOptions, notifier: AlertNotifier | None = None
+) -> None:
+    """Run :func:`check_expiry` whenever this replica claims a due tick, then hand the opened alerts
+    to ``notifier`` (after the commit); log state changes only."""
     failing = False
     while True:
         try:
             if await _claim(engine, options, db.utcnow()):
                 result = await check_expiry(engine, within_days=options.within_days)
+                if notifier is not None and result.notices:
+                    notifier.notify(result.notices)
                 if result.opened or result.resolved:
                     log.info("expiry check: opened %s, resolved %s", result.opened, result.resolved)
             if failing:
@@ -736,13 +733,15 @@ async def expiry_job_loop(engine: AsyncEngine, options: ExpiryOptions) -> None:
 
 
 @contextlib.asynccontextmanager
-async def expiry_job(engine: AsyncEngine, options: ExpiryOptions | None = None) -> AsyncIterator[None]:
+async def expiry_job(
+    engine: AsyncEngine, options: ExpiryOptions | None = None, notifier: AlertNotifier | None = None
+) -> AsyncIterator[None]:
     """Run :func:`expiry_job_loop` for the lifetime of the context (the app's lifespan)."""
     options = options or ExpiryOptions()
     if not options.enabled:
         yield
         return
-    task = asyncio.create_task(expiry_job_loop(engine, options), name="lot-expiry-job")
+    task = asyncio.create_task(expiry_job_loop(engine, options, notifier), name="lot-expiry-job")
     try:
         yield
     finally:
@@ -751,6 +750,7 @@ async def expiry_job(engine: AsyncEngine, options: ExpiryOptions | None = None) 
 
 
 __all__ = [
+    "AlertNotifier",
     "ExpiryCheck",
     "ExpiryOptions",
     "LotAmbiguous",

@@ -35,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.core import db
 from cloud.core.errors import CloudError
-from cloud.services.projections import dialect_insert, insert_history, upsert_latest
+from cloud.services import jobs
+from cloud.services.projections import insert_history, upsert_latest
 from cloud.services.reconcile import ReconcileInput, ReconcileParams, ReconcileResult, reconcile
 from shelfsense.contract import SequencedEvent, StockMovement
 
@@ -330,45 +331,15 @@ async def decide(engine: AsyncEngine, discrepancy_id: int, decision: str, user: 
 
 
 async def ensure_job(engine: AsyncEngine, interval_s: float) -> None:
-    """Create the job row (first tick one interval from now) unless another replica did."""
-    async with db.write_transaction(engine) as conn:
-        stmt = dialect_insert(conn, db.jobs).values(
-            name=JOB_NAME, next_run_at=db.utcnow() + timedelta(seconds=interval_s), runs=0
-        )
-        await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+    await jobs.ensure_job(engine, JOB_NAME, interval_s)
 
 
 async def claim_tick(
     engine: AsyncEngine, options: StocktakeOptions, now: datetime | None = None
 ) -> datetime | None:
-    """Claim the job if it is due; returns the tick time (the window end) or None.
-
-    ``SKIP LOCKED``: a replica that finds the row locked by another one's claim skips the tick
-    instead of waiting for it. The claim commits before the work, so a long run never holds it.
-    """
+    """Claim the job if it is due; returns the tick time (the window end) or None."""
     now = db.utc(now) if now is not None else db.utcnow()
-    j = db.jobs
-    async with db.write_transaction(engine) as conn:
-        row = (
-            await conn.execute(
-                select(j.c.next_run_at)
-                .where(j.c.name == JOB_NAME, j.c.next_run_at <= now)
-                .with_for_update(skip_locked=True)
-            )
-        ).one_or_none()
-        if row is None:
-            return None
-        await conn.execute(
-            update(j)
-            .where(j.c.name == JOB_NAME)
-            .values(
-                next_run_at=now + timedelta(seconds=options.interval_s),
-                last_started_at=now,
-                last_runner=options.runner,
-                runs=j.c.runs + 1,
-            )
-        )
-    return now
+    return now if await jobs.claim_job(engine, JOB_NAME, options.interval_s, now, options.runner) else None
 
 
 async def job_tick(engine: AsyncEngine, options: StocktakeOptions, now: datetime | None = None) -> list[int]:

@@ -70,6 +70,21 @@ async def list_proposals(
     return {"items": [svc.public_row(r) for r in rows], "total": total}
 
 
+@router.get("/forecasts", dependencies=Viewer)
+async def list_forecasts(
+    conn: DbConn,
+    site: str | None = None,
+    product: str | None = None,
+    location: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Forecast accuracy per series and run day (MAE, bias, MASE, method, demand class), newest first."""
+    query = svc.forecasts_query(site, product, location)
+    rows, total = await paginate(conn, query, limit, offset)
+    return {"items": [svc.public_row(r) for r in rows], "total": total}
+
+
 @router.get("/proposals/export")
 async def export_proposals(
     conn: DbConn,

@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("export_claimed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("export_attempts", sa.Integer(), nullable=False),
         sa.Column("export_error", sa.String(length=500), nullable=True),
+        sa.CheckConstraint("kind IN ('purchase', 'transfer', 'markdown')", name="ck_proposals_kind"),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("proposals", schema=None) as batch_op:
@@ -62,6 +63,25 @@ def upgrade() -> None:
             sqlite_where=sa.text("status IN ('open', 'approved')"),
             postgresql_where=sa.text("status IN ('open', 'approved')"),
         )
+
+    op.create_table(
+        "forecast_errors",
+        sa.Column("site_id", sa.String(length=128), nullable=False),
+        sa.Column("location_id", sa.String(length=128), nullable=False),
+        sa.Column("sku", sa.String(length=128), nullable=False),
+        sa.Column("run_date", sa.Date(), nullable=False),
+        sa.Column("method", sa.String(length=32), nullable=False),
+        sa.Column("demand_class", sa.String(length=16), nullable=False),
+        sa.Column("mae", sa.Float(), nullable=True),
+        sa.Column("bias", sa.Float(), nullable=True),
+        sa.Column("mase", sa.Float(), nullable=True),
+        sa.Column("forecast", sa.Float(), nullable=False),
+        sa.Column("history_days", sa.Integer(), nullable=False),
+        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("site_id", "location_id", "sku", "run_date"),
+    )
+    with op.batch_alter_table("forecast_errors", schema=None) as batch_op:
+        batch_op.create_index("ix_forecast_errors_sku", ["sku", "site_id"], unique=False)
 
     op.create_table(
         "suppliers",
@@ -211,6 +231,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_approvals_proposal")
 
     op.drop_table("approvals")
+    with op.batch_alter_table("forecast_errors", schema=None) as batch_op:
+        batch_op.drop_index("ix_forecast_errors_sku")
+
+    op.drop_table("forecast_errors")
     op.drop_table("suppliers")
     with op.batch_alter_table("proposals", schema=None) as batch_op:
         batch_op.drop_index(
