@@ -24,12 +24,10 @@ temperature, e.g. 300 degC from a probe rated to 80), ``disconnect`` (cable pull
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 
-from devices.errors import TransportError
 from devices.modbus import (
     FN_READ_HOLDING_REGISTERS,
     FN_READ_INPUT_REGISTERS,
@@ -45,7 +43,7 @@ from devices.modbus import (
     read_input_registers_response,
     read_registers_response,
 )
-from simulators.pty import AsyncPtyEndpoint, open_pty_pair
+from simulators.base import PtySimulator
 
 log = logging.getLogger(__name__)
 
@@ -55,37 +53,33 @@ HOLDING_FIRST = 0x0101  # slave id, baud code, temperature correction, humidity 
 HOLDING_LAST = 0x0104
 BAUD_CODE_9600 = 0
 MAX_READ = 125
-FAILURE_CHECK_S = 0.5
 
 
-class ModbusProbeSimulator:
-    """One RS-485 bus of simulated probes; see the module docstring."""
+class ModbusProbeSimulator(PtySimulator):
+    """One RS-485 bus of simulated probes; see the module docstring.
+
+    ``drop_next``/``corrupt_next`` act on answers (a dropped answer: the master times out);
+    ``disconnect`` makes the whole bus deaf and mute. The probes take no line noise.
+    """
+
+    device_name = "Modbus"
 
     def __init__(self, probes: dict[int, Probe]) -> None:
         for slave in probes:
             if not 1 <= slave <= 247:
                 raise ValueError(f"slave id must be 1..247, got {slave}")
+        super().__init__(self._on_data)
         self._probes = dict(probes)
-        self._pair = open_pty_pair()
-        self._endpoint = AsyncPtyEndpoint(self._pair, self._on_data)
         self._decoder = RtuRequestDecoder()
         self._stuck: float | None = None
         self._drift_per_min = 0.0
         self._drift_since = 0.0
-        self._drop_next = 0
-        self._corrupt_next = 0
         self._absurd_next = 0
         self._absurd_c = 300.0
         self.requests_received = 0
         self.requests_ignored = 0  # for slaves that are not on this bus
         self.responses_sent = 0
         self.exceptions_sent = 0
-        self.frames_dropped = 0
-        self.frames_corrupted = 0
-
-    @property
-    def port(self) -> str:
-        return self._pair.slave_path
 
     @property
     def slaves(self) -> list[int]:
@@ -96,21 +90,6 @@ class ModbusProbeSimulator:
     def requests_bad(self) -> int:
         """Losses of request sync (noise or corrupted requests)."""
         return self._decoder.frames_bad
-
-    async def run(self) -> None:
-        """Serve the bus until cancelled."""
-        self._endpoint.start()
-        try:
-            while self._endpoint.failure is None:
-                await asyncio.sleep(FAILURE_CHECK_S)
-            raise TransportError(f"simulated Modbus port failed: {self._endpoint.failure}")
-        finally:
-            self._endpoint.stop()
-
-    def close(self) -> None:
-        """Release the pty (idempotent); cancel :meth:`run` first."""
-        self._endpoint.stop()
-        self._pair.close()
 
     # --------------------------------------------------------------- fault injection
 
@@ -123,23 +102,11 @@ class ModbusProbeSimulator:
         self._drift_per_min = deg_per_min
         self._drift_since = time.monotonic()
 
-    def disconnect(self, seconds: float) -> None:
-        """Cable pulled for ``seconds``: the bus neither hears nor answers."""
-        self._endpoint.unplug(seconds)
-
-    def drop_next(self, n: int) -> None:
-        """The next ``n`` answers are lost (the master times out)."""
-        self._drop_next += n
-
     def absurd_next(self, n: int, temperature_c: float = 300.0) -> None:
         """The next ``n`` temperature answers report ``temperature_c`` unclamped, with a valid CRC
         (a broken sensor element or a firmware bug: the frame is fine, the value is not)."""
         self._absurd_next += n
         self._absurd_c = temperature_c
-
-    def corrupt_next(self, n: int) -> None:
-        """The next ``n`` answers carry a wrong CRC."""
-        self._corrupt_next += n
 
     # --------------------------------------------------------------- protocol
 
@@ -201,14 +168,11 @@ class ModbusProbeSimulator:
         self.exceptions_sent += 1
         return exception_response(request.slave, request.function, code)
 
+    def _corrupt(self, frame: bytes) -> bytes:
+        return frame[:-1] + bytes((frame[-1] ^ 0xFF,))  # CRC high byte
+
     def _send(self, frame: bytes) -> None:
-        if self._drop_next > 0:
-            self._drop_next -= 1
-            self.frames_dropped += 1
-            return
-        if self._corrupt_next > 0:
-            self._corrupt_next -= 1
-            self.frames_corrupted += 1
-            frame = frame[:-1] + bytes((frame[-1] ^ 0xFF,))  # CRC high byte
-        self.responses_sent += 1
-        self._endpoint.write(frame)
+        frame = self._line_fault(frame)
+        if frame:
+            self.responses_sent += 1
+            self._endpoint.write(frame)

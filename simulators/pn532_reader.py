@@ -22,12 +22,9 @@ Fault injection: ``inject_noise(n)``, ``corrupt_next(n)`` (outgoing DCS wrong), 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Callable, Sequence
 
-from devices.errors import TransportError
 from devices.pn532 import (
     ACK_FRAME,
     BRTY_106A,
@@ -46,75 +43,44 @@ from devices.pn532 import (
     inlist_response,
     sam_configuration_response,
 )
-from simulators.pty import AsyncPtyEndpoint, open_pty_pair
+from simulators.base import PtySimulator
 
 log = logging.getLogger(__name__)
 
 NfcField = Callable[[], Sequence[NfcTag]]
 WAKEUP_BYTE = 0x55
-FAILURE_CHECK_S = 0.5
 
 
-class Pn532ReaderSimulator:
-    """One simulated PN532 board; see the module docstring."""
+class Pn532ReaderSimulator(PtySimulator):
+    """One simulated PN532 board; see the module docstring.
+
+    ``corrupt_next``/``drop_next`` act on every outgoing frame, ACKs included (a corrupted frame has
+    its DCS wrong; for ACK/NACK the LCS-position byte, which invalidates it too).
+    """
+
+    device_name = "PN532"
 
     def __init__(self, field: NfcField, *, require_wakeup: bool = True, seed: int = 0) -> None:
+        super().__init__(self._on_data, seed=seed)
         self._field = field
-        self._pair = open_pty_pair()
-        self._endpoint = AsyncPtyEndpoint(self._pair, self._on_data)
         self._decoder = Pn532FrameDecoder()
-        self._rng = random.Random(seed)
         self.awake = not require_wakeup
         self._last_response = b""
-        self._drop_next = 0
-        self._corrupt_next = 0
         self.commands_received = 0
         self.bytes_ignored_asleep = 0
         self.responses_sent = 0
         self.errors_sent = 0
-        self.frames_dropped = 0
-        self.frames_corrupted = 0
-        self.noise_bytes_sent = 0
-
-    @property
-    def port(self) -> str:
-        """The slave path a client opens (e.g. ``/dev/pts/7``)."""
-        return self._pair.slave_path
 
     @property
     def commands_bad(self) -> int:
         """Host frames that failed to decode (bad checksums, noise start codes)."""
         return self._decoder.frames_bad
 
-    async def run(self) -> None:
-        """Serve the port until cancelled."""
-        self._endpoint.start()
-        try:
-            while self._endpoint.failure is None:
-                await asyncio.sleep(FAILURE_CHECK_S)
-            raise TransportError(f"simulated PN532 port failed: {self._endpoint.failure}")
-        finally:
-            self._endpoint.stop()
-
-    def close(self) -> None:
-        """Release the pty (idempotent); cancel :meth:`run` first."""
-        self._endpoint.stop()
-        self._pair.close()
-
     # --------------------------------------------------------------- fault injection
 
     def inject_noise(self, nbytes: int) -> None:
         """Put ``nbytes`` of random line noise on the wire now."""
-        self.noise_bytes_sent += nbytes
-        self._endpoint.write(self._rng.randbytes(nbytes))
-
-    def corrupt_next(self, n: int) -> None:
-        """The next ``n`` outgoing frames (ACKs included) carry a wrong checksum byte."""
-        self._corrupt_next += n
-
-    def disconnect(self, seconds: float) -> None:
-        """Cable pulled for ``seconds``: the board neither hears nor answers."""
-        self._endpoint.unplug(seconds)
+        self._write_noise(nbytes)
 
     def reboot(self, seconds: float) -> None:
         """Power-cycle: gone for ``seconds``, then asleep until the host wakes it up again."""
@@ -122,10 +88,6 @@ class Pn532ReaderSimulator:
         self._decoder.reset()
         self._last_response = b""
         self._endpoint.unplug(seconds)
-
-    def drop_next(self, n: int) -> None:
-        """The next ``n`` outgoing frames (ACKs included) are lost."""
-        self._drop_next += n
 
     # --------------------------------------------------------------- protocol
 
@@ -179,14 +141,6 @@ class Pn532ReaderSimulator:
         return None
 
     def _send(self, frame: bytes) -> None:
-        if self._drop_next > 0:
-            self._drop_next -= 1
-            self.frames_dropped += 1
-            return
-        if self._corrupt_next > 0:
-            self._corrupt_next -= 1
-            self.frames_corrupted += 1
-            damaged = bytearray(frame)
-            damaged[-2] ^= 0x5A  # DCS (for ACK/NACK: the LCS-position byte, also invalidating it)
-            frame = bytes(damaged)
-        self._endpoint.write(frame)
+        frame = self._line_fault(frame)  # corruption: DCS (ACK/NACK: LCS position), PtySimulator._corrupt
+        if frame:
+            self._endpoint.write(frame)

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 
-from devices.errors import TransportError
 from devices.uhf import (
     CMD_GET_POWER,
     CMD_MULTI_POLL,
@@ -46,7 +44,7 @@ from devices.uhf import (
     response,
     tag_notification,
 )
-from simulators.pty import AsyncPtyEndpoint, open_pty_pair
+from simulators.base import PtySimulator
 
 log = logging.getLogger(__name__)
 
@@ -55,41 +53,36 @@ MODULE_INFO = {0x00: b"M100 26dBm V1.0", 0x01: b"V2.3.5", 0x02: b"ShelfSense sim
 Field = Callable[[], Sequence[tuple[str, int]]]
 
 
-class UhfReaderSimulator:
-    """One simulated single-antenna UHF module; see the module docstring."""
+class UhfReaderSimulator(PtySimulator):
+    """One simulated single-antenna UHF module; see the module docstring.
+
+    ``corrupt_next``/``drop_next`` act on every outgoing frame (responses and tag notifications);
+    ``disconnect`` leaves the module's state (multi-poll included) as it was.
+    """
+
+    device_name = "UHF"
 
     def __init__(self, field: Field, reads_per_s: float = 20.0, *, seed: int = 0) -> None:
         if reads_per_s <= 0:
             raise ValueError("reads_per_s must be positive")
+        super().__init__(self._on_data, seed=seed)
         self._field = field
         self.reads_per_s = reads_per_s
-        self._pair = open_pty_pair()
-        self._endpoint = AsyncPtyEndpoint(self._pair, self._on_data)
         self._decoder = UhfFrameDecoder()
-        self._rng = random.Random(seed)
         self._rounds_left = 0
         self._power_centi_dbm = 2600
         self._reboot_until = 0.0
-        self._drop_next = 0
-        self._corrupt_next = 0
         self._collision_tags: list[tuple[str, int]] = []
         self._collision_until = 0.0
-        # Counters (frames handed to the line; a dropped frame is not "sent").
+        # Counters (frames handed to the line; a dropped frame is not "sent"). frames_corrupted,
+        # frames_dropped and noise_bytes_sent are PtySimulator's.
         self.frames_sent = 0
         self.notifications_sent = 0
         self.responses_sent = 0
-        self.frames_corrupted = 0
-        self.frames_dropped = 0
-        self.noise_bytes_sent = 0
         self.commands_received = 0
         self.rounds_done = 0
 
     # --------------------------------------------------------------- public surface
-
-    @property
-    def port(self) -> str:
-        """The slave path a client opens (e.g. ``/dev/pts/7``)."""
-        return self._pair.slave_path
 
     @property
     def multi_polling(self) -> bool:
@@ -104,51 +97,27 @@ class UhfReaderSimulator:
         """Host frames that failed to decode (bad checksum, noise)."""
         return self._decoder.frames_bad
 
-    async def run(self) -> None:
-        """Serve the port until cancelled."""
+    async def _serve(self) -> None:
+        """Tick ``reads_per_s`` times a second; each tick is a multi-poll round while one runs."""
         loop = asyncio.get_running_loop()
         period = 1.0 / self.reads_per_s
-        self._endpoint.start()
-        try:
-            next_tick = loop.time()
-            while True:
-                next_tick += period
-                delay = next_tick - loop.time()
-                if delay < -period:
-                    next_tick = loop.time()  # fell far behind (suspended?): do not burst to catch up
-                await asyncio.sleep(max(0.0, delay))
-                if self._endpoint.failure is not None:
-                    raise TransportError(f"simulated UHF port failed: {self._endpoint.failure}")
-                if self.multi_polling:
-                    self._rounds_left -= 1
-                    self._send_round()
-        finally:
-            self._endpoint.stop()
-
-    def close(self) -> None:
-        """Release the pty (idempotent); cancel :meth:`run` first."""
-        self._endpoint.stop()
-        self._pair.close()
+        next_tick = loop.time()
+        while True:
+            next_tick += period
+            delay = next_tick - loop.time()
+            if delay < -period:
+                next_tick = loop.time()  # fell far behind (suspended?): do not burst to catch up
+            await asyncio.sleep(max(0.0, delay))
+            self._raise_if_failed()
+            if self.multi_polling:
+                self._rounds_left -= 1
+                self._send_round()
 
     # --------------------------------------------------------------- fault injection
 
     def inject_noise(self, nbytes: int) -> None:
         """Put ``nbytes`` of random line noise on the wire now (between frames)."""
-        noise = self._rng.randbytes(nbytes)
-        self.noise_bytes_sent += nbytes
-        self._endpoint.write(noise)
-
-    def corrupt_next(self, n: int) -> None:
-        """The next ``n`` frames go out with a wrong checksum."""
-        self._corrupt_next += n
-
-    def drop_next(self, n: int) -> None:
-        """The next ``n`` frames are lost."""
-        self._drop_next += n
-
-    def disconnect(self, seconds: float) -> None:
-        """Cable pulled for ``seconds``: the module neither hears nor answers (it keeps its state)."""
-        self._endpoint.unplug(seconds)
+        self._write_noise(nbytes)
 
     def collide(self, tags: int, seconds: float) -> None:
         """``tags`` extra tags in the field for ``seconds`` (a full pallet of strangers at once)."""
@@ -232,16 +201,11 @@ class UhfReaderSimulator:
             self._endpoint.write(frame)
 
     def _fault(self, frame: bytes) -> bytes:
-        """Apply pending drop/corrupt faults to one outgoing frame; counts what leaves."""
-        if self._drop_next > 0:
-            self._drop_next -= 1
-            self.frames_dropped += 1
-            return b""
-        if self._corrupt_next > 0:
-            self._corrupt_next -= 1
-            self.frames_corrupted += 1
-            damaged = bytearray(frame)
-            damaged[-2] ^= 0x5A  # checksum byte
-            frame = bytes(damaged)
-        self.frames_sent += 1
+        """Apply pending drop/corrupt faults to one outgoing frame; counts what leaves.
+
+        A corrupted frame has its checksum byte (the one before the end byte) flipped.
+        """
+        frame = self._line_fault(frame)
+        if frame:
+            self.frames_sent += 1
         return frame
