@@ -464,9 +464,11 @@ def _sqlite_hooks(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
         for pragma in (
-            "PRAGMA journal_mode=WAL",
+            # busy_timeout first: switching a new database to WAL needs a lock, and without the
+            # timeout a replica connecting while another migrates fails at once ("database is locked").
             # Generous: a replica starting while another migrates waits for the whole upgrade.
             "PRAGMA busy_timeout=30000",
+            "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=FULL",  # an ack promises the batch is durable
             "PRAGMA foreign_keys=ON",
         ):

@@ -15,10 +15,11 @@ Databases created before migrations existed (``metadata.create_all``) have the t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -81,9 +82,20 @@ def _upgrade(connection: Connection) -> tuple[str | None, str]:
     return before, current_revision(connection) or ""
 
 
+# Engines of one process on the same SQLite file (replicas started together in one process, as in
+# the tests) queue here; across processes SQLite's own lock and busy_timeout serialise them.
+_sqlite_migration_locks: dict[str, asyncio.Lock] = {}
+
+
+def _sqlite_file_lock(engine: AsyncEngine) -> contextlib.AbstractAsyncContextManager[Any]:
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    return _sqlite_migration_locks.setdefault(str(engine.url.database), asyncio.Lock())
+
+
 async def upgrade_to_head(engine: AsyncEngine) -> str:
     """Apply every pending migration (serialised across processes); returns the head revision."""
-    async with db.write_transaction(engine) as conn:
+    async with _sqlite_file_lock(engine), db.write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         before, after = await conn.run_sync(_upgrade)
