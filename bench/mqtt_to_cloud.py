@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import resource
 import sqlite3
 import sys
 import tempfile
@@ -29,11 +30,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import paho.mqtt.client as paho
-from edge_harness import CloudChild, EdgeChild, peak_rss_mb, toml_table
+from edge_harness import CloudChild, EdgeChild, cpu_seconds, peak_rss_mb, toml_table
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from devices.mqtt_packets import (
+    MQTT_V311,
+    PUBACK,
+    Ack,
+    Connack,
+    MqttPacketDecoder,
+    Packet,
+    encode_connect,
+    encode_disconnect,
+    encode_publish,
+)
 from shelfsense.services import MosquittoProcess
 
 EDGE_ID = "edge-mqtt-bench"
@@ -90,82 +102,38 @@ class Publisher(threading.Thread):
 # paho costs ~100 us of Python per QoS 1 publish (packet queue, socketpair wake-up, per-message
 # Condition objects): 50 paho clients in one process top out at ~3k msg/s on this machine, which
 # measured the publishers instead of the edge. Real sensors are separate devices; these publishers
-# speak plain MQTT 3.1.1 QoS 1 on asyncio streams (pre-encoded packets, a window of unacked
+# speak plain MQTT 3.1.1 QoS 1 on asyncio streams (devices.mqtt_packets, a window of unacked
 # PUBLISHes per connection, PUBACKs counted), split over a few processes.
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str) -> bytes:
-    data = text.encode()
-    return len(data).to_bytes(2, "big") + data
-
-
-def mqtt_connect(client_id: str, keepalive: int = 120) -> bytes:
-    body = _utf8("MQTT") + bytes([4, 0x02]) + keepalive.to_bytes(2, "big") + _utf8(client_id)
-    return b"\x10" + _varint(len(body)) + body
-
-
-def mqtt_publish_qos1(topic: bytes, packet_id: int, data: bytes) -> bytes:
-    body = len(topic).to_bytes(2, "big") + topic + packet_id.to_bytes(2, "big") + data
-    return b"\x32" + _varint(len(body)) + body
-
-
-def _split_packets(buffer: bytearray) -> list[int]:
-    """Remove the complete packets at the start of ``buffer``; returns their first bytes."""
-    kinds: list[int] = []
-    pos = 0
-    while pos + 2 <= len(buffer):
-        length, shift, i = 0, 0, pos + 1
-        while i < len(buffer):
-            byte = buffer[i]
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            i += 1
-            if not byte & 0x80:
-                break
-        else:
-            break  # the length itself is incomplete
-        if i + length > len(buffer):
-            break
-        kinds.append(buffer[pos])
-        pos = i + length
-    del buffer[:pos]
-    return kinds
 
 
 async def raw_publisher(host: str, port: int, index: int, count: int, window: int) -> int:
     """Publish ``count`` readings on ``bench/s<index>`` with QoS 1; returns how many were PUBACKed."""
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(mqtt_connect(f"bench-pub-{index}"))
-    buffer = bytearray()
-    while not (kinds := _split_packets(buffer)):
-        buffer += await reader.read(4096) or b"\xff"
-    if kinds[0] != 0x20:
+    writer.write(encode_connect(f"bench-pub-{index}", version=MQTT_V311, keepalive_s=120, clean_start=True))
+    decoder = MqttPacketDecoder(MQTT_V311)
+    packets: list[Packet] = []
+    while not packets:
+        packets = decoder.feed(await reader.read(4096) or b"\xff")
+    if not isinstance(packets[0], Connack) or not packets[0].accepted:
         raise SystemExit(f"publisher {index}: broker refused the connection")
-    topic = f"bench/s{index}".encode()
+    topic = f"bench/s{index}"
     sent = acked = 0
     while acked < count:
         # Keep `window` PUBLISHes unacknowledged; packet ids cycle through 1..65535.
         top = min(count, acked + window)
         if sent < top:
             writer.write(
-                b"".join(mqtt_publish_qos1(topic, n % 65535 + 1, payload(n)) for n in range(sent, top))
+                b"".join(
+                    encode_publish(topic, payload(n), qos=1, packet_id=n % 65535 + 1, version=MQTT_V311)
+                    for n in range(sent, top)
+                )
             )
             sent = top
         data = await reader.read(65536)
         if not data:
             raise SystemExit(f"publisher {index}: the broker closed the connection")
-        buffer += data
-        acked += sum(1 for kind in _split_packets(buffer) if kind & 0xF0 == 0x40)  # PUBACKs
-    writer.write(b"\xe0\x00")  # DISCONNECT
+        acked += sum(1 for p in decoder.feed(data) if isinstance(p, Ack) and p.kind == PUBACK)
+    writer.write(encode_disconnect())
     await writer.drain()
     writer.close()
     return acked
@@ -255,6 +223,9 @@ def run(
             edge_values={"batch_max_events": 5000, "health_interval_s": 30.0},
         ).start()
         time.sleep(2)  # the edge connects; messages before that wait in its session anyway
+        servers = {"broker": broker.process, "edge": edge.process, "cloud": cloud.process}
+        cpu_before = {name: cpu_seconds(proc.pid) for name, proc in servers.items() if proc}
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
         if procs > 0:
             acked = publish_raw(broker, publishers, messages, procs, window)
@@ -266,6 +237,10 @@ def run(
                 thread.join()
             acked = sum(t.acked for t in threads)
         published = time.perf_counter() - began
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        publisher_cpu = (children_after.ru_utime - children_before.ru_utime) + (
+            children_after.ru_stime - children_before.ru_stime
+        )
         print(f"{acked} messages acknowledged by the broker in {published:.1f} s", file=sys.stderr)
         deadline = time.monotonic() + 600
         # Poll a cheap count; the full (json_extract) check only once everything may be there.
@@ -278,6 +253,14 @@ def run(
                 break
             time.sleep(0.1)
         rss = peak_rss_mb(edge.process.pid) if edge.process else 0.0
+        # CPU per stored message of each part: on a 2-core machine they share 200 us per message
+        # at 10k msg/s, 100 us at 20k, so this says where the time goes.
+        cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in servers.items() if proc}
+        if procs > 0:
+            cpu["publishers"] = publisher_cpu
+        cpu_us = {
+            f"cpu_us_per_msg_{name}": round(1e6 * sec / max(1, len(counts)), 1) for name, sec in cpu.items()
+        }
         expected = {(f"s{i}", n) for i in range(publishers) for n in range(messages)}
         return {
             "publishers": publishers,
@@ -290,6 +273,7 @@ def run(
             "publish_s": round(published, 1),
             "publisher_procs": procs,
             "edge_peak_rss_mb": round(rss, 1),
+            **cpu_us,
         }
     finally:
         if edge is not None:

@@ -41,6 +41,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import orjson
+
 from devices.errors import DecodeError
 from devices.readings import QUANTITY_UNITS, Measurement
 from devices.ruuvi import RuuviData, decode_advertisement
@@ -120,19 +122,30 @@ def _refuse_constant(name: str) -> Any:
 def _parse_json_object(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise DecodeError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    # orjson is strict RFC 8259 (no NaN/Infinity, valid UTF-8 only, nesting capped): every payload
+    # it accepts, json.loads reads the same way. What it refuses takes the json.loads path, which
+    # explains the error or (1e999, integers beyond 64 bits) lets the value checks refuse it.
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        data = _parse_json_slowly(payload)
+    if not isinstance(data, dict):
+        raise DecodeError(f"payload must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _parse_json_slowly(payload: bytes) -> Any:
+    """json.loads of a payload orjson refused, with a DecodeError that says what is wrong."""
     try:
         text = bytes(payload).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError(f"payload is not UTF-8: {exc.reason} at byte {exc.start}") from exc
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise DecodeError(f"payload is not JSON: {exc.msg} at char {exc.pos}") from exc
     except RecursionError as exc:
         raise DecodeError("payload JSON is nested too deeply") from exc
-    if not isinstance(data, dict):
-        raise DecodeError(f"payload must be a JSON object, got {type(data).__name__}")
-    return data
 
 
 def _number(quantity: str, raw: Any, where: str) -> float:

@@ -29,7 +29,7 @@ from edge.clock import default_clock, utcnow
 from edge.errors import EdgeError
 from edge.outbox import Outbox, OutboxBudget, OutboxWriter
 from edge.portal import PortalTracker
-from edge.quality import flag_reading
+from edge.quality import Judge
 from edge.smoothing import TagSmoother
 from edge.supervisor import DeviceHealthState, emit_health_periodically, supervise, wait_or_stop
 from edge.sync import SyncClient, flush_on_stop, sync_loop
@@ -85,7 +85,9 @@ class EdgeAgent:
         if self._writer is None:
             raise EdgeError("the agent is not running")
         alarms: list[LocalAlarm] = []
-        events = [self._flag(e) for e in events]
+        # Clock-skew, out-of-range and stale flags (edge.quality), judged at one instant per batch.
+        judge = Judge(utcnow(), self.edge.reading_stale_s, default_clock.warn_s)
+        events = [judge.flag(e) if isinstance(e, SensorReading) else e for e in events]
         for event in events:
             # A dead probe's impossible value is a device fault, not an excursion: no alarm.
             if isinstance(event, SensorReading) and "out_of_range" not in event.flags:
@@ -94,13 +96,6 @@ class EdgeAgent:
         for alarm in alarms:
             self._announce(alarm)
         return seqs
-
-    def _flag(self, event: Event) -> Event:
-        """Clock-skew, out-of-range and stale flags of a reading (edge.quality); others as they are."""
-        event = _flag_clock_skew(event)
-        if isinstance(event, SensorReading):
-            event = flag_reading(event, utcnow(), self.edge.reading_stale_s)
-        return event
 
     def _take_counters(self) -> dict[str, int]:
         ok = sum(h.frames_ok for h in self.health.values())
@@ -247,17 +242,6 @@ def budget_of(edge: EdgeSettings) -> OutboxBudget:
         max_age_s=edge.outbox_max_age_s,
         interval_s=edge.downsample_interval_s,
     )
-
-
-def _flag_clock_skew(event: Event) -> Event:
-    """A reading whose device time is ahead of the (corrected) edge time: its clock is wrong."""
-    if (
-        isinstance(event, SensorReading)
-        and "clock_skew" not in event.flags
-        and default_clock.ahead(event.time)
-    ):
-        return event.model_copy(update={"flags": (*event.flags, "clock_skew")})
-    return event
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> list[signal.Signals]:

@@ -11,12 +11,12 @@ flagged (``SensorReading.flags``, part of the sync contract) when:
   retained MQTT message of a dead sensor, a bridge replaying old values). It is history, not the
   current state of the zone.
 
-Pure functions; the agent applies :func:`flag_reading` to every reading before it is stored.
+Pure; the agent judges every reading with one :class:`Judge` per batch before it is stored.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from shelfsense.contract import SensorReading
 
@@ -30,24 +30,50 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
 }
 
 
-def quality_flags(reading: SensorReading, now: datetime, stale_after_s: float) -> tuple[str, ...]:
-    """The quality flags ``reading`` deserves at ``now`` (its existing flags not included)."""
-    flags: list[str] = []
-    low, high = PLAUSIBLE.get(reading.quantity, (float("-inf"), float("inf")))
-    if not low <= reading.value <= high:
-        flags.append("out_of_range")
-    at = reading.time if reading.time.tzinfo else reading.time.replace(tzinfo=UTC)  # naive = UTC
-    if (now - at).total_seconds() > stale_after_s:
-        flags.append("stale")
-    return tuple(flags)
+def quality_flags(
+    reading: SensorReading, now: datetime, stale_after_s: float, skew_tolerance_s: float | None = None
+) -> tuple[str, ...]:
+    """The quality flags ``reading`` deserves at ``now`` (its existing flags not included).
+
+    With ``skew_tolerance_s``, a source time further ahead of ``now`` than that is ``clock_skew``
+    (the device's clock is wrong).
+    """
+    return Judge(now, stale_after_s, skew_tolerance_s).flags(reading)
 
 
 def flag_reading(reading: SensorReading, now: datetime, stale_after_s: float) -> SensorReading:
     """``reading`` with its quality flags added (the same object when there is nothing to add)."""
-    new = [f for f in quality_flags(reading, now, stale_after_s) if f not in reading.flags]
-    if not new:
-        return reading
-    return reading.model_copy(update={"flags": (*reading.flags, *new)})
+    return Judge(now, stale_after_s).flag(reading)
 
 
-__all__ = ["PLAUSIBLE", "flag_reading", "quality_flags"]
+class Judge:
+    """Quality flags judged at one instant: built once per batch, so a reading costs comparisons."""
+
+    __slots__ = ("ahead_after", "stale_before")
+
+    def __init__(self, now: datetime, stale_after_s: float, skew_tolerance_s: float | None = None) -> None:
+        now = now if now.tzinfo else now.replace(tzinfo=UTC)
+        self.stale_before = now - timedelta(seconds=stale_after_s)
+        self.ahead_after = None if skew_tolerance_s is None else now + timedelta(seconds=skew_tolerance_s)
+
+    def flags(self, reading: SensorReading) -> tuple[str, ...]:
+        flags: list[str] = []
+        at = reading.time if reading.time.tzinfo else reading.time.replace(tzinfo=UTC)  # naive = UTC
+        if self.ahead_after is not None and at > self.ahead_after:
+            flags.append("clock_skew")
+        low, high = PLAUSIBLE.get(reading.quantity, (float("-inf"), float("inf")))
+        if not low <= reading.value <= high:
+            flags.append("out_of_range")
+        if at < self.stale_before:
+            flags.append("stale")
+        return tuple(flags)
+
+    def flag(self, reading: SensorReading) -> SensorReading:
+        """``reading`` with its new flags added (the same object when there is nothing to add)."""
+        new = [f for f in self.flags(reading) if f not in reading.flags]
+        if not new:
+            return reading
+        return reading.model_copy(update={"flags": (*reading.flags, *new)})
+
+
+__all__ = ["PLAUSIBLE", "Judge", "flag_reading", "quality_flags"]

@@ -1,48 +1,65 @@
-"""MQTT sensors (zigbee2mqtt, Tasmota, ...) via paho-mqtt 2.x, with at-least-once into the outbox.
+"""MQTT sensors (zigbee2mqtt, Tasmota, ...) over asyncio streams, at-least-once into the outbox.
 
 Delivery guarantee: the broker keeps our session (fixed client id, ``clean_start=False``, MQTT v5
-``SessionExpiryInterval``; v3.1.1: ``clean_session=False``) and QoS 1 subscriptions. With
-``manual_ack=True`` paho does not PUBACK on receipt: each message is decoded, its readings are
-committed to the outbox, and only THEN is ``client.ack(mid, qos)`` sent. A message received but not
-yet committed when the edge dies or the link drops is redelivered by the broker on reconnect.
-Malformed payloads are counted, acked (redelivering them would not help) and dropped.
+``SessionExpiryInterval``; v3.1.1: clean session 0) and QoS 1 subscriptions. A PUBLISH is
+acknowledged (PUBACK, or PUBREC for QoS 2) only after its readings are committed to the outbox,
+and acknowledgements go out in arrival order, as MQTT requires. A message received but not yet
+committed when the edge dies or the link drops is redelivered by the broker on reconnect.
+Malformed payloads are counted, acknowledged (redelivering them would not help) and dropped.
 Duplicates are possible (at-least-once) and harmless: the ledger keeps the newest value.
 
-Threading: paho runs its network loop in its own thread. ``on_message`` hands each message to
-asyncio with ``loop.call_soon_threadsafe``. The hand-over is bounded by a semaphore of
-``queue_max`` slots; when asyncio falls behind (slow disk) the paho thread BLOCKS in ``on_message``
-until a slot frees up. That is deliberate backpressure: paho stops reading the socket, TCP flow
-control pushes back, and the broker queues the messages in our persistent session instead of us
-buffering without bound. (A block longer than 1.5 x keepalive makes the broker drop the link;
-unacked messages are then redelivered, nothing is lost.) One consumer task processes messages in
-arrival order and PUBACKs in that order, as MQTT requires.
+The wire format is :mod:`devices.mqtt_packets` (sans-I/O) on an asyncio stream, in the event loop:
+no client thread, no per-message hand-over. paho-mqtt's receive path (one ``recv`` per packet
+field, a ``Properties`` object per message, a thread hop) was ~45% of the edge's CPU at 20k
+messages/s; framing a 64 KiB read in one pass costs a few microseconds per message.
 
-Reconnecting is left to :func:`edge.supervisor.supervise` (paho's own reconnect is disabled):
-each :meth:`MqttTransport.run` uses a fresh paho client with the same client id.
+Backpressure: at most ``queue_max`` messages are received and not yet acknowledged. When the
+outbox falls behind (slow disk) the receive loop stops reading the socket, TCP flow control pushes
+back, and the broker queues the messages in our persistent session instead of us buffering without
+bound. MQTT 5's Receive Maximum tells the broker the same limit, but the window does not rely on it:
+Mosquitto 2.0.11 honours it only until the first PUBACK (measured), and a 3.1.1 broker has only
+its own in-flight cap (Mosquitto's ``max_inflight_messages``, default 20, must be raised: see
+docs/edge.md). What the edge holds is at most the window plus one read (64 KiB).
+
+Reconnecting is left to :func:`edge.supervisor.supervise`: each :meth:`MqttTransport.run` opens a
+fresh connection with the same client id and ends with :class:`TransportError`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
-import socket
 import ssl
-import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from urllib.parse import urlsplit
-
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from devices.errors import DecodeError, TransportError
 from devices.mqtt_formats import decode_payload
+from devices.mqtt_packets import (
+    MQTT_V5,
+    MQTT_V311,
+    PUBACK,
+    PUBCOMP,
+    PUBREC,
+    PUBREL,
+    Ack,
+    Connack,
+    Disconnect,
+    MqttPacketDecoder,
+    Packet,
+    Publish,
+    Suback,
+    encode_ack,
+    encode_connect,
+    encode_disconnect,
+    encode_pingreq,
+    encode_publish,
+    encode_subscribe,
+    topic_matches,
+)
 from edge.clock import utcnow
 from edge.supervisor import DeviceHealthState
 from edge.transports import EventSink, measurements_to_readings
@@ -52,21 +69,64 @@ from shelfsense.contract import Event
 log = logging.getLogger(__name__)
 
 TOPIC_CACHE_MAX = 10_000
-BATCH_MAX = 500  # messages decoded and committed together
+BATCH_MAX = 2000  # messages decoded and committed together
 PIPELINE_DEPTH = 4  # batches committing at once; with queue_max this bounds unacked messages
-
-
-@dataclass(frozen=True, slots=True)
-class MqttMessage:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received_at: datetime
+READ_BYTES = 1 << 16
+SUBSCRIBE_PACKET_ID = 1
 
 
 def client_id_for(config: MqttConfig, edge_id: str) -> str:
     return config.client_id or f"shelfsense-{edge_id}"
+
+
+@dataclass
+class _Window:
+    """Messages received and not yet acknowledged; the receive loop waits while it is full."""
+
+    size: int
+    used: int = 0
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def take(self, count: int) -> None:
+        while self.used >= self.size:
+            self.room.clear()
+            await self.room.wait()
+        self.used += count
+
+    def give(self, count: int) -> None:
+        self.used -= count
+        if self.used < self.size:
+            self.room.set()
+
+
+@dataclass
+class _Session:
+    """One connection: the stream, the decoder and what the keep-alive needs to know."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    decoder: MqttPacketDecoder
+    version: int
+    last_received: float
+    reading: bool = False  # the receive loop waits on the socket (not on the window)
+    next_packet_id: int = SUBSCRIBE_PACKET_ID
+
+    def packet_id(self) -> int:
+        self.next_packet_id = self.next_packet_id % 0xFFFF + 1
+        return self.next_packet_id
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def flush(self) -> None:
+        try:
+            await self.writer.drain()
+        except (OSError, RuntimeError) as exc:  # ConnectionResetError, or a closed transport
+            raise TransportError(f"MQTT connection lost while sending: {exc}") from exc
+
+
+# A batch in the pipeline: its commit (None when it had no readings) and the messages to acknowledge.
+_InFlight = tuple["asyncio.Future[object] | None", list[Publish]]
 
 
 class MqttTransport:
@@ -90,238 +150,264 @@ class MqttTransport:
         self.keepalive_s = keepalive_s
         self.connect_timeout_s = connect_timeout_s
         self.counters: Counter[str] = counters if counters is not None else Counter()
-        self._client: paho.Client | None = None
-        self._connected = threading.Event()
+        self.version = MQTT_V5 if config.protocol == "mqttv5" else MQTT_V311
+        self._session: _Session | None = None
         self._topic_cache: dict[str, MqttSensorConfig | None] = {}
+        self._had_session = False
 
     # ------------------------------------------------------------------ public helpers
 
+    @property
+    def connected(self) -> bool:
+        """Connected to the broker (CONNACK received) right now."""
+        return self._session is not None and not self._session.writer.is_closing()
+
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
-        """Queue a publish on the current connection (thread-safe in paho); False if offline."""
-        client = self._client
-        if client is None or not self._connected.is_set():
+        """Send a PUBLISH on the current connection (call from the event loop); False if offline.
+
+        QoS 1 is fire-and-forget here: the broker's PUBACK is not awaited, and a publish lost with
+        the connection is not resent (alarms are in the outbox for the cloud anyway).
+        """
+        session = self._session
+        if session is None or session.writer.is_closing():
             return False
-        return client.publish(topic, payload, qos=qos).rc == paho.MQTT_ERR_SUCCESS
+        packet_id = session.packet_id() if qos else 0
+        session.send(encode_publish(topic, payload, qos=qos, packet_id=packet_id, version=self.version))
+        return True
 
     def abort(self) -> None:
         """Drop the TCP connection WITHOUT a DISCONNECT packet, as a power cut or cable pull would.
 
         The broker keeps the session and will redeliver unacknowledged messages on reconnect.
         """
-        client = self._client
-        sock = client.socket() if client is not None else None
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        if self._session is not None:
+            self._session.writer.transport.abort()
 
     # ------------------------------------------------------------------ connection
 
-    def _make_client(self) -> paho.Client:
-        cfg = self.config
-        v5 = cfg.protocol == "mqttv5"
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else False,
-            reconnect_on_failure=False,
-            manual_ack=True,
-        )
-        if cfg.username is not None:
-            password = cfg.password.get_secret_value() if cfg.password else None
-            client.username_pw_set(cfg.username, password)
-        if urlsplit(cfg.url).scheme == "mqtts":
-            client.tls_set_context(ssl.create_default_context())
-        return client
-
-    def _connect_blocking(self, client: paho.Client) -> None:
-        url = urlsplit(self.config.url)
-        host = url.hostname or "127.0.0.1"
-        port = url.port or (8883 if url.scheme == "mqtts" else 1883)
-        if self.config.protocol == "mqttv5":
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = self.config.session_expiry_s
-            # At most this many unacknowledged messages in flight to us: what the hand-over holds,
-            # so the paho thread never has to block for room (the broker's own cap, Mosquitto's
-            # max_inflight_messages, default 20, must be raised too: see docs/edge.md).
-            props.ReceiveMaximum = max(1, min(self.queue_max, 65535))
-            client.connect(host, port, self.keepalive_s, clean_start=False, properties=props)
-        else:
-            client.connect(host, port, self.keepalive_s)
-
     async def run(self) -> None:
         """Connect, subscribe, and process messages until the connection fails (TransportError)."""
-        loop = asyncio.get_running_loop()
-        client = self._make_client()
-        queue: asyncio.Queue[MqttMessage] = asyncio.Queue()  # bounded by `slots`
-        slots = threading.Semaphore(self.queue_max)
-        closing = threading.Event()
-        connected: asyncio.Future[None] = loop.create_future()
-        failed: asyncio.Future[None] = loop.create_future()
-
-        def resolve(future: asyncio.Future[None], exc: BaseException | None = None) -> None:
-            if not future.done():
-                if exc is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(exc)
-
-        def from_paho(future: asyncio.Future[None], exc: BaseException | None = None) -> None:
-            with contextlib.suppress(RuntimeError):  # the event loop is already closed
-                loop.call_soon_threadsafe(resolve, future, exc)
-
-        def on_connect(c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-            if reason.is_failure:
-                from_paho(failed, TransportError(f"broker refused the connection: {reason}"))
-                return
-            # Re-subscribing is idempotent and covers a broker that lost our session.
-            topics = [(sensor.topic, 1) for sensor in self.config.sensors]
-            if topics:
-                c.subscribe(topics)
-            self._connected.set()
-            from_paho(connected)
-
-        def on_disconnect(_c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-            self._connected.clear()
-            from_paho(failed, TransportError(f"MQTT connection lost: {reason}"))
-
-        # Hand-over in bulk: paho appends to a deque and wakes the loop only when no wake-up is
-        # pending. One call_soon_threadsafe per message (a self-pipe write and a loop iteration
-        # each) was a tenth of the edge's CPU at a few thousand messages per second.
-        arrived: collections.deque[MqttMessage] = collections.deque()
-        wake_pending = threading.Event()
-
-        def hand_over() -> None:
-            wake_pending.clear()  # before draining: a message appended from now on wakes us again
-            while arrived:
-                queue.put_nowait(arrived.popleft())
-
-        def on_message(_c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-            # Block (backpressure) until asyncio has room; give up only when this run is over,
-            # in which case the message stays unacked and the broker redelivers it.
-            while not slots.acquire(timeout=0.5):
-                if closing.is_set():
-                    return
-            arrived.append(MqttMessage(msg.topic, bytes(msg.payload), msg.mid, msg.qos, utcnow()))
-            if not wake_pending.is_set():
-                wake_pending.set()
-                try:
-                    loop.call_soon_threadsafe(hand_over)
-                except RuntimeError:  # the loop is closed: this run is over, nothing will be acked
-                    wake_pending.clear()
-
-        client.on_connect = on_connect
-        client.on_disconnect = on_disconnect
-        client.on_message = on_message
-        self._client = client
-        consumer: asyncio.Task[None] | None = None
+        session, early = await self._open()
+        self._session = session
+        window = _Window(self.queue_max)
+        batches: asyncio.Queue[list[Publish]] = asyncio.Queue()  # bounded by the window
+        in_flight: asyncio.Queue[_InFlight] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        commits: set[asyncio.Future[object]] = set()
+        self.health.mark_connected()
+        tasks = [
+            asyncio.create_task(self._receive(session, early, window, batches)),
+            asyncio.create_task(self._keepalive(session)),
+            asyncio.create_task(self._decode_batches(batches, in_flight, commits)),
+            asyncio.create_task(self._ack_in_order(session, in_flight, window)),
+        ]
         try:
-            try:
-                await asyncio.to_thread(self._connect_blocking, client)
-            except (OSError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError)
-                raise TransportError(f"cannot connect to {self.config.url}: {exc}") from exc
-            client.loop_start()
-            await self._wait_connected(connected, failed)
-            self.health.mark_connected()
-            consumer = asyncio.create_task(self._consume(client, queue, slots))
-            await asyncio.wait({failed, consumer}, return_when=asyncio.FIRST_COMPLETED)
-            if consumer.done():
-                consumer.result()  # an outbox failure or a bug: propagate it
-            failed.result()
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # TransportError, an outbox failure or a bug: propagate it
+            raise TransportError("MQTT session ended")  # unreachable: the tasks loop forever
         finally:
-            closing.set()
-            self._connected.clear()
-            if consumer is not None:
-                consumer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await consumer
-            await asyncio.to_thread(self._shutdown, client)
-            self._client = None
-            if failed.done() and not failed.cancelled():
-                failed.exception()  # our own clean DISCONNECT also reports "lost": mark it seen
+            self._session = None
+            pending: list[asyncio.Future[object] | asyncio.Task[None]] = [*tasks, *commits]
+            for future in pending:
+                future.cancel()
+            # A commit cancelled here may still land: its messages are redelivered (at-least-once).
+            await asyncio.gather(*pending, return_exceptions=True)
+            await self._close(session)
 
-    async def _wait_connected(self, connected: asyncio.Future[None], failed: asyncio.Future[None]) -> None:
-        done, _ = await asyncio.wait(
-            {connected, failed}, timeout=self.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
+    async def _open(self) -> tuple[_Session, list[Packet]]:
+        """TCP (TLS for mqtts://), CONNECT, CONNACK and SUBSCRIBE; returns packets that came along."""
+        cfg = self.config
+        url = urlsplit(cfg.url)
+        host = url.hostname or "127.0.0.1"
+        tls = url.scheme == "mqtts"
+        port = url.port or (8883 if tls else 1883)
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=ssl.create_default_context() if tls else None, limit=READ_BYTES
+                )
+        except (OSError, TimeoutError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError)
+            raise TransportError(f"cannot connect to {cfg.url}: {exc or 'timed out'}") from exc
+        loop = asyncio.get_running_loop()
+        session = _Session(reader, writer, MqttPacketDecoder(self.version), self.version, loop.time())
+        try:
+            session.send(self._connect_packet())
+            async with asyncio.timeout(self.connect_timeout_s):
+                connack, early = await self._read_until_connack(session)
+        except BaseException as exc:  # timeout, refusal, cancellation: never leak the socket
+            await self._close(session, polite=False)
+            if isinstance(exc, TimeoutError):
+                raise TransportError(f"no CONNACK from {cfg.url} within {self.connect_timeout_s} s") from exc
+            raise
+        if not connack.accepted:
+            await self._close(session, polite=False)
+            detail = f" ({connack.reason_string})" if connack.reason_string else ""
+            raise TransportError(f"broker refused the connection: code {connack.reason_code}{detail}")
+        self._note_session(connack)
+        topics = [(sensor.topic, 1) for sensor in cfg.sensors]
+        if topics:  # re-subscribing is idempotent and covers a broker that lost our session
+            session.send(encode_subscribe(SUBSCRIBE_PACKET_ID, topics, version=self.version))
+        return session, early
+
+    def _connect_packet(self) -> bytes:
+        cfg = self.config
+        return encode_connect(
+            self.client_id,
+            version=self.version,
+            keepalive_s=self.keepalive_s,
+            clean_start=False,
+            username=cfg.username,
+            password=cfg.password.get_secret_value() if cfg.password else None,
+            session_expiry_s=cfg.session_expiry_s,
+            # At most this many unacknowledged messages in flight to us: what the window holds.
+            receive_maximum=max(1, min(self.queue_max, 65535)),
         )
-        if failed in done:
-            failed.result()
-        if connected not in done:
-            raise TransportError(f"no CONNACK from {self.config.url} within {self.connect_timeout_s} s")
 
-    @staticmethod
-    def _shutdown(client: paho.Client) -> None:
-        client.disconnect()  # a clean DISCONNECT (keeps the session); a no-op if already down
-        client.loop_stop()
+    async def _read_until_connack(self, session: _Session) -> tuple[Connack, list[Packet]]:
+        while True:
+            packets = await self._read(session)
+            for i, packet in enumerate(packets):
+                if isinstance(packet, Connack):
+                    return packet, packets[i + 1 :]  # a resumed session's messages may follow at once
+            if any(isinstance(p, Disconnect) for p in packets):
+                raise TransportError("broker closed the connection before CONNACK")
+
+    def _note_session(self, connack: Connack) -> None:
+        if self._had_session and not connack.session_present:
+            log.warning(
+                "MQTT broker %s had no session for %s: messages sent while the edge was away are lost "
+                "(broker restarted without persistence, or session expired)",
+                self.config.url,
+                self.client_id,
+            )
+        self._had_session = True
+
+    async def _read(self, session: _Session) -> list[Packet]:
+        session.reading = True
+        try:
+            data = await session.reader.read(READ_BYTES)
+        except OSError as exc:
+            raise TransportError(f"MQTT connection lost: {exc}") from exc
+        finally:
+            session.reading = False
+        if not data:
+            raise TransportError("MQTT connection lost: the broker closed it")
+        session.last_received = asyncio.get_running_loop().time()
+        try:
+            return session.decoder.feed(data)
+        except DecodeError as exc:
+            raise TransportError(f"MQTT protocol error from the broker: {exc}") from exc
+
+    async def _close(self, session: _Session, *, polite: bool = True) -> None:
+        writer = session.writer
+        if polite and not writer.is_closing():
+            session.send(encode_disconnect())  # a clean DISCONNECT keeps the session
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(2):
+                await writer.wait_closed()
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _receive(
+        self, session: _Session, early: list[Packet], window: _Window, batches: asyncio.Queue[list[Publish]]
+    ) -> None:
+        packets = early
+        while True:
+            publishes = [p for p in packets if isinstance(p, Publish)]
+            if len(publishes) != len(packets):
+                self._control(session, [p for p in packets if not isinstance(p, Publish)])
+            if publishes:
+                batches.put_nowait(publishes)
+                await window.take(len(publishes))  # stop reading while too many are unacknowledged
+            packets = await self._read(session)
+
+    def _control(self, session: _Session, packets: list[Packet]) -> None:
+        for packet in packets:
+            if isinstance(packet, Disconnect):
+                detail = f" ({packet.reason_string})" if packet.reason_string else ""
+                raise TransportError(f"broker disconnected us: reason {packet.reason_code}{detail}")
+            if isinstance(packet, Ack) and packet.kind == PUBREL:  # QoS 2, second half
+                session.send(encode_ack(PUBCOMP, packet.packet_id))
+            elif isinstance(packet, Suback):
+                refused = [
+                    s.topic
+                    for s, code in zip(self.config.sensors, packet.reason_codes, strict=False)
+                    if code >= 0x80
+                ]
+                if refused:
+                    log.error("MQTT broker refused the subscription to %s (ACL?)", ", ".join(refused))
+            # PINGRESP, PUBACKs of our own publishes: nothing to do.
+
+    async def _keepalive(self, session: _Session) -> None:
+        """PINGREQ every half keep-alive; a broker silent for 1.5 keep-alives is gone.
+
+        Silence only counts while the receive loop is reading: while it waits for the outbox
+        (backpressure) nobody reads the answers.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.keepalive_s / 2)
+            if session.reading and loop.time() - session.last_received > 1.5 * self.keepalive_s:
+                raise TransportError(f"MQTT broker silent for {1.5 * self.keepalive_s:.0f} s")
+            session.send(encode_pingreq())
 
     # ------------------------------------------------------------------ processing
 
     def _sensor_for(self, topic: str) -> MqttSensorConfig | None:
-        # paho's topic_matches_sub builds a matcher tree per call: with 50 sensors that linear scan
-        # was a quarter of the edge's CPU at 2k msg/s. Topics repeat, so remember the answer
-        # (bounded: a flood of distinct unknown topics only clears the cache).
+        # Topics repeat: remember the answer of the linear scan over the sensor map (bounded: a
+        # flood of distinct unknown topics only clears the cache).
         try:
             return self._topic_cache[topic]
         except KeyError:
             pass
-        found = next((s for s in self.config.sensors if paho.topic_matches_sub(s.topic, topic)), None)
+        found = next((s for s in self.config.sensors if topic_matches(s.topic, topic)), None)
         if len(self._topic_cache) >= TOPIC_CACHE_MAX:
             self._topic_cache.clear()
         self._topic_cache[topic] = found
         return found
 
-    def _decode(self, msg: MqttMessage) -> list[Event]:
+    def _decode(self, msg: Publish, received_at: datetime) -> list[Event] | None:
+        """The readings of one message; None when it is not a reading (unknown topic, malformed)."""
         sensor = self._sensor_for(msg.topic)
-        self.counters["mqtt_messages"] += 1
         if sensor is None:
             self.counters["mqtt_unknown_topic"] += 1
-            return []
+            return None
         try:
             measurements = decode_payload(sensor.format, msg.topic, msg.payload, quantity=sensor.quantity)
         except DecodeError as exc:
             self.counters["mqtt_malformed"] += 1
             self.health.frame_bad()
             log.debug("dropping malformed payload on %s: %s", msg.topic, exc)
-            return []
-        self.health.frame_ok(1, msg.received_at)
-        return list(measurements_to_readings(measurements, sensor.sensor_id, sensor.zone, msg.received_at))
-
-    async def _consume(
-        self, client: paho.Client, queue: asyncio.Queue[MqttMessage], slots: threading.Semaphore
-    ) -> None:
-        """Decode and commit batches while earlier ones are still committing; PUBACK strictly in order.
-
-        Waiting for each commit before decoding the next batch left the edge idle during every
-        fsync. Now up to ``PIPELINE_DEPTH`` batches are in the writer at once (it group-commits
-        them) and the acker PUBACKs each batch only after its own commit, in arrival order.
-        """
-        in_flight: asyncio.Queue[tuple[asyncio.Future[object] | None, list[MqttMessage]]]
-        in_flight = asyncio.Queue(maxsize=PIPELINE_DEPTH)
-        commits: set[asyncio.Future[object]] = set()
-        reader = asyncio.create_task(self._decode_batches(queue, in_flight, commits))
-        acker = asyncio.create_task(self._ack_in_order(client, in_flight, slots))
-        try:
-            done, _ = await asyncio.wait({reader, acker}, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()  # an outbox failure or a bug: propagate it (messages stay unacked)
-        finally:
-            pending: list[asyncio.Future[object] | asyncio.Task[None]] = [reader, acker, *commits]
-            for future in pending:
-                future.cancel()
-            # A commit cancelled here may still land: its messages are redelivered (at-least-once).
-            await asyncio.gather(*pending, return_exceptions=True)
+            return None
+        return list(measurements_to_readings(measurements, sensor.sensor_id, sensor.zone, received_at))
 
     async def _decode_batches(
         self,
-        queue: asyncio.Queue[MqttMessage],
-        in_flight: asyncio.Queue[tuple[asyncio.Future[object] | None, list[MqttMessage]]],
+        batches: asyncio.Queue[list[Publish]],
+        in_flight: asyncio.Queue[_InFlight],
         commits: set[asyncio.Future[object]],
     ) -> None:
+        """Decode and hand batches to the outbox while earlier ones are still committing.
+
+        Up to ``PIPELINE_DEPTH`` batches are in the writer at once (it group-commits them), so the
+        edge never idles during an fsync; the acker acknowledges each only after its own commit.
+        """
         while True:
-            batch = [await queue.get()]
-            while not queue.empty() and len(batch) < BATCH_MAX:
-                batch.append(queue.get_nowait())
-            events = [event for msg in batch for event in self._decode(msg)]
+            batch = await batches.get()
+            while not batches.empty() and len(batch) < BATCH_MAX:
+                batch += batches.get_nowait()
+            received_at = utcnow()
+            events: list[Event] = []
+            ok = 0
+            for msg in batch:
+                readings = self._decode(msg, received_at)
+                if readings is not None:
+                    events += readings
+                    ok += 1
+            self.counters["mqtt_messages"] += len(batch)
+            if ok:
+                self.health.frame_ok(ok, received_at)
             commit = asyncio.ensure_future(self.sink(events)) if events else None  # durable before PUBACK
             if commit is not None:
                 commits.add(commit)
@@ -329,15 +415,12 @@ class MqttTransport:
             await in_flight.put((commit, batch))
 
     @staticmethod
-    async def _ack_in_order(
-        client: paho.Client,
-        in_flight: asyncio.Queue[tuple[asyncio.Future[object] | None, list[MqttMessage]]],
-        slots: threading.Semaphore,
-    ) -> None:
+    async def _ack_in_order(session: _Session, in_flight: asyncio.Queue[_InFlight], window: _Window) -> None:
         while True:
             commit, batch = await in_flight.get()
             if commit is not None:
                 await commit
-            for msg in batch:
-                client.ack(msg.mid, msg.qos)
-            slots.release(len(batch))
+            acks = [encode_ack(PUBACK if m.qos == 1 else PUBREC, m.packet_id) for m in batch if m.qos]
+            session.send(b"".join(acks))
+            window.give(len(batch))
+            await session.flush()

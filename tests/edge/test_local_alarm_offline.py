@@ -94,7 +94,7 @@ async def test_alarm_published_within_1s_with_the_cloud_down(mosquitto_broker: A
     try:
         async with asyncio.timeout(20):
             # Normal readings flow and the MQTT link is up before the room warms.
-            while agent.mqtt is None or not agent.mqtt._connected.is_set():
+            while agent.mqtt is None or not agent.mqtt.connected:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.6)
             probe_values.warm()

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.publish as mqtt_publish
 import pytest
+from pydantic import SecretStr
 
 from devices.errors import TransportError
 from devices.mqtt_formats import encode_zigbee2mqtt
+from devices.mqtt_packets import encode_publish
 from edge.outbox import Outbox, OutboxWriter
 from edge.supervisor import DeviceHealthState, supervise
-from edge.transports.mqtt import MqttTransport
+from edge.transports.mqtt import READ_BYTES, MqttTransport
 from shelfsense.config import MqttConfig, MqttSensorConfig
 from shelfsense.contract import Event, SensorReading
 
@@ -126,3 +129,123 @@ async def test_refused_connection_is_a_transport_error() -> None:
     transport = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), lambda e: asyncio.sleep(0))
     with pytest.raises(TransportError, match="cannot connect"):
         await transport.run()
+
+
+def _password_file(folder: Path, users: dict[str, str]) -> Path:
+    path = folder / "passwords"
+    for user, password in users.items():
+        flags = ["-b"] if path.exists() else ["-c", "-b"]
+        subprocess.run(["mosquitto_passwd", *flags, str(path), user, password], check=True)
+    path.chmod(0o600)
+    return path
+
+
+async def test_username_password_and_refusal(
+    mosquitto_factory: Any, tmp_path: Path, writer: OutboxWriter
+) -> None:
+    broker = mosquitto_factory(password_file=_password_file(tmp_path, {"edge": "s3cret", "probe": "p"}))
+    good = config_for(broker).model_copy(update={"username": "edge", "password": SecretStr("s3cret")})
+    bad = good.model_copy(update={"password": SecretStr("wrong")})
+
+    with pytest.raises(TransportError, match="refused the connection"):
+        await MqttTransport(bad, "edge-1", DeviceHealthState("mqtt"), writer.submit).run()
+
+    transport = MqttTransport(good, "edge-1", DeviceHealthState("mqtt"), writer.submit)
+    run = asyncio.create_task(transport.run())
+    try:
+        await wait_until(lambda: asyncio.sleep(0, transport.connected))
+        await asyncio.to_thread(
+            mqtt_publish.single,
+            TOPIC,
+            encode_zigbee2mqtt(3.5, 55.0),
+            qos=1,
+            hostname=broker.host,
+            port=broker.port,
+            auth={"username": "probe", "password": "p"},
+        )
+        await wait_until(lambda: readings_in(writer.outbox))
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+    assert {(r.quantity, r.value) for r in await readings_in(writer.outbox)} == {
+        ("temperature", 3.5),
+        ("humidity", 55.0),
+    }
+
+
+async def test_a_broker_that_stops_answering_is_detected_by_the_keepalive() -> None:
+    """A half-open TCP connection (broker hung, NAT dropped the flow) must not look healthy forever."""
+
+    async def hung_broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # CONNECT
+        writer.write(b"\x20\x03\x00\x00\x00")  # v5 CONNACK, accepted, no properties
+        while await reader.read(1024):  # SUBSCRIBE, PINGREQs: never answered
+            pass
+
+    server = await asyncio.start_server(hung_broker, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = MqttConfig(
+        url=f"mqtt://127.0.0.1:{port}",
+        sensors=[MqttSensorConfig(topic=TOPIC, format="zigbee2mqtt", sensor_id="f")],
+    )
+    transport = MqttTransport(
+        config, "edge-1", DeviceHealthState("mqtt"), lambda e: asyncio.sleep(0), keepalive_s=1
+    )
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TransportError, match="silent"):
+            await asyncio.wait_for(transport.run(), 10)
+        assert asyncio.get_running_loop().time() - started < 4  # 1.5 keep-alives, checked every half
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_slow_outbox_applies_backpressure_and_loses_nothing(
+    mosquitto_factory: Any, writer: OutboxWriter
+) -> None:
+    """With room for 20 unacknowledged messages and a slow disk, 600 messages still all arrive, and
+    the edge never holds more than its window plus one socket read (the broker may send more than
+    the Receive Maximum: Mosquitto 2.0.11 does once acks flow)."""
+    broker = mosquitto_factory(max_inflight_messages=1000)
+    config = config_for(broker)
+    biggest_batch = 0
+
+    async def slow_sink(events: Sequence[Event]) -> object:
+        nonlocal biggest_batch
+        biggest_batch = max(biggest_batch, len(events))
+        await asyncio.sleep(0.02)
+        return await writer.submit(events)
+
+    transport = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), slow_sink, queue_max=20)
+    run = asyncio.create_task(transport.run())
+    try:
+        await wait_until(lambda: asyncio.sleep(0, transport.connected))
+        await asyncio.to_thread(
+            mqtt_publish.multiple,
+            [{"topic": TOPIC, "payload": padded(n), "qos": 1} for n in range(600)],
+            hostname=broker.host,
+            port=broker.port,
+        )
+        async with asyncio.timeout(60):
+            while len(await writer.outbox.pending(5000)) < 1200:
+                await asyncio.sleep(0.05)
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+    temperatures = sorted(
+        r.value for r in await readings_in_all(writer.outbox) if r.quantity == "temperature"
+    )
+    assert temperatures == [n / 100 for n in range(600)]
+    # 2 readings per message; in hand at most the window plus what one 64 KiB read holds.
+    per_read = READ_BYTES // len(encode_publish(TOPIC, padded(0), qos=1, packet_id=1)) + 1
+    assert biggest_batch <= 2 * (20 + per_read) < 2 * 600 // 4
+
+
+def padded(n: int) -> bytes:
+    """A Zigbee2MQTT reading with ~1 kB of keys the decoder ignores (so a read holds few of them)."""
+    return encode_zigbee2mqtt(n / 100, 50.0)[:-1] + b',"note":"' + b"x" * 1000 + b'"}'
+
+
+async def readings_in_all(outbox: Outbox) -> list[SensorReading]:
+    return [p.event for p in await outbox.pending(5000) if isinstance(p.event, SensorReading)]
