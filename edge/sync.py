@@ -220,16 +220,20 @@ async def sync_loop(
     """Drain the outbox to the cloud until ``stop_event`` is set.
 
     Full batches are followed immediately by the next one (catching up after an outage); otherwise
-    the loop polls every ``interval_s``. Failures back off exponentially with full jitter;
-    permanent failures jump to the maximum delay. A 413 halves the batch size (down to 1) for
-    the following attempts. ``OutboxError`` propagates: a broken disk is not a cloud problem.
+    the loop polls every ``interval_s``, counted from the start of the previous send (a send that
+    took most of the interval is followed at once, so a steady stream never waits on a timer).
+    Failures back off exponentially with full jitter; permanent failures jump to the maximum delay.
+    A 413 halves the batch size (down to 1) for the following attempts. ``OutboxError`` propagates:
+    a broken disk is not a cloud problem.
     """
     backoff = Backoff(backoff_initial, backoff_max, rng)
     limit = batch_max_events
     cloud_lost = False
     clock_skewed = False
     backlog = False  # the last batch was full: drain the rest pipelined
+    loop = asyncio.get_running_loop()
     while not stop_event.is_set():
+        started = loop.time()
         step = drain_pipelined(outbox, client, limit) if backlog else sync_once(outbox, client, limit)
         try:
             result = await _unless_stopped(step, stop_event)
@@ -262,7 +266,7 @@ async def sync_loop(
             backlog = False  # the drain left a partial batch: sync_once sends it right away
             continue
         backlog = sent >= limit
-        if not backlog and await wait_or_stop(stop_event, interval_s):
+        if not backlog and await wait_or_stop(stop_event, max(0.0, interval_s - (loop.time() - started))):
             return
 
 

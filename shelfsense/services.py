@@ -68,6 +68,9 @@ class MosquittoProcess:
     # QoS 1 messages sent to one client and not yet PUBACKed (Mosquitto's default is 20). None keeps
     # the broker default; an edge that PUBACKs after its commit needs far more (see docs/edge.md).
     max_inflight_messages: int | None = None
+    # Seconds between saves of the in-memory state (queued messages, sessions) to disk. 1 s suits
+    # tests that restart the broker; a site uses 60 (docs/edge.md), as bench/mqtt_to_cloud.py does.
+    autosave_interval_s: int = 1
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="shelfsense-mosquitto-")))
     process: subprocess.Popen[bytes] | None = None
 
@@ -84,7 +87,7 @@ class MosquittoProcess:
             f"listener {self.port} {self.host}",
             f"persistence_location {self.workdir}/",
             "persistence true",
-            "autosave_interval 1",
+            f"autosave_interval {self.autosave_interval_s}",
             # Mosquitto's default of 1000 silently drops QoS 1 messages queued for a slow subscriber.
             f"max_queued_messages {self.max_queued_messages}",
             f"log_dest file {self.workdir}/mosquitto.log",

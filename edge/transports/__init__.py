@@ -30,12 +30,13 @@ def measurements_to_readings(
     Quantities outside the contract vocabulary (and non-finite values) are skipped.
     """
     stamp = now or utcnow()
-    channels = {m.channel for m in measurements if m.channel}
+    # Channel suffixes only when the payload really carries several channels (rare: Tasmota).
+    multi = len(measurements) > 1 and len({m.channel for m in measurements if m.channel}) > 1
     readings = []
     for m in measurements:
         if m.quantity not in _QUANTITIES or not math.isfinite(m.value):
             continue
-        sid = f"{sensor_id}.{m.channel}" if len(channels) > 1 and m.channel else sensor_id
+        sid = f"{sensor_id}.{m.channel}" if multi and m.channel else sensor_id
         readings.append(
             SensorReading.model_validate(
                 {

@@ -24,9 +24,12 @@ class FakeCloud:
     respond: Callable[[Request], tuple[int, bytes]]
     requests: list[Request] = field(default_factory=list)
     url: str = ""
+    delay_s: float = 0.0  # how long the "cloud" takes to store a batch
+    arrivals: list[float] = field(default_factory=list)  # loop time at which each request arrived
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
+        self.arrivals.append(asyncio.get_running_loop().time())
         lines = head.decode().split("\r\n")
         path = lines[0].split()[1]
         headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
@@ -35,6 +38,7 @@ class FakeCloud:
             body = gzip.decompress(body)
         request = Request(path, headers, parse_batch(body))
         self.requests.append(request)
+        await asyncio.sleep(self.delay_s)
         status, payload = self.respond(request)
         writer.write(
             f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"

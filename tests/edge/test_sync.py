@@ -163,3 +163,27 @@ def test_batch_json_from_stored_rows_is_a_valid_contract_batch() -> None:
     assert batch.edge_id == "edge-1"
     assert [(e.seq, e.event) for e in batch.events] == [(7, events[0]), (9, events[1])]
     assert parse_batch(batch_json("edge-1", [])).events == []
+
+
+async def test_a_slow_cloud_is_polled_from_send_start_not_after_a_full_extra_interval(
+    cloud: Callable[[Responder], Awaitable[FakeCloud]], outbox: Outbox
+) -> None:
+    """A steady stream with sends taking most of the interval: the loop must not idle a whole interval
+    after each send (that halved the throughput of a busy edge)."""
+    fake = await cloud(lambda r: (200, ack(r.batch.events[-1].seq)))
+    fake.delay_s = 0.3
+    client = SyncClient(fake.url, "edge-1", "t")
+    stop = asyncio.Event()
+    task = asyncio.create_task(sync_loop(outbox, client, 0.4, 1000, stop))
+    try:
+        for n in range(40):  # new events keep arriving, never a full batch
+            await outbox.append([DeviceHealth(device_id=f"live{n}", connected=True, at=T0)])
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+        await client.aclose()
+    gaps = [b - a for a, b in zip(fake.arrivals, fake.arrivals[1:], strict=False)]
+    assert len(gaps) >= 3
+    # Start to start: the interval (0.4 s) plus connection overhead, not send time + interval (0.7 s).
+    assert max(gaps) < 0.6, gaps
