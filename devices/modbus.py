@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from devices.errors import DecodeError
+from devices.framing import StreamDecoder
 from devices.readings import Measurement
 
 __all__ = [
@@ -199,7 +200,7 @@ def decode_th_registers(registers: Sequence[int]) -> list[Measurement]:
     return out
 
 
-class RtuRequestDecoder:
+class RtuRequestDecoder(StreamDecoder):
     """Incremental request decoder for the slave (simulator) side: ``feed(bytes) -> list[RtuRequest]``.
 
     Handles the fixed 8-byte requests (functions 0x01..0x06). RTU has no start byte, and without
@@ -210,23 +211,15 @@ class RtuRequestDecoder:
     are skipped as noise, so the master sees a timeout just as with the real probe.
     """
 
-    __slots__ = ("_buf", "_in_sync", "bytes_skipped", "frames_bad", "frames_ok")
+    __slots__ = ("_in_sync",)
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        super().__init__()
         self._in_sync = True
-        self.frames_ok = 0
-        self.frames_bad = 0
-        self.bytes_skipped = 0
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held back waiting for the rest of a request."""
-        return len(self._buf)
 
     def reset(self) -> None:
         """Drop any partial request; counters are kept."""
-        self._buf.clear()
+        super().reset()
         self._in_sync = True
 
     def feed(self, data: bytes) -> list[RtuRequest]:
@@ -234,7 +227,8 @@ class RtuRequestDecoder:
         buf = self._buf
         buf += data
         out: list[RtuRequest] = []
-        pos = 0
+        pos = bad = skipped = 0
+        in_sync = self._in_sync
         n = len(buf)
         while n - pos >= _REQUEST_LEN:
             frame = bytes(buf[pos : pos + _REQUEST_LEN])
@@ -242,17 +236,16 @@ class RtuRequestDecoder:
                 out.append(
                     RtuRequest(frame[0], frame[1], (frame[2] << 8) | frame[3], (frame[4] << 8) | frame[5])
                 )
-                self.frames_ok += 1
-                self._in_sync = True
+                in_sync = True
                 pos += _REQUEST_LEN
                 continue
-            if self._in_sync:
-                self.frames_bad += 1
-                self._in_sync = False
-            self.bytes_skipped += 1
+            if in_sync:
+                bad += 1
+                in_sync = False
+            skipped += 1
             pos += 1
-        if pos:
-            del buf[:pos]
+        self._in_sync = in_sync
+        self._consumed(pos, len(out), bad, skipped)
         return out
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from devices.errors import DecodeError
+from devices.framing import StreamDecoder
 
 __all__ = [
     "MQTT_V5",
@@ -211,26 +212,24 @@ def encode_disconnect() -> bytes:
 # --- decoding ---------------------------------------------------------------------------------
 
 
-class MqttPacketDecoder:
-    """Incremental decoder of the packets a broker sends to a client (see module docstring)."""
+class MqttPacketDecoder(StreamDecoder):
+    """Incremental decoder of the packets a broker sends to a client (see module docstring).
+
+    ``frames_ok`` counts packets; a stream is never resynchronised (MQTT has no start byte), so a
+    malformed packet raises instead of counting ``frames_bad``.
+    """
+
+    __slots__ = ("max_packet_bytes", "v5")
 
     def __init__(self, version: int = MQTT_V5, max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES) -> None:
         if version not in (MQTT_V311, MQTT_V5):
             raise ValueError(f"unsupported MQTT protocol level {version}")
+        super().__init__()
         self.v5 = version == MQTT_V5
         self.max_packet_bytes = max_packet_bytes
-        self._buffer = bytearray()
-        self.packets = 0
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
-
-    def reset(self) -> None:
-        self._buffer.clear()
 
     def feed(self, data: bytes) -> list[Packet]:
-        buffer = self._buffer
+        buffer = self._buf
         buffer += data
         packets: list[Packet] = []
         view = memoryview(buffer)
@@ -248,8 +247,7 @@ class MqttPacketDecoder:
                 pos = body + length
         finally:
             view.release()
-        del buffer[:pos]
-        self.packets += len(packets)
+        self._consumed(pos, len(packets), 0, 0)
         return packets
 
     def _remaining_length(self, view: memoryview, at: int, end: int) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Final, Literal, NamedTuple
 
 from devices.errors import DecodeError
+from devices.framing import StreamDecoder
 
 __all__ = [
     "ACK_FRAME",
@@ -178,29 +179,14 @@ def _body(buf: bytearray, t: int, length: int, n: int, *, extended: bool) -> tup
     return end, Pn532Frame("info", tfi, bytes(buf[t + 1 : t + length]), extended)
 
 
-class Pn532FrameDecoder:
+class Pn532FrameDecoder(StreamDecoder):
     """Incremental decoder for both directions: ``feed(bytes) -> list[Pn532Frame]``.
 
     Counters: ``frames_ok``, ``frames_bad`` (candidates rejected), ``bytes_skipped`` (bytes that were
     not part of a returned frame or of its preamble byte). A clean stream skips nothing.
     """
 
-    __slots__ = ("_buf", "bytes_skipped", "frames_bad", "frames_ok")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.frames_ok = 0
-        self.frames_bad = 0
-        self.bytes_skipped = 0
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held back waiting for the rest of a frame."""
-        return len(self._buf)
-
-    def reset(self) -> None:
-        """Drop any partial frame (e.g. after reopening the port); counters are kept."""
-        self._buf.clear()
+    __slots__ = ()
 
     def feed(self, data: bytes) -> list[Pn532Frame]:
         """Add received bytes; return every frame completed by them, in order."""
@@ -236,11 +222,7 @@ class Pn532FrameDecoder:
             skipped += lead - pos
             out.append(frame)
             pos = end
-        self.frames_ok += len(out)
-        self.frames_bad += bad
-        self.bytes_skipped += skipped
-        if pos:
-            del buf[:pos]
+        self._consumed(pos, len(out), bad, skipped)
         return out
 
 

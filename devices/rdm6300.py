@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
+from devices.framing import StreamDecoder
+
 __all__ = ["FRAME_LEN", "Rdm6300Decoder", "Rdm6300Frame", "checksum", "encode_frame"]
 
 STX: Final = 0x02
@@ -66,28 +68,14 @@ def encode_frame(card_hex: str) -> bytes:
     return bytes((STX,)) + text.encode("ascii") + bytes((ETX,))
 
 
-class Rdm6300Decoder:
+class Rdm6300Decoder(StreamDecoder):
     """Incremental decoder: ``feed(bytes) -> list[Rdm6300Frame]``; see the module docstring.
 
     Counters: ``frames_ok``, ``frames_bad`` (candidates starting with 0x02 that were rejected),
     ``bytes_skipped`` (bytes not part of a returned frame).
     """
 
-    __slots__ = ("_buf", "bytes_skipped", "frames_bad", "frames_ok")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.frames_ok = 0
-        self.frames_bad = 0
-        self.bytes_skipped = 0
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
-    def reset(self) -> None:
-        """Drop any partial frame; counters are kept."""
-        self._buf.clear()
+    __slots__ = ()
 
     def feed(self, data: bytes) -> list[Rdm6300Frame]:
         """Add received bytes; return every frame completed by them, in order."""
@@ -95,38 +83,34 @@ class Rdm6300Decoder:
         buf += data
         n = len(buf)
         out: list[Rdm6300Frame] = []
-        pos = 0
+        pos = bad = skipped = 0
         while True:
             start = buf.find(STX, pos)
             if start < 0:
-                self.bytes_skipped += n - pos
+                skipped += n - pos
                 pos = n
                 break
-            self.bytes_skipped += start - pos
+            skipped += start - pos
             pos = start
             if n - start < FRAME_LEN:
                 # A 0x02 inside what we hold cannot belong to this frame: resync there now.
                 restart = buf.find(STX, start + 1)
                 if restart < 0:
                     break
-                self._reject(restart - start)
+                bad += 1
+                skipped += restart - start
                 pos = restart
                 continue
             frame = _parse(buf[start : start + FRAME_LEN])
             if frame is None:
-                self._reject(1)
+                bad += 1
+                skipped += 1
                 pos = start + 1
                 continue
             out.append(frame)
             pos = start + FRAME_LEN
-        self.frames_ok += len(out)
-        if pos:
-            del buf[:pos]
+        self._consumed(pos, len(out), bad, skipped)
         return out
-
-    def _reject(self, skipped: int) -> None:
-        self.frames_bad += 1
-        self.bytes_skipped += skipped
 
 
 def _parse(candidate: bytearray) -> Rdm6300Frame | None:

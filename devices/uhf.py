@@ -27,6 +27,7 @@ import binascii
 import re
 from typing import Final, NamedTuple
 
+from devices.framing import StreamDecoder
 from devices.readings import TagRead
 
 __all__ = [
@@ -128,7 +129,7 @@ def gen2_crc16(data: bytes) -> int:
     return binascii.crc_hqx(data, 0xFFFF) ^ 0xFFFF
 
 
-class UhfFrameDecoder:
+class UhfFrameDecoder(StreamDecoder):
     """Incremental frame decoder: ``feed(bytes) -> list[UhfFrame]``.
 
     A frame is accepted when its type is 0..2, its length at most ``max_payload``, its checksum
@@ -143,23 +144,11 @@ class UhfFrameDecoder:
     plus the last chunk fed.
     """
 
-    __slots__ = ("_buf", "bytes_skipped", "frames_bad", "frames_ok", "max_payload")
+    __slots__ = ("max_payload",)
 
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
-        self._buf = bytearray()
+        super().__init__()
         self.max_payload = max_payload
-        self.frames_ok = 0
-        self.frames_bad = 0
-        self.bytes_skipped = 0
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held back waiting for the rest of a frame."""
-        return len(self._buf)
-
-    def reset(self) -> None:
-        """Drop any partial frame (e.g. after reopening the port); counters are kept."""
-        self._buf.clear()
 
     def feed(self, data: bytes) -> list[UhfFrame]:
         """Add received bytes; return every frame completed by them, in order."""
@@ -208,11 +197,7 @@ class UhfFrameDecoder:
             append(UhfFrame(frame_type, buf[pos + 2], bytes(buf[pos + 5 : end - 2])))
             ok += 1
             pos = end
-        if pos:
-            del buf[:pos]
-        self.frames_ok += ok
-        self.frames_bad += bad
-        self.bytes_skipped += skipped
+        self._consumed(pos, ok, bad, skipped)
         return out
 
 
