@@ -4,82 +4,28 @@ server, the delivery log, contact groups and escalation, and a stuck channel not
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from conftest import MAX_BODY, Cloud, batch, reading
+from webhook_receiver import Receiver, webhook_receiver
 
 from cloud.admin import create_user_async
 from cloud.core import db
-from cloud.notify import verify_webhook
 from cloud.services.coldchain_runtime import ColdChainRuntime, runtime_of
 from shelfsense.config import CloudSettings, ColdChainSettings, Settings, ZoneLimits
 
 SECRET = "s3cret-for-tests"
 
 
-@dataclass
-class Receiver:
-    """A real HTTP server; each path is one webhook channel. Bodies are kept only if signed right."""
-
-    server: ThreadingHTTPServer
-    got: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    bad_signatures: int = 0
-    gate: threading.Event = field(default_factory=threading.Event)  # /slow waits for it
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-    def states(self, path: str) -> list[str]:
-        with self.lock:
-            return [m["state"] for m in self.got.get(path, [])]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state: dict[str, Receiver] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            rec = state["r"]
-            if self.path == "/slow":
-                rec.gate.wait(30)
-            ok = verify_webhook(
-                SECRET,
-                self.headers.get("X-ShelfSense-Timestamp", ""),
-                body,
-                self.headers.get("X-ShelfSense-Signature", ""),
-            )
-            with rec.lock:
-                if ok:
-                    rec.got.setdefault(self.path, []).append(json.loads(body))
-                else:
-                    rec.bad_signatures += 1
-            self.send_response(204 if ok else 401)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    rec = Receiver(server)
-    state["r"] = rec
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield rec
-    rec.gate.set()
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver(SECRET) as running:
+        yield running
 
 
 def dead_url() -> str:

@@ -5,21 +5,17 @@ stored per series and served by the API."""
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from replenish_fixtures import SITE, TODAY, App, Ledger, at, epc, history, master_data, running_app
 from sqlalchemy import select, update
+from webhook_receiver import Receiver, webhook_receiver
 
 from cloud.core import db
-from cloud.notify import verify_webhook
 from cloud.replenish import service as svc
 from cloud.replenish import tables as rt
 from cloud.replenish.rules import load_rules
@@ -31,55 +27,10 @@ from shelfsense.config import CloudSettings, ColdChainSettings, ReplenishSetting
 SECRET = "hook-secret-for-tests"
 
 
-@dataclass
-class Receiver:
-    """A real HTTP server keeping the bodies whose HMAC signature verifies, per path."""
-
-    server: ThreadingHTTPServer
-    got: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    bad_signatures: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-    def bodies(self, path: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.got.get(path, []))
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    holder: dict[str, Receiver] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            rec = holder["r"]
-            ok = verify_webhook(
-                SECRET,
-                self.headers.get("X-ShelfSense-Timestamp", ""),
-                body,
-                self.headers.get("X-ShelfSense-Signature", ""),
-            )
-            with rec.lock:
-                if ok:
-                    rec.got.setdefault(self.path, []).append(json.loads(body))
-                else:
-                    rec.bad_signatures += 1
-            self.send_response(204 if ok else 401)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    holder["r"] = Receiver(server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield holder["r"]
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver(SECRET) as running:
+        yield running
 
 
 @pytest.fixture
