@@ -1,15 +1,20 @@
 """Sustained HTTP ingest throughput of the cloud, on SQLite and on PostgreSQL.
 
-Run: ``.venv/bin/python bench/ingest.py [--seconds S] [--edges E] [--batch N] [--engines sqlite,postgresql]``.
+Run: ``.venv/bin/python bench/ingest.py [--seconds S] [--edges E] [--batch N] [--engines sqlite,postgresql]
+[--mix site|readings]``.
 
 For each engine a real ``uvicorn`` server runs in a child process (``shelfsense cloud serve``) on a
 fresh database; E edges are registered and each POSTs gzip batches of N events back to back, one
 request in flight per edge, exactly like the edge sync loop (the bodies are built before the clock
-starts, so the client measures the server). The mix is what a site produces: tag observations,
-sensor readings, movements, passages and a little device health. Reported per engine: events/s
-over the measured period and request latency percentiles; the last line is one JSON object with
-``sqlite_events_per_s``, ``postgres_events_per_s`` and ``p99_ms`` (SQLite, the embedded default)
-for scripts to read.
+starts, so the client measures the server). ``--mix site`` (the default) is what a site produces:
+tag observations, sensor readings, movements, passages and a little device health. ``--mix
+readings`` is only sensor readings, as ``bench/mqtt_to_cloud.py`` produces them: 50 sensors
+without a zone, each message a temperature and a humidity, serialised by the contract models like
+the edge does. Reported per engine: events/s over the measured period, request latency percentiles
+and the server process's CPU time per event (/proc utime + stime, so independent of other load on
+the machine); the last line is one JSON object with ``sqlite_events_per_s``,
+``postgres_events_per_s``, ``p99_ms`` (SQLite, the embedded default) and
+``<engine>_server_cpu_us_per_event`` for scripts to read.
 
 PostgreSQL comes from ``SHELFSENSE_TEST_PG_URL`` or ``postgresql://postgres@127.0.0.1:5432/test``;
 a temporary database is created there and dropped afterwards (skipped, with a note, when no
@@ -41,6 +46,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cloud.admin import create_edge, create_user
+from shelfsense.contract import SensorReading
 
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -92,13 +98,40 @@ def event(i: int) -> dict[str, Any]:
     return {"kind": "device_health", "device_id": f"uhf-{i % 8}", "connected": True, "frames_ok": i, "at": t}
 
 
-def bodies(edge_id: str, batches: int, size: int) -> list[bytes]:
+READING_SENSORS = 50
+
+
+def reading_json(i: int) -> str:
+    """Reading ``i`` as the edge's outbox stores and sends it (``model_dump_json``, times in "Z").
+
+    Message ``i // 2`` of sensor ``s{(i // 2) % 50}``: even ``i`` its temperature, odd its humidity.
+    """
+    message = i // 2
+    sensor, at = f"s{message % READING_SENSORS}", T0 + timedelta(microseconds=137 * message)
+    if i % 2 == 0:
+        value = -50 + (message % 10_000) * 0.01
+        reading = SensorReading(sensor_id=sensor, quantity="temperature", value=value, unit="degC", time=at)
+    else:
+        reading = SensorReading(sensor_id=sensor, quantity="humidity", value=50.0, unit="%RH", time=at)
+    return reading.model_dump_json()
+
+
+def bodies(edge_id: str, batches: int, size: int, mix: str) -> list[bytes]:
     out = []
     for b in range(batches):
         first = b * size
-        events = [{"seq": first + k + 1, "event": event(first + k)} for k in range(size)]
-        body = {"v": 1, "edge_id": edge_id, "created_at": T0.isoformat(), "events": events}
-        out.append(gzip.compress(json.dumps(body).encode(), compresslevel=1))
+        if mix == "readings":
+            # Built like edge.sync.batch_json: the stored event JSON spliced in as is.
+            head = json.dumps({"v": 1, "edge_id": edge_id, "created_at": T0.isoformat()})[:-1]
+            items = ",".join(
+                f'{{"seq":{first + k + 1},"event":{reading_json(first + k)}}}' for k in range(size)
+            )
+            raw = f'{head},"events":[{items}]}}'.encode()
+        else:
+            events = [{"seq": first + k + 1, "event": event(first + k)} for k in range(size)]
+            body = {"v": 1, "edge_id": edge_id, "created_at": T0.isoformat(), "events": events}
+            raw = json.dumps(body).encode()
+        out.append(gzip.compress(raw, compresslevel=1))
     return out
 
 
@@ -111,6 +144,7 @@ class Result:
     # Events per CPU-second the server process used: independent of other load on the machine.
     events_per_server_cpu_s: float = 0.0
     elapsed: float = 0.0
+    server_cpu_us_per_event: float = 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -205,7 +239,7 @@ def run_engine(db_url: str, args: argparse.Namespace, workdir: Path) -> Result:
     tokens = {e: create_edge(db_url, "site-1", e)[1] for e in edges}
     create_user(db_url, "bench", "viewer")
     per_edge = int(args.prepare)
-    payloads = {e: bodies(e, per_edge, args.batch) for e in edges}
+    payloads = {e: bodies(e, per_edge, args.batch, args.mix) for e in edges}
     port = free_port()
     server = Server(db_url, port, workdir)
     try:
@@ -215,7 +249,9 @@ def run_engine(db_url: str, args: argparse.Namespace, workdir: Path) -> Result:
         cpu_before = cpu_seconds(server.process.pid)
         result = asyncio.run(drive(port, tokens, rest, args.seconds, args.batch))
         cpu = cpu_seconds(server.process.pid) - cpu_before
-        result.events_per_server_cpu_s = result.events_per_s * result.elapsed / cpu if cpu else 0.0
+        stored = result.events_per_s * result.elapsed
+        result.events_per_server_cpu_s = stored / cpu if cpu else 0.0
+        result.server_cpu_us_per_event = 1e6 * cpu / stored if stored else 0.0
         return result
     finally:
         server.stop()
@@ -235,6 +271,7 @@ def describe(name: str, result: Result) -> str:
     return (
         f"{name:<11} {result.events_per_s:10.0f} events/s  {result.requests} requests  "
         f"p50 {result.p50_ms:.1f} ms  p99 {result.p99_ms:.1f} ms  "
+        f"server CPU {result.server_cpu_us_per_event:.1f} us/event "
         f"({result.events_per_server_cpu_s:.0f} events per server CPU-second)"
     )
 
@@ -245,6 +282,7 @@ def fields(prefix: str, result: Result) -> dict[str, Any]:
         f"{prefix}_p50_ms": round(result.p50_ms, 1),
         f"{prefix}_p99_ms": round(result.p99_ms, 1),
         f"{prefix}_events_per_server_cpu_s": round(result.events_per_server_cpu_s),
+        f"{prefix}_server_cpu_us_per_event": round(result.server_cpu_us_per_event, 1),
     }
 
 
@@ -271,9 +309,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="events per batch (edge default 1000)")
     parser.add_argument("--prepare", type=int, default=80, help="batches prepared per edge")
     parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument(
+        "--mix", choices=("site", "readings"), default="site", help="site-like mix, or sensor readings only"
+    )
     args = parser.parse_args()
 
-    report: dict[str, Any] = {"edges": args.edges, "batch": args.batch, "seconds": args.seconds}
+    report: dict[str, Any] = {
+        "edges": args.edges,
+        "batch": args.batch,
+        "seconds": args.seconds,
+        "mix": args.mix,
+    }
     with tempfile.TemporaryDirectory(prefix="shelfsense-bench-") as tmp:
         workdir = Path(tmp)
         report |= {"sqlite_events_per_s": None, "postgres_events_per_s": None, "p99_ms": None}

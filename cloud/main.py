@@ -39,6 +39,7 @@ from cloud.services.lots import expiry_job
 from cloud.services.stocktake import StocktakeOptions, background_job
 from cloud.web import install as web_install
 from shelfsense.config import Settings
+from shelfsense.process import tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,9 @@ def build_server(settings: Settings, *, log_level: str = "info") -> uvicorn.Serv
 
 def serve(settings: Settings) -> None:
     """Run the cloud service until interrupted (``shelfsense cloud serve``)."""
-    build_server(settings).run()
+    server = build_server(settings)
+    tune_gc()  # this process is the server: its start-up objects live as long as it does
+    server.run()
 
 
 __all__ = ["build_server", "create_app", "serve"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = ["QUANTITY_UNITS", "Measurement", "TagRead"]
 
@@ -38,9 +38,9 @@ class TagRead:
     antenna: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """One sensor value in contract units.
+class Measurement(NamedTuple):
+    """One sensor value in contract units (immutable; a NamedTuple because every MQTT message builds
+    one per quantity, and a frozen dataclass costs three times as much to build).
 
     ``time`` is the sensor's own timestamp when its payload carries one, always timezone-aware UTC;
     ``None`` means "now" (the caller stamps it on receipt). Firmware that reports a naive local time

@@ -41,6 +41,7 @@ from edge.transports.rdm6300 import Rdm6300Transport
 from edge.transports.serial_uhf import UhfSerialTransport
 from shelfsense.config import EdgeSettings, Settings
 from shelfsense.contract import Event, LocalAlarm, SensorReading
+from shelfsense.process import tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +266,7 @@ def run_edge(settings: Settings) -> int:
     """CLI entry: run the agent until SIGTERM/SIGINT; 0 on a clean stop, 1 on a fatal edge error."""
     # pymodbus logs a frame dump at WARNING on every timeout; our health counters already say it.
     logging.getLogger("pymodbus").setLevel(logging.ERROR)
+    tune_gc()  # this process is the agent: its start-up objects live as long as it does
     failures: list[BaseException] = []
     try:
         asyncio.run(EdgeAgent(settings).run())

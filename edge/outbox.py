@@ -45,6 +45,7 @@ from shelfsense.contract import (
     SensorReading,
     SequencedEvent,
     StockMovement,
+    event_json,
     parse_event,
 )
 
@@ -459,7 +460,7 @@ async def _queue(db: aiosqlite.Connection, events: Sequence[Event]) -> list[int]
     now = time.time()
     await db.executemany(
         "INSERT INTO outbox (seq, kind, body, created_at) VALUES (?, ?, ?, ?)",
-        [(seq, ev.kind, ev.model_dump_json(), now) for seq, ev in zip(seqs, events, strict=True)],
+        [(seq, ev.kind, event_json(ev), now) for seq, ev in zip(seqs, events, strict=True)],
     )
     await db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seqs[-1],))
     return seqs

@@ -192,6 +192,13 @@ class BatchAck(BaseModel):
     duplicates: int
 
 
+def event_json(event: Event) -> str:
+    """``event.model_dump_json()``: the same serializer call with the same (default) options, minus
+    the Python wrapper that forwards its sixteen keyword arguments (a third of the cost per event,
+    paid for every event on the edge and again in the cloud)."""
+    return event.__pydantic_serializer__.to_json(event).decode()
+
+
 def parse_event(data: dict[str, Any]) -> Event:
     """Validate one event dict (used by the edge outbox when reading rows back)."""
     return _event_adapter.validate_python(data)
@@ -243,6 +250,7 @@ __all__ = [
     "UnsupportedContractVersion",
     "ValidationError",
     "check_version",
+    "event_json",
     "parse_batch",
     "parse_event",
 ]

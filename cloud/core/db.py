@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -65,7 +66,10 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def utc(value: datetime) -> datetime:
     """Normalise a datetime to aware UTC (naive means UTC)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    tz = value.tzinfo
+    if tz is UTC:  # already normalised: skip astimezone's offset lookup (hot on the ingest path)
+        return value
+    return value.replace(tzinfo=UTC) if tz is None else value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
@@ -519,15 +523,31 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
             yield conn
 
 
+# pydantic parses "Z" (and "+00:00") into one shared zero-offset tzinfo of its own, not datetime.UTC.
+# Only compared by identity: if a pydantic version stopped sharing it, the check would simply miss.
+_PARSED_UTC = TypeAdapter(datetime).validate_python("2000-01-01T00:00:00Z").tzinfo
+
+
 def _sqlite_datetime(value: datetime | None) -> str | None:
     """What :class:`UtcDateTime` + SQLAlchemy's SQLite DATETIME store: naive UTC, microseconds."""
     if value is None:
         return None
-    offset = value.utcoffset()
-    if offset is not None and offset:
+    # Called for every timestamp of every ingested event, hence the fast paths: no offset lookup
+    # for naive, datetime.UTC and pydantic's parsed-UTC values, and %-formatting, which is about
+    # twice as fast as isoformat() + slicing off "+00:00" and gives the same text.
+    tz = value.tzinfo
+    if tz is not None and tz is not UTC and tz is not _PARSED_UTC and value.utcoffset():
         value = value.astimezone(UTC)
-    # "YYYY-MM-DD HH:MM:SS.ffffff" (26 characters), dropping a "+00:00" suffix.
-    return value.isoformat(sep=" ", timespec="microseconds")[:26]
+    # "YYYY-MM-DD HH:MM:SS.ffffff": fixed width, so these strings sort like the instants they stand for.
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 - measured faster than f-strings here
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 def _sqlite_bulk_plan(table: Table, names: tuple[str, ...], ignore_conflicts: bool) -> tuple[str, list[int]]:

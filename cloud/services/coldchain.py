@@ -226,7 +226,13 @@ async def evaluate_batch(
     items: Sequence[SequencedEvent],
 ) -> Evaluation:
     """Evaluate the new events of one batch inside the ingest transaction."""
-    relevant = [i for i in items if isinstance(i.event, SensorReading | LocalAlarm)]
+    # The book ignores readings without a zone (no limits apply to them). Dropping them here means
+    # a batch of only those (plain MQTT sensors) costs no sort, no alert lock and no book at all.
+    relevant = [
+        i
+        for i in items
+        if isinstance(ev := i.event, LocalAlarm) or (isinstance(ev, SensorReading) and ev.zone is not None)
+    ]
     if not relevant:
         return Evaluation()
     touched = {z for i in relevant if (z := getattr(i.event, "zone", None)) is not None}

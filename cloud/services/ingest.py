@@ -20,8 +20,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, case, exists, func, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -32,7 +44,7 @@ from cloud.services.alerts import ColdChainRules, Limits
 from cloud.services.coldchain import Evaluation, Notice, evaluate_batch
 from cloud.services.projections import Projection, Rows, insert_rows, prepare, rows_by_kind, stamp_for, write
 from shelfsense.config import ZoneLimits
-from shelfsense.contract import Batch, BatchAck, SequencedEvent
+from shelfsense.contract import Batch, BatchAck, SequencedEvent, event_json
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +96,7 @@ def prepare_batch(batch: Batch, site_id: str, dialect: str) -> PreparedBatch:
     t = stamp_for(dialect)
     now = t(db.utcnow())
     edge_id = batch.edge_id
-    event_rows = [
-        (edge_id, item.seq, item.event.kind, item.event.model_dump_json(), now) for item in batch.events
-    ]
+    event_rows = [(edge_id, item.seq, item.event.kind, event_json(item.event), now) for item in batch.events]
     return PreparedBatch(
         site_id,
         dialect,
@@ -131,13 +141,7 @@ async def _ingest_in_transaction(
     prepared: PreparedBatch | None = None,
     rules: ColdChainRules | None = None,
 ) -> IngestResult:
-    edge_row = (
-        await conn.execute(
-            select(db.edges.c.site_id, db.edges.c.acked_through)
-            .where(db.edges.c.edge_id == batch.edge_id)
-            .with_for_update()
-        )
-    ).one_or_none()
+    edge_row = (await conn.execute(_LOCK_EDGE, {"edge_id": batch.edge_id})).one_or_none()
     if edge_row is None:
         raise UnknownEdge(f"edge {batch.edge_id} is not registered")
     site_id, acked = edge_row.site_id, edge_row.acked_through
@@ -154,19 +158,15 @@ async def _ingest_in_transaction(
         await write(conn, projection)
         evaluation = await evaluate_batch(conn, site_id, zones, rules or ColdChainRules(), new_items)
 
-    acked = await _contiguous_ack(conn, batch.edge_id, _known_contiguous(batch, acked))
     duplicates = len(batch.events) - len(new_items)
-    await conn.execute(
-        update(db.edges)
-        .where(db.edges.c.edge_id == batch.edge_id)
-        .values(
-            acked_through=acked,
-            events_received=db.edges.c.events_received + len(new_items),
-            duplicates=db.edges.c.duplicates + duplicates,
-            batches=db.edges.c.batches + 1,
-            last_seen=db.utcnow(),
-        )
-    )
+    params = {
+        "b_edge_id": batch.edge_id,
+        "b_acked": _known_contiguous(batch, acked),
+        "b_accepted": len(new_items),
+        "b_duplicates": duplicates,
+        "b_now": db.utcnow(),
+    }
+    acked = int(await conn.scalar(_ADVANCE_EDGE, params))
     ack = BatchAck(acked_through=acked, accepted=len(new_items), duplicates=duplicates)
     kinds = rows_by_kind(new_items)
     return IngestResult(ack, kinds, site_id, new_items, evaluation.notices, evaluation.limits)
@@ -184,15 +184,9 @@ async def _insert_new_events(
     """
     if not batch.events:
         return []
-    e = db.events
     first, last = batch.events[0].seq, batch.events[-1].seq  # strictly increasing (contract)
-    stored = set(
-        (
-            await conn.execute(
-                select(e.c.seq).where(e.c.edge_id == batch.edge_id, e.c.seq >= first, e.c.seq <= last)
-            )
-        ).scalars()
-    )
+    params = {"edge_id": batch.edge_id, "first": first, "last": last}
+    stored = set((await conn.execute(_STORED_SEQS, params)).scalars())
     if not stored:
         await insert_rows(conn, prepared.events, ignore_conflicts=True)
         return list(batch.events)
@@ -200,7 +194,7 @@ async def _insert_new_events(
     new_items = [item for item, k in zip(batch.events, keep, strict=True) if k]
     if new_items:
         rows = [row for row, k in zip(prepared.events.rows, keep, strict=True) if k]
-        await insert_rows(conn, Rows(e, prepared.events.names, rows), ignore_conflicts=True)
+        await insert_rows(conn, Rows(db.events, prepared.events.names, rows), ignore_conflicts=True)
     return new_items
 
 
@@ -218,7 +212,23 @@ def _known_contiguous(batch: Batch, acked: int) -> int:
     return acked
 
 
-async def _contiguous_ack(conn: AsyncConnection, edge_id: str, acked: int) -> int:
+# The statements of every ingest, built once: constructing them (aliases, comparisons) and
+# computing their cache keys cost more Python than executing them; the cache key of a statement
+# object is memoised, so with bound parameters only the values change per batch.
+
+_LOCK_EDGE = (
+    select(db.edges.c.site_id, db.edges.c.acked_through)
+    .where(db.edges.c.edge_id == bindparam("edge_id"))
+    .with_for_update()
+)
+_STORED_SEQS = select(db.events.c.seq).where(
+    db.events.c.edge_id == bindparam("edge_id"),
+    db.events.c.seq >= bindparam("first"),
+    db.events.c.seq <= bindparam("last"),
+)
+
+
+def _contiguous_ack(edge_id: BindParameter[str], acked: BindParameter[int]) -> ColumnElement[int]:
     """Highest ``n >= acked`` with ``1..n`` all stored (``acked`` is already known contiguous).
 
     The first stored sequence after ``acked`` whose successor is missing ends the run, provided
@@ -236,8 +246,32 @@ async def _contiguous_ack(conn: AsyncConnection, edge_id: str, acked: int) -> in
         )
         .scalar_subquery()
     )
-    value = await conn.scalar(select(case((next_stored, run_end), else_=literal(acked))))
-    return int(value) if value is not None else acked
+    return case((next_stored, func.coalesce(run_end, acked)), else_=acked)
+
+
+def _advance_edge() -> Any:  # a ReturningUpdate
+    """Store the new contiguous ack and the counters; RETURNING the ack (one round trip, not two).
+
+    Bind names are prefixed: SQLAlchemy reserves the bare column names for the SET clause.
+    """
+    edge_id: BindParameter[str] = bindparam("b_edge_id", type_=db.edges.c.edge_id.type)
+    acked: BindParameter[int] = bindparam("b_acked", type_=BigInteger())
+    c = db.edges.c
+    return (
+        update(db.edges)
+        .where(c.edge_id == edge_id)
+        .values(
+            acked_through=_contiguous_ack(edge_id, acked),
+            events_received=c.events_received + bindparam("b_accepted", type_=BigInteger()),
+            duplicates=c.duplicates + bindparam("b_duplicates", type_=BigInteger()),
+            batches=c.batches + 1,
+            last_seen=bindparam("b_now", type_=c.last_seen.type),
+        )
+        .returning(c.acked_through)
+    )
+
+
+_ADVANCE_EDGE = _advance_edge()
 
 
 __all__ = ["IngestConflict", "IngestResult", "UnknownEdge", "ingest_batch"]

@@ -23,9 +23,11 @@ def install(app: FastAPI) -> None:
     app.state.web_login_limiter = routes.login_limiter()
     app.include_router(routes.router)
     app.mount("/ui/static", routes.static_files(), name="web-static")
-    # Every role check (require_role) goes through current_user; the override keeps bearer tokens
-    # exactly as they were and adds the session cookie.
-    app.dependency_overrides[deps.current_user] = routes.session_or_bearer_user
+    # Every role check (require_role) goes through deps.current_user, which hands over to this: bearer
+    # tokens stay exactly as they were and the session cookie is added. Not a dependency override:
+    # any override makes FastAPI re-analyse every dependency of every request (see current_user).
+    resolver: deps.UserResolver = routes.session_or_bearer_user
+    app.state.user_resolver = resolver
 
 
 __all__ = ["install"]

@@ -1,7 +1,7 @@
 """The operator page: static files, session login/logout, and two small helper endpoints.
 
-The page itself calls the ordinary ``/api/v1`` endpoints. :func:`session_or_bearer_user` replaces
-``cloud.api.deps.current_user`` (see :func:`cloud.web.install`): a request with an
+The page itself calls the ordinary ``/api/v1`` endpoints. ``cloud.api.deps.current_user`` hands
+over to :func:`session_or_bearer_user` (see :func:`cloud.web.install`): a request with an
 ``Authorization`` header is authenticated exactly as before; one without it may use the session
 cookie instead, and then every state-changing method must carry the session's CSRF token.
 Roles are enforced by the same ``require_role`` checks either way.
@@ -15,10 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.staticfiles import StaticFiles
 
 from cloud.api import deps
@@ -58,12 +59,12 @@ def session_cookie(request: Request) -> str | None:
 
 
 async def session_or_bearer_user(
-    request: Request, engine: Engine, authorization: Annotated[str | None, Header()] = None
+    request: Request, engine: AsyncEngine, authorization: str | None
 ) -> UserPrincipal:
     """The user of a bearer token, else of the session cookie (CSRF-checked for writes)."""
     token = session_cookie(request)
     if authorization is not None or token is None:
-        return await deps.current_user(engine, authorization)
+        return await deps.bearer_user(engine, authorization)
     user = await sessions.session_user(engine, token)
     if user is None:
         raise ApiError(401, "unauthenticated", "session expired or ended; log in again")

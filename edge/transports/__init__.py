@@ -18,6 +18,8 @@ from shelfsense.contract import Event, Quantity, SensorReading
 EventSink = Callable[[Sequence[Event]], Awaitable[object]]
 
 _QUANTITIES = frozenset(get_args(Quantity))
+# SensorReading.model_validate without its Python wrapper (called for every MQTT reading).
+_validate_reading = SensorReading.__pydantic_validator__.validate_python
 
 
 def measurements_to_readings(
@@ -38,7 +40,7 @@ def measurements_to_readings(
             continue
         sid = f"{sensor_id}.{m.channel}" if multi and m.channel else sensor_id
         readings.append(
-            SensorReading.model_validate(
+            _validate_reading(
                 {
                     "sensor_id": sid,
                     "quantity": m.quantity,

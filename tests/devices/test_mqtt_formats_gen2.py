@@ -316,7 +316,14 @@ _measurements = st.builds(
     unit=st.just("degC"),
     time=st.none() | st.datetimes(timezones=st.just(UTC)),
     channel=st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,10}", fullmatch=True),
-) | st.builds(Measurement, quantity=st.just("battery"), value=st.floats(0, 100), unit=st.just("%"))
+) | st.builds(
+    Measurement,
+    quantity=st.just("battery"),
+    value=st.floats(0, 100),
+    unit=st.just("%"),
+    time=st.none(),
+    channel=st.none(),
+)
 
 
 @given(st.lists(_measurements, max_size=20))
