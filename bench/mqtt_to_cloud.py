@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,64 +112,91 @@ class Publisher(threading.Thread):
 # PUBLISHes per connection, PUBACKs counted), split over a few processes.
 
 
-async def raw_publisher(host: str, port: int, index: int, count: int, window: int) -> int:
-    """Publish ``count`` readings on ``bench/s<index>`` with QoS 1; returns how many were PUBACKed."""
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(encode_connect(f"bench-pub-{index}", version=MQTT_V311, keepalive_s=120, clean_start=True))
-    decoder = MqttPacketDecoder(MQTT_V311)
-    packets: list[Packet] = []
-    while not packets:
-        packets = decoder.feed(await reader.read(4096) or b"\xff")
-    if not isinstance(packets[0], Connack) or not packets[0].accepted:
-        raise SystemExit(f"publisher {index}: broker refused the connection")
-    topic = f"bench/s{index}"
-    sent = acked = 0
-    while acked < count:
-        # Keep `window` PUBLISHes unacknowledged; packet ids cycle through 1..65535.
-        top = min(count, acked + window)
-        if sent < top:
-            writer.write(
-                b"".join(
-                    encode_publish(topic, payload(n), qos=1, packet_id=n % 65535 + 1, version=MQTT_V311)
-                    for n in range(sent, top)
-                )
-            )
-            sent = top
-        data = await reader.read(65536)
-        if not data:
-            raise SystemExit(f"publisher {index}: the broker closed the connection")
-        acked += sum(1 for p in decoder.feed(data) if isinstance(p, Ack) and p.kind == PUBACK)
-    writer.write(encode_disconnect())
-    await writer.drain()
-    writer.close()
-    return acked
+@dataclass
+class RawPublisher:
+    """One sensor: an MQTT 3.1.1 connection and its QoS 1 PUBLISH packets, encoded before the clock
+    starts (what a sensor's firmware spends on encoding is not the system under test)."""
+
+    index: int
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    packets: list[bytes]
+
+    @classmethod
+    async def connect(cls, host: str, port: int, index: int, count: int) -> RawPublisher:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            encode_connect(f"bench-pub-{index}", version=MQTT_V311, keepalive_s=120, clean_start=True)
+        )
+        decoder = MqttPacketDecoder(MQTT_V311)
+        answer: list[Packet] = []
+        while not answer:
+            answer = decoder.feed(await reader.read(4096) or b"\xff")
+        if not isinstance(answer[0], Connack) or not answer[0].accepted:
+            raise SystemExit(f"publisher {index}: broker refused the connection")
+        topic = f"bench/s{index}"
+        packets = [
+            encode_publish(topic, payload(n), qos=1, packet_id=n % 65535 + 1, version=MQTT_V311)
+            for n in range(count)
+        ]
+        return cls(index, reader, writer, packets)
+
+    async def publish(self, window: int) -> int:
+        """Publish everything, keeping ``window`` PUBLISHes unacknowledged; returns the PUBACK count."""
+        decoder = MqttPacketDecoder(MQTT_V311)
+        count, sent, acked = len(self.packets), 0, 0
+        while acked < count:
+            top = min(count, acked + window)
+            if sent < top:
+                self.writer.write(b"".join(self.packets[sent:top]))
+                sent = top
+            data = await self.reader.read(65536)
+            if not data:
+                raise SystemExit(f"publisher {self.index}: the broker closed the connection")
+            acked += sum(1 for p in decoder.feed(data) if isinstance(p, Ack) and p.kind == PUBACK)
+        self.writer.write(encode_disconnect())
+        await self.writer.drain()
+        self.writer.close()
+        return acked
 
 
-def _publisher_process(host: str, port: int, indexes: list[int], count: int, window: int, out: Any) -> None:
-    async def all_of_them() -> list[int]:
-        return await asyncio.gather(*(raw_publisher(host, port, i, count, window) for i in indexes))
+def _publisher_process(
+    host: str, port: int, indexes: list[int], count: int, window: int, ready: Any, go: Any, out: Any
+) -> None:
+    async def all_of_them() -> int:
+        sensors = await asyncio.gather(*(RawPublisher.connect(host, port, i, count) for i in indexes))
+        ready.put(len(sensors))
+        await asyncio.to_thread(go.wait)
+        return sum(await asyncio.gather(*(sensor.publish(window) for sensor in sensors)))
 
-    out.put(sum(asyncio.run(all_of_them())))
+    out.put(asyncio.run(all_of_them()))
 
 
-def publish_raw(broker: MosquittoProcess, publishers: int, count: int, processes: int, window: int) -> int:
-    """Run the publishers in ``processes`` processes; returns the number of PUBACKed messages."""
+def publish_raw(
+    broker: MosquittoProcess, publishers: int, count: int, processes: int, window: int
+) -> tuple[int, float]:
+    """Run the publishers in ``processes`` processes; returns (PUBACKed messages, perf_counter at
+    the start signal, once every publisher is connected with its packets encoded)."""
     context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    shares = [list(range(publishers))[k::processes] for k in range(processes)]
+    ready, go, results = context.Queue(), context.Event(), context.Queue()
+    shares = [share for k in range(processes) if (share := list(range(publishers))[k::processes])]
     children = [
         context.Process(
-            target=_publisher_process, args=(broker.host, broker.port, share, count, window, results)
+            target=_publisher_process,
+            args=(broker.host, broker.port, share, count, window, ready, go, results),
         )
         for share in shares
-        if share
     ]
     for child in children:
         child.start()
+    for _ in children:
+        ready.get(timeout=120)
+    began = time.perf_counter()
+    go.set()
     acked = sum(int(results.get(timeout=600)) for _ in children)
     for child in children:
         child.join()
-    return acked
+    return acked, began
 
 
 def stored_count(cloud: CloudChild) -> int:
@@ -181,6 +209,15 @@ def stored_count(cloud: CloudChild) -> int:
     finally:
         conn.close()
     return int(row[0])
+
+
+def batches_received(cloud: CloudChild) -> int:
+    conn = sqlite3.connect(f"{cloud.db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        row = conn.execute("SELECT batches FROM edges WHERE edge_id = ?", (EDGE_ID,)).fetchone()
+    finally:
+        conn.close()
+    return int(row[0]) if row else 0
 
 
 def stored(cloud: CloudChild) -> tuple[Counter[tuple[str, int]], int]:
@@ -235,7 +272,7 @@ def run(
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
         if procs > 0:
-            acked = publish_raw(broker, publishers, messages, procs, window)
+            acked, began = publish_raw(broker, publishers, messages, procs, window)
         else:  # --publisher-procs 0: the paho clients, one thread each, in this process
             threads = [Publisher(broker, i, messages) for i in range(publishers)]
             for thread in threads:
@@ -275,6 +312,7 @@ def run(
             "broker_acked": acked,
             "msgs_per_s": round(len(counts) / elapsed),
             "readings_per_s": round(stored_count(cloud) / elapsed),
+            "cloud_requests": batches_received(cloud),
             "lost": len(expected - set(counts)),
             "duplicates": rows - len(counts),
             "elapsed_s": round(elapsed, 1),

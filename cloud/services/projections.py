@@ -112,9 +112,26 @@ _HEALTH = (
 )
 
 
+def _memoised(stamp: Stamp) -> Stamp:
+    """``stamp`` remembering its answers for one batch: the events of a batch often share a time (an
+    edge stamps every reading of one MQTT read, or one read cycle, with the same instant)."""
+    seen: dict[datetime, Any] = {}
+
+    def cached(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return seen[value]  # equal instants (whatever their tzinfo) have equal stamps
+        except KeyError:
+            seen[value] = found = stamp(value)
+            return found
+
+    return cached
+
+
 def prepare(site_id: str, edge_id: str, items: Sequence[SequencedEvent], dialect: str) -> Projection:
     """The projection rows of ``items`` (all taken as new), ready to bind for ``dialect``."""
-    t = stamp_for(dialect)
+    t = _memoised(stamp_for(dialect))
     tags: list[Row] = []
     passages: list[Row] = []
     movements: list[Row] = []
