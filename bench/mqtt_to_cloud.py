@@ -43,8 +43,6 @@ from paho.mqtt.properties import Properties
 
 from devices.mqtt_packets import (
     MQTT_V311,
-    PUBACK,
-    Ack,
     Connack,
     MqttPacketDecoder,
     Packet,
@@ -142,9 +140,13 @@ class RawPublisher:
         return cls(index, reader, writer, packets)
 
     async def publish(self, window: int) -> int:
-        """Publish everything, keeping ``window`` PUBLISHes unacknowledged; returns the PUBACK count."""
-        decoder = MqttPacketDecoder(MQTT_V311)
+        """Publish everything, keeping ``window`` PUBLISHes unacknowledged; returns the PUBACK count.
+
+        A publisher receives nothing but PUBACKs, 4 bytes each (``40 02 id id``): they are counted
+        by length, with every first byte checked, instead of decoded one by one in Python.
+        """
         count, sent, acked = len(self.packets), 0, 0
+        pending = b""
         while acked < count:
             top = min(count, acked + window)
             if sent < top:
@@ -153,7 +155,12 @@ class RawPublisher:
             data = await self.reader.read(65536)
             if not data:
                 raise SystemExit(f"publisher {self.index}: the broker closed the connection")
-            acked += sum(1 for p in decoder.feed(data) if isinstance(p, Ack) and p.kind == PUBACK)
+            pending += data
+            whole = len(pending) - len(pending) % 4
+            if pending[0:whole:4].strip(b"\x40") or pending[1:whole:4].strip(b"\x02"):
+                raise SystemExit(f"publisher {self.index}: something other than PUBACKs arrived")
+            acked += whole // 4
+            pending = pending[whole:]
         self.writer.write(encode_disconnect())
         await self.writer.drain()
         self.writer.close()

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # At most this many alarms are sent ahead of the backlog per regular batch.
 PRIORITY_BATCH_MAX = 100
 # Full batches in flight at once while a backlog drains (see drain_pipelined).
-PIPELINE_DEPTH = 2
+PIPELINE_DEPTH = 4
 
 # Client errors that retrying the same request cannot fix; everything else 4xx is treated alike
 # except 408 (timeout) and 429 (rate limit), which are transient.
@@ -129,6 +129,46 @@ async def sync_once(outbox: Outbox, client: SyncClient, batch_max_events: int) -
     return len(rows), deleted
 
 
+class _AckBehind:
+    """Deletes acknowledged rows in the background, the newest ack winning, so the send pipeline
+    never waits for the disk: on a busy edge a delete queued behind the MQTT group commits (and
+    their fsyncs) left the cloud idle between batches. Acks are idempotent and monotonic; one
+    lost to a crash is repeated by the next answer."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.wanted = 0
+        self.deleted = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, through: int) -> None:
+        self.wanted = max(self.wanted, through)
+        if self._task is not None and self._task.done():
+            self._task.result()  # an OutboxError surfaces here, in the sync loop
+            self._task = None
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        done = 0
+        while done < self.wanted:
+            target = self.wanted
+            self.deleted += await self.outbox.ack(target)
+            done = target
+
+    async def finish(self) -> int:
+        """Wait for the last ack to be applied; returns the rows deleted in all."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        return self.deleted
+
+    def abandon(self) -> None:
+        """The drain failed: let a running delete finish on its own. Its error, if any, is not lost:
+        the next sync step touches the same database and raises it again."""
+        if self._task is not None:
+            self._task.add_done_callback(lambda task: task.cancelled() or task.exception())
+
+
 async def drain_pipelined(
     outbox: Outbox, client: SyncClient, batch_max_events: int, depth: int = PIPELINE_DEPTH
 ) -> tuple[int, int]:
@@ -137,7 +177,8 @@ async def drain_pipelined(
     One request at a time leaves both sides idle half of the time: the cloud waits while the edge
     reads, encodes and deletes, the edge waits while the cloud parses and commits. Here the next
     batch (the rows after the last one sent) is already on its way while the previous answer is
-    awaited and its rows deleted. Answers are handled in sending order. The cloud may commit two
+    awaited, and acknowledged rows are deleted in the background (:class:`_AckBehind`). Answers
+    are handled in sending order. The cloud may commit two
     batches of one edge in either order (it stores sequences ahead of its contiguous ack), so an
     answer may ack less than its own batch; the highest ack seen so far is what counts, and after
     the answer of batch ``i`` (every earlier answer handled) a healthy cloud has acked at least
@@ -147,7 +188,8 @@ async def drain_pipelined(
     """
     in_flight: collections.deque[tuple[int, asyncio.Task[BatchAck]]] = collections.deque()
     queued_through = 0  # highest sequence sent so far
-    acked = sent = deleted = 0
+    acked = sent = 0
+    acker = _AckBehind(outbox)
     try:
         while True:
             while len(in_flight) < depth:
@@ -161,7 +203,7 @@ async def drain_pipelined(
                 queued_through = rows[-1][0]
                 sent += len(rows)
             if not in_flight:
-                return sent, deleted
+                return sent, await acker.finish()
             first, task = in_flight.popleft()
             ack = await task
             acked = max(acked, min(ack.acked_through, queued_through))
@@ -170,8 +212,9 @@ async def drain_pipelined(
                     f"cloud acked through {ack.acked_through} but the batch starts at {first}: "
                     "the cloud is missing earlier events (was its database reset?)"
                 )
-            deleted += await asyncio.shield(outbox.ack(acked))
+            acker.submit(acked)
     finally:
+        acker.abandon()
         for _, task in in_flight:
             task.cancel()
         await asyncio.gather(*(task for _, task in in_flight), return_exceptions=True)
