@@ -77,9 +77,12 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a running process has used so far, from /proc/<pid>/stat."""
+    """User + system CPU time a running process and its running children (``cloud.workers``) have
+    used so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 @dataclass
@@ -90,18 +93,15 @@ class CloudChild:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         self.db_path = self.workdir / "cloud.db"
         self.config = self.workdir / "cloud.toml"
-        self.config.write_text(
-            toml_table(
-                "cloud",
-                {"host": "127.0.0.1", "port": self.port, "db_url": f"sqlite+aiosqlite:///{self.db_path}"},
-            )
-        )
+        values = {"host": "127.0.0.1", "port": self.port, "db_url": f"sqlite+aiosqlite:///{self.db_path}"}
+        self.config.write_text(toml_table("cloud", {**values, "workers": self.workers}))
 
     @property
     def url(self) -> str:

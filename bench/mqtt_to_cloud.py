@@ -254,12 +254,18 @@ def edge_toml(broker: MosquittoProcess, publishers: int) -> str:
 
 
 def run(
-    publishers: int, messages: int, workdir: Path, inflight: int | None, procs: int, window: int
+    publishers: int,
+    messages: int,
+    workdir: Path,
+    inflight: int | None,
+    procs: int,
+    window: int,
+    cloud_workers: int = 1,
 ) -> dict[str, Any]:
     broker = MosquittoProcess(
         max_queued_messages=10_000_000, max_inflight_messages=inflight, autosave_interval_s=60
     ).start()
-    cloud = CloudChild(workdir / "cloud")
+    cloud = CloudChild(workdir / "cloud", workers=cloud_workers)
     edge: EdgeChild | None = None
     try:
         token = cloud.register_edge(EDGE_ID)
@@ -325,6 +331,7 @@ def run(
             "elapsed_s": round(elapsed, 1),
             "publish_s": round(published, 1),
             "publisher_procs": procs,
+            "cloud_workers": cloud_workers,
             "edge_peak_rss_mb": round(rss, 1),
             **cpu_us,
         }
@@ -346,6 +353,7 @@ def main() -> None:
         help="processes running the raw MQTT publishers (0: paho clients in threads, as before)",
     )
     parser.add_argument("--window", type=int, default=100, help="unacked QoS 1 publishes per publisher")
+    parser.add_argument("--cloud-workers", type=int, default=1, help="cloud server processes (cloud.workers)")
     parser.add_argument(
         "--broker-inflight",
         type=int,
@@ -361,6 +369,7 @@ def main() -> None:
             args.broker_inflight or None,
             args.publisher_procs,
             args.window,
+            args.cloud_workers,
         )
         print(json.dumps(result))
 

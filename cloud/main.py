@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -31,7 +35,7 @@ from cloud.core import db
 from cloud.core.config import zone_limits
 from cloud.core.errors import ApiError
 from cloud.core.metrics import Metrics
-from cloud.core.migrate import upgrade_to_head
+from cloud.core.migrate import migrate, upgrade_to_head
 from cloud.replenish.service import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
 from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
@@ -146,9 +150,71 @@ def build_server(settings: Settings, *, log_level: str = "info") -> uvicorn.Serv
 
 def serve(settings: Settings) -> None:
     """Run the cloud service until interrupted (``shelfsense cloud serve``)."""
+    if settings.cloud.workers > 1:
+        serve_workers(settings)
+        return
     server = build_server(settings)
     tune_gc()  # this process is the server: its start-up objects live as long as it does
     server.run()
 
 
-__all__ = ["build_server", "create_app", "serve"]
+def serve_workers(settings: Settings) -> None:
+    """``cloud.workers`` server processes accepting on one listening socket (the kernel spreads the
+    connections); this process only supervises them.
+
+    The schema is migrated here first, so the workers start on a current database instead of
+    queueing on the migration lock. The socket is bound before forking and nothing else (no event
+    loop, no thread) exists yet, so each child starts clean. SIGTERM/SIGINT are passed on; when a
+    worker dies the others are stopped too and the exit is non-zero, for the service manager
+    (systemd, a container runtime) to restart the whole service.
+    """
+    migrate(settings.cloud.db_url)
+    listener = socket.create_server((settings.cloud.host, settings.cloud.port), backlog=2048)
+    log.info("cloud listening on %s:%d with %d workers", *listener.getsockname()[:2], settings.cloud.workers)
+    children = [_fork_worker(settings, listener) for _ in range(settings.cloud.workers)]
+    listener.close()
+    stop = _pass_on_signals(children)
+    failed = False
+    while children:
+        pid, status = os.wait()
+        if pid in children:
+            children.remove(pid)
+            if os.waitstatus_to_exitcode(status) != 0 and not stop:
+                failed = True
+                log.error("cloud worker %d exited with %d; stopping the others", pid, status)
+                for other in children:
+                    os.kill(other, signal.SIGTERM)
+    if failed:
+        raise SystemExit(1)
+
+
+def _fork_worker(settings: Settings, listener: socket.socket) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        server = build_server(settings)
+        tune_gc()
+        server.run(sockets=[listener])
+        code = 0
+    finally:
+        os._exit(code)  # never return into the parent's code path
+
+
+def _pass_on_signals(children: list[int]) -> list[int]:
+    """Forward SIGTERM/SIGINT to the workers; the returned list gets the signal once one came."""
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return received
+
+
+__all__ = ["build_server", "create_app", "serve", "serve_workers"]

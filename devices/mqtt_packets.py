@@ -236,7 +236,11 @@ class MqttPacketDecoder(StreamDecoder):
         pos, end = 0, len(buffer)
         try:
             while end - pos >= 2:
-                length, body = self._remaining_length(view, pos + 1, end)
+                length = buffer[pos + 1]
+                if length < 0x80:  # one-byte remaining length: every sensor reading
+                    body = pos + 2
+                else:
+                    length, body = self._remaining_length(view, pos + 1, end)
                 if body < 0 or body + length > end:
                     break  # incomplete
                 first = buffer[pos]
@@ -283,8 +287,11 @@ class MqttPacketDecoder(StreamDecoder):
             packet_id = view[pos] << 8 | view[pos + 1] if pos + 2 <= stop else 0
             pos += 2
         if self.v5 and pos < stop:
-            length, pos = _varint_at(view, pos, stop)
-            pos += length
+            if view[pos] == 0:  # no properties: what a broker sends when we set no topic alias
+                pos += 1
+            else:
+                length, pos = _varint_at(view, pos, stop)
+                pos += length
         if pos > stop or (qos and not packet_id):
             raise DecodeError("malformed PUBLISH")
         return Publish(topic, bytes(view[pos:stop]), qos, packet_id, bool(first & 0x01), bool(first & 0x08))

@@ -29,6 +29,8 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
     "pressure": (300.0, 1100.0),  # hPa at ground level
 }
 
+_ANYTHING = (float("-inf"), float("inf"))
+
 
 def quality_flags(
     reading: SensorReading, now: datetime, stale_after_s: float, skew_tolerance_s: float | None = None
@@ -61,7 +63,7 @@ class Judge:
         at = reading.time if reading.time.tzinfo else reading.time.replace(tzinfo=UTC)  # naive = UTC
         if self.ahead_after is not None and at > self.ahead_after:
             flags.append("clock_skew")
-        low, high = PLAUSIBLE.get(reading.quantity, (float("-inf"), float("inf")))
+        low, high = PLAUSIBLE.get(reading.quantity, _ANYTHING)
         if not low <= reading.value <= high:
             flags.append("out_of_range")
         if at < self.stale_before:
@@ -70,6 +72,14 @@ class Judge:
 
     def flag(self, reading: SensorReading) -> SensorReading:
         """``reading`` with its new flags added (the same object when there is nothing to add)."""
+        at, (low, high) = reading.time, PLAUSIBLE.get(reading.quantity, _ANYTHING)
+        if (
+            at.tzinfo is not None  # naive times take the full path (naive = UTC)
+            and low <= reading.value <= high
+            and at >= self.stale_before
+            and (self.ahead_after is None or at <= self.ahead_after)
+        ):
+            return reading  # the common case, without building any list
         new = [f for f in self.flags(reading) if f not in reading.flags]
         if not new:
             return reading

@@ -47,6 +47,8 @@ def _cloud_overrides(args: argparse.Namespace) -> dict[str, Any]:
         cloud["port"] = args.port
     if getattr(args, "db", None):
         cloud["db_url"] = normalise_db_url(args.db)
+    if getattr(args, "workers", None):
+        cloud["workers"] = args.workers
     return {"cloud": cloud} if cloud else {}
 
 
@@ -322,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve = cloud.add_parser("serve", help="run the HTTP API")
     _add_cloud_flags(serve)
+    serve.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
     serve.set_defaults(handler=cmd_cloud_serve)
     migrate = cloud.add_parser("migrate", help="upgrade the database schema to the latest revision")
     _add_cloud_flags(migrate)

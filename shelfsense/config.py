@@ -220,6 +220,9 @@ class WebSettings(_Section):
 class CloudSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8600
+    # Server processes sharing the listening socket (Python runs one core per process). Each is a
+    # full replica: the periodic jobs are claimed through the database, so they run once.
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
     db_url: str = "sqlite+aiosqlite:///./.shelfsense/cloud.db"
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     # How long a sensor may stay silent before the cloud calls its readings stale.

@@ -88,10 +88,12 @@ class _Window:
     room: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def take(self, count: int) -> None:
+        """Count ``count`` more messages in hand, then wait until there is room for another read:
+        so a read starts only below the window, and what the edge holds is the window plus one read."""
+        self.used += count
         while self.used >= self.size:
             self.room.clear()
             await self.room.wait()
-        self.used += count
 
     def give(self, count: int) -> None:
         self.used -= count
