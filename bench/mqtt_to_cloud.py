@@ -10,9 +10,11 @@ message is a Zigbee2MQTT payload with temperature AND humidity, so it becomes tw
 ``events`` table tells exactly which readings arrived: ``msgs_per_s`` (unique messages stored in
 the cloud per second, from the first publish to the last one stored; ``readings_per_s`` is twice
 that), ``lost`` (acknowledged by the broker but never stored), ``duplicates`` (stored more than
-once: MQTT QoS 1 is at-least-once). ``cpu_us_per_msg_<part>`` is the CPU time (user + system) each
-process spent per stored message over the run: all parts share this machine's cores, so they say
-where the time goes. Last line: one JSON object.
+once: MQTT QoS 1 is at-least-once). The cloud runs ``--cloud-workers`` server processes (default
+2, one per core of the benchmark machine, as Python runs one core per process; ``--cloud-workers
+1`` is the single-process default of ``cloud serve``). ``cpu_us_per_msg_<part>`` is the CPU time
+(user + system) each process spent per stored message over the run: all parts share this
+machine's cores, so they say where the time goes. Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -353,7 +355,12 @@ def main() -> None:
         help="processes running the raw MQTT publishers (0: paho clients in threads, as before)",
     )
     parser.add_argument("--window", type=int, default=100, help="unacked QoS 1 publishes per publisher")
-    parser.add_argument("--cloud-workers", type=int, default=1, help="cloud server processes (cloud.workers)")
+    parser.add_argument(
+        "--cloud-workers",
+        type=int,
+        default=2,
+        help="cloud server processes (cloud.workers; 1 = a single process, as `cloud serve` defaults to)",
+    )
     parser.add_argument(
         "--broker-inflight",
         type=int,
