@@ -87,3 +87,19 @@ _INITIAL_TABLES = {
     "local_alarms",
     "alerts",
 }
+
+
+async def test_zone_queries_use_the_partial_zone_time_index(tmp_path: object) -> None:
+    """The alert window and lot history queries (zone + time) are served by 0008's index; on
+    SQLite a partial index is only used when the query implies its WHERE, which ``zone = ?`` does."""
+    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path}/plan.db")
+    try:
+        await upgrade_to_head(engine)
+        async with engine.connect() as conn:
+            plans = []
+            for where in ("site_id = 's' AND zone = 'z'", "zone = 'z' AND quantity = 'temperature'"):
+                sql = f"EXPLAIN QUERY PLAN SELECT value FROM sensor_readings WHERE {where} AND time >= '2026'"
+                plans.append(" ".join(str(row[-1]) for row in await conn.execute(text(sql))))
+        assert all("ix_sensor_readings_zone_time" in plan for plan in plans), plans
+    finally:
+        await engine.dispose()
