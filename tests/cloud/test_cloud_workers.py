@@ -1,4 +1,5 @@
-"""``cloud serve --workers N``: N server processes on one port, supervised, stopped together."""
+"""``cloud serve --workers N``: N server processes on one port, supervised, stopped together
+(SQLite and PostgreSQL: the parent migrates, then forks)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,10 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def server(tmp_path: Path, db_url: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = _free_port()
     config = tmp_path / "cloud.toml"
-    config.write_text(
-        f'[cloud]\nhost = "127.0.0.1"\nport = {port}\ndb_url = "sqlite+aiosqlite:///{tmp_path}/cloud.db"\n'
-    )
+    config.write_text(f'[cloud]\nhost = "127.0.0.1"\nport = {port}\ndb_url = "{db_url}"\n')
     process = subprocess.Popen(
         [sys.executable, "-m", "shelfsense", "cloud", "serve", "--config", str(config), "--workers", "2"],
         cwd=tmp_path,
