@@ -156,7 +156,8 @@ class CloudChild:
         path = self.workdir / "cloud.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` on a read-only connection to the cloud's database."""
         conn = sqlite3.connect(f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
             return conn.execute(sql, tuple(params)).fetchall()
@@ -166,23 +167,23 @@ class CloudChild:
     def seqs(self, edge_id: str) -> list[int]:
         """Every stored sequence number of the edge, ascending (one row per (edge, seq) by key)."""
         return [
-            int(r[0]) for r in self._query("SELECT seq FROM events WHERE edge_id = ? ORDER BY seq", [edge_id])
+            int(r[0]) for r in self.query("SELECT seq FROM events WHERE edge_id = ? ORDER BY seq", [edge_id])
         ]
 
     def event_count(self, edge_id: str) -> int:
-        return int(self._query("SELECT COUNT(*) FROM events WHERE edge_id = ?", [edge_id])[0][0])
+        return int(self.query("SELECT COUNT(*) FROM events WHERE edge_id = ?", [edge_id])[0][0])
 
     def acked_through(self, edge_id: str) -> int:
-        rows = self._query("SELECT acked_through FROM edges WHERE edge_id = ?", [edge_id])
+        rows = self.query("SELECT acked_through FROM edges WHERE edge_id = ?", [edge_id])
         return int(rows[0][0]) if rows else 0
 
     def duplicates_received(self, edge_id: str) -> int:
         """How many already-stored events the edge sent again (retries; harmless, but counted)."""
-        rows = self._query("SELECT duplicates FROM edges WHERE edge_id = ?", [edge_id])
+        rows = self.query("SELECT duplicates FROM edges WHERE edge_id = ?", [edge_id])
         return int(rows[0][0]) if rows else 0
 
     def payloads(self, edge_id: str, kind: str) -> list[dict[str, Any]]:
-        rows = self._query(
+        rows = self.query(
             "SELECT payload FROM events WHERE edge_id = ? AND kind = ? ORDER BY seq", [edge_id, kind]
         )
         return [json.loads(r[0]) for r in rows]

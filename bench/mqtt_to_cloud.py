@@ -24,7 +24,6 @@ import asyncio
 import json
 import multiprocessing
 import resource
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -210,36 +209,22 @@ def publish_raw(
 
 def stored_count(cloud: CloudChild) -> int:
     """Sensor readings of the edge in the cloud (duplicates included): cheap enough to poll."""
-    conn = sqlite3.connect(f"{cloud.db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-    try:
-        row = conn.execute(
-            "SELECT COUNT(*) FROM events WHERE edge_id = ? AND kind = 'sensor_reading'", (EDGE_ID,)
-        ).fetchone()
-    finally:
-        conn.close()
-    return int(row[0])
+    sql = "SELECT COUNT(*) FROM events WHERE edge_id = ? AND kind = 'sensor_reading'"
+    return int(cloud.query(sql, [EDGE_ID])[0][0])
 
 
 def batches_received(cloud: CloudChild) -> int:
-    conn = sqlite3.connect(f"{cloud.db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-    try:
-        row = conn.execute("SELECT batches FROM edges WHERE edge_id = ?", (EDGE_ID,)).fetchone()
-    finally:
-        conn.close()
-    return int(row[0]) if row else 0
+    rows = cloud.query("SELECT batches FROM edges WHERE edge_id = ?", [EDGE_ID])
+    return int(rows[0][0]) if rows else 0
 
 
 def stored(cloud: CloudChild) -> tuple[Counter[tuple[str, int]], int]:
-    conn = sqlite3.connect(f"{cloud.db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-    try:
-        rows = conn.execute(
-            "SELECT json_extract(payload, '$.sensor_id'), json_extract(payload, '$.value') FROM events "
-            "WHERE edge_id = ? AND kind = 'sensor_reading' "
-            "AND json_extract(payload, '$.quantity') = 'temperature'",
-            (EDGE_ID,),
-        ).fetchall()
-    finally:
-        conn.close()
+    rows = cloud.query(
+        "SELECT json_extract(payload, '$.sensor_id'), json_extract(payload, '$.value') FROM events "
+        "WHERE edge_id = ? AND kind = 'sensor_reading' "
+        "AND json_extract(payload, '$.quantity') = 'temperature'",
+        [EDGE_ID],
+    )
     counts = Counter((str(sensor), number_of(float(value))) for sensor, value in rows)
     return counts, len(rows)
 

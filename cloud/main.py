@@ -152,10 +152,14 @@ def serve(settings: Settings) -> None:
     """Run the cloud service until interrupted (``shelfsense cloud serve``)."""
     if settings.cloud.workers > 1:
         serve_workers(settings)
-        return
+    else:
+        _run_server(settings)
+
+
+def _run_server(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     server = build_server(settings)
     tune_gc()  # this process is the server: its start-up objects live as long as it does
-    server.run()
+    server.run(sockets=sockets)
 
 
 def serve_workers(settings: Settings) -> None:
@@ -194,9 +198,7 @@ def _fork_worker(settings: Settings, listener: socket.socket) -> int:
         return pid
     code = 1
     try:
-        server = build_server(settings)
-        tune_gc()
-        server.run(sockets=[listener])
+        _run_server(settings, [listener])
         code = 0
     finally:
         os._exit(code)  # never return into the parent's code path

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -558,12 +558,12 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
     )
 
 
-def _sqlite_bulk_plan(table: Table, names: tuple[str, ...], ignore_conflicts: bool) -> tuple[str, list[int]]:
+def sqlite_insert_sql(table: Table, names: Sequence[str], ignore_conflicts: bool = False) -> str:
+    """A plain ``INSERT`` for the driver's ``executemany`` (bypassing Core's per-row processing)."""
     columns = ", ".join(f'"{n}"' for n in names)
     marks = ", ".join("?" for _ in names)
     suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
-    sql = f'INSERT INTO "{table.name}" ({columns}) VALUES ({marks}){suffix}'
-    return sql, [i for i, n in enumerate(names) if isinstance(table.c[n].type, UtcDateTime)]
+    return f'INSERT INTO "{table.name}" ({columns}) VALUES ({marks}){suffix}'
 
 
 async def bulk_insert(
@@ -587,7 +587,8 @@ async def bulk_insert(
         await conn.execute(stmt, rows)
         return
     names = tuple(rows[0])
-    sql, time_columns = _sqlite_bulk_plan(table, names, ignore_conflicts)
+    sql = sqlite_insert_sql(table, names, ignore_conflicts)
+    time_columns = [i for i, n in enumerate(names) if isinstance(table.c[n].type, UtcDateTime)]
     params: list[tuple[Any, ...]] = []
     for row in rows:
         values = [row[n] for n in names]
@@ -623,6 +624,7 @@ __all__ = [
     "sensor_readings",
     "sensors",
     "sites",
+    "sqlite_insert_sql",
     "stock_items",
     "stock_movements",
     "stocktake_discrepancies",

@@ -269,12 +269,7 @@ async def insert_rows(conn: AsyncConnection, rows: Rows, *, ignore_conflicts: bo
         return
     table, names = rows.table, rows.names
     if conn.dialect.name == "sqlite":
-        columns = ", ".join(f'"{n}"' for n in names)
-        marks = ", ".join("?" * len(names))
-        suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
-        await conn.exec_driver_sql(
-            f'INSERT INTO "{table.name}" ({columns}) VALUES ({marks}){suffix}', rows.rows
-        )
+        await conn.exec_driver_sql(db.sqlite_insert_sql(table, names, ignore_conflicts), rows.rows)
         return
     stmt: Any = dialect_insert(conn, table)
     if ignore_conflicts:

@@ -69,7 +69,6 @@ class Pn532Transport:
         self.decoder = pn532.Pn532FrameDecoder()
         self._frames: deque[pn532.Pn532Frame] = deque(maxlen=MAX_PENDING_FRAMES)
         self._arrived = asyncio.Event()
-        self._bad_seen = 0
         self.polls = 0
         self.timeouts = 0
         self.nacks_sent = 0
@@ -79,10 +78,9 @@ class Pn532Transport:
     # ------------------------------------------------------------------ byte intake
 
     def _on_bytes(self, data: bytes) -> None:
+        bad_before = self.decoder.frames_bad
         frames = self.decoder.feed(data)
-        bad = self.decoder.frames_bad - self._bad_seen
-        if bad:
-            self._bad_seen = self.decoder.frames_bad
+        if bad := self.decoder.frames_bad - bad_before:
             self.health.frame_bad(bad)
         for frame in frames:
             if len(self._frames) == self._frames.maxlen:

@@ -38,14 +38,12 @@ class Rdm6300Transport:
         self.presence = PresenceTracker(config.grace_s)
         self.decoder = Rdm6300Decoder()
         self._pending: list[Event] = []
-        self._bad_seen = 0
         self.events_dropped = 0
 
     def _on_bytes(self, data: bytes) -> None:
+        bad_before = self.decoder.frames_bad
         frames = self.decoder.feed(data)
-        bad = self.decoder.frames_bad - self._bad_seen
-        if bad:
-            self._bad_seen = self.decoder.frames_bad
+        if bad := self.decoder.frames_bad - bad_before:
             self.health.frame_bad(bad)
         if not frames:
             return

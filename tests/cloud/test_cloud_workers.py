@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,11 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from shelfsense.services import free_port
 
 
 def _children(pid: int) -> list[int]:
@@ -28,7 +23,7 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture
 def server(tmp_path: Path, db_url: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "cloud.toml"
     config.write_text(f'[cloud]\nhost = "127.0.0.1"\nport = {port}\ndb_url = "{db_url}"\n')
     process = subprocess.Popen(

@@ -6,6 +6,8 @@ queued only after its transaction committed.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -159,17 +161,24 @@ async def get_deliveries(alert_id: int, conn: DbConn) -> list[DeliveryOut]:
     return [DeliveryOut.model_validate(r) for r in rows]
 
 
+@contextlib.contextmanager
+def _as_api_errors() -> Iterator[None]:
+    """The lifecycle's refusals as HTTP answers: unknown alert 404, wrong state 409."""
+    try:
+        yield
+    except AlertNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from exc
+    except AlertStateConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from exc
+
+
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut, responses=_ERRORS)
 async def post_acknowledge(
     alert_id: int, body: AcknowledgeBody, user: OperatorUser, engine: Engine, request: Request
 ) -> AlertOut:
     """Someone is on it: stops escalation. The alert stays active until the excursion ends."""
-    try:
+    with _as_api_errors():
         row, notice = await acknowledge(engine, alert_id, user.name, body.comment)
-    except AlertNotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from exc
-    except AlertStateConflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from exc
     _notify(request, notice)
     return AlertOut.model_validate(row)
 
@@ -179,12 +188,8 @@ async def post_resolve(
     alert_id: int, body: ResolveBody, user: OperatorUser, engine: Engine, request: Request
 ) -> AlertOut:
     """Close an alert by hand (e.g. the probe was faulty); the reason is required and kept."""
-    try:
+    with _as_api_errors():
         row, notice = await resolve(engine, alert_id, user.name, body.reason)
-    except AlertNotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from exc
-    except AlertStateConflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from exc
     _notify(request, notice)
     return AlertOut.model_validate(row)
 
