@@ -36,7 +36,6 @@ from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import and_, func, or_, select, text, update
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.core import db
@@ -1136,29 +1135,23 @@ async def job_loop(
 ) -> None:
     """Poll for due runs and approved proposals to export; database failures logged on change only."""
     poll_s = min(max(options.settings.interval_s / 4, 0.05), options.settings.export_poll_s)
-    failing = False
     job_exists = False
-    while True:
-        try:
-            if not job_exists:
-                await ensure_job(engine, options.settings.interval_s)
-                job_exists = True
-            report = await job_tick(engine, options, notifier=notifier)
-            if report is not None:
-                made = sum(len(s["proposals"]) for s in report["sites"])
-                log.info("replenish run by %s: %d new proposals", options.runner, made)
-            if sender is not None:
-                exported, failed = await export_approved(engine, sender)
-                if exported or failed:
-                    log.info("proposals exported: %d, failed: %d", exported, failed)
-            if failing:
-                log.info("replenish job recovered")
-                failing = False
-        except (SQLAlchemyError, DBAPIError, OSError) as exc:
-            if not failing:
-                log.warning("replenish job failing: %s", type(exc).__name__)
-                failing = True
-        await asyncio.sleep(poll_s)
+
+    async def step() -> None:
+        nonlocal job_exists
+        if not job_exists:
+            await ensure_job(engine, options.settings.interval_s)
+            job_exists = True
+        report = await job_tick(engine, options, notifier=notifier)
+        if report is not None:
+            made = sum(len(s["proposals"]) for s in report["sites"])
+            log.info("replenish run by %s: %d new proposals", options.runner, made)
+        if sender is not None:
+            exported, failed = await export_approved(engine, sender)
+            if exported or failed:
+                log.info("proposals exported: %d, failed: %d", exported, failed)
+
+    await jobs.run_periodic("replenish", step, poll_s, log)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

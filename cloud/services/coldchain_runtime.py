@@ -73,6 +73,7 @@ from cloud.services.coldchain import (
     gap_tick,
 )
 from cloud.services.ingest import IngestResult
+from cloud.services.jobs import run_periodic
 from shelfsense.config import ChannelSettings, InfluxSettings, Settings
 from shelfsense.contract import DeviceHealth, SensorReading
 
@@ -464,27 +465,21 @@ class ColdChainRuntime:
         return notices
 
     async def _job_loop(self) -> None:
-        poll_s = min(max(self.tick_s / 4, 0.05), 10.0)
-        failing, job_exists = False, False
-        while True:
-            try:
-                if not job_exists:
-                    await ensure_job(self.engine, self.tick_s)
-                    job_exists = True
-                now = db.utcnow()
-                if await claim_tick(self.engine, self.tick_s, self.options.runner, now):
-                    notices = await self.tick(now)
-                    await finish_tick(self.engine)
-                    if notices:
-                        log.info("cold-chain tick: %d alert transitions", len(notices))
-                if failing:
-                    log.info("cold-chain job recovered")
-                    failing = False
-            except (SQLAlchemyError, DBAPIError, OSError) as exc:
-                if not failing:
-                    log.warning("cold-chain job failing: %s", type(exc).__name__)
-                    failing = True
-            await asyncio.sleep(poll_s)
+        job_exists = False
+
+        async def step() -> None:
+            nonlocal job_exists
+            if not job_exists:
+                await ensure_job(self.engine, self.tick_s)
+                job_exists = True
+            now = db.utcnow()
+            if await claim_tick(self.engine, self.tick_s, self.options.runner, now):
+                notices = await self.tick(now)
+                await finish_tick(self.engine)
+                if notices:
+                    log.info("cold-chain tick: %d alert transitions", len(notices))
+
+        await run_periodic("cold-chain", step, min(max(self.tick_s / 4, 0.05), 10.0), log)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -9,9 +9,13 @@ holds the lock.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core import db
@@ -49,3 +53,25 @@ async def claim_job(
             )
         )
     return True
+
+
+async def run_periodic(
+    label: str, step: Callable[[], Awaitable[None]], poll_s: float, log: logging.Logger
+) -> None:
+    """Await ``step`` every ``poll_s`` until cancelled (the background jobs' one loop).
+
+    A database that is down or locked is logged on state change only ("<label> job failing",
+    "<label> job recovered") and tried again at the next poll; anything else is a bug and propagates.
+    """
+    failing = False
+    while True:
+        try:
+            await step()
+            if failing:
+                log.info("%s job recovered", label)
+                failing = False
+        except (SQLAlchemyError, DBAPIError, OSError) as exc:
+            if not failing:
+                log.warning("%s job failing: %s", label, type(exc).__name__)
+                failing = True
+        await asyncio.sleep(poll_s)

@@ -27,7 +27,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import and_, func, select, update
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.coldchain import lot_history as lh
@@ -713,23 +712,16 @@ async def expiry_job_loop(
 ) -> None:
     """Run :func:`check_expiry` whenever this replica claims a due tick, then hand the opened alerts
     to ``notifier`` (after the commit); log state changes only."""
-    failing = False
-    while True:
-        try:
-            if await _claim(engine, options, db.utcnow()):
-                result = await check_expiry(engine, within_days=options.within_days)
-                if notifier is not None and result.notices:
-                    notifier.notify(result.notices)
-                if result.opened or result.resolved:
-                    log.info("expiry check: opened %s, resolved %s", result.opened, result.resolved)
-            if failing:
-                log.info("expiry job recovered")
-                failing = False
-        except (SQLAlchemyError, DBAPIError, OSError) as exc:
-            if not failing:
-                log.warning("expiry job failing: %s", type(exc).__name__)
-                failing = True
-        await asyncio.sleep(min(max(options.interval_s / 4, 0.05), 30.0))
+
+    async def step() -> None:
+        if await _claim(engine, options, db.utcnow()):
+            result = await check_expiry(engine, within_days=options.within_days)
+            if notifier is not None and result.notices:
+                notifier.notify(result.notices)
+            if result.opened or result.resolved:
+                log.info("expiry check: opened %s, resolved %s", result.opened, result.resolved)
+
+    await jobs.run_periodic("expiry", step, min(max(options.interval_s / 4, 0.05), 30.0), log)
 
 
 @contextlib.asynccontextmanager

@@ -30,7 +30,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, select, text, update
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.core import db
@@ -357,25 +356,18 @@ async def job_tick(engine: AsyncEngine, options: StocktakeOptions, now: datetime
 
 async def job_loop(engine: AsyncEngine, options: StocktakeOptions) -> None:
     """Poll for due ticks until cancelled; a failing database is logged on state change only."""
-    poll_s = min(max(options.interval_s / 4, 0.05), 10.0)
-    failing = False
     job_exists = False
-    while True:
-        try:
-            if not job_exists:
-                await ensure_job(engine, options.interval_s)
-                job_exists = True
-            runs = await job_tick(engine, options)
-            if runs:
-                log.info("stocktake runs %s by %s", runs, options.runner)
-            if failing:
-                log.info("stocktake job recovered")
-                failing = False
-        except (SQLAlchemyError, DBAPIError, OSError) as exc:
-            if not failing:
-                log.warning("stocktake job failing: %s", type(exc).__name__)
-                failing = True
-        await asyncio.sleep(poll_s)
+
+    async def step() -> None:
+        nonlocal job_exists
+        if not job_exists:
+            await ensure_job(engine, options.interval_s)
+            job_exists = True
+        runs = await job_tick(engine, options)
+        if runs:
+            log.info("stocktake runs %s by %s", runs, options.runner)
+
+    await jobs.run_periodic("stocktake", step, min(max(options.interval_s / 4, 0.05), 10.0), log)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
