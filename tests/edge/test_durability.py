@@ -426,6 +426,13 @@ async def test_broker_and_serial_devices_restart_reading_resumes_by_itself(
 # ---------------------------------------------------------------------------------------- (d)
 
 
+def every_input_saw_garbage_and_data(site: Site) -> bool:
+    """The cloud holds probe readings and device health reporting bad frames on each kind of input."""
+    probe = [p for p in site.cloud.payloads(EDGE_ID, "sensor_reading") if p["sensor_id"] == "probe-1"]
+    bad = {h["device_id"]: h["frames_bad"] for h in site.cloud.payloads(EDGE_ID, "device_health")}
+    return bool(probe) and all(bad.get(device, 0) > 0 for device in ("mqtt", "reader-0", "probe-1"))
+
+
 async def test_garbage_on_every_input_good_data_intact(site: Site) -> None:
     publisher = NumberedPublisher(site.broker)
     garbage = NumberedPublisher(site.broker)
@@ -447,7 +454,8 @@ async def test_garbage_on_every_input_good_data_intact(site: Site) -> None:
             await asyncio.sleep(0.02)
 
     spraying = asyncio.create_task(spray())
-    await asyncio.sleep(6)
+    await asyncio.sleep(6)  # the least spraying time; under load, spray on until every input was hit
+    await wait_for(lambda: every_input_saw_garbage_and_data(site), 90, "probe readings and bad frames")
     stop_garbage.set()
     await spraying
     await wait_for(lambda: len(publisher.acked) == publisher.sent, 10, "broker PUBACKs")
