@@ -95,7 +95,7 @@ async def test_uncommitted_message_is_redelivered_after_unclean_disconnect(
     config = config_for(mosquitto_broker, protocol)
     received = asyncio.Event()
 
-    async def stuck_sink(events: Sequence[Event]) -> None:
+    async def stuck_sink(events: Sequence[Event], **_: object) -> None:
         received.set()
         await asyncio.Event().wait()  # the disk never answers: no commit, so no PUBACK
 
@@ -211,11 +211,11 @@ async def test_slow_outbox_applies_backpressure_and_loses_nothing(
     config = config_for(broker)
     biggest_batch = 0
 
-    async def slow_sink(events: Sequence[Event]) -> object:
+    async def slow_sink(events: Sequence[Event], **extras: Any) -> object:
         nonlocal biggest_batch
         biggest_batch = max(biggest_batch, len(events))
         await asyncio.sleep(0.02)
-        return await writer.submit(events)
+        return await writer.submit(events, **extras)
 
     transport = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), slow_sink, queue_max=20)
     run = asyncio.create_task(transport.run())
