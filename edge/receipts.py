@@ -17,6 +17,11 @@ until then the digest tells a redelivery of the old message from the new one. Th
 a redelivered message whose first delivery never reached the edge, with exactly the topic and
 payload of the message that had its packet id one full id cycle (65,536 messages) earlier.
 
+A publisher's own QoS 1 re-send (after a broker restart, the broker had stored the message but its
+PUBACK was lost) is a *new* message with a new packet id: no receipt matches. When the reading
+carries its device time it is still the same reading, one per (sensor, quantity, device time):
+:class:`DeviceTimes` remembers the most recent such keys and the transport drops a repeat.
+
 Why DUP: a message without it is a first delivery (MQTT 3.1.1 section 3.3.1.1, 5.0 section
 3.3.1.1: the DUP flag MUST be set on a re-delivery), so it is never checked and costs nothing.
 """
@@ -24,12 +29,13 @@ Why DUP: a message without it is a first delivery (MQTT 3.1.1 section 3.3.1.1, 5
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiosqlite
 
-__all__ = ["SCHEMA", "Receipts", "digest"]
+__all__ = ["SCHEMA", "DeviceTimes", "Receipts", "digest"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mqtt_receipts (
@@ -67,3 +73,55 @@ async def committed(db: aiosqlite.Connection, packet_ids: Sequence[int]) -> dict
         ) as cursor:
             found.update({int(p): int(d) for p, d in await cursor.fetchall()})
     return found
+
+
+class DeviceTimes:
+    """The last ``capacity`` (sensor, channel, quantity, device time) keys received, in memory.
+
+    Bounded FIFO of 64-bit hashes (a collision drops one reading in ~2**64 pairs): 100k keys are
+    about 10 MB. Publisher re-sends arrive seconds after the original, well inside the window; an
+    edge restart forgets the window (receipts still cover the broker's own redeliveries).
+
+    A key counts only once its batch is committed: keys are noted per batch (:meth:`first_time`,
+    :meth:`end_batch`), :meth:`confirm` keeps them after the commit, and :meth:`forget_unconfirmed`
+    (the connection ended) drops the others, or the broker's redelivery of a message whose commit
+    never landed would look like a repeat and be lost.
+    """
+
+    __slots__ = ("_batch", "_keys", "_unconfirmed", "capacity")
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._keys: dict[int, None] = {}
+        self._batch: list[int] = []
+        self._unconfirmed: deque[tuple[int, list[int]]] = deque()
+
+    def first_time(self, key: tuple[object, ...]) -> bool:
+        """True (and noted for the current batch) the first time ``key`` is seen; False for a repeat."""
+        digest = hash(key)
+        if digest in self._keys:
+            return False
+        if len(self._keys) >= self.capacity:
+            del self._keys[next(iter(self._keys))]
+        self._keys[digest] = None
+        self._batch.append(digest)
+        return True
+
+    def end_batch(self, number: int) -> None:
+        if self._batch:
+            self._unconfirmed.append((number, self._batch))
+            self._batch = []
+
+    def confirm(self, through: int) -> None:
+        """Batches up to number ``through`` are committed: their keys stay."""
+        while self._unconfirmed and self._unconfirmed[0][0] <= through:
+            self._unconfirmed.popleft()
+
+    def forget_unconfirmed(self) -> None:
+        for _, keys in self._unconfirmed:
+            for digest in keys:
+                self._keys.pop(digest, None)
+        for digest in self._batch:
+            self._keys.pop(digest, None)
+        self._unconfirmed.clear()
+        self._batch = []

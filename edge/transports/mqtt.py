@@ -72,6 +72,7 @@ from devices.mqtt_packets import (
     encode_subscribe,
     topic_matches,
 )
+from devices.readings import Measurement
 from edge import receipts
 from edge.clock import utcnow
 from edge.outbox import LedgerWrite, Outbox
@@ -152,7 +153,7 @@ class _Session:
 
 
 # A batch in the pipeline: its commit (None when it had no readings) and the messages to acknowledge.
-_InFlight = tuple["asyncio.Future[object] | None", list[Publish]]
+_InFlight = tuple["asyncio.Future[object] | None", list[Publish], int]  # ..., batch number
 
 
 class MqttTransport:
@@ -184,6 +185,8 @@ class MqttTransport:
         self._session: _Session | None = None
         self._topic_cache: dict[str, MqttSensorConfig | None] = {}
         self._had_session = False
+        self._device_times = receipts.DeviceTimes()
+        self._batches = 0  # numbers the batches, for DeviceTimes
 
     # ------------------------------------------------------------------ public helpers
 
@@ -228,7 +231,7 @@ class MqttTransport:
             asyncio.create_task(self._receive(session, early, window, batches)),
             asyncio.create_task(self._keepalive(session)),
             asyncio.create_task(self._decode_batches(batches, in_flight, commits)),
-            asyncio.create_task(self._ack_in_order(session, in_flight, window)),
+            asyncio.create_task(self._ack_in_order(session, in_flight, window, self._device_times)),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -237,6 +240,7 @@ class MqttTransport:
             raise TransportError("MQTT session ended")  # unreachable: the tasks loop forever
         finally:
             self._session = None
+            self._device_times.forget_unconfirmed()  # their messages come again, or were committed
             pending: list[asyncio.Future[object] | asyncio.Task[None]] = [*tasks, *commits]
             for future in pending:
                 future.cancel()
@@ -412,6 +416,8 @@ class MqttTransport:
             return None
         try:
             measurements = decode_payload(sensor.format, msg.topic, msg.payload, quantity=sensor.quantity)
+            if measurements and measurements[0].time is not None:
+                measurements = self._first_readings(sensor.sensor_id, measurements)
             return list(measurements_to_readings(measurements, sensor.sensor_id, sensor.zone, received_at))
         except DecodeError as exc:
             reason = str(exc)
@@ -420,6 +426,17 @@ class MqttTransport:
         self.counters["mqtt_malformed"] += 1
         self._reject(msg, reason, rejects)
         return None
+
+    def _first_readings(self, sensor_id: str, measurements: list[Measurement]) -> list[Measurement]:
+        """Drop readings already received with the same device time (a publisher's re-send)."""
+        first = [
+            m
+            for m in measurements
+            if m.time is None or self._device_times.first_time((sensor_id, m.channel, m.quantity, m.time))
+        ]
+        if len(first) < len(measurements):
+            self.counters["mqtt_repeated_readings"] += len(measurements) - len(first)
+        return first
 
     def _reject(self, msg: Publish, reason: str, rejects: Rejects, size: int | None = None) -> None:
         self.health.frame_bad()
@@ -478,14 +495,22 @@ class MqttTransport:
                 commit = asyncio.ensure_future(self.sink(events, extras=(committed, rejects)))
                 commits.add(commit)
                 commit.add_done_callback(commits.discard)
-            await in_flight.put((commit, batch))
+            self._batches += 1
+            self._device_times.end_batch(self._batches)
+            await in_flight.put((commit, batch, self._batches))
 
     @staticmethod
-    async def _ack_in_order(session: _Session, in_flight: asyncio.Queue[_InFlight], window: _Window) -> None:
+    async def _ack_in_order(
+        session: _Session,
+        in_flight: asyncio.Queue[_InFlight],
+        window: _Window,
+        device_times: receipts.DeviceTimes,
+    ) -> None:
         while True:
-            commit, batch = await in_flight.get()
+            commit, batch, number = await in_flight.get()
             if commit is not None:
                 await commit
+            device_times.confirm(number)
             acks = [encode_ack(PUBACK if m.qos == 1 else PUBREC, m.packet_id) for m in batch if m.qos]
             session.send(b"".join(acks))
             window.give(len(batch))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import subprocess
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -392,3 +393,64 @@ async def test_committed_but_unacknowledged_message_is_not_stored_twice(
         await asyncio.gather(run2, return_exceptions=True)
     assert sorted(r.value for r in await readings_in(writer.outbox)) == [9.25, 9.5, 70.0, 71.0]
     assert second.counters["mqtt_messages"] == 2
+
+
+def _timed(value: float, last_seen_ms: int) -> bytes:
+    return json.dumps({"temperature": value, "last_seen": last_seen_ms}).encode()
+
+
+async def test_a_publisher_resend_with_the_same_device_time_is_one_reading(
+    mosquitto_broker: Any, writer: OutboxWriter
+) -> None:
+    """One reading per (sensor, quantity, device time): a publisher's QoS 1 re-send after a broker
+    restart is a new message (new packet id, no DUP), but the same reading."""
+    transport = MqttTransport(
+        config_for(mosquitto_broker), "edge-1", DeviceHealthState("mqtt"), writer.submit
+    )
+    run = asyncio.create_task(transport.run())
+    try:
+        await wait_until(lambda: asyncio.sleep(0, transport.connected))
+        for payload in (
+            _timed(4.5, 1_790_000_000_000),
+            _timed(4.5, 1_790_000_000_000),
+            _timed(4.6, 1_790_000_001_000),
+        ):
+            await publish(mosquitto_broker, payload)
+        await wait_until(lambda: _count(writer.outbox, 2))
+        await wait_until(lambda: asyncio.sleep(0, transport.counters["mqtt_messages"] == 3))
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+    assert sorted(r.value for r in await readings_in(writer.outbox)) == [4.5, 4.6]
+    assert transport.counters["mqtt_repeated_readings"] == 1
+
+
+async def test_a_redelivery_of_an_uncommitted_timed_reading_is_stored(
+    mosquitto_broker: Any, writer: OutboxWriter
+) -> None:
+    """The device-time memory counts a reading only once committed: the broker's redelivery of a
+    message whose commit never happened is not mistaken for a repeat (that would lose it)."""
+    calls = 0
+
+    async def first_commit_hangs(events: Sequence[Event], **extras: Any) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.Event().wait()  # the disk never answers; the link then drops
+        return await writer.submit(events, **extras)
+
+    health = DeviceHealthState("mqtt")
+    transport = MqttTransport(config_for(mosquitto_broker), "edge-1", health, first_commit_hangs)
+    stop = asyncio.Event()
+    task = asyncio.create_task(supervise("mqtt", transport.run, health, 0.05, 0.2, stop))
+    try:
+        await wait_until(lambda: asyncio.sleep(0, health.connected))
+        await publish(mosquitto_broker, _timed(7.5, 1_790_000_000_000))
+        await wait_until(lambda: asyncio.sleep(0, calls == 1))
+        transport.abort()  # same transport object reconnects: its memory of device times survives
+        await wait_until(lambda: readings_in(writer.outbox))
+    finally:
+        stop.set()
+        await task
+    assert [r.value for r in await readings_in(writer.outbox)] == [7.5]
+    assert transport.counters["mqtt_repeated_readings"] == 0
