@@ -40,14 +40,10 @@ import ssl
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
-
 from devices.errors import DecodeError, TransportError
-from devices.mqtt_formats import decode_payload
 from devices.mqtt_packets import (
     DEFAULT_MAX_PACKET_BYTES,
     MQTT_V5,
@@ -60,7 +56,6 @@ from devices.mqtt_packets import (
     Connack,
     Disconnect,
     MqttPacketDecoder,
-    OversizedPublish,
     Packet,
     Publish,
     Suback,
@@ -70,22 +65,19 @@ from devices.mqtt_packets import (
     encode_pingreq,
     encode_publish,
     encode_subscribe,
-    topic_matches,
 )
-from devices.readings import Measurement
 from edge import receipts
 from edge.clock import utcnow
 from edge.outbox import LedgerWrite, Outbox
 from edge.receipts import Receipts
-from edge.rejects import Rejected, Rejects
+from edge.rejects import Rejects
 from edge.supervisor import DeviceHealthState
-from edge.transports import measurements_to_readings
-from shelfsense.config import MqttConfig, MqttSensorConfig
+from edge.transports.mqtt_intake import MqttIntake
+from shelfsense.config import MqttConfig
 from shelfsense.contract import Event
 
 log = logging.getLogger(__name__)
 
-TOPIC_CACHE_MAX = 10_000
 BATCH_MAX = 2000  # messages decoded and committed together
 PIPELINE_DEPTH = 4  # batches committing at once; with queue_max this bounds unacked messages
 READ_BYTES = 1 << 16
@@ -183,10 +175,9 @@ class MqttTransport:
         self.max_packet_bytes = max_packet_bytes
         self.version = MQTT_V5 if config.protocol == "mqttv5" else MQTT_V311
         self._session: _Session | None = None
-        self._topic_cache: dict[str, MqttSensorConfig | None] = {}
         self._had_session = False
-        self._device_times = receipts.DeviceTimes()
-        self._batches = 0  # numbers the batches, for DeviceTimes
+        self.intake = MqttIntake(config.sensors, health, self.counters, max_packet_bytes)
+        self._batches = 0  # numbers the batches, for the intake's memory of device times
 
     # ------------------------------------------------------------------ public helpers
 
@@ -231,7 +222,7 @@ class MqttTransport:
             asyncio.create_task(self._receive(session, early, window, batches)),
             asyncio.create_task(self._keepalive(session)),
             asyncio.create_task(self._decode_batches(batches, in_flight, commits)),
-            asyncio.create_task(self._ack_in_order(session, in_flight, window, self._device_times)),
+            asyncio.create_task(self._ack_in_order(session, in_flight, window, self.intake.device_times)),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -240,7 +231,7 @@ class MqttTransport:
             raise TransportError("MQTT session ended")  # unreachable: the tasks loop forever
         finally:
             self._session = None
-            self._device_times.forget_unconfirmed()  # their messages come again, or were committed
+            self.intake.device_times.forget_unconfirmed()  # their messages come again, or were committed
             pending: list[asyncio.Future[object] | asyncio.Task[None]] = [*tasks, *commits]
             for future in pending:
                 future.cancel()
@@ -390,59 +381,6 @@ class MqttTransport:
 
     # ------------------------------------------------------------------ processing
 
-    def _sensor_for(self, topic: str) -> MqttSensorConfig | None:
-        # Topics repeat: remember the answer of the linear scan over the sensor map (bounded: a
-        # flood of distinct unknown topics only clears the cache).
-        try:
-            return self._topic_cache[topic]
-        except KeyError:
-            pass
-        found = next((s for s in self.config.sensors if topic_matches(s.topic, topic)), None)
-        if len(self._topic_cache) >= TOPIC_CACHE_MAX:
-            self._topic_cache.clear()
-        self._topic_cache[topic] = found
-        return found
-
-    def _decode(self, msg: Publish, received_at: datetime, rejects: Rejects) -> list[Event] | None:
-        """The readings of one message; None when it is not a reading (unknown topic, rejected)."""
-        if isinstance(msg, OversizedPublish):
-            self.counters["mqtt_oversized"] += 1
-            reason = f"MQTT packet of {msg.size} bytes exceeds the {self.max_packet_bytes}-byte limit"
-            self._reject(msg, reason, rejects, msg.size)
-            return None
-        sensor = self._sensor_for(msg.topic)
-        if sensor is None:
-            self.counters["mqtt_unknown_topic"] += 1
-            return None
-        try:
-            measurements = decode_payload(sensor.format, msg.topic, msg.payload, quantity=sensor.quantity)
-            if measurements and measurements[0].time is not None:
-                measurements = self._first_readings(sensor.sensor_id, measurements)
-            return list(measurements_to_readings(measurements, sensor.sensor_id, sensor.zone, received_at))
-        except DecodeError as exc:
-            reason = str(exc)
-        except ValidationError as exc:  # decoded, but not a valid contract reading (e.g. its channel id)
-            reason = f"not a valid reading: {exc.errors()[0]['msg']}"
-        self.counters["mqtt_malformed"] += 1
-        self._reject(msg, reason, rejects)
-        return None
-
-    def _first_readings(self, sensor_id: str, measurements: list[Measurement]) -> list[Measurement]:
-        """Drop readings already received with the same device time (a publisher's re-send)."""
-        first = [
-            m
-            for m in measurements
-            if m.time is None or self._device_times.first_time((sensor_id, m.channel, m.quantity, m.time))
-        ]
-        if len(first) < len(measurements):
-            self.counters["mqtt_repeated_readings"] += len(measurements) - len(first)
-        return first
-
-    def _reject(self, msg: Publish, reason: str, rejects: Rejects, size: int | None = None) -> None:
-        self.health.frame_bad()
-        rejects.items.append(Rejected.of(msg.topic, reason, msg.payload, size))
-        log.debug("dropping the message on %s: %s", msg.topic, reason)
-
     async def _already_committed(self, batch: list[Publish]) -> set[int]:
         """``id()`` of the redeliveries in ``batch`` whose first delivery was committed (receipts)."""
         redelivered = [m for m in batch if m.dup and m.qos]
@@ -478,7 +416,7 @@ class MqttTransport:
             for msg in batch:
                 if duplicates and id(msg) in duplicates:
                     continue
-                readings = self._decode(msg, received_at, rejects)
+                readings = self.intake.decode(msg, received_at, rejects)
                 if readings is not None:
                     events += readings
                     ok += 1
@@ -496,7 +434,7 @@ class MqttTransport:
                 commits.add(commit)
                 commit.add_done_callback(commits.discard)
             self._batches += 1
-            self._device_times.end_batch(self._batches)
+            self.intake.device_times.end_batch(self._batches)
             await in_flight.put((commit, batch, self._batches))
 
     @staticmethod

@@ -77,7 +77,7 @@ def test_decode_never_raises(fmt: str, content: object, oversized: bool) -> None
         else Publish(TOPICS[fmt], payload, 1, 7)
     )
     rejects = Rejects()
-    readings = transport._decode(msg, datetime.now(UTC), rejects)
+    readings = transport.intake.decode(msg, datetime.now(UTC), rejects)
     if readings is None:
         assert len(rejects.items) == 1 and rejects.items[0].topic == TOPICS[fmt]
         assert rejects.items[0].payload == payload[:4096]
