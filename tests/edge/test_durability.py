@@ -307,9 +307,11 @@ async def test_broker_restarts_every_reading_arrives_exactly_once(
         site.edge.start()
         try:
             await wait_for(lambda: len(numbered_counts(site)) > 0, 30, "first readings in the cloud")
-            for restart in range(3):  # SIGTERM (the broker saves its state), SIGKILL (it does not), SIGTERM
+            # SIGTERM: Mosquitto saves its state on the way down. (A SIGKILLed Mosquitto loses what it
+            # acknowledged since its last autosave: a broker property, so not asserted here.)
+            for _ in range(3):
                 await asyncio.sleep(1.5)
-                await asyncio.to_thread(site.broker.kill if restart == 1 else site.broker.stop)
+                await asyncio.to_thread(site.broker.stop)
                 await asyncio.sleep(0.5)
                 await asyncio.to_thread(site.broker.start)
             await asyncio.sleep(2)
