@@ -239,6 +239,16 @@ def assert_each_reading_once(site: Site, publisher: NumberedPublisher, what: str
     assert not twice, f"{len(twice)} MQTT readings stored more than once ({what}): {sorted(twice)[:10]}"
 
 
+async def settle(site: Site, publisher: NumberedPublisher, what: str) -> None:
+    """The end of a run: the broker acknowledged every numbered reading, the simulators stop, the
+    cloud catches up with the edge, and the edge stops cleanly."""
+    await wait_for(lambda: len(publisher.acked) == publisher.sent, 30, "broker PUBACKs")
+    publisher.close()
+    site.stop_simulators()
+    await wait_for(site.cloud_matches_edge, 90, f"the cloud to catch up ({what})")
+    assert await asyncio.to_thread(site.edge.stop) == 0, site.edge.log_tail()
+
+
 def assert_exactly_once(site: Site) -> int:
     """The cloud holds exactly 1..N of the edge, N = the edge's last sequence; returns N."""
     status = read_status(site.edge.db_path)
@@ -276,11 +286,7 @@ async def test_sigkill_edge_repeatedly_cloud_has_every_event_exactly_once(site: 
     finally:
         stop_publishing.set()
         await publishing
-    await wait_for(lambda: len(publisher.acked) == publisher.sent, 10, "broker PUBACKs")
-    publisher.close()
-    site.stop_simulators()
-    await wait_for(site.cloud_matches_edge, 60, f"the cloud to catch up (seed {seed})")
-    assert await asyncio.to_thread(site.edge.stop) == 0, site.edge.log_tail()
+    await settle(site, publisher, f"seed {seed}")
 
     for before, after in committed_before_kill:
         assert after >= before, f"committed events vanished in a kill (seed {seed})"
@@ -318,12 +324,7 @@ async def test_broker_restarts_every_reading_arrives_exactly_once(
         finally:
             stop_publishing.set()
             await publishing
-        await wait_for(lambda: len(publisher.acked) == publisher.sent, 30, "broker PUBACKs")
-        publisher.close()
-        site.stop_simulators()
-        await wait_for(lambda: set(numbered_counts(site)) >= publisher.acked, 60, "the acknowledged readings")
-        await wait_for(site.cloud_matches_edge, 60, "the cloud to catch up")
-        assert await asyncio.to_thread(site.edge.stop) == 0, site.edge.log_tail()
+        await settle(site, publisher, "broker restarts")
         assert_exactly_once(site)
         assert_each_reading_once(site, publisher, "broker restarts")
         counters = read_status(site.edge.db_path)["counters"]

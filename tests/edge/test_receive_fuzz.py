@@ -54,7 +54,7 @@ from devices.mqtt_formats import (
     encode_tasmota,
     encode_zigbee2mqtt,
 )
-from devices.mqtt_packets import encode_connect, encode_publish
+from devices.mqtt_packets import MQTT_V311, encode_connect, encode_publish
 from devices.pn532 import nfc_tag
 from edge.status import read_status
 from shelfsense.services import MosquittoProcess
@@ -195,16 +195,14 @@ def raw_packets(rng: random.Random, version: int) -> bytes:
                 [b"\x01\x01", b"\x02\x00\x00\x00\x05", b"\x03\x00\x04json", b"\x26\x00\x01k\x00\x01v",
                  b"\x08\x00\x03a/b", b"\x09\x00\x02\xff\x00", b"\x23\x00\x01"]
             )  # fmt: skip
-            topic_bytes = topic.encode()
-            body = (
-                len(topic_bytes).to_bytes(2, "big")
-                + topic_bytes
-                + (packet_id.to_bytes(2, "big") if qos else b"")
-            )
-            body += _varint(len(props)) + props + payload
-            packet = bytearray([0x30 | qos << 1]) + _varint(len(body)) + body
+            # A v5 PUBLISH is a v3.1.1 one whose payload starts with the properties block.
+            payload = bytes([len(props)]) + props + payload
+            version_on_wire = MQTT_V311
         else:
-            packet = bytearray(encode_publish(topic, payload, qos=qos, packet_id=packet_id, version=version))
+            version_on_wire = version
+        packet = bytearray(
+            encode_publish(topic, payload, qos=qos, packet_id=packet_id, version=version_on_wire)
+        )
         if rng.random() < 0.3:
             packet[0] ^= rng.choice([0x01, 0x08, 0x06, 0xF0])  # retain, dup, QoS 3, another type
         if rng.random() < 0.1 and len(packet) > 2:
@@ -213,15 +211,6 @@ def raw_packets(rng: random.Random, version: int) -> bytes:
     if rng.random() < 0.3:
         out.append(rng.randbytes(rng.randint(1, 100)))
     return b"".join(out)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        value, digit = divmod(value, 128)
-        out.append(digit | 0x80 if value else digit)
-        if not value:
-            return bytes(out)
 
 
 def send_raw(broker: MosquittoProcess, data: bytes) -> None:
