@@ -642,4 +642,12 @@ def decode_payload(fmt: str, topic: str, payload: bytes, *, quantity: str | None
     decoder = _DECODERS.get(fmt)
     if decoder is None:
         raise DecodeError(f"unsupported payload format {fmt!r}; supported: {', '.join(FORMATS)}")
-    return decoder(topic, payload, quantity)
+    try:
+        return decoder(topic, payload, quantity)
+    except DecodeError:
+        raise
+    except (ArithmeticError, ValueError, RecursionError) as exc:
+        # Hostile numbers: a 400-digit integer overflows float() (OverflowError), a 5,000-digit one
+        # exceeds Python's int-from-string limit (ValueError). Whatever arithmetic a decoder does on
+        # such a value, the payload is malformed, never a crash of the receive loop.
+        raise DecodeError(f"unreadable value in payload: {type(exc).__name__}: {exc}") from exc

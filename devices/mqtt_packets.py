@@ -11,10 +11,15 @@ Why not paho: paho parses every PUBLISH in Python one ``recv`` at a time and bui
 ``Properties`` object per message; at 20k messages/s that alone was ~45% of the edge's CPU. Here a
 64 KiB read is framed in one pass over a ``memoryview``.
 
-A stream that is not MQTT (a bad remaining length, a reserved packet type, a packet larger than
-``max_packet_bytes``, a PUBLISH whose topic is not UTF-8) raises :class:`DecodeError`: the
+A stream that is not MQTT (a bad remaining length, a reserved packet type, a control packet larger
+than ``max_packet_bytes``, a PUBLISH whose topic is not UTF-8) raises :class:`DecodeError`: the
 connection is unusable after that, so the caller drops it and reconnects (MQTT's own rule for a
 malformed packet).
+
+A PUBLISH larger than ``max_packet_bytes`` is well-formed MQTT, just more than a sensor gateway
+accepts: dropping the connection for it made the broker redeliver it forever. The decoder reads
+past it instead, without buffering its payload, and returns an :class:`OversizedPublish` (topic,
+QoS, packet id, size, the first bytes) so the caller can acknowledge, count and report it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "Connack",
     "Disconnect",
     "MqttPacketDecoder",
+    "OversizedPublish",
     "Packet",
     "Pingresp",
     "Publish",
@@ -75,6 +81,16 @@ class Publish:
     packet_id: int  # 0 for QoS 0 (which has none)
     retain: bool = False
     dup: bool = False
+
+
+@dataclass(slots=True)
+class OversizedPublish(Publish):
+    """A PUBLISH over the decoder's size limit: read past; ``payload`` holds only its first bytes."""
+
+    size: int = 0  # the packet's remaining length
+
+
+OVERSIZED_HEAD_BYTES: Final = 256  # of an oversized payload kept for the report
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +235,7 @@ class MqttPacketDecoder(StreamDecoder):
     malformed packet raises instead of counting ``frames_bad``.
     """
 
-    __slots__ = ("max_packet_bytes", "v5")
+    __slots__ = ("_skip", "max_packet_bytes", "v5")
 
     def __init__(self, version: int = MQTT_V5, max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES) -> None:
         if version not in (MQTT_V311, MQTT_V5):
@@ -227,8 +243,17 @@ class MqttPacketDecoder(StreamDecoder):
         super().__init__()
         self.v5 = version == MQTT_V5
         self.max_packet_bytes = max_packet_bytes
+        self._skip = 0  # bytes of an oversized PUBLISH still to read past
+
+    def reset(self) -> None:
+        super().reset()
+        self._skip = 0
 
     def feed(self, data: bytes) -> list[Packet]:
+        if self._skip:
+            skipped = min(self._skip, len(data))
+            self._skip -= skipped
+            data = data[skipped:]
         buffer = self._buf
         buffer += data
         packets: list[Packet] = []
@@ -241,6 +266,12 @@ class MqttPacketDecoder(StreamDecoder):
                     body = pos + 2
                 else:
                     length, body = self._remaining_length(view, pos + 1, end)
+                    if length > self.max_packet_bytes:
+                        oversized, pos = self._oversized(view, pos, body, length)
+                        if oversized is None:
+                            break  # its header is incomplete
+                        packets.append(oversized)
+                        continue
                 if body < 0 or body + length > end:
                     break  # incomplete
                 first = buffer[pos]
@@ -261,15 +292,48 @@ class MqttPacketDecoder(StreamDecoder):
             byte = view[i]
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
-                if value > self.max_packet_bytes:
-                    raise DecodeError(
-                        f"MQTT packet of {value} bytes exceeds the limit ({self.max_packet_bytes})"
-                    )
                 return value, i + 1
             shift += 7
         if end - at >= 4:
             raise DecodeError("malformed MQTT remaining length")
         return 0, -1
+
+    def _oversized(
+        self, view: memoryview, pos: int, body: int, length: int
+    ) -> tuple[OversizedPublish | None, int]:
+        """An over-limit packet at ``pos``: (its report, where decoding goes on), or (None, pos)
+        while its topic and packet id have not all arrived. Its payload is never buffered: what
+        follows in the buffer is consumed here, the rest of the packet by the next feeds."""
+        first, end = view[pos], len(view)
+        if first >> 4 != PUBLISH:
+            raise DecodeError(f"MQTT packet of {length} bytes exceeds the limit ({self.max_packet_bytes})")
+        qos = first >> 1 & 0x03
+        if qos == 3:
+            raise DecodeError("PUBLISH with QoS 3")
+        if body < 0 or end - body < 2:
+            return None, pos
+        topic_end = body + 2 + (view[body] << 8 | view[body + 1])
+        payload_at = topic_end + (2 if qos else 0)
+        if end < payload_at + (1 if self.v5 else 0):
+            return None, pos
+        packet_id = view[topic_end] << 8 | view[topic_end + 1] if qos else 0
+        if qos and not packet_id:
+            raise DecodeError("malformed PUBLISH")
+        if self.v5:
+            try:
+                props, after = _varint_at(view, payload_at, end)
+            except DecodeError:
+                if end - payload_at >= 4:
+                    raise
+                return None, pos  # the properties length is not all there yet
+            payload_at = after + props
+        stop = body + length
+        head = bytes(view[payload_at : min(end, stop, payload_at + OVERSIZED_HEAD_BYTES)])
+        if stop > end:
+            self._skip = stop - end
+        topic = str(view[body + 2 : topic_end], "utf-8", "replace")
+        report = OversizedPublish(topic, head, qos, packet_id, bool(first & 0x01), bool(first & 0x08), length)
+        return report, min(stop, end)
 
     def _publish(self, view: memoryview, first: int, start: int, stop: int) -> Publish:
         qos = first >> 1 & 0x03

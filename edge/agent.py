@@ -27,7 +27,7 @@ from devices.readings import TagRead
 from edge.alarms import AlarmEvaluator, alarm_payload, alarm_topic
 from edge.clock import default_clock, utcnow
 from edge.errors import EdgeError
-from edge.outbox import Outbox, OutboxBudget, OutboxWriter
+from edge.outbox import LedgerWrite, Outbox, OutboxBudget, OutboxWriter
 from edge.portal import PortalTracker
 from edge.quality import Judge
 from edge.smoothing import TagSmoother
@@ -81,8 +81,8 @@ class EdgeAgent:
         for portal in self.portals:
             portal.observe(reader_id, read.epc, read.rssi, now)
 
-    async def submit(self, events: Sequence[Event]) -> list[int | None]:
-        """Evaluate alarms, then commit events + alarms + counter deltas in one transaction."""
+    async def submit(self, events: Sequence[Event], extras: Sequence[LedgerWrite] = ()) -> list[int | None]:
+        """Evaluate alarms, then commit events + alarms + counter deltas (+ ``extras``) in one transaction."""
         if self._writer is None:
             raise EdgeError("the agent is not running")
         alarms: list[LocalAlarm] = []
@@ -93,7 +93,7 @@ class EdgeAgent:
             # A dead probe's impossible value is a device fault, not an excursion: no alarm.
             if isinstance(event, SensorReading) and "out_of_range" not in event.flags:
                 alarms.extend(self._alarms.evaluate(event))
-        seqs = await self._writer.submit([*events, *alarms], self._take_counters())
+        seqs = await self._writer.submit([*events, *alarms], self._take_counters(), extras)
         for alarm in alarms:
             self._announce(alarm)
         return seqs
@@ -181,7 +181,12 @@ class EdgeAgent:
         if self.edge.mqtt is not None:
             health = DeviceHealthState(MQTT_DEVICE_ID)
             self.mqtt = MqttTransport(
-                self.edge.mqtt, self.edge.edge_id, health, self.submit, counters=self.counters
+                self.edge.mqtt,
+                self.edge.edge_id,
+                health,
+                self.submit,
+                counters=self.counters,
+                outbox=self.outbox,
             )
             devices.append((MQTT_DEVICE_ID, health, self.mqtt.run))
         return devices

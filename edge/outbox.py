@@ -29,15 +29,15 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import aiosqlite
 from pydantic import ValidationError
 
-from edge import downsample
+from edge import downsample, receipts, rejects
 from edge.errors import OutboxError
 from shelfsense.contract import (
     Event,
@@ -52,6 +52,14 @@ from shelfsense.contract import (
 log = logging.getLogger(__name__)
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+T = TypeVar("T")
+
+
+class LedgerWrite(Protocol):
+    """More rows to write in the transaction of a batch (e.g. :class:`edge.receipts.Receipts`)."""
+
+    async def write(self, db: aiosqlite.Connection) -> None: ...
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -186,6 +194,7 @@ class Outbox:
                 await db.execute("PRAGMA busy_timeout=5000")
                 await db.executescript(SCHEMA)
                 await db.executescript(downsample.SCHEMA)
+                await db.executescript(receipts.SCHEMA + rejects.SCHEMA)
                 async with db.execute("SELECT value FROM meta WHERE key = 'degraded'") as cursor:
                     row = await cursor.fetchone()
                 self.degraded = bool(row and row[0])
@@ -238,11 +247,14 @@ class Outbox:
                 await db.execute("COMMIT")
 
     async def append(
-        self, events: Sequence[Event], counters: Mapping[str, int] | None = None
+        self,
+        events: Sequence[Event],
+        counters: Mapping[str, int] | None = None,
+        extras: Sequence[LedgerWrite] = (),
     ) -> list[int | None]:
         """Store ``events`` with the next sequence numbers and apply their ledger effects.
 
-        Everything (sequence assignment, outbox rows, ledger, counter deltas) is one transaction:
+        Everything (sequence assignment, outbox rows, ledger, counter deltas, ``extras``) is one transaction:
         after a crash either all of it is there or none of it. Returns the assigned numbers.
 
         While the outbox is over its budget, telemetry is folded into downsampling buckets instead
@@ -263,6 +275,8 @@ class Outbox:
                 seqs = list(await _queue(db, events))
             await _apply_ledger(db, events)
             await _add_counters(db, deltas)
+            for extra in extras:
+                await extra.write(db)
         return seqs
 
     async def flush_buckets(self, *, force: bool = False) -> int:
@@ -422,6 +436,11 @@ class Outbox:
             rows = await cursor.fetchall()
         return [OpenAlarm(*row) for row in rows]
 
+    async def read(self, what: str, query: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run ``query`` on the read connection (it sees the last committed state)."""
+        async with self._reading(what) as db:
+            return await query(db)
+
     async def counters(self) -> dict[str, int]:
         async with (
             self._reading("read counters") as db,
@@ -566,6 +585,7 @@ class _Request:
     events: Sequence[Event]
     counters: Mapping[str, int]
     future: asyncio.Future[list[int | None]]
+    extras: Sequence[LedgerWrite] = ()
 
 
 class OutboxWriter:
@@ -586,12 +606,15 @@ class OutboxWriter:
         self._stopped = False
 
     async def submit(
-        self, events: Sequence[Event], counters: Mapping[str, int] | None = None
+        self,
+        events: Sequence[Event],
+        counters: Mapping[str, int] | None = None,
+        extras: Sequence[LedgerWrite] = (),
     ) -> list[int | None]:
         if self._stopped:
             raise OutboxError("outbox writer stopped")
         future: asyncio.Future[list[int | None]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Request(events, dict(counters or {}), future))
+        await self._queue.put(_Request(events, dict(counters or {}), future, extras))
         return await future
 
     async def stop(self) -> None:
@@ -632,8 +655,9 @@ class OutboxWriter:
         for request in group:
             for name, delta in request.counters.items():
                 counters[name] = counters.get(name, 0) + delta
+        extras = [extra for request in group for extra in request.extras]
         try:
-            seqs = await self.outbox.append(events, counters)
+            seqs = await self.outbox.append(events, counters, extras)
         except OutboxError as exc:
             # Every producer of the group learns that its events were NOT stored and decides.
             for request in group:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeStatusUnavailable
+from edge.rejects import recent_rejects
 
 __all__ = ["EdgeStatusUnavailable", "read_status"]
 
@@ -73,6 +74,8 @@ def _report(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
         "clock_skew_s": int(meta.get("clock_skew_ms", 0)) / 1000,
         "counters": counters,
         "devices": _devices(counters),
+        # The last poison messages (undecodable, oversized), dropped and acknowledged: for diagnosis.
+        "rejected_payloads": recent_rejects(conn),
     }
 
 

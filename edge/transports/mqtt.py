@@ -5,8 +5,14 @@ Delivery guarantee: the broker keeps our session (fixed client id, ``clean_start
 acknowledged (PUBACK, or PUBREC for QoS 2) only after its readings are committed to the outbox,
 and acknowledgements go out in arrival order, as MQTT requires. A message received but not yet
 committed when the edge dies or the link drops is redelivered by the broker on reconnect.
-Malformed payloads are counted, acknowledged (redelivering them would not help) and dropped.
-Duplicates are possible (at-least-once) and harmless: the ledger keeps the newest value.
+Poison messages never stop the edge: a payload that does not decode (malformed JSON, a 400-digit
+temperature, a reading the contract refuses) or a PUBLISH over the packet size limit (read past by
+the decoder) is counted, kept in the bounded reject store (:mod:`edge.rejects`, shown by
+``shelfsense edge status``), dropped, and acknowledged, so the broker stops redelivering it.
+
+Exactly once: a message committed but not yet acknowledged when the edge, the link or the broker
+died is redelivered (DUP set, same packet id). Each commit records receipts of its messages in the
+same transaction (:mod:`edge.receipts`); a redelivery that has one is acknowledged, not stored again.
 
 The wire format is :mod:`devices.mqtt_packets` (sans-I/O) on an asyncio stream, in the event loop:
 no client thread, no per-message hand-over. paho-mqtt's receive path (one ``recv`` per packet
@@ -32,13 +38,14 @@ import contextlib
 import logging
 import ssl
 from collections import Counter
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from devices.errors import DecodeError, TransportError
-from devices.mqtt_formats import decode_payload
 from devices.mqtt_packets import (
+    DEFAULT_MAX_PACKET_BYTES,
     MQTT_V5,
     MQTT_V311,
     PUBACK,
@@ -58,21 +65,31 @@ from devices.mqtt_packets import (
     encode_pingreq,
     encode_publish,
     encode_subscribe,
-    topic_matches,
 )
+from edge import receipts
 from edge.clock import utcnow
+from edge.outbox import LedgerWrite, Outbox
+from edge.receipts import Receipts
+from edge.rejects import Rejects
 from edge.supervisor import DeviceHealthState
-from edge.transports import EventSink, measurements_to_readings
-from shelfsense.config import MqttConfig, MqttSensorConfig
+from edge.transports.mqtt_intake import MqttIntake
+from shelfsense.config import MqttConfig
 from shelfsense.contract import Event
 
 log = logging.getLogger(__name__)
 
-TOPIC_CACHE_MAX = 10_000
 BATCH_MAX = 2000  # messages decoded and committed together
 PIPELINE_DEPTH = 4  # batches committing at once; with queue_max this bounds unacked messages
 READ_BYTES = 1 << 16
 SUBSCRIBE_PACKET_ID = 1
+
+
+class MqttSink(Protocol):
+    """Commits events and the batch's ledger writes durably, returns only then (the agent's submit)."""
+
+    def __call__(
+        self, events: Sequence[Event], *, extras: Sequence[LedgerWrite] = ...
+    ) -> Awaitable[object]: ...
 
 
 def client_id_for(config: MqttConfig, edge_id: str) -> str:
@@ -128,7 +145,7 @@ class _Session:
 
 
 # A batch in the pipeline: its commit (None when it had no readings) and the messages to acknowledge.
-_InFlight = tuple["asyncio.Future[object] | None", list[Publish]]
+_InFlight = tuple["asyncio.Future[object] | None", list[Publish], int]  # ..., batch number
 
 
 class MqttTransport:
@@ -137,12 +154,14 @@ class MqttTransport:
         config: MqttConfig,
         edge_id: str,
         health: DeviceHealthState,
-        sink: EventSink,
+        sink: MqttSink,
         *,
         queue_max: int = 4000,
         keepalive_s: int = 30,
         connect_timeout_s: float = 10.0,
         counters: Counter[str] | None = None,
+        outbox: Outbox | None = None,
+        max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES,
     ) -> None:
         self.config = config
         self.client_id = client_id_for(config, edge_id)
@@ -152,10 +171,13 @@ class MqttTransport:
         self.keepalive_s = keepalive_s
         self.connect_timeout_s = connect_timeout_s
         self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.outbox = outbox  # where receipts are looked up; None: redeliveries are stored again
+        self.max_packet_bytes = max_packet_bytes
         self.version = MQTT_V5 if config.protocol == "mqttv5" else MQTT_V311
         self._session: _Session | None = None
-        self._topic_cache: dict[str, MqttSensorConfig | None] = {}
         self._had_session = False
+        self.intake = MqttIntake(config.sensors, health, self.counters, max_packet_bytes)
+        self._batches = 0  # numbers the batches, for the intake's memory of device times
 
     # ------------------------------------------------------------------ public helpers
 
@@ -200,7 +222,7 @@ class MqttTransport:
             asyncio.create_task(self._receive(session, early, window, batches)),
             asyncio.create_task(self._keepalive(session)),
             asyncio.create_task(self._decode_batches(batches, in_flight, commits)),
-            asyncio.create_task(self._ack_in_order(session, in_flight, window)),
+            asyncio.create_task(self._ack_in_order(session, in_flight, window, self.intake.device_times)),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -209,6 +231,7 @@ class MqttTransport:
             raise TransportError("MQTT session ended")  # unreachable: the tasks loop forever
         finally:
             self._session = None
+            self.intake.device_times.forget_unconfirmed()  # their messages come again, or were committed
             pending: list[asyncio.Future[object] | asyncio.Task[None]] = [*tasks, *commits]
             for future in pending:
                 future.cancel()
@@ -231,7 +254,9 @@ class MqttTransport:
         except (OSError, TimeoutError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError)
             raise TransportError(f"cannot connect to {cfg.url}: {exc or 'timed out'}") from exc
         loop = asyncio.get_running_loop()
-        session = _Session(reader, writer, MqttPacketDecoder(self.version), self.version, loop.time())
+        session = _Session(
+            reader, writer, MqttPacketDecoder(self.version, self.max_packet_bytes), self.version, loop.time()
+        )
         try:
             session.send(self._connect_packet())
             async with asyncio.timeout(self.connect_timeout_s):
@@ -356,33 +381,17 @@ class MqttTransport:
 
     # ------------------------------------------------------------------ processing
 
-    def _sensor_for(self, topic: str) -> MqttSensorConfig | None:
-        # Topics repeat: remember the answer of the linear scan over the sensor map (bounded: a
-        # flood of distinct unknown topics only clears the cache).
-        try:
-            return self._topic_cache[topic]
-        except KeyError:
-            pass
-        found = next((s for s in self.config.sensors if topic_matches(s.topic, topic)), None)
-        if len(self._topic_cache) >= TOPIC_CACHE_MAX:
-            self._topic_cache.clear()
-        self._topic_cache[topic] = found
-        return found
-
-    def _decode(self, msg: Publish, received_at: datetime) -> list[Event] | None:
-        """The readings of one message; None when it is not a reading (unknown topic, malformed)."""
-        sensor = self._sensor_for(msg.topic)
-        if sensor is None:
-            self.counters["mqtt_unknown_topic"] += 1
-            return None
-        try:
-            measurements = decode_payload(sensor.format, msg.topic, msg.payload, quantity=sensor.quantity)
-        except DecodeError as exc:
-            self.counters["mqtt_malformed"] += 1
-            self.health.frame_bad()
-            log.debug("dropping malformed payload on %s: %s", msg.topic, exc)
-            return None
-        return list(measurements_to_readings(measurements, sensor.sensor_id, sensor.zone, received_at))
+    async def _already_committed(self, batch: list[Publish]) -> set[int]:
+        """``id()`` of the redeliveries in ``batch`` whose first delivery was committed (receipts)."""
+        redelivered = [m for m in batch if m.dup and m.qos]
+        if not redelivered or self.outbox is None:
+            return set()
+        # Barrier: commits of an earlier connection may still be queued in the writer (cancelled
+        # futures, but their rows land). An empty submit returns after all of them.
+        await self.sink([])
+        ids = [m.packet_id for m in redelivered]
+        found = await self.outbox.read("read MQTT receipts", lambda db: receipts.committed(db, ids))
+        return {id(m) for m in redelivered if found.get(m.packet_id) == receipts.digest(m.topic, m.payload)}
 
     async def _decode_batches(
         self,
@@ -400,28 +409,46 @@ class MqttTransport:
             while not batches.empty() and len(batch) < BATCH_MAX:
                 batch += batches.get_nowait()
             received_at = utcnow()
+            duplicates = await self._already_committed(batch)
             events: list[Event] = []
+            rejects = Rejects()
             ok = 0
             for msg in batch:
-                readings = self._decode(msg, received_at)
+                if duplicates and id(msg) in duplicates:
+                    continue
+                readings = self.intake.decode(msg, received_at, rejects)
                 if readings is not None:
                     events += readings
                     ok += 1
             self.counters["mqtt_messages"] += len(batch)
+            if duplicates:
+                self.counters["mqtt_redelivered_duplicates"] += len(duplicates)
             if ok:
                 self.health.frame_ok(ok, received_at)
-            commit = asyncio.ensure_future(self.sink(events)) if events else None  # durable before PUBACK
-            if commit is not None:
+            commit = None
+            if events or rejects.items:  # durable before PUBACK, with the receipts of the batch
+                committed = Receipts(
+                    [(m.packet_id, receipts.digest(m.topic, m.payload)) for m in batch if m.qos]
+                )
+                commit = asyncio.ensure_future(self.sink(events, extras=(committed, rejects)))
                 commits.add(commit)
                 commit.add_done_callback(commits.discard)
-            await in_flight.put((commit, batch))
+            self._batches += 1
+            self.intake.device_times.end_batch(self._batches)
+            await in_flight.put((commit, batch, self._batches))
 
     @staticmethod
-    async def _ack_in_order(session: _Session, in_flight: asyncio.Queue[_InFlight], window: _Window) -> None:
+    async def _ack_in_order(
+        session: _Session,
+        in_flight: asyncio.Queue[_InFlight],
+        window: _Window,
+        device_times: receipts.DeviceTimes,
+    ) -> None:
         while True:
-            commit, batch = await in_flight.get()
+            commit, batch, number = await in_flight.get()
             if commit is not None:
                 await commit
+            device_times.confirm(number)
             acks = [encode_ack(PUBACK if m.qos == 1 else PUBREC, m.packet_id) for m in batch if m.qos]
             session.send(b"".join(acks))
             window.give(len(batch))

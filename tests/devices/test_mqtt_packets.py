@@ -17,6 +17,7 @@ from devices.mqtt_packets import (
     Connack,
     Disconnect,
     MqttPacketDecoder,
+    OversizedPublish,
     Pingresp,
     Publish,
     Suback,
@@ -75,6 +76,41 @@ def test_garbage_is_a_decode_error_or_incomplete_never_a_crash(noise: bytes, ver
     assert decoder.buffered <= len(noise)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.builds(Publish, topic=topics, payload=st.binary(max_size=3000), qos=st.integers(0, 2),
+                       packet_id=st.integers(1, 0xFFFF), retain=st.booleans()), max_size=8),
+    st.sampled_from([MQTT_V311, MQTT_V5]),
+    st.data(),
+)  # fmt: skip
+def test_oversized_publishes_are_read_past_and_reported_whatever_the_read_boundaries(
+    packets: list[Publish], version: int, data: st.DataObject
+) -> None:
+    """A PUBLISH over the limit does not end the stream (it did: the edge reconnected forever);
+    it comes out as an OversizedPublish with its topic, QoS, id, size and first bytes, and its
+    payload is never buffered."""
+    limit = 1000
+    wires = [_wire(p, version) for p in packets]
+    stream = b"".join(wires)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    decoder = MqttPacketDecoder(version, max_packet_bytes=limit)
+    got = []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        got += decoder.feed(stream[start:end])
+        assert decoder.buffered <= limit + 2 + 4 + len(stream[start:end])
+    expected: list[Publish] = []
+    for p, wire in zip(packets, wires, strict=True):
+        header = 2 if len(wire) - 2 < 128 else 3 if len(wire) - 3 < 16384 else 4
+        size = len(wire) - header
+        if size > limit:
+            pid = p.packet_id if p.qos else 0
+            expected.append(OversizedPublish(p.topic, p.payload[:256], p.qos, pid, p.retain, False, size))
+        else:
+            expected.append(_expected(p))
+    assert got == expected
+    assert decoder.buffered == 0
+
+
 def test_v5_publish_properties_are_skipped() -> None:
     # PUBLISH QoS 1, topic "a/b", id 7, properties: content type "json" (0x03) + user property pair.
     props = b"\x03\x00\x04json" + b"\x26\x00\x01k\x00\x01v"
@@ -104,7 +140,7 @@ def test_connack_suback_acks_and_disconnect() -> None:
     ("stream", "message"),
     [
         (b"\x30\xff\xff\xff\xff\x01", "remaining length"),
-        (b"\x30\xff\xff\x7f", "exceeds the limit"),
+        (b"\x90\xff\xff\x7f", "exceeds the limit"),  # only a PUBLISH is read past (see below)
         (b"\x36\x05\x00\x01a\x00\x01", "QoS 3"),
         (b"\x32\x05\x00\x01a\x00\x00", "malformed PUBLISH"),  # QoS 1 with packet id 0
         (b"\x30\x05\x00\x02\xff\xfe\x00", "not UTF-8"),
