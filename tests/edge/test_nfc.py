@@ -22,7 +22,7 @@ from edge.transports.nfc import PresenceTracker, uid_to_epc
 from edge.transports.pn532 import Pn532Transport
 from edge.transports.rdm6300 import Rdm6300Transport
 from shelfsense.config import EdgeSettings, NfcReaderConfig, Settings
-from shelfsense.contract import Event, TagObservation
+from shelfsense.contract import DeviceHealth, Event, TagObservation
 from simulators.pn532_reader import Pn532ReaderSimulator
 from simulators.rdm6300_reader import Rdm6300ReaderSimulator
 
@@ -236,7 +236,6 @@ async def test_agent_turns_nfc_cards_into_tag_observations(
     )
     pn = Pn532ReaderSimulator(lambda: [nfc_tag("04A2241A")])
     rdm = Rdm6300ReaderSimulator(lambda: CARD, repeat_s=0.05)
-    rdm.corrupt_next(2)
     db = tmp_path / "edge.db"
     settings = Settings(
         demo=True,
@@ -267,15 +266,32 @@ async def test_agent_turns_nfc_cards_into_tag_observations(
         agent = asyncio.create_task(EdgeAgent(settings, cycle_s=0.1).run(stop))
         try:
             await until(lambda: len(observed()) == 2, timeout=15)
-            await asyncio.sleep(0.5)  # a health round with the bad frames
+            # Damaged only now that the edge reads the port: frames sent before it opened are lost unseen.
+            rdm.corrupt_next(2)
+            await until(lambda: health_counts_frames(fake), timeout=15)  # a health round with the bad frames
         finally:
             stop.set()
             await asyncio.wait_for(agent, 10)
     assert observed() == {("nfc-1", "04A2241A", "office"), ("rfid-1", CARD, "gate")}
     status = read_status(db)
     devices = status["devices"]
-    assert devices["rfid-1"]["frames_bad"] >= 2 and devices["rfid-1"]["frames_ok"] > 0
+    assert devices["rfid-1"]["frames_bad"] >= 1 and devices["rfid-1"]["frames_ok"] > 0
     assert devices["nfc-1"]["frames_ok"] > 0
+
+
+def health_counts_frames(fake: FakeCloud) -> bool:
+    """The cloud got device health with the damaged RDM6300 frames and good frames of both readers.
+
+    Two damaged frames that reach the decoder in one read are one bad stretch to resynchronise over,
+    so at least one bad frame is counted, not necessarily two."""
+    latest = {
+        se.event.device_id: se.event
+        for r in fake.requests
+        for se in r.batch.events
+        if isinstance(se.event, DeviceHealth)
+    }
+    rfid, nfc = latest.get("rfid-1"), latest.get("nfc-1")
+    return bool(rfid and nfc and rfid.frames_bad >= 1 and rfid.frames_ok > 0 and nfc.frames_ok > 0)
 
 
 def test_presence_tracker_a_stale_card_read_again_is_a_new_presence() -> None:
