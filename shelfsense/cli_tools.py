@@ -64,7 +64,9 @@ def _hex_bytes(parts: Sequence[str]) -> bytes:
 def cmd_decode_epc(args: argparse.Namespace) -> int:
     from devices.epc import decode_epc
 
-    identities = [decode_epc(text) for text in args.hex]  # all or nothing: validate before printing
+    # All or nothing: validate before printing. Strict: a reserved header, partition 7 or a bad
+    # string is an error (exit 2 with the reason); a tag that is not GS1-encoded prints as raw.
+    identities = [decode_epc(text, strict=True) for text in args.hex]
     for identity in identities:
         view: dict[str, Any] = {
             "scheme": identity.scheme,
@@ -72,7 +74,7 @@ def cmd_decode_epc(args: argparse.Namespace) -> int:
             "tag_uri": identity.tag_uri,
             "filter": identity.filter,
         }
-        for key in ("gtin", "sscc", "gln", "serial", "error"):
+        for key in ("gtin", "sscc", "gln", "serial", "reason"):
             if getattr(identity, key) is not None:
                 view[key] = getattr(identity, key)
         view["hex"] = identity.raw_hex

@@ -70,6 +70,31 @@ def test_decode_epc_invalid_input_exits_2_with_one_line(bad: str) -> None:
     assert_bad_input(shelfsense("decode", "epc", SGTIN, bad), "EPC")
 
 
+def test_decode_epc_every_tds_scheme_and_raw_reasons() -> None:
+    # GSRN-96 and ADI-var vectors of epcpy's test suite (see tests/devices/test_epc_schemes.py).
+    result = shelfsense(
+        "decode", "epc", "2D14257BF4499602D2000000", "3B157E316390F32CCE78D106310325CD06DD7200",
+        "E2801160600002054CC2096F",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    gsrn, adi, raw = (json.loads(line) for line in result.stdout.splitlines())
+    assert (gsrn["scheme"], gsrn["uri"]) == ("gsrn-96", "urn:epc:id:gsrn:0614141.1234567890")
+    assert adi["tag_uri"] == "urn:epc:tag:adi-var:5.W81X9C.3KL984PX1.2WMA-52"
+    assert "not a TDS binary encoding" in raw["reason"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("2D1C257BF4499602D2000000", "partition value 7"),
+        ("120000000000000000000000", "reserved"),
+        ("3714257BF40C0E7F4287118B266D1780000000000000", "GS1 character set"),
+    ],
+)
+def test_decode_epc_invalid_gs1_exits_2_with_the_reason(bad: str, reason: str) -> None:
+    assert_bad_input(shelfsense("decode", "epc", SGTIN, bad), reason)
+
+
 # --------------------------------------------------------------------------- decode mqtt
 
 
