@@ -89,6 +89,10 @@ _TOPIC_FORMATS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^zigbee2mqtt/(?P<sensor>[^/]+)$"), "zigbee2mqtt"),
     (re.compile(r"^(?:tele|stat)/(?P<sensor>[^/]+)/(?:SENSOR|STATUS10)$"), "tasmota"),
     (re.compile(r"^(?P<sensor>[^/]+)/events/rpc$"), "shelly"),
+    (
+        re.compile(r"^shellies/(?P<sensor>[^/]+)/(?:sensor/\w+|ext_(?:temperature|humidity)/\d+)$"),
+        "shelly",
+    ),
     (re.compile(r"^(?P<node>[^/]+)/sensor/(?P<sensor>[^/]+)/state$"), "esphome"),
     (re.compile(r"^ruuvi/[^/]+/(?P<sensor>[^/]+)$"), "ruuvi"),
     (re.compile(r"^shelfsense/[^/]+/sensors/(?P<sensor>[^/]+)$"), "shelfsense"),

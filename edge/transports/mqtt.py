@@ -382,6 +382,8 @@ class MqttTransport:
             self.health.frame_bad()
             log.debug("dropping malformed payload on %s: %s", msg.topic, exc)
             return None
+        # A payload partly understood: its usable values go on, the rest is counted (Decoded.rejected).
+        self.counters["mqtt_values_rejected"] += len(getattr(measurements, "rejected", ()))
         return list(measurements_to_readings(measurements, sensor.sensor_id, sensor.zone, received_at))
 
     async def _decode_batches(
