@@ -206,6 +206,11 @@ def cmd_decode_frame(args: argparse.Namespace) -> int:
         from devices.rdm6300 import Rdm6300Decoder
 
         result.update(_decode_stream(Rdm6300Decoder(), data, _rdm6300_view))
+    elif args.protocol == "chafon":
+        from devices import chafon
+
+        decoder = chafon.ChafonDecoder(responses=not args.from_host)
+        result.update(_decode_stream(decoder, data, lambda frame: chafon.frame_to_dict(frame, args.variant)))
     else:
         from devices.modbus import decode_rtu_frame
 
@@ -298,6 +303,19 @@ def cmd_sim_uhf(args: argparse.Namespace) -> int:
     for epc, rssi in tags:
         tag_notification(epc, rssi)  # validate now: a bad EPC is an error here, not in the loop
     sim = UhfReaderSimulator(lambda: tags, reads_per_s=args.rate)
+    return _serve([sim], sim.port, args)
+
+
+def cmd_sim_chafon(args: argparse.Namespace) -> int:
+    from devices.chafon import active_tag_frame
+    from simulators.chafon_reader import ChafonReaderSimulator
+
+    tags = [(epc.upper(), args.rssi) for epc in _csv(args.tags)]
+    for epc, _ in tags:
+        active_tag_frame(0, epc)  # validate now: a bad EPC is an error here, not in the loop
+    sim = ChafonReaderSimulator(
+        lambda: tags, address=args.address, variant=args.variant, mode=args.mode, reads_per_s=args.rate
+    )
     return _serve([sim], sim.port, args)
 
 
@@ -449,7 +467,9 @@ def _add_decode_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     mqtt.set_defaults(handler=_guarded(cmd_decode_mqtt))
 
     frame = decode.add_parser("frame", help="serial bytes (hex) -> decoded frames (JSON)")
-    frame.add_argument("--protocol", required=True, choices=["uhf", "pn532", "rdm6300", "modbus"])
+    frame.add_argument("--protocol", required=True, choices=["uhf", "pn532", "rdm6300", "modbus", "chafon"])
+    frame.add_argument("--variant", choices=["18", "288"], default="18", help="chafon: tag list layout")
+    frame.add_argument("--from-host", action="store_true", help="chafon: host commands, not reader answers")
     frame.add_argument("hex", nargs="+", help="the bytes as hex; spaces or colons between bytes are fine")
     frame.set_defaults(handler=_guarded(cmd_decode_frame))
 
@@ -463,6 +483,15 @@ def _add_sim_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     uhf.add_argument("--rssi", type=int, default=-55, help="RSSI of every tag in dBm (default -55)")
     uhf.add_argument("--rate", type=float, default=20.0, help="inventory rounds per second")
     uhf.set_defaults(handler=_guarded(cmd_sim_uhf))
+
+    cf = sim.add_parser("chafon", help="Chafon / UHFReader18-family reader on a pty")
+    cf.add_argument("--tags", default="", help="EPCs in the field, comma separated")
+    cf.add_argument("--rssi", type=int, default=-60, help="RSSI of every tag in dBm (variant 288)")
+    cf.add_argument("--address", type=lambda text: int(text, 0), default=0, help="reader address (0..254)")
+    cf.add_argument("--variant", choices=["18", "288"], default="18")
+    cf.add_argument("--mode", choices=["answer", "active"], default="answer")
+    cf.add_argument("--rate", type=float, default=10.0, help="active mode: rounds per second")
+    cf.set_defaults(handler=_guarded(cmd_sim_chafon))
 
     pn532 = sim.add_parser("pn532", help="PN532 NFC reader (HSU) on a pty")
     pn532.add_argument("--tags", default="", help="UIDs in the field (4, 7 or 10 bytes hex), comma separated")
@@ -495,7 +524,7 @@ def _add_sim_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="codec: our RTU codec on a pty (faults); pymodbus: pymodbus' RTU server on a socat link",
     )
     modbus.set_defaults(handler=_guarded(cmd_sim_modbus))
-    for parser in (uhf, llrp, pn532, rdm, modbus):
+    for parser in (uhf, cf, llrp, pn532, rdm, modbus):
         _add_fault_flags(parser)
 
     mqtt = sim.add_parser("mqtt", help="an MQTT temperature/humidity sensor")
