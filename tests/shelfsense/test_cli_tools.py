@@ -20,7 +20,7 @@ import pytest
 import serial
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices import pn532, rdm6300, uhf
+from devices import chafon, pn532, rdm6300, uhf
 from devices.modbus import crc16, read_input_registers_request
 from shelfsense.cli_tools import infer_format
 from simulators.scenario import SCENARIO_DIR
@@ -224,6 +224,27 @@ def test_decode_frame_rdm6300_and_modbus() -> None:
     assert (request["slave"], request["kind"], request["address"], request["count"]) == (1, "request", 1, 2)
 
 
+def test_decode_frame_chafon_answers_and_host_commands() -> None:
+    # A UHFReader18 answer (github.com/wabson/chafon-rfid tests) and a UHFReader288 capture
+    # (github.com/Timereversal/rfidtime), see tests/devices/test_chafon.py.
+    (answer,) = decode_frame("chafon", "13000103010c0000000000000000000003133f39")["frames"]
+    assert (answer["command"], answer["status"], answer["status_name"]) == (
+        "0x01",
+        "0x03",
+        "more frames follow",
+    )
+    assert answer["tags"] == [{"epc": "000000000000000000000313", "rssi": None, "antenna": 1}]
+    result = shelfsense(
+        "decode", "frame", "--protocol", "chafon", "--variant", "288", "0d000103010104111001ba465d27"
+    )
+    (capture,) = json.loads(result.stdout)["frames"]
+    assert capture["tags"] == [{"epc": "111001BA", "rssi": -70.0, "antenna": 1}]
+    result = shelfsense("decode", "frame", "--protocol", "chafon", "--from-host", "04 FF 01 1B B4")
+    (command,) = json.loads(result.stdout)["frames"]
+    assert command == {"address": "0xFF", "command": "0x01", "data": ""}
+    assert_bad_input(shelfsense("decode", "frame", "--protocol", "chafon", "04FF011BB5"), "no valid frame")
+
+
 def test_decode_frame_bad_input_exits_2() -> None:
     assert_bad_input(shelfsense("decode", "frame", "--protocol", "uhf", "BB0222"), "no valid frame")
     assert_bad_input(shelfsense("decode", "frame", "--protocol", "pn532", "xyz"), "not hex")
@@ -300,6 +321,19 @@ def test_sim_uhf_single_poll_reports_the_tags() -> None:
         frames = read_until(ser, uhf.UhfFrameDecoder(), 2)
     reads = {uhf.parse_tag_notification(f) for f in frames}
     assert {(r.epc, r.rssi) for r in reads if r} == {(SGTIN, -48.0), (other, -48.0)}
+
+
+def test_sim_chafon_answers_inventory_at_its_address() -> None:
+    other = "E2801160600002054CC2096F"
+    with (
+        sim("chafon", "--tags", f"{SGTIN},{other}", "--address", "0x05", "--variant", "288") as (_, port),
+        serial.Serial(port, 57600, timeout=0.05) as ser,
+    ):
+        ser.write(chafon.inventory_command(0x05))
+        (frame,) = read_until(ser, chafon.ChafonDecoder(), 1)
+    assert frame.address == 0x05 and chafon.is_final_inventory(frame)
+    reads = chafon.parse_inventory(frame, "288") or []
+    assert {(r.epc, r.rssi) for r in reads} == {(SGTIN, -60.0), (other, -60.0)}
 
 
 def test_sim_modbus_answers_for_its_slave() -> None:
