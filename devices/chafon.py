@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from typing import Final, Literal, NamedTuple
 
-from devices.framing import StreamDecoder
+from devices.framing import StreamDecoder, reflected_crc16, reflected_crc16_table
 from devices.readings import TagRead
 
 __all__ = [
@@ -106,26 +106,12 @@ _MAX_EPC_BYTES: Final = 62  # 31 words, the largest EPC a Gen2 PC word can annou
 _HEX_RE: Final = re.compile(r"(?:[0-9A-Fa-f]{4})+")
 
 
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC_TABLE: Final = _crc_table()
+_CRC_TABLE: Final = reflected_crc16_table(0x8408)
 
 
 def crc16_mcrf4xx(data: bytes | bytearray | memoryview) -> int:
     """CRC-16/MCRF4XX: reflected polynomial 0x8408, init 0xFFFF, no final XOR (check 0x6F91)."""
-    crc = 0xFFFF
-    table = _CRC_TABLE
-    for byte in data:
-        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
-    return crc
+    return reflected_crc16(data, _CRC_TABLE)
 
 
 class ChafonFrame(NamedTuple):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 
-from devices.readings import TagRead
+from serial_helpers import Collector, wait_until
+
 from edge.agent import EdgeAgent
 from edge.supervisor import DeviceHealthState
 from edge.transports.chafon import ChafonSerialTransport
@@ -17,20 +17,6 @@ from simulators.chafon_reader import ChafonReaderSimulator
 
 EPC_A = "3074257BF7194E4000001A85"
 EPC_B = "E2801160600002084F6C8A11"
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.reads: list[tuple[str, TagRead]] = []
-
-    def __call__(self, reader_id: str, read: TagRead, now: datetime) -> None:
-        self.reads.append((reader_id, read))
 
 
 async def _running(
