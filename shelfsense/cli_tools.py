@@ -226,6 +226,13 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _epcs(text: str) -> list[str]:
+    """EPCs given as hex or as GS1 tag URIs (``urn:epc:tag:gsrn-96:0.0614141.1234567890``), as hex."""
+    from devices.epc import encode_tag_uri
+
+    return [encode_tag_uri(part) if part.startswith("urn:") else part.upper() for part in _csv(text)]
+
+
 def _serve(
     simulators: Sequence[Any], banner: str | Callable[[], str], args: argparse.Namespace | None = None
 ) -> int:
@@ -299,7 +306,7 @@ def cmd_sim_uhf(args: argparse.Namespace) -> int:
     from devices.uhf import tag_notification
     from simulators.uhf_reader import UhfReaderSimulator
 
-    tags = [(epc.upper(), args.rssi) for epc in _csv(args.tags)]
+    tags = [(epc, args.rssi) for epc in _epcs(args.tags)]
     for epc, rssi in tags:
         tag_notification(epc, rssi)  # validate now: a bad EPC is an error here, not in the loop
     sim = UhfReaderSimulator(lambda: tags, reads_per_s=args.rate)
@@ -310,7 +317,7 @@ def cmd_sim_chafon(args: argparse.Namespace) -> int:
     from devices.chafon import active_tag_frame
     from simulators.chafon_reader import ChafonReaderSimulator
 
-    tags = [(epc.upper(), args.rssi) for epc in _csv(args.tags)]
+    tags = [(epc, args.rssi) for epc in _epcs(args.tags)]
     for epc, _ in tags:
         active_tag_frame(0, epc)  # validate now: a bad EPC is an error here, not in the loop
     sim = ChafonReaderSimulator(
@@ -479,13 +486,13 @@ def _add_sim_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         dest="sim_command", required=True
     )
     uhf = sim.add_parser("uhf", help="M100/R200 UHF reader on a pty")
-    uhf.add_argument("--tags", default="", help="EPCs in the field, comma separated")
+    uhf.add_argument("--tags", default="", help="EPCs in the field (hex or tag URIs), comma separated")
     uhf.add_argument("--rssi", type=int, default=-55, help="RSSI of every tag in dBm (default -55)")
     uhf.add_argument("--rate", type=float, default=20.0, help="inventory rounds per second")
     uhf.set_defaults(handler=_guarded(cmd_sim_uhf))
 
     cf = sim.add_parser("chafon", help="Chafon / UHFReader18-family reader on a pty")
-    cf.add_argument("--tags", default="", help="EPCs in the field, comma separated")
+    cf.add_argument("--tags", default="", help="EPCs in the field (hex or tag URIs), comma separated")
     cf.add_argument("--rssi", type=int, default=-60, help="RSSI of every tag in dBm (variant 288)")
     cf.add_argument("--address", type=lambda text: int(text, 0), default=0, help="reader address (0..254)")
     cf.add_argument("--variant", choices=["18", "288"], default="18")

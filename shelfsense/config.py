@@ -281,6 +281,7 @@ def _reader_protocol(value: Any) -> str:
     return raw if raw in ("m100", "chafon") else "m100"  # an unknown one fails m100's Literal
 
 
+_UNION_TAGS = frozenset({"m100", "chafon"})
 SerialReaderConfig = Annotated[
     Annotated[UhfReaderConfig, Tag("m100")] | Annotated[ChafonReaderConfig, Tag("chafon")],
     Discriminator(_reader_protocol),
@@ -510,7 +511,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem, each naming the dotted key, e.g. ``edge.uhf_readers.0.port``."""
     lines = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        # A tagged union (uhf_readers' protocol) puts its tag in the path: not a key the user wrote.
+        parts = [str(part) for part in error["loc"] if part not in _UNION_TAGS]
+        key = ".".join(parts) or "(top level)"
         lines.append(f"{key}: {error['msg']}")
     return "\n".join(lines)
 

@@ -7,12 +7,20 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
 from serial_helpers import Collector, wait_until
 
 from edge.agent import EdgeAgent
 from edge.supervisor import DeviceHealthState
 from edge.transports.chafon import ChafonSerialTransport
-from shelfsense.config import ChafonReaderConfig, EdgeSettings, PortalConfig, Settings
+from shelfsense.config import (
+    ChafonReaderConfig,
+    EdgeSettings,
+    PortalConfig,
+    Settings,
+    describe_validation_error,
+)
 from simulators.chafon_reader import ChafonReaderSimulator
 
 EPC_A = "3074257BF7194E4000001A85"
@@ -112,3 +120,12 @@ def test_config_union_and_agent_pick_the_chafon_transport(tmp_path: Path) -> Non
     devices = EdgeAgent(Settings(demo=True, edge=edge))._devices()
     kinds = {device_id: type(run.__self__).__name__ for device_id, _, run in devices}  # type: ignore[attr-defined]
     assert kinds == {"outer": "UhfSerialTransport", "inner": "ChafonSerialTransport"}
+
+
+def test_config_errors_name_the_key_the_user_wrote() -> None:
+    bad = {"uhf_readers": [{"id": "a", "port": "/dev/ttyUSB0", "protocol": "chafon", "mode": "scan"}]}
+    with pytest.raises(ValidationError) as info:
+        EdgeSettings.model_validate(bad)
+    assert describe_validation_error(info.value).startswith("uhf_readers.0.mode: ")
+    with pytest.raises(ValidationError, match="m100"):  # an unknown protocol names the known default
+        EdgeSettings.model_validate({"uhf_readers": [{"id": "a", "port": "/dev/x", "protocol": "rfid"}]})

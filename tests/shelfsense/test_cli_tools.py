@@ -325,15 +325,23 @@ def test_sim_uhf_single_poll_reports_the_tags() -> None:
 
 def test_sim_chafon_answers_inventory_at_its_address() -> None:
     other = "E2801160600002054CC2096F"
+    gsrn = "urn:epc:tag:gsrn-96:0.0614141.1234567890"  # tags may be given as GS1 tag URIs
     with (
-        sim("chafon", "--tags", f"{SGTIN},{other}", "--address", "0x05", "--variant", "288") as (_, port),
+        sim("chafon", "--tags", f"{SGTIN},{other},{gsrn}", "--address", "0x05", "--variant", "288") as (
+            _,
+            port,
+        ),
         serial.Serial(port, 57600, timeout=0.05) as ser,
     ):
         ser.write(chafon.inventory_command(0x05))
         (frame,) = read_until(ser, chafon.ChafonDecoder(), 1)
     assert frame.address == 0x05 and chafon.is_final_inventory(frame)
     reads = chafon.parse_inventory(frame, "288") or []
-    assert {(r.epc, r.rssi) for r in reads} == {(SGTIN, -60.0), (other, -60.0)}
+    assert {(r.epc, r.rssi) for r in reads} == {
+        (SGTIN, -60.0),
+        (other, -60.0),
+        ("2D14257BF4499602D2000000", -60.0),
+    }
 
 
 def test_sim_modbus_answers_for_its_slave() -> None:
