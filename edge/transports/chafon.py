@@ -62,6 +62,18 @@ class ChafonSerialTransport:
         """Hand over the frame's reads; False if the frame's content is corrupt."""
         if self.config.address not in (frame.address, chafon.BROADCAST):
             return True  # another reader on the same RS485 bus: not ours, not bad
+        if frame.status is not None and frame.status >= 0xF9 and frame.status != chafon.STATUS_NO_TAG:
+            self.reader_errors += 1
+            log.debug(
+                "reader %s answered command 0x%02X with 0x%02X: %s",
+                self.config.id,
+                frame.command,
+                frame.status,
+                chafon.STATUS_NAMES.get(frame.status, "?"),
+            )
+            if frame.command == chafon.CMD_INVENTORY:
+                self._round_done.set()
+            return True
         if frame.command == chafon.CMD_ACTIVE_DATA:
             read = chafon.parse_active_tag(frame)
             reads = None if read is None else [read]
@@ -70,11 +82,7 @@ class ChafonSerialTransport:
             if chafon.is_final_inventory(frame):
                 self._round_done.set()
         else:
-            reads = []
-            if frame.status is not None and frame.status >= 0xF9:
-                self.reader_errors += 1
-                log.debug("reader %s answered 0x%02X: %s", self.config.id, frame.status,
-                          chafon.STATUS_NAMES.get(frame.status, "?"))  # fmt: skip
+            reads = []  # reader info, work mode: nothing to hand over
         if reads is None:
             return False
         for read in reads:

@@ -348,7 +348,7 @@ def tag_uris(draw: st.DrawFn) -> str:
 _ORACLE_SKIP = ("gdti-113", "adi-var", "%")
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(tag_uris())
 def test_every_scheme_round_trips_and_epcpy_agrees(tag_uri: str) -> None:
     hex_ = encode_tag_uri(tag_uri)
@@ -363,6 +363,7 @@ def test_every_scheme_round_trips_and_epcpy_agrees(tag_uri: str) -> None:
     assert epcpy.hex_to_tag_encodable(hex_).epc_uri == identity.uri
 
 
+@settings(deadline=None)
 @given(st.sampled_from([s for s in SCHEMES if s.bits]), st.data())
 def test_any_bits_after_a_gs1_header_decode_or_say_why(scheme: object, data: st.DataObject) -> None:
     from devices.epc.schemes import Scheme

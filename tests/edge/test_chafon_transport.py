@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 from serial_helpers import Collector, wait_until
 
+from devices import chafon
 from edge.agent import EdgeAgent
 from edge.supervisor import DeviceHealthState
 from edge.transports.chafon import ChafonSerialTransport
@@ -129,3 +130,17 @@ def test_config_errors_name_the_key_the_user_wrote() -> None:
     assert describe_validation_error(info.value).startswith("uhf_readers.0.mode: ")
     with pytest.raises(ValidationError, match="m100"):  # an unknown protocol names the known default
         EdgeSettings.model_validate({"uhf_readers": [{"id": "a", "port": "/dev/x", "protocol": "rfid"}]})
+
+
+def test_error_answers_are_counted_and_end_the_round_and_corrupt_lists_are_bad_frames() -> None:
+    health = DeviceHealthState("dock")
+    collector = Collector()
+    config = ChafonReaderConfig(protocol="chafon", id="dock", port="/dev/null")
+    transport = ChafonSerialTransport(config, health, collector)
+    transport._on_bytes(chafon.encode_response(0, chafon.CMD_INVENTORY, 0xFE))  # illegal command
+    assert transport.reader_errors == 1 and transport._round_done.is_set()
+    corrupt = chafon.encode_response(
+        0, chafon.CMD_INVENTORY, chafon.STATUS_INVENTORY_DONE, b"\x02\x0c" + b"\0" * 12
+    )
+    transport._on_bytes(corrupt + chafon.encode_response(0, chafon.CMD_INVENTORY, chafon.STATUS_NO_TAG))
+    assert (health.frames_bad, collector.reads, transport.tag_reads) == (1, [], 0)
