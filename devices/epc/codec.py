@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
+from devices.epc.fast96 import compile_fast96
 from devices.epc.fields import BitReader, BitWriter, Invalid, Partitioned, String7, parse_uint, unescape
 from devices.epc.schemes import BY_HEADER, BY_NAME, Scheme, header_problem
 from devices.errors import DecodeError
@@ -74,7 +75,13 @@ _LENGTHS: Final = {s.name: _byte_or_word_padded(s.bits) if s.bits else () for s 
 _HAS_COMPANY_PREFIX: Final = {s.name: s.fields[0].arity == 2 for s in BY_HEADER.values()}
 
 
+_FAST: Final = {s.header: f for s in BY_HEADER.values() if (f := compile_fast96(s)) is not None}
+
+
 def _decode(scheme: Scheme, h: str) -> EpcIdentity:
+    fast = _FAST.get(scheme.header)
+    if fast is not None and len(h) == 24 and (got := fast(int(h, 16))) is not None:
+        return _identity(scheme, h, *got)
     total = len(h) * 4
     if scheme.bits is not None and len(h) not in _LENGTHS[scheme.name]:
         raise Invalid(f"needs {scheme.bits} bits, got {total}")
@@ -87,6 +94,10 @@ def _decode(scheme: Scheme, h: str) -> EpcIdentity:
         used = total - reader.pos
         if len(h) not in _byte_or_word_padded(used) or reader.value & ((1 << reader.pos) - 1):
             raise Invalid(f"{used} bits of fields, then {reader.pos} bits that are not zero padding")
+    return _identity(scheme, h, filter_value, parts)
+
+
+def _identity(scheme: Scheme, h: str, filter_value: int | None, parts: list[str]) -> EpcIdentity:
     body = ".".join(parts)
     tag_body = body if filter_value is None else f"{filter_value}.{body}"
     serial = parts[scheme.serial] if scheme.serial is not None else None

@@ -388,3 +388,22 @@ def test_epcis_export_keeps_the_gs1_identity() -> None:
 
     assert epc_uri("2D14257BF4499602D2000000") == "urn:epc:id:gsrn:0614141.1234567890"
     assert epc_uri("E2801160600002054CC2096F") == "urn:epc:raw:96.xE2801160600002054CC2096F"
+
+
+def _generic(hex_: str) -> object:
+    """decode_epc without the 96-bit fast path (devices/epc/fast96.py)."""
+    from devices.epc import codec
+
+    saved = dict(codec._FAST)
+    codec._FAST.clear()
+    try:
+        return decode_epc(hex_)
+    finally:
+        codec._FAST.update(saved)
+
+
+@settings(deadline=None)
+@given(st.sampled_from([0x2C, 0x2D, 0x2E, 0x30, 0x31, 0x32, 0x33, 0x34, 0x3C]), st.integers(0, 2**88 - 1))
+def test_fast_path_agrees_with_the_generic_engine(header: int, rest: int) -> None:
+    hex_ = f"{(header << 88) | rest:024X}"
+    assert decode_epc(hex_) == _generic(hex_)
