@@ -20,7 +20,8 @@ comes in two layouts, a reader's *variant*:
   ...) and ``RSSI`` the signal strength's magnitude in dBm (0x5A = -90 dBm).
 
 Active ("scan") mode: the reader inventories by itself and sends each tag as a frame with reCmd 0xEE,
-Status 0x00 and the EPC as data. Status codes of errors: 0xF9 command failed, 0xFA poor
+Status 0x00 and the EPC as data (the manual's layout; unlike the inventory answers above, no public
+capture of it was found to check against). Status codes of errors: 0xF9 command failed, 0xFA poor
 communication, 0xFB no tag, 0xFC tag error, 0xFD wrong command length, 0xFE illegal command, 0xFF
 parameter error.
 
@@ -234,8 +235,10 @@ def get_reader_info_command(address: int = BROADCAST) -> bytes:
 def set_work_mode_command(address: int, active: bool) -> bytes:
     """Set Work Mode (Cmd 0x35): answer mode or active (scan) mode, tags sent over RS232/RS485.
 
-    Data: Read_mode (0 answer, 1 active), Mode_state (0x02: RS232/RS485 output, buzzer on),
-    Mem_Inven (0x01: EPC), First_Adr 0, Word_Num 1, Tag_Time 0.
+    Data as the UHFReader18 manual lists it: Read_mode (0 answer, 1 active), Mode_state (0x02:
+    RS232/RS485 output, buzzer on), Mem_Inven (0x01: EPC), First_Adr 0, Word_Num 1, Tag_Time 0. The
+    edge never sends it (a site sets the mode once with the vendor's tool); the simulator honours
+    Read_mode, so tests and demos can switch it.
     """
     return encode_command(address, CMD_SET_WORK_MODE, bytes((1 if active else 0, 0x02, 0x01, 0, 1, 0)))
 

@@ -141,6 +141,8 @@ def cmd_decode_mqtt(args: argparse.Namespace) -> int:
     )
     measurements = decode_payload(fmt, args.topic, payload, quantity=args.quantity)
     print(json.dumps(readings_view(sensor, measurements)))
+    for reason in getattr(measurements, "rejected", ()):  # partly understood: say what was left out
+        print(f"shelfsense: value not taken: {reason}", file=sys.stderr)
     return 0
 
 

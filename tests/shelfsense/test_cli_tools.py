@@ -70,6 +70,16 @@ def test_decode_epc_invalid_input_exits_2_with_one_line(bad: str) -> None:
     assert_bad_input(shelfsense("decode", "epc", SGTIN, bad), "EPC")
 
 
+def test_decode_mqtt_partly_understood_payload_prints_what_it_can() -> None:
+    payload = json.dumps({"temperature": 4.2, "humidity": 130, "battery": "37.00"})
+    result = shelfsense("decode", "mqtt", "--topic", "zigbee2mqtt/door", "--payload", payload)
+    assert result.returncode == 0, result.stderr
+    assert [(r["quantity"], r["value"], r["battery"]) for r in json.loads(result.stdout)] == [
+        ("temperature", 4.2, 37.0)
+    ]
+    assert "humidity: 130.0 outside the plausible humidity range" in result.stderr
+
+
 def test_decode_epc_every_tds_scheme_and_raw_reasons() -> None:
     # GSRN-96 and ADI-var vectors of epcpy's test suite (see tests/devices/test_epc_schemes.py).
     result = shelfsense(
