@@ -14,7 +14,7 @@ hands them to :meth:`StreamDecoder._consumed` once per feed.
 
 from __future__ import annotations
 
-__all__ = ["StreamDecoder"]
+__all__ = ["StreamDecoder", "reflected_crc16", "reflected_crc16_table"]
 
 
 class StreamDecoder:
@@ -49,3 +49,21 @@ class StreamDecoder:
         self.frames_ok += ok
         self.frames_bad += bad
         self.bytes_skipped += skipped
+
+
+def reflected_crc16_table(poly: int) -> tuple[int, ...]:
+    """Byte table of a reflected CRC-16 (``poly`` bit-reversed: 0xA001 Modbus, 0x8408 MCRF4XX)."""
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+def reflected_crc16(data: bytes | bytearray | memoryview, table: tuple[int, ...], crc: int = 0xFFFF) -> int:
+    """A reflected CRC-16 over ``data`` with a table from :func:`reflected_crc16_table`, no final XOR."""
+    for byte in data:
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
+    return crc

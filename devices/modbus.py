@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from devices.errors import DecodeError
-from devices.framing import StreamDecoder
+from devices.framing import StreamDecoder, reflected_crc16, reflected_crc16_table
 from devices.readings import Measurement
 
 __all__ = [
@@ -81,26 +81,12 @@ _REQUEST_LEN: Final = 8  # slave fn addr(2) count-or-value(2) crc(2), for functi
 _MAX_READ_REGISTERS: Final = 125  # Modbus limit for 0x03/0x04
 
 
-def _make_crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC_TABLE: Final = _make_crc_table()
+_CRC_TABLE: Final = reflected_crc16_table(0xA001)
 
 
 def crc16(data: bytes) -> int:
     """CRC-16/MODBUS of ``data`` (send it little-endian: ``crc.to_bytes(2, "little")``)."""
-    crc = 0xFFFF
-    table = _CRC_TABLE
-    for byte in data:
-        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
-    return crc
+    return reflected_crc16(data, _CRC_TABLE)
 
 
 def _with_crc(pdu: bytes) -> bytes:

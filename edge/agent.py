@@ -33,13 +33,14 @@ from edge.quality import Judge
 from edge.smoothing import TagSmoother
 from edge.supervisor import DeviceHealthState, emit_health_periodically, supervise, wait_or_stop
 from edge.sync import SyncClient, flush_on_stop, sync_loop
+from edge.transports.chafon import ChafonSerialTransport
 from edge.transports.llrp import LlrpTransport
 from edge.transports.modbus import ModbusProbeTransport
 from edge.transports.mqtt import MqttTransport
 from edge.transports.pn532 import Pn532Transport
 from edge.transports.rdm6300 import Rdm6300Transport
 from edge.transports.serial_uhf import UhfSerialTransport
-from shelfsense.config import EdgeSettings, Settings
+from shelfsense.config import ChafonReaderConfig, EdgeSettings, Settings
 from shelfsense.contract import Event, LocalAlarm, SensorReading
 from shelfsense.process import tune_gc
 
@@ -160,7 +161,12 @@ class EdgeAgent:
         devices: list[_Device] = []
         for reader in self.edge.uhf_readers:
             health = DeviceHealthState(reader.id)
-            devices.append((reader.id, health, UhfSerialTransport(reader, health, self.on_tag_read).run))
+            run = (
+                ChafonSerialTransport(reader, health, self.on_tag_read).run
+                if isinstance(reader, ChafonReaderConfig)
+                else UhfSerialTransport(reader, health, self.on_tag_read).run
+            )
+            devices.append((reader.id, health, run))
         for probe in self.edge.modbus_probes:
             health = DeviceHealthState(probe.sensor_id)
             devices.append((probe.sensor_id, health, ModbusProbeTransport(probe, health, self.submit).run))

@@ -64,7 +64,9 @@ def _hex_bytes(parts: Sequence[str]) -> bytes:
 def cmd_decode_epc(args: argparse.Namespace) -> int:
     from devices.epc import decode_epc
 
-    identities = [decode_epc(text) for text in args.hex]  # all or nothing: validate before printing
+    # All or nothing: validate before printing. Strict: a reserved header, partition 7 or a bad
+    # string is an error (exit 2 with the reason); a tag that is not GS1-encoded prints as raw.
+    identities = [decode_epc(text, strict=True) for text in args.hex]
     for identity in identities:
         view: dict[str, Any] = {
             "scheme": identity.scheme,
@@ -72,7 +74,7 @@ def cmd_decode_epc(args: argparse.Namespace) -> int:
             "tag_uri": identity.tag_uri,
             "filter": identity.filter,
         }
-        for key in ("gtin", "sscc", "gln", "serial", "error"):
+        for key in ("gtin", "sscc", "gln", "serial", "reason"):
             if getattr(identity, key) is not None:
                 view[key] = getattr(identity, key)
         view["hex"] = identity.raw_hex
@@ -87,6 +89,10 @@ _TOPIC_FORMATS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^zigbee2mqtt/(?P<sensor>[^/]+)$"), "zigbee2mqtt"),
     (re.compile(r"^(?:tele|stat)/(?P<sensor>[^/]+)/(?:SENSOR|STATUS10)$"), "tasmota"),
     (re.compile(r"^(?P<sensor>[^/]+)/events/rpc$"), "shelly"),
+    (
+        re.compile(r"^shellies/(?P<sensor>[^/]+)/(?:sensor/\w+|ext_(?:temperature|humidity)/\d+)$"),
+        "shelly",
+    ),
     (re.compile(r"^(?P<node>[^/]+)/sensor/(?P<sensor>[^/]+)/state$"), "esphome"),
     (re.compile(r"^ruuvi/[^/]+/(?P<sensor>[^/]+)$"), "ruuvi"),
     (re.compile(r"^shelfsense/[^/]+/sensors/(?P<sensor>[^/]+)$"), "shelfsense"),
@@ -135,6 +141,8 @@ def cmd_decode_mqtt(args: argparse.Namespace) -> int:
     )
     measurements = decode_payload(fmt, args.topic, payload, quantity=args.quantity)
     print(json.dumps(readings_view(sensor, measurements)))
+    for reason in getattr(measurements, "rejected", ()):  # partly understood: say what was left out
+        print(f"shelfsense: value not taken: {reason}", file=sys.stderr)
     return 0
 
 
@@ -200,6 +208,11 @@ def cmd_decode_frame(args: argparse.Namespace) -> int:
         from devices.rdm6300 import Rdm6300Decoder
 
         result.update(_decode_stream(Rdm6300Decoder(), data, _rdm6300_view))
+    elif args.protocol == "chafon":
+        from devices import chafon
+
+        decoder = chafon.ChafonDecoder(responses=not args.from_host)
+        result.update(_decode_stream(decoder, data, lambda frame: chafon.frame_to_dict(frame, args.variant)))
     else:
         from devices.modbus import decode_rtu_frame
 
@@ -213,6 +226,13 @@ def cmd_decode_frame(args: argparse.Namespace) -> int:
 
 def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _epcs(text: str) -> list[str]:
+    """EPCs given as hex or as GS1 tag URIs (``urn:epc:tag:gsrn-96:0.0614141.1234567890``), as hex."""
+    from devices.epc import encode_tag_uri
+
+    return [encode_tag_uri(part) if part.startswith("urn:") else part.upper() for part in _csv(text)]
 
 
 def _serve(
@@ -288,10 +308,23 @@ def cmd_sim_uhf(args: argparse.Namespace) -> int:
     from devices.uhf import tag_notification
     from simulators.uhf_reader import UhfReaderSimulator
 
-    tags = [(epc.upper(), args.rssi) for epc in _csv(args.tags)]
+    tags = [(epc, args.rssi) for epc in _epcs(args.tags)]
     for epc, rssi in tags:
         tag_notification(epc, rssi)  # validate now: a bad EPC is an error here, not in the loop
     sim = UhfReaderSimulator(lambda: tags, reads_per_s=args.rate)
+    return _serve([sim], sim.port, args)
+
+
+def cmd_sim_chafon(args: argparse.Namespace) -> int:
+    from devices.chafon import active_tag_frame
+    from simulators.chafon_reader import ChafonReaderSimulator
+
+    tags = [(epc, args.rssi) for epc in _epcs(args.tags)]
+    for epc, _ in tags:
+        active_tag_frame(0, epc)  # validate now: a bad EPC is an error here, not in the loop
+    sim = ChafonReaderSimulator(
+        lambda: tags, address=args.address, variant=args.variant, mode=args.mode, reads_per_s=args.rate
+    )
     return _serve([sim], sim.port, args)
 
 
@@ -443,7 +476,9 @@ def _add_decode_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     mqtt.set_defaults(handler=_guarded(cmd_decode_mqtt))
 
     frame = decode.add_parser("frame", help="serial bytes (hex) -> decoded frames (JSON)")
-    frame.add_argument("--protocol", required=True, choices=["uhf", "pn532", "rdm6300", "modbus"])
+    frame.add_argument("--protocol", required=True, choices=["uhf", "pn532", "rdm6300", "modbus", "chafon"])
+    frame.add_argument("--variant", choices=["18", "288"], default="18", help="chafon: tag list layout")
+    frame.add_argument("--from-host", action="store_true", help="chafon: host commands, not reader answers")
     frame.add_argument("hex", nargs="+", help="the bytes as hex; spaces or colons between bytes are fine")
     frame.set_defaults(handler=_guarded(cmd_decode_frame))
 
@@ -453,10 +488,19 @@ def _add_sim_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         dest="sim_command", required=True
     )
     uhf = sim.add_parser("uhf", help="M100/R200 UHF reader on a pty")
-    uhf.add_argument("--tags", default="", help="EPCs in the field, comma separated")
+    uhf.add_argument("--tags", default="", help="EPCs in the field (hex or tag URIs), comma separated")
     uhf.add_argument("--rssi", type=int, default=-55, help="RSSI of every tag in dBm (default -55)")
     uhf.add_argument("--rate", type=float, default=20.0, help="inventory rounds per second")
     uhf.set_defaults(handler=_guarded(cmd_sim_uhf))
+
+    cf = sim.add_parser("chafon", help="Chafon / UHFReader18-family reader on a pty")
+    cf.add_argument("--tags", default="", help="EPCs in the field (hex or tag URIs), comma separated")
+    cf.add_argument("--rssi", type=int, default=-60, help="RSSI of every tag in dBm (variant 288)")
+    cf.add_argument("--address", type=lambda text: int(text, 0), default=0, help="reader address (0..254)")
+    cf.add_argument("--variant", choices=["18", "288"], default="18")
+    cf.add_argument("--mode", choices=["answer", "active"], default="answer")
+    cf.add_argument("--rate", type=float, default=10.0, help="active mode: rounds per second")
+    cf.set_defaults(handler=_guarded(cmd_sim_chafon))
 
     pn532 = sim.add_parser("pn532", help="PN532 NFC reader (HSU) on a pty")
     pn532.add_argument("--tags", default="", help="UIDs in the field (4, 7 or 10 bytes hex), comma separated")
@@ -489,7 +533,7 @@ def _add_sim_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="codec: our RTU codec on a pty (faults); pymodbus: pymodbus' RTU server on a socat link",
     )
     modbus.set_defaults(handler=_guarded(cmd_sim_modbus))
-    for parser in (uhf, llrp, pn532, rdm, modbus):
+    for parser in (uhf, cf, llrp, pn532, rdm, modbus):
         _add_fault_flags(parser)
 
     mqtt = sim.add_parser("mqtt", help="an MQTT temperature/humidity sensor")

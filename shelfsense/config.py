@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
@@ -239,8 +248,9 @@ class SerialPort(_Section):
 
 
 class UhfReaderConfig(SerialPort):
-    """One serial UHF module (M100/R200 family). Such modules have one antenna port."""
+    """One serial UHF module (M100/R200 family, ``protocol = "m100"``, the default): one antenna."""
 
+    protocol: Literal["m100"] = "m100"
     id: Ident
     location: Ident | None = None
     poll_interval_s: Annotated[float, Field(gt=0)] = 0.2
@@ -248,6 +258,34 @@ class UhfReaderConfig(SerialPort):
     # after `grace_s` without a read, so one missed read never makes it vanish.
     min_reads: Annotated[int, Field(ge=1)] = 1
     grace_s: Annotated[float, Field(gt=0)] = 3.0
+
+
+class ChafonReaderConfig(UhfReaderConfig):
+    """A Chafon / UHFReader18-family reader (``protocol = "chafon"``; see devices/chafon.py).
+
+    ``address`` is the reader's bus address (0xFF: whichever reader answers); ``variant`` the tag
+    list layout ("18": UHFReader18/86, CF-RU5102; "288": UHFReader288, CF-RU5202/5300, with antenna
+    and RSSI); ``mode`` "answer" (the edge polls) or "active" (the reader streams, scan mode).
+    """
+
+    protocol: Literal["chafon"]  # type: ignore[assignment]
+    baudrate: Annotated[int, Field(gt=0)] = 57600
+    address: Annotated[int, Field(ge=0, le=255)] = 0xFF
+    variant: Literal["18", "288"] = "18"
+    mode: Literal["answer", "active"] = "answer"
+    response_timeout_s: Annotated[float, Field(gt=0)] = 1.0
+
+
+def _reader_protocol(value: Any) -> str:
+    raw = value.get("protocol", "m100") if isinstance(value, dict) else getattr(value, "protocol", "m100")
+    return raw if raw in ("m100", "chafon") else "m100"  # an unknown one fails m100's Literal
+
+
+_UNION_TAGS = frozenset({"m100", "chafon"})
+SerialReaderConfig = Annotated[
+    Annotated[UhfReaderConfig, Tag("m100")] | Annotated[ChafonReaderConfig, Tag("chafon")],
+    Discriminator(_reader_protocol),
+]
 
 
 class LlrpAntennaConfig(_Section):
@@ -387,7 +425,7 @@ class EdgeSettings(_Section):
     clock_skew_warn_s: Annotated[float, Field(gt=0)] = 5.0
     # A reading whose source time is older than this when it arrives is flagged "stale".
     reading_stale_s: Annotated[float, Field(gt=0)] = 900.0
-    uhf_readers: list[UhfReaderConfig] = []
+    uhf_readers: list[SerialReaderConfig] = []
     portals: list[PortalConfig] = []
     modbus_probes: list[ModbusProbeConfig] = []
     mqtt: MqttConfig | None = None
@@ -473,7 +511,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem, each naming the dotted key, e.g. ``edge.uhf_readers.0.port``."""
     lines = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        # A tagged union (uhf_readers' protocol) puts its tag in the path: not a key the user wrote.
+        parts = [str(part) for part in error["loc"] if part not in _UNION_TAGS]
+        key = ".".join(parts) or "(top level)"
         lines.append(f"{key}: {error['msg']}")
     return "\n".join(lines)
 

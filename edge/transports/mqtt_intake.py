@@ -77,6 +77,8 @@ class MqttIntake:
             return None
         try:
             measurements = decode_payload(sensor.format, msg.topic, msg.payload, quantity=sensor.quantity)
+            # A payload partly understood: its usable values go on, the rest is counted (Decoded.rejected).
+            self.counters["mqtt_values_rejected"] += len(getattr(measurements, "rejected", ()))
             if measurements and measurements[0].time is not None:
                 measurements = self._first_readings(sensor.sensor_id, measurements)
             return list(measurements_to_readings(measurements, sensor.sensor_id, sensor.zone, received_at))

@@ -55,9 +55,8 @@ def test_zigbee2mqtt_non_measurement_topics_decode_to_nothing(topic: str) -> Non
         (b'{"temperature": 1e999}', "not finite"),
         (b'{"temperature": 250}', "plausible temperature"),
         (b'{"humidity": 101}', "plausible humidity"),
-        (b'{"temperature": "4.2"}', "expected a number"),
+        (b'{"temperature": "warm"}', "is not a number"),
         (b'{"temperature": true}', "expected a number"),
-        (b'{"temperature": 4, "last_seen": "yesterday"}', "unreadable time"),
         (b"[" * 100_000, "exceeds"),
         (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
     ],
@@ -116,7 +115,6 @@ def test_tasmota_non_sensor_topics_decode_to_nothing(topic: str) -> None:
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        (b'{"Time":"25.11.2026 10:00","AM2301":{"Temperature":4}}', "unreadable time"),
         (b'{"AM2301":{"Temperature":4},"TempUnit":"K"}', "TempUnit"),
         (b'{"AM2301":{"Temperature":4},"TempUnit":["F"]}', "TempUnit"),
         (b'{"BME280":{"Pressure":4},"PressureUnit":{}}', "PressureUnit"),
@@ -170,7 +168,7 @@ def test_zigbee2mqtt_round_trip(t: float, h: float, battery: int | None, lqi: in
 
 
 @given(
-    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
+    st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2100, 1, 1)),
     temperature_st,
     humidity_st,
     st.sampled_from(["AM2301", "DHT11", "SHT3X", "DS18B20", "DS18B20-2"]),

@@ -219,10 +219,12 @@ def test_ruuvi_invalid_markers_mean_absent_values() -> None:
     assert got == {"temperature": 3.2, "pressure": 1013.25, "battery": 80.0}
 
 
-def test_ruuvi_maximum_vector_is_implausible() -> None:
+def test_ruuvi_maximum_vector_is_implausible_but_its_battery_is_kept() -> None:
     adv = ruuvi.advertisement(bytes.fromhex("057FFFFFFEFFFE7FFF7FFF7FFFFFDEFEFFFECBB8334C884F"))
-    with pytest.raises(DecodeError, match="plausible"):
-        decode_payload("ruuvi", RUUVI_TOPIC, encode_ruuvi_gateway("gw", adv, ts=1659870522))
+    out = decode_payload("ruuvi", RUUVI_TOPIC, encode_ruuvi_gateway("gw", adv, ts=1659870522))
+    assert [m.quantity for m in out] == ["battery"]
+    rejected = getattr(out, "rejected", [])
+    assert len(rejected) == 3 and all("plausible" in reason for reason in rejected)
 
 
 def test_ruuvi_battery_threshold_depends_on_temperature() -> None:
@@ -314,7 +316,7 @@ _measurements = st.builds(
     quantity=st.just("temperature"),
     value=st.floats(-60, 130),
     unit=st.just("degC"),
-    time=st.none() | st.datetimes(timezones=st.just(UTC)),
+    time=st.none() | st.datetimes(min_value=datetime(2020, 1, 1), timezones=st.just(UTC)),
     channel=st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,10}", fullmatch=True),
 ) | st.builds(
     Measurement,

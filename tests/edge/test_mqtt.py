@@ -92,6 +92,26 @@ async def test_qos1_reading_ends_up_in_outbox_and_malformed_is_dropped(
     assert (health.frames_ok, health.frames_bad) == (1, 1)
 
 
+async def test_partly_understood_payload_keeps_its_good_values_and_counts_the_rest(
+    mosquitto_broker: Any, writer: OutboxWriter
+) -> None:
+    health = DeviceHealthState("mqtt")
+    transport = MqttTransport(config_for(mosquitto_broker), "edge-1", health, writer.submit)
+    stop = asyncio.Event()
+    task = asyncio.create_task(supervise("mqtt", transport.run, health, 0.05, 0.2, stop))
+    try:
+        await wait_until(lambda: asyncio.sleep(0, health.connected))
+        await publish(mosquitto_broker, b'{"temperature": 4.5, "humidity": 130, "battery": "37.00"}')
+        await wait_until(lambda: readings_in(writer.outbox))
+    finally:
+        stop.set()
+        await task
+    readings = await readings_in(writer.outbox)
+    assert {(r.quantity, r.value) for r in readings} == {("temperature", 4.5), ("battery", 37)}
+    assert transport.counters["mqtt_values_rejected"] == 1
+    assert transport.counters["mqtt_malformed"] == 0
+
+
 @pytest.mark.parametrize("protocol", ["mqttv5", "mqttv311"])
 async def test_uncommitted_message_is_redelivered_after_unclean_disconnect(
     mosquitto_broker: Any, writer: OutboxWriter, protocol: str

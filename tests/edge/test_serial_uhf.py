@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
-from datetime import datetime
 
 import pytest
+from serial_helpers import Collector, wait_until
 
 from devices import uhf
 from devices.errors import TransportError
-from devices.readings import TagRead
 from edge.supervisor import DeviceHealthState
 from edge.transports.serial_uhf import UhfSerialTransport
 from shelfsense.config import UhfReaderConfig
@@ -20,20 +18,6 @@ from simulators.uhf_reader import UhfReaderSimulator
 
 EPC_A = "3034ABCD0000000000000001"
 EPC_B = "E2801160600002084F6C8A11"
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.reads: list[tuple[str, TagRead]] = []
-
-    def __call__(self, reader_id: str, read: TagRead, now: datetime) -> None:
-        self.reads.append((reader_id, read))
 
 
 async def test_reads_the_simulator_and_survives_noise_corruption_and_reboot() -> None:

@@ -20,7 +20,7 @@ import pytest
 import serial
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices import pn532, rdm6300, uhf
+from devices import chafon, pn532, rdm6300, uhf
 from devices.modbus import crc16, read_input_registers_request
 from shelfsense.cli_tools import infer_format
 from simulators.scenario import SCENARIO_DIR
@@ -68,6 +68,41 @@ def test_decode_epc_prints_one_object_per_line() -> None:
 def test_decode_epc_invalid_input_exits_2_with_one_line(bad: str) -> None:
     # All or nothing: a bad argument after a good one prints nothing at all.
     assert_bad_input(shelfsense("decode", "epc", SGTIN, bad), "EPC")
+
+
+def test_decode_mqtt_partly_understood_payload_prints_what_it_can() -> None:
+    payload = json.dumps({"temperature": 4.2, "humidity": 130, "battery": "37.00"})
+    result = shelfsense("decode", "mqtt", "--topic", "zigbee2mqtt/door", "--payload", payload)
+    assert result.returncode == 0, result.stderr
+    assert [(r["quantity"], r["value"], r["battery"]) for r in json.loads(result.stdout)] == [
+        ("temperature", 4.2, 37.0)
+    ]
+    assert "humidity: 130.0 outside the plausible humidity range" in result.stderr
+
+
+def test_decode_epc_every_tds_scheme_and_raw_reasons() -> None:
+    # GSRN-96 and ADI-var vectors of epcpy's test suite (see tests/devices/test_epc_schemes.py).
+    result = shelfsense(
+        "decode", "epc", "2D14257BF4499602D2000000", "3B157E316390F32CCE78D106310325CD06DD7200",
+        "E2801160600002054CC2096F",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    gsrn, adi, raw = (json.loads(line) for line in result.stdout.splitlines())
+    assert (gsrn["scheme"], gsrn["uri"]) == ("gsrn-96", "urn:epc:id:gsrn:0614141.1234567890")
+    assert adi["tag_uri"] == "urn:epc:tag:adi-var:5.W81X9C.3KL984PX1.2WMA-52"
+    assert "not a TDS binary encoding" in raw["reason"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("2D1C257BF4499602D2000000", "partition value 7"),
+        ("120000000000000000000000", "reserved"),
+        ("3714257BF40C0E7F4287118B266D1780000000000000", "GS1 character set"),
+    ],
+)
+def test_decode_epc_invalid_gs1_exits_2_with_the_reason(bad: str, reason: str) -> None:
+    assert_bad_input(shelfsense("decode", "epc", SGTIN, bad), reason)
 
 
 # --------------------------------------------------------------------------- decode mqtt
@@ -199,6 +234,27 @@ def test_decode_frame_rdm6300_and_modbus() -> None:
     assert (request["slave"], request["kind"], request["address"], request["count"]) == (1, "request", 1, 2)
 
 
+def test_decode_frame_chafon_answers_and_host_commands() -> None:
+    # A UHFReader18 answer (github.com/wabson/chafon-rfid tests) and a UHFReader288 capture
+    # (github.com/Timereversal/rfidtime), see tests/devices/test_chafon.py.
+    (answer,) = decode_frame("chafon", "13000103010c0000000000000000000003133f39")["frames"]
+    assert (answer["command"], answer["status"], answer["status_name"]) == (
+        "0x01",
+        "0x03",
+        "more frames follow",
+    )
+    assert answer["tags"] == [{"epc": "000000000000000000000313", "rssi": None, "antenna": 1}]
+    result = shelfsense(
+        "decode", "frame", "--protocol", "chafon", "--variant", "288", "0d000103010104111001ba465d27"
+    )
+    (capture,) = json.loads(result.stdout)["frames"]
+    assert capture["tags"] == [{"epc": "111001BA", "rssi": -70.0, "antenna": 1}]
+    result = shelfsense("decode", "frame", "--protocol", "chafon", "--from-host", "04 FF 01 1B B4")
+    (command,) = json.loads(result.stdout)["frames"]
+    assert command == {"address": "0xFF", "command": "0x01", "data": ""}
+    assert_bad_input(shelfsense("decode", "frame", "--protocol", "chafon", "04FF011BB5"), "no valid frame")
+
+
 def test_decode_frame_bad_input_exits_2() -> None:
     assert_bad_input(shelfsense("decode", "frame", "--protocol", "uhf", "BB0222"), "no valid frame")
     assert_bad_input(shelfsense("decode", "frame", "--protocol", "pn532", "xyz"), "not hex")
@@ -275,6 +331,27 @@ def test_sim_uhf_single_poll_reports_the_tags() -> None:
         frames = read_until(ser, uhf.UhfFrameDecoder(), 2)
     reads = {uhf.parse_tag_notification(f) for f in frames}
     assert {(r.epc, r.rssi) for r in reads if r} == {(SGTIN, -48.0), (other, -48.0)}
+
+
+def test_sim_chafon_answers_inventory_at_its_address() -> None:
+    other = "E2801160600002054CC2096F"
+    gsrn = "urn:epc:tag:gsrn-96:0.0614141.1234567890"  # tags may be given as GS1 tag URIs
+    with (
+        sim("chafon", "--tags", f"{SGTIN},{other},{gsrn}", "--address", "0x05", "--variant", "288") as (
+            _,
+            port,
+        ),
+        serial.Serial(port, 57600, timeout=0.05) as ser,
+    ):
+        ser.write(chafon.inventory_command(0x05))
+        (frame,) = read_until(ser, chafon.ChafonDecoder(), 1)
+    assert frame.address == 0x05 and chafon.is_final_inventory(frame)
+    reads = chafon.parse_inventory(frame, "288") or []
+    assert {(r.epc, r.rssi) for r in reads} == {
+        (SGTIN, -60.0),
+        (other, -60.0),
+        ("2D14257BF4499602D2000000", -60.0),
+    }
 
 
 def test_sim_modbus_answers_for_its_slave() -> None:
