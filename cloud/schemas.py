@@ -95,6 +95,9 @@ class EdgePublic(_Public):
     duplicates: int
     batches: int
     last_seen: datetime | None
+    # The edge database's current incarnation (edge.incarnation) and when its stream began.
+    incarnation: str | None = None
+    incarnation_started_at: datetime | None = None
     devices: list[DeviceHealthPublic]
 
 

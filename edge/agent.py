@@ -199,7 +199,9 @@ class EdgeAgent:
             self._writer = OutboxWriter(self.outbox)
             writer_task = asyncio.create_task(self._writer.run(), name="outbox-writer")
             token = self.edge.token.get_secret_value() if self.edge.token else None
-            client = SyncClient(self.edge.cloud_url, self.edge.edge_id, token)
+            client = SyncClient(
+                self.edge.cloud_url, self.edge.edge_id, token, incarnation=self.outbox.incarnation
+            )
             stopped_cleanly = False
             try:
                 await self._run_tasks(stop, client)

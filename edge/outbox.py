@@ -37,7 +37,7 @@ from typing import Any, Literal
 import aiosqlite
 from pydantic import ValidationError
 
-from edge import downsample
+from edge import downsample, incarnation
 from edge.errors import OutboxError
 from shelfsense.contract import (
     Event,
@@ -163,6 +163,7 @@ class Outbox:
         self.synchronous = synchronous
         self.budget = budget or OutboxBudget()
         self.degraded = False
+        self.incarnation: str | None = None  # see edge.incarnation; None: a pre-incarnation database
         self.degraded_reasons: list[str] = []
         self._budget_checked_at = -math.inf
         self._db: aiosqlite.Connection | None = None
@@ -186,6 +187,7 @@ class Outbox:
                 await db.execute("PRAGMA busy_timeout=5000")
                 await db.executescript(SCHEMA)
                 await db.executescript(downsample.SCHEMA)
+                self.incarnation = await incarnation.ensure(db)
                 async with db.execute("SELECT value FROM meta WHERE key = 'degraded'") as cursor:
                     row = await cursor.fetchone()
                 self.degraded = bool(row and row[0])

@@ -50,8 +50,10 @@ class SyncClient:
         *,
         timeout_s: float = 30.0,
         clock: EdgeClock | None = None,
+        incarnation: str | None = None,
     ) -> None:
         self.edge_id = edge_id
+        self.incarnation = incarnation  # the outbox database's (edge.incarnation), in every batch
         self.clock = clock or default_clock
         self.url = f"{cloud_url.rstrip('/')}/api/v1/edges/{edge_id}/batches"
         self._token = token
@@ -67,7 +69,7 @@ class SyncClient:
 
     async def send_rows(self, rows: Sequence[tuple[int, str]]) -> BatchAck:
         """Send outbox rows ``(seq, event JSON)`` as a batch, splicing the stored JSON in unparsed."""
-        return await self.send_json(batch_json(self.edge_id, rows))
+        return await self.send_json(batch_json(self.edge_id, rows, self.incarnation))
 
     async def send_json(self, payload: bytes) -> BatchAck:
         body = gzip.compress(payload, compresslevel=1)  # level 1: 3x faster, barely larger on JSON
@@ -220,15 +222,19 @@ async def drain_pipelined(
         await asyncio.gather(*(task for _, task in in_flight), return_exceptions=True)
 
 
-def batch_json(edge_id: str, rows: Sequence[tuple[int, str]]) -> bytes:
+def batch_json(edge_id: str, rows: Sequence[tuple[int, str]], incarnation: str | None = None) -> bytes:
     """The JSON of a contract :class:`Batch` built from stored event JSON (same shape as pydantic's)."""
-    head = json.dumps({"v": 1, "edge_id": edge_id, "created_at": utcnow().isoformat()})[:-1]
+    envelope: dict[str, object] = {"v": 1, "edge_id": edge_id, "created_at": utcnow().isoformat()}
+    if incarnation is not None:
+        envelope["incarnation"] = incarnation
+    head = json.dumps(envelope)[:-1]
     events = ",".join([f'{{"seq":{seq},"event":{body}}}' for seq, body in rows])
     return f'{head}, "events": [{events}]}}'.encode()
 
 
 async def _send_ahead(outbox: Outbox, client: SyncClient, urgent: list[SequencedEvent]) -> None:
-    ack = await client.send(Batch(edge_id=client.edge_id, created_at=utcnow(), events=urgent))
+    batch = Batch(edge_id=client.edge_id, created_at=utcnow(), incarnation=client.incarnation, events=urgent)
+    ack = await client.send(batch)
     await asyncio.shield(outbox.mark_delivered([e.seq for e in urgent]))
     log.info("sent %d alarm(s) ahead of a backlog (acked through %d)", len(urgent), ack.acked_through)
 
