@@ -68,6 +68,8 @@ def start_new(db_path: Path | str) -> str:
     it was lost are then stored twice: a restore cannot know which they were.
     """
     new_id = uuid.uuid4().hex
+    if not Path(db_path).is_file():
+        raise OutboxError(f"no edge database at {db_path}")
     try:
         conn = sqlite3.connect(db_path, timeout=5, isolation_level=None)
         try:
