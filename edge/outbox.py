@@ -38,7 +38,7 @@ import aiosqlite
 from pydantic import ValidationError
 
 from edge import downsample, incarnation
-from edge.errors import OutboxError
+from edge.errors import DiskFullError, OutboxError
 from shelfsense.contract import (
     Event,
     LocalAlarm,
@@ -139,11 +139,16 @@ class OpenAlarm:
     raised_at: str
 
 
+SQLITE_FULL = 13  # "database or disk is full" (primary result code)
+
+
 @contextlib.contextmanager
 def _translated(what: str) -> Any:
     try:
         yield
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_FULL:
+            raise DiskFullError(f"edge database: {what} failed: disk full ({exc})") from exc
         raise OutboxError(f"edge database: {what} failed: {exc}") from exc
 
 

@@ -184,6 +184,8 @@ class Batch(BaseModel):
     created_at: datetime
     # The id of the edge database that assigned the sequence numbers (see the module docstring).
     incarnation: Annotated[str | None, Field(pattern=INCARNATION_PATTERN)] = None
+    # The edge's disk is full (edge.diskfull): it holds events in memory and acknowledges no MQTT.
+    disk_full: bool = False
     events: Annotated[list[SequencedEvent], Field(max_length=MAX_EVENTS_PER_BATCH)]
 
     @field_validator("events")

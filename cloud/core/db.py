@@ -104,6 +104,9 @@ edges = Table(
     Column("incarnation", String(64)),
     Column("seq_offset", BigInteger, nullable=False, default=0, server_default="0"),
     Column("incarnation_started_at", UtcDateTime),
+    # The edge reports a full disk in its batches (edge.diskfull); since when, as the cloud saw it.
+    Column("disk_full", Boolean, nullable=False, default=False, server_default=text("false")),
+    Column("disk_full_since", UtcDateTime),
 )
 
 # Every incarnation an edge has sent in, with its offset; only the edge's current one is accepted.

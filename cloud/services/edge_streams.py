@@ -64,9 +64,7 @@ def _short(incarnation: str | None) -> str:
     return incarnation[:12] if incarnation else "(none)"
 
 
-async def stream_of(
-    conn: AsyncConnection, batch: Batch, edge: Row[Any, Any, Any, Any], site_id: str
-) -> Stream:
+async def stream_of(conn: AsyncConnection, batch: Batch, edge: Row[*tuple[Any, ...]], site_id: str) -> Stream:
     """The stream ``batch`` belongs to; opens a new one for a new incarnation. The edge row is locked."""
     current, wanted = edge.incarnation, batch.incarnation
     if wanted == current:
@@ -155,6 +153,21 @@ async def _raise_alert(
     return Notice(dict(stored), "raised")
 
 
+async def note_disk_full(conn: AsyncConnection, batch: Batch, edge: Row[*tuple[Any, ...]]) -> None:
+    """Keep the edge's reported disk state (edge.diskfull) in its health; log the transitions."""
+    if batch.disk_full == bool(edge.disk_full):
+        return
+    if batch.disk_full:
+        log.warning("edge %s reports its DISK FULL: it holds events in memory, MQTT waits", batch.edge_id)
+    else:
+        log.warning("edge %s reports disk space back", batch.edge_id)
+    await conn.execute(
+        update(db.edges)
+        .where(db.edges.c.edge_id == batch.edge_id)
+        .values(disk_full=batch.disk_full, disk_full_since=db.utcnow() if batch.disk_full else None)
+    )
+
+
 def shifted(batch: Batch, offset: int) -> Batch:
     """``batch`` with its sequence numbers in ``events.seq`` terms (the same batch at offset 0)."""
     if not offset:
@@ -183,4 +196,4 @@ def check_resent(
         )
 
 
-__all__ = ["ALERT_KIND", "Stream", "StreamConflict", "check_resent", "shifted", "stream_of"]
+__all__ = ["ALERT_KIND", "Stream", "StreamConflict", "check_resent", "note_disk_full", "shifted", "stream_of"]

@@ -46,7 +46,7 @@ from cloud.core.config import ZoneKey
 from cloud.core.errors import CloudError
 from cloud.services.alerts import ColdChainRules, Limits
 from cloud.services.coldchain import Evaluation, Notice, evaluate_batch
-from cloud.services.edge_streams import StreamConflict, check_resent, shifted, stream_of
+from cloud.services.edge_streams import StreamConflict, check_resent, note_disk_full, shifted, stream_of
 from cloud.services.projections import Projection, Rows, insert_rows, prepare, rows_by_kind, stamp_for, write
 from shelfsense.config import ZoneLimits
 from shelfsense.contract import Batch, BatchAck, SequencedEvent, event_json
@@ -154,6 +154,7 @@ async def _ingest_in_transaction(
         raise UnknownEdge(f"edge {batch.edge_id} is not registered")
     site_id = edge_row.site_id
     stream = await stream_of(conn, batch, edge_row, site_id)
+    await note_disk_full(conn, batch, edge_row)
     sent = batch  # the edge's numbering (for error messages); ``batch`` from here on: events.seq
     batch = shifted(batch, stream.offset)
     acked = stream.offset + stream.acked
@@ -234,7 +235,13 @@ def _known_contiguous(batch: Batch, acked: int) -> int:
 # object is memoised, so with bound parameters only the values change per batch.
 
 _LOCK_EDGE = (
-    select(db.edges.c.site_id, db.edges.c.acked_through, db.edges.c.incarnation, db.edges.c.seq_offset)
+    select(
+        db.edges.c.site_id,
+        db.edges.c.acked_through,
+        db.edges.c.incarnation,
+        db.edges.c.seq_offset,
+        db.edges.c.disk_full,
+    )
     .where(db.edges.c.edge_id == bindparam("edge_id"))
     .with_for_update()
 )

@@ -6,7 +6,8 @@ Revises: 0008
 An edge whose database was wiped starts its sequence numbers at 1 again, under a new incarnation
 id (edge.incarnation). ``edges`` keeps the current stream (``incarnation``, ``seq_offset``: where
 its numbers start in ``events.seq``); ``edge_incarnations`` remembers every stream an edge had, so
-batches of a replaced database are refused rather than mixed into the new stream.
+batches of a replaced database are refused rather than mixed into the new stream. ``disk_full``
+and ``disk_full_since``: the edge says in its batches that its disk is full (edge.diskfull).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def _add_edge_columns() -> None:
         batch_op.add_column(sa.Column("incarnation", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("seq_offset", sa.BigInteger(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("incarnation_started_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("disk_full", sa.Boolean(), server_default=sa.text("false"), nullable=False)
+        )
+        batch_op.add_column(sa.Column("disk_full_since", sa.DateTime(timezone=True), nullable=True))
 
 
 def _create_table() -> None:
@@ -56,6 +61,8 @@ def _create_table() -> None:
 def downgrade() -> None:
     op.drop_table("edge_incarnations")
     with op.batch_alter_table("edges", schema=None) as batch_op:
+        batch_op.drop_column("disk_full_since")
+        batch_op.drop_column("disk_full")
         batch_op.drop_column("incarnation_started_at")
         batch_op.drop_column("seq_offset")
         batch_op.drop_column("incarnation")
