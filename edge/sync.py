@@ -33,6 +33,10 @@ PRIORITY_BATCH_MAX = 100
 # Full batches in flight at once while a backlog drains (see drain_pipelined).
 PIPELINE_DEPTH = 4
 
+# A full disk (acks cannot be stored) is retried this often, not with the growing back-off: space
+# may come back any moment, and then the edge should catch up at once.
+DISK_FULL_RETRY_S = 2.0
+
 # Client errors that retrying the same request cannot fix; everything else 4xx is treated alike
 # except 408 (timeout) and 429 (rate limit), which are transient.
 TRANSIENT_STATUSES = frozenset({408, 429})
@@ -119,8 +123,11 @@ async def sync_once(outbox: Outbox, client: SyncClient, batch_max_events: int) -
     delivered = await outbox.max_delivered()
     if not rows and not delivered and client.disk_full == client.reported_disk_full:
         return 0, 0
-    # With nothing else pending an empty batch still fetches the ack covering delivered rows.
+    # With nothing else pending an empty batch still fetches the ack covering delivered rows, or
+    # tells the cloud that the disk state changed (edge.diskfull).
     ack = await client.send_rows(rows)
+    if not rows and not delivered:
+        return 0, 0
     last_sent = max(rows[-1][0] if rows else 0, delivered)
     if ack.acked_through > last_sent:
         # The cloud claims more than it was ever sent: it can only ack what it has, and it has at
@@ -308,7 +315,7 @@ async def sync_loop(
         except DiskFullError as exc:
             backlog = False
             log.debug("sync: cannot store the ack (%s)", exc)  # edge.diskfull says it loudly
-            if await wait_or_stop(stop_event, backoff.next()):
+            if await wait_or_stop(stop_event, DISK_FULL_RETRY_S):
                 return
             continue
         except SyncError as exc:

@@ -1,0 +1,236 @@
+"""A full disk at the edge: the agent stays up, MQTT waits in the broker, nothing is lost or doubled.
+
+The edge database lives on a real, small tmpfs (mounted here; the test skips visibly when it
+cannot mount, i.e. without root). A filler file takes every free byte while a real Mosquitto
+holds the MQTT messages the edge may not acknowledge; a Modbus probe on a pseudo-terminal stands
+for the serial devices whose readings are held in memory. Then the filler goes and the edge must
+resume by itself. Real processes: ``shelfsense edge run`` and ``shelfsense cloud serve`` children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from edge_harness import CloudChild, EdgeChild, toml_table
+from paho.mqtt.enums import CallbackAPIVersion
+from test_durability import NUM_SENSOR, NUM_TOPIC, NumberedPublisher, number_of, presubscribe, wait_for
+
+from edge.alarms import edge_alarm_topic
+from edge.status import read_status
+from shelfsense.services import MosquittoProcess
+from simulators.modbus_probe import ModbusProbeSimulator
+
+pytestmark = pytest.mark.integration
+
+EDGE_ID = "edge-1"
+DISK_BYTES = 4 * 1024 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs of its own (a real file system that runs out of space)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the file system has no byte left (ENOSPC)."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out:
+        for chunk in (1 << 16, 1 << 12, 1 << 9, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(b"\0" * chunk)
+    try:  # prove it: not one more byte fits
+        with (directory / "probe").open("wb", buffering=0) as out:
+            out.write(b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    else:
+        raise AssertionError("the disk is not full")
+    return filler
+
+
+class AlarmListener:
+    """Collects the edge's local alarms from the broker (what a site's alarm panel would show)."""
+
+    def __init__(self, broker: MosquittoProcess, topic: str) -> None:
+        self.alarms: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="alarm-panel")
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert subscribed.wait(10), "alarm listener did not subscribe"
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        with self._lock:
+            self.alarms.append(json.loads(msg.payload))
+
+    def states(self) -> list[str]:
+        with self._lock:
+            return [a["state"] for a in self.alarms if a["rule"] == "disk_full"]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@dataclass
+class FullSite:
+    cloud: CloudChild
+    edge: EdgeChild
+    broker: MosquittoProcess
+    disk: Path
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def cloud_edge(self, column: str) -> Any:
+        return self.cloud.query(f"SELECT {column} FROM edges WHERE edge_id = ?", [EDGE_ID])[0][0]
+
+    def edge_alive(self) -> bool:
+        return self.edge.process is not None and self.edge.process.poll() is None
+
+    def numbers_in_cloud(self) -> list[int]:
+        return [
+            number_of(p["value"])
+            for p in self.cloud.payloads(EDGE_ID, "sensor_reading")
+            if p["sensor_id"] == NUM_SENSOR and p["quantity"] == "temperature"
+        ]
+
+
+@pytest.fixture
+async def full_site(
+    tmp_path: Path, small_disk: Path, mosquitto_factory: Callable[..., MosquittoProcess]
+) -> AsyncIterator[FullSite]:
+    broker = mosquitto_factory()
+    cloud = CloudChild(tmp_path / "cloud")
+    token = await asyncio.to_thread(cloud.register_edge, EDGE_ID)
+    await asyncio.to_thread(cloud.start)
+    presubscribe(broker, f"shelfsense-{EDGE_ID}", NUM_TOPIC)
+    probe = ModbusProbeSimulator({1: lambda: (4.0, 60.0)})
+    extra = "\n".join(
+        [
+            toml_table(
+                "edge.modbus_probes",
+                {
+                    "port": probe.port,
+                    "slave": 1,
+                    "sensor_id": "probe-1",
+                    "zone": "cold",
+                    "poll_interval_s": 0.2,
+                },
+                True,
+            ),
+            toml_table("edge.mqtt", {"url": broker.url, "client_id": f"shelfsense-{EDGE_ID}"}),
+            toml_table(
+                "edge.mqtt.sensors",
+                {"topic": NUM_TOPIC, "format": "zigbee2mqtt", "sensor_id": NUM_SENSOR},
+                True,
+            ),
+        ]
+    )
+    # Logs and config on the ordinary disk; only the database on the small one.
+    edge = EdgeChild(tmp_path / "edge", cloud.url, token, EDGE_ID, extra=extra)
+    edge.edge_values = {"disk_full_retry_s": 0.5}
+    edge.db_path = small_disk / "edge.db"
+    running = asyncio.create_task(probe.run())
+    site = FullSite(cloud, edge, broker, small_disk)
+    try:
+        yield site
+    finally:
+        for cleanup in site.cleanups:
+            cleanup()
+        running.cancel()
+        probe.close()
+        await asyncio.to_thread(edge.stop)
+        await asyncio.to_thread(cloud.stop)
+
+
+async def test_full_disk_edge_stays_up_and_resumes_exactly_once(full_site: FullSite) -> None:
+    site = full_site
+    listener = AlarmListener(site.broker, edge_alarm_topic("site-1"))
+    site.cleanups.append(listener.close)
+    publisher = NumberedPublisher(site.broker)
+    site.cleanups.append(publisher.close)
+    site.edge.start()
+    await wait_for(lambda: site.cloud.acked_through(EDGE_ID) > 5, 60, "the first events in the cloud")
+
+    filler = fill(site.disk)
+    full_from = datetime.now().astimezone()
+    # MQTT bursts until the edge's database cannot take them: the broker must keep the rest.
+    while "raised" not in listener.states():
+        assert publisher.sent < 8000, "the edge never noticed the full disk"
+        for _ in range(500):
+            publisher.publish()
+        await wait_for(lambda: len(publisher.acked) == publisher.sent, 30, "broker PUBACKs")
+        await asyncio.sleep(0.5)  # let the edge work on the burst before the next one
+    await wait_for(lambda: bool(site.cloud_edge("disk_full")), 30, "the cloud's edge health: disk full")
+    # A few more while full; and the probe keeps being read (held in memory).
+    for _ in range(200):
+        publisher.publish()
+    await wait_for(lambda: len(publisher.acked) == publisher.sent, 30, "broker PUBACKs while full")
+    await asyncio.sleep(1.0)  # probe readings and health pile up in memory meanwhile
+    assert site.edge_alive(), site.edge.log_tail()
+    assert "EDGE DISK FULL" in site.edge.log_tail(400)
+
+    filler.unlink()  # space comes back; nobody restarts anything
+    full_until = datetime.now().astimezone()
+    await wait_for(lambda: "cleared" in listener.states(), 60, "the local alarm to clear")
+    await wait_for(
+        lambda: len(site.numbers_in_cloud()) >= publisher.sent, 120, "every MQTT reading in the cloud"
+    )
+    await wait_for(lambda: not site.cloud_edge("disk_full"), 30, "the cloud's edge health: disk ok")
+    assert site.edge_alive() and site.edge.starts == 1, site.edge.log_tail()
+    assert "disk space is back" in site.edge.log_tail(400)
+
+    numbers = site.numbers_in_cloud()
+    assert sorted(numbers) == list(range(publisher.sent)), "MQTT readings lost or stored twice"
+    probe_times = [
+        datetime.fromisoformat(p["time"])
+        for p in site.cloud.payloads(EDGE_ID, "sensor_reading")
+        if p["sensor_id"] == "probe-1"
+    ]
+    held = [t for t in probe_times if full_from < t < full_until]
+    assert held, "no serial reading of the full period reached the cloud"
+    assert listener.states()[:2] == ["raised", "cleared"]
+
+    drained_through = 0
+
+    def drained() -> bool:
+        nonlocal drained_through
+        status = read_status(site.edge.db_path)
+        drained_through = status["last_seq"]
+        return status["pending_events"] == 0 and site.cloud.acked_through(EDGE_ID) == drained_through
+
+    await wait_for(drained, 60, "the outbox to drain")
+    assert read_status(site.edge.db_path)["counters"].get("disk_full_episodes", 0) >= 1
+    assert await asyncio.to_thread(site.edge.stop) == 0, site.edge.log_tail()
+    seqs = site.cloud.seqs(EDGE_ID)  # no hole (and no duplicate: (edge, seq) is the key)
+    assert len(seqs) >= drained_through and seqs == list(range(1, len(seqs) + 1))
