@@ -385,7 +385,7 @@ class EdgeSettings(_Section):
     downsample_interval_s: Annotated[float, Field(gt=0)] = 300.0
     # Disk full (edge.diskfull): events of serial devices held in memory meanwhile (past it the
     # oldest telemetry is dropped, counted), and how often the agent retries once space is back.
-    disk_full_hold_events: Annotated[int, Field(ge=0)] = 20_000
+    disk_full_hold_events: Annotated[int, Field(ge=1)] = 20_000
     disk_full_retry_s: Annotated[float, Field(gt=0)] = 2.0
     # An edge clock further than this from the cloud's (HTTP Date header) is reported as skewed.
     clock_skew_warn_s: Annotated[float, Field(gt=0)] = 5.0

@@ -109,6 +109,7 @@ class FullSite:
     edge: EdgeChild
     broker: MosquittoProcess
     disk: Path
+    probe: ModbusProbeSimulator
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     def cloud_edge(self, column: str) -> Any:
@@ -161,7 +162,7 @@ async def full_site(
     edge.edge_values = {"disk_full_retry_s": 0.5}
     edge.db_path = small_disk / "edge.db"
     running = asyncio.create_task(probe.run())
-    site = FullSite(cloud, edge, broker, small_disk)
+    site = FullSite(cloud, edge, broker, small_disk, probe)
     try:
         yield site
     finally:
@@ -196,7 +197,8 @@ async def test_full_disk_edge_stays_up_and_resumes_exactly_once(full_site: FullS
     for _ in range(200):
         publisher.publish()
     await wait_for(lambda: len(publisher.acked) == publisher.sent, 30, "broker PUBACKs while full")
-    await asyncio.sleep(1.0)  # probe readings and health pile up in memory meanwhile
+    answered = site.probe.responses_sent  # the probe keeps being read; its readings are held
+    await wait_for(lambda: site.probe.responses_sent >= answered + 5, 30, "probe reads while full")
     assert site.edge_alive(), site.edge.log_tail()
     assert "EDGE DISK FULL" in site.edge.log_tail(400)
 
