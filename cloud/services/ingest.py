@@ -94,13 +94,22 @@ class PreparedBatch:
     dialect: str
     events: Rows  # aligned with batch.events
     projection: Projection
+    offset: int = 0  # the stream offset the rows were numbered with (edge_streams)
 
 
-def prepare_batch(batch: Batch, site_id: str, dialect: str) -> PreparedBatch:
-    """Build every row of ``batch`` for ``dialect`` (pure CPU; safe to run in a worker thread).
+# The stream offset last seen per edge: it changes only when an edge's database is replaced, so the
+# route can number the rows outside the write lock; the transaction checks it (rebuilds if stale).
+_OFFSETS: dict[str, int] = {}
 
-    ``batch`` carries ``events.seq`` numbers (:func:`cloud.services.edge_streams.shifted`).
-    """
+
+def offset_hint(edge_id: str) -> int:
+    return _OFFSETS.get(edge_id, 0)
+
+
+def prepare_batch(batch: Batch, site_id: str, dialect: str, offset: int = 0) -> PreparedBatch:
+    """Build every row of ``batch`` for ``dialect`` (pure CPU; safe to run in a worker thread),
+    numbered in ``events.seq`` terms: the edge's sequence plus the stream's ``offset``."""
+    batch = shifted(batch, offset)
     t = stamp_for(dialect)
     now = t(db.utcnow())
     edge_id = batch.edge_id
@@ -110,6 +119,7 @@ def prepare_batch(batch: Batch, site_id: str, dialect: str) -> PreparedBatch:
         dialect,
         Rows(db.events, _EVENT_COLUMNS, event_rows),
         prepare(site_id, edge_id, batch.events, dialect),
+        offset,
     )
 
 
@@ -155,12 +165,17 @@ async def _ingest_in_transaction(
     site_id = edge_row.site_id
     stream = await stream_of(conn, batch, edge_row, site_id)
     await note_disk_full(conn, batch, edge_row)
+    _OFFSETS[batch.edge_id] = stream.offset
     sent = batch  # the edge's numbering (for error messages); ``batch`` from here on: events.seq
     batch = shifted(batch, stream.offset)
     acked = stream.offset + stream.acked
     dialect = conn.dialect.name
-    if stream.offset or prepared is None or prepared.site_id != site_id or prepared.dialect != dialect:
-        prepared = prepare_batch(batch, site_id, dialect)
+    if prepared is None or (prepared.site_id, prepared.dialect, prepared.offset) != (
+        site_id,
+        dialect,
+        stream.offset,
+    ):
+        prepared = prepare_batch(sent, site_id, dialect, stream.offset)
 
     new_items = await _insert_new_events(conn, batch, prepared, sent, stream.offset)
     evaluation = Evaluation()
@@ -301,4 +316,4 @@ def _advance_edge() -> Any:  # a ReturningUpdate
 _ADVANCE_EDGE = _advance_edge()
 
 
-__all__ = ["IngestConflict", "IngestResult", "StreamConflict", "UnknownEdge", "ingest_batch"]
+__all__ = ["IngestConflict", "IngestResult", "StreamConflict", "UnknownEdge", "ingest_batch", "offset_hint"]

@@ -17,6 +17,7 @@ from cloud.services.ingest import (
     StreamConflict,
     UnknownEdge,
     ingest_batch,
+    offset_hint,
     prepare_batch,
 )
 from shelfsense.contract import Batch, BatchAck, ContractError, UnsupportedContractVersion, parse_batch
@@ -65,7 +66,7 @@ def parse_body(body: bytes) -> Batch:
 def _parse_and_prepare(body: bytes, site_id: str, dialect: str) -> tuple[Batch, PreparedBatch]:
     """Worker-thread part of a request: parse, then build the rows outside the write lock."""
     batch = parse_body(body)
-    return batch, prepare_batch(batch, site_id, dialect)
+    return batch, prepare_batch(batch, site_id, dialect, offset_hint(batch.edge_id))
 
 
 @router.post(
