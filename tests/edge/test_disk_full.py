@@ -25,6 +25,7 @@ import paho.mqtt.client as paho
 import pytest
 from edge_harness import CloudChild, EdgeChild, toml_table
 from paho.mqtt.enums import CallbackAPIVersion
+from probe_site import EDGE_ID, probe_site
 from test_durability import NUM_SENSOR, NUM_TOPIC, NumberedPublisher, number_of, presubscribe, wait_for
 
 from edge.alarms import edge_alarm_topic
@@ -34,7 +35,6 @@ from simulators.modbus_probe import ModbusProbeSimulator
 
 pytestmark = pytest.mark.integration
 
-EDGE_ID = "edge-1"
 DISK_BYTES = 4 * 1024 * 1024
 
 
@@ -131,24 +131,9 @@ async def full_site(
     tmp_path: Path, small_disk: Path, mosquitto_factory: Callable[..., MosquittoProcess]
 ) -> AsyncIterator[FullSite]:
     broker = mosquitto_factory()
-    cloud = CloudChild(tmp_path / "cloud")
-    token = await asyncio.to_thread(cloud.register_edge, EDGE_ID)
-    await asyncio.to_thread(cloud.start)
     presubscribe(broker, f"shelfsense-{EDGE_ID}", NUM_TOPIC)
-    probe = ModbusProbeSimulator({1: lambda: (4.0, 60.0)})
-    extra = "\n".join(
+    mqtt = "\n".join(
         [
-            toml_table(
-                "edge.modbus_probes",
-                {
-                    "port": probe.port,
-                    "slave": 1,
-                    "sensor_id": "probe-1",
-                    "zone": "cold",
-                    "poll_interval_s": 0.2,
-                },
-                True,
-            ),
             toml_table("edge.mqtt", {"url": broker.url, "client_id": f"shelfsense-{EDGE_ID}"}),
             toml_table(
                 "edge.mqtt.sensors",
@@ -157,21 +142,16 @@ async def full_site(
             ),
         ]
     )
-    # Logs and config on the ordinary disk; only the database on the small one.
-    edge = EdgeChild(tmp_path / "edge", cloud.url, token, EDGE_ID, extra=extra)
-    edge.edge_values = {"disk_full_retry_s": 0.5}
-    edge.db_path = small_disk / "edge.db"
-    running = asyncio.create_task(probe.run())
-    site = FullSite(cloud, edge, broker, small_disk, probe)
-    try:
-        yield site
-    finally:
-        for cleanup in site.cleanups:
-            cleanup()
-        running.cancel()
-        probe.close()
-        await asyncio.to_thread(edge.stop)
-        await asyncio.to_thread(cloud.stop)
+    async with probe_site(tmp_path, mqtt) as base:
+        # Logs and config on the ordinary disk; only the database on the small one.
+        base.edge.edge_values = {"disk_full_retry_s": 0.5}
+        base.edge.db_path = small_disk / "edge.db"
+        site = FullSite(base.cloud, base.edge, broker, small_disk, base.probe)
+        try:
+            yield site
+        finally:
+            for cleanup in site.cleanups:
+                cleanup()
 
 
 async def test_full_disk_edge_stays_up_and_resumes_exactly_once(full_site: FullSite) -> None:

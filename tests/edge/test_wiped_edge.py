@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from edge_harness import CloudChild, EdgeChild, toml_table
+from edge_harness import CloudChild, EdgeChild
+from probe_site import EDGE_ID, probe_site
 from test_durability import status_or_empty, wait_for
 
 from edge.status import read_status
-from simulators.modbus_probe import ModbusProbeSimulator
 
 pytestmark = pytest.mark.integration
-
-EDGE_ID = "edge-1"
 
 
 @dataclass
@@ -46,24 +44,8 @@ class WipeSite:
 
 @pytest.fixture
 async def wipe_site(tmp_path: Path) -> AsyncIterator[WipeSite]:
-    cloud = CloudChild(tmp_path / "cloud")
-    token = await asyncio.to_thread(cloud.register_edge, EDGE_ID)
-    await asyncio.to_thread(cloud.start)
-    probe = ModbusProbeSimulator({1: lambda: (4.0, 60.0)})
-    extra = toml_table(
-        "edge.modbus_probes",
-        {"port": probe.port, "slave": 1, "sensor_id": "probe-1", "zone": "cold", "poll_interval_s": 0.2},
-        True,
-    )
-    edge = EdgeChild(tmp_path / "edge", cloud.url, token, EDGE_ID, extra=extra)
-    running = asyncio.create_task(probe.run())
-    try:
-        yield WipeSite(cloud, edge)
-    finally:
-        running.cancel()
-        probe.close()
-        await asyncio.to_thread(edge.stop)
-        await asyncio.to_thread(cloud.stop)
+    async with probe_site(tmp_path) as site:
+        yield WipeSite(site.cloud, site.edge)
 
 
 async def test_wiped_edge_database_starts_a_new_stream_none_dropped(wipe_site: WipeSite) -> None:
