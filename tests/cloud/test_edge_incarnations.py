@@ -9,6 +9,8 @@ from __future__ import annotations
 from conftest import Cloud, batch, health, reading
 
 from cloud.core import db
+from cloud.services.coldchain import Notice
+from cloud.services.coldchain_runtime import alert_message
 
 OLD = "a" * 32
 NEW = "b" * 32
@@ -69,6 +71,15 @@ async def test_new_incarnation_opens_a_new_stream_and_alerts_an_operator(cloud: 
     assert len(alerts) == 1
     assert alerts[0]["zone"] == "edge-1" and alerts[0]["site_id"] == "site-1"
     assert alerts[0]["severity"] == "critical" and alerts[0]["status"] == "open"
+    detail = await cloud.get_ok(f"/api/v1/alerts/{alerts[0]['id']}")  # the operator's view works
+    assert "edge edge-1 database replaced" in detail["limit_source"]
+    async with cloud.engine.connect() as conn:
+        row = (
+            (await conn.execute(db.alerts.select().where(db.alerts.c.id == alerts[0]["id"]))).mappings().one()
+        )
+    message = alert_message(Notice(dict(row), "raised"), at=db.utcnow())  # what people are sent
+    assert message.title.startswith("Edge database replaced") and message.severity == "critical"
+    assert message.text.startswith(f"edge edge-1 database replaced: incarnation {NEW[:12]} follows {OLD[:9]}")
 
     # The replaced database (a copy that comes back) and a batch without incarnation are refused.
     stale = await cloud.post(readings(range(4, 6), 1.0, OLD))
