@@ -81,6 +81,7 @@ class EdgeAgent:
             self.edge.db_path,
             self.edge.disk_full_hold_events,
             retry_s=self.edge.disk_full_retry_s,
+            reserve_bytes=int(self.edge.disk_full_reserve_mb * 1e6),
             announce=self._announce_disk,
         )
         self._client: SyncClient | None = None
@@ -181,15 +182,23 @@ class EdgeAgent:
             log.info("disk_full alarm not published on MQTT (offline)")
 
     async def _recover_disk(self, stop: asyncio.Event) -> None:
-        """While the disk is full: once there is free space, store what is held, then let MQTT on."""
+        """While the disk is full: once there is room, store what is held; once the reserve is
+        back too (edge.diskfull), let MQTT on: its backlog must not eat the sync's room again."""
+        self.disk.ensure_reserve()
         while not await wait_or_stop(stop, self.disk.retry_s):
-            if not self.disk.full or not self.disk.has_room():
+            if not self.disk.full:
+                self.disk.ensure_reserve()  # cheap when it exists; re-made once there is room
+                continue
+            inside = await self.outbox.free_bytes_inside()
+            if not self.disk.has_room(inside):
                 continue
             try:
                 await self._store_held()
             except DiskFullError:
                 continue
-            self.disk.leave()  # no await since the buffer was seen empty: nothing is stranded
+            # No await from the empty buffer to leave(): nothing is stranded in it.
+            if self.disk.ensure_reserve() or inside >= self.disk.reserve_bytes:
+                self.disk.leave()
 
     async def _store_held(self) -> None:
         """Store the held events in order (more may be held meanwhile) and one counter row, which

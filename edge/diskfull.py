@@ -9,8 +9,15 @@ While the edge database's file system is full (:class:`edge.errors.DiskFullError
 - events of the serial devices (UHF, Modbus, NFC), alarms and device health are held in memory, at
   most ``limit`` events: past it the oldest telemetry (readings, observations, health) is dropped
   and counted (``disk_full_dropped``); stock events and alarms go last;
-- the agent retries every ``retry_s`` once the file system reports free space again, first with
-  what it holds, then lets MQTT go on; no operator action, no restart;
+- a **reserve file** (``<db>.reserve``, ``reserve_bytes``) is allocated while there is space and
+  deleted the moment the disk is full: without it even the sync's deletes of acknowledged rows
+  (WAL frames, checkpoints) fail, and a database that filled the disk could never shrink its
+  backlog. Data writes do not touch the reserve's room: they resume only when the file system has
+  more than the reserve free again, or when the acknowledged deletes left free pages inside the
+  database;
+- the agent retries every ``retry_s`` once there is room, first with what it holds; it lets
+  MQTT go on once the reserve could be allocated again (or the database has that much free
+  inside); no operator action, no restart;
 - the transition is logged (ERROR, then WARNING when space is back), published on MQTT as a local
   alarm (:func:`edge.alarms.edge_alarm_topic`) and reported to the cloud in every batch
   (``disk_full``, shown in the edge's health there).
@@ -31,7 +38,7 @@ from shelfsense.contract import Event
 log = logging.getLogger(__name__)
 
 # Below this much free space a retry is not worth trying: SQLite needs room for the WAL frames of
-# a commit (and the sync's deletes free pages only inside the file).
+# a commit.
 MIN_FREE_BYTES = 256 * 1024
 
 
@@ -53,9 +60,12 @@ class DiskFull:
         limit: int,
         *,
         retry_s: float = 2.0,
+        reserve_bytes: int = 0,
         announce: Callable[[bool, str], None] | None = None,
     ) -> None:
         self.directory = db_path.resolve().parent
+        self.reserve = db_path.resolve().with_name(db_path.name + ".reserve")
+        self.reserve_bytes = reserve_bytes
         self.limit = limit
         self.retry_s = retry_s
         self.full = False
@@ -76,10 +86,12 @@ class DiskFull:
         self.since = time.monotonic()
         self.episodes += 1
         self._space.clear()
+        released = self.release_reserve()
         text = (
             f"EDGE DISK FULL ({reason}): MQTT is no longer acknowledged (the broker keeps the "
             f"messages), serial readings are held in memory (at most {self.limit} events); "
             f"free space in {self.directory}: {free_bytes(self.directory)} bytes"
+            f"{f'; released the {released} byte reserve for the sync' if released else ''}"
         )
         log.error("%s", text)
         self._announce(True, text)
@@ -101,8 +113,36 @@ class DiskFull:
     async def wait_for_space(self) -> None:
         await self._space.wait()
 
-    def has_room(self) -> bool:
-        return free_bytes(self.directory) >= MIN_FREE_BYTES
+    def has_room(self, free_inside_db: int) -> bool:
+        """Room for data again: beyond the reserve on the file system, or inside the database."""
+        outside = free_bytes(self.directory) - (0 if self.reserve.exists() else self.reserve_bytes)
+        return max(outside, free_inside_db) >= MIN_FREE_BYTES
+
+    def ensure_reserve(self) -> bool:
+        """Allocate the reserve file if it is missing and there is room for it (and more)."""
+        if not self.reserve_bytes or self.reserve.exists():
+            return True
+        if free_bytes(self.directory) < self.reserve_bytes + MIN_FREE_BYTES:
+            return False
+        try:
+            fd = os.open(self.reserve, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.reserve_bytes)  # real blocks, not a sparse file
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("cannot allocate the disk-full reserve %s: %s", self.reserve, exc)
+            self.reserve.unlink(missing_ok=True)
+            return False
+        return True
+
+    def release_reserve(self) -> int:
+        try:
+            size = self.reserve.stat().st_size
+            self.reserve.unlink()
+        except OSError:
+            return 0
+        return size
 
     def hold(self, events: Sequence[Event]) -> None:
         """Keep ``events`` for later; past the limit drop the oldest telemetry (then the oldest)."""

@@ -429,6 +429,16 @@ class Outbox:
             rows = await cursor.fetchall()
         return [OpenAlarm(*row) for row in rows]
 
+    async def free_bytes_inside(self) -> int:
+        """Free pages inside the database file (reused before the file grows)."""
+        async with self._reading("free pages") as db:
+            values = []
+            for pragma in ("freelist_count", "page_size"):
+                async with db.execute(f"PRAGMA {pragma}") as cursor:
+                    row = await cursor.fetchone()
+                values.append(int(row[0]) if row else 0)
+        return values[0] * values[1]
+
     async def counters(self) -> dict[str, int]:
         async with (
             self._reading("read counters") as db,

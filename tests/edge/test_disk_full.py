@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import inspect
 import json
 import subprocess
 import threading
@@ -30,17 +31,19 @@ from test_durability import NUM_SENSOR, NUM_TOPIC, NumberedPublisher, number_of,
 
 from edge.alarms import edge_alarm_topic
 from edge.status import read_status
+from edge.transports.mqtt import MqttTransport
 from shelfsense.services import MosquittoProcess
 from simulators.modbus_probe import ModbusProbeSimulator
 
 pytestmark = pytest.mark.integration
 
-DISK_BYTES = 4 * 1024 * 1024
+DISK_BYTES = 16 * 1024 * 1024
+MQTT_WINDOW = inspect.signature(MqttTransport).parameters["queue_max"].default
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs of its own (a real file system that runs out of space)."""
+    """A 16 MiB tmpfs of its own (a real file system that runs out of space)."""
     mount = tmp_path / "disk"
     mount.mkdir()
     done = subprocess.run(
@@ -144,7 +147,7 @@ async def full_site(
     )
     async with probe_site(tmp_path, mqtt) as base:
         # Logs and config on the ordinary disk; only the database on the small one.
-        base.edge.edge_values = {"disk_full_retry_s": 0.5}
+        base.edge.edge_values = {"disk_full_retry_s": 0.5, "disk_full_reserve_mb": 0.5}
         base.edge.db_path = small_disk / "edge.db"
         site = FullSite(base.cloud, base.edge, broker, small_disk, base.probe)
         try:
@@ -163,18 +166,21 @@ async def test_full_disk_edge_stays_up_and_resumes_exactly_once(full_site: FullS
     site.edge.start()
     await wait_for(lambda: site.cloud.acked_through(EDGE_ID) > 5, 60, "the first events in the cloud")
 
+    reserve = site.disk / "edge.db.reserve"
+    assert reserve.stat().st_size == 500_000  # room for the sync's deletes once the disk is full
     filler = fill(site.disk)
     full_from = datetime.now().astimezone()
     # MQTT bursts until the edge's database cannot take them: the broker must keep the rest.
     while "raised" not in listener.states():
-        assert publisher.sent < 8000, "the edge never noticed the full disk"
+        assert publisher.sent < 4000, "the edge never noticed the full disk"
         for _ in range(500):
             publisher.publish()
         await wait_for(lambda: len(publisher.acked) == publisher.sent, 30, "broker PUBACKs")
         await asyncio.sleep(0.5)  # let the edge work on the burst before the next one
     await wait_for(lambda: bool(site.cloud_edge("disk_full")), 30, "the cloud's edge health: disk full")
-    # A few more while full; and the probe keeps being read (held in memory).
-    for _ in range(200):
+    # More than the edge's MQTT window (4000 unacknowledged messages) while full: past it the edge
+    # stops reading and the broker has to keep them.
+    for _ in range(MQTT_WINDOW + 500):
         publisher.publish()
     await wait_for(lambda: len(publisher.acked) == publisher.sent, 30, "broker PUBACKs while full")
     answered = site.probe.responses_sent  # the probe keeps being read; its readings are held
@@ -184,13 +190,14 @@ async def test_full_disk_edge_stays_up_and_resumes_exactly_once(full_site: FullS
 
     filler.unlink()  # space comes back; nobody restarts anything
     full_until = datetime.now().astimezone()
-    await wait_for(lambda: "cleared" in listener.states(), 60, "the local alarm to clear")
+    await wait_for(lambda: listener.states()[-1] == "cleared", 60, "the local alarm to clear")
     await wait_for(
         lambda: len(site.numbers_in_cloud()) >= publisher.sent, 120, "every MQTT reading in the cloud"
     )
     await wait_for(lambda: not site.cloud_edge("disk_full"), 30, "the cloud's edge health: disk ok")
     assert site.edge_alive() and site.edge.starts == 1, site.edge.log_tail()
     assert "disk space is back" in site.edge.log_tail(400)
+    await wait_for(reserve.exists, 30, "the reserve to be allocated again")
 
     numbers = site.numbers_in_cloud()
     assert sorted(numbers) == list(range(publisher.sent)), "MQTT readings lost or stored twice"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_outbox import health, move, reading
 
-from edge.diskfull import DiskFull
+from edge.diskfull import MIN_FREE_BYTES, DiskFull, free_bytes
 
 
 def test_bound_drops_oldest_telemetry_first_and_counts(tmp_path: Path) -> None:
@@ -53,3 +53,17 @@ async def test_transitions_are_announced_once_and_release_waiters(
     assert [full for full, _ in said] == [True, False]
     assert "EDGE DISK FULL (no space)" in said[0][1]
     assert [r.levelname for r in caplog.records] == ["ERROR", "WARNING"]
+
+
+def test_reserve_is_allocated_released_and_kept_out_of_the_room(tmp_path: Path) -> None:
+    disk = DiskFull(tmp_path / "edge.db", limit=10, reserve_bytes=100_000)
+    assert disk.ensure_reserve()
+    assert disk.reserve.stat().st_blocks * 512 >= 100_000  # real blocks, not a sparse file
+    assert disk.release_reserve() == 100_000 and not disk.reserve.exists()
+    assert disk.release_reserve() == 0
+    # With the reserve released, its room is not counted as room for data; free pages inside are.
+    free = free_bytes(tmp_path)
+    assert disk.has_room(0) == (free - 100_000 >= MIN_FREE_BYTES)
+    huge = DiskFull(tmp_path / "edge.db", limit=10, reserve_bytes=free * 2)
+    assert not huge.has_room(0) and huge.has_room(MIN_FREE_BYTES)
+    assert not huge.ensure_reserve() and not huge.reserve.exists()  # no room for it: not made
