@@ -92,3 +92,17 @@ async def test_new_incarnation_opens_a_new_stream_and_alerts_an_operator(cloud: 
 async def test_first_incarnation_of_an_edge_raises_no_alert(cloud: Cloud) -> None:
     assert (await cloud.post(readings(range(1, 3), 1.0, NEW))).json()["acked_through"] == 2
     assert (await cloud.get_ok("/api/v1/alerts", kind="edge_incarnation", status="all"))["total"] == 0
+
+
+async def test_edge_health_shows_a_full_disk_while_the_edge_reports_it(cloud: Cloud) -> None:
+    async def edge_one() -> dict:
+        return {e["edge_id"]: e for e in (await cloud.get_ok("/api/v1/edges"))["items"]}["edge-1"]
+
+    assert (await edge_one())["disk_full"] is False
+    full = batch("edge-1", [(1, health(1))], incarnation=NEW, disk_full=True)
+    assert (await cloud.post(full)).status_code == 200
+    shown = await edge_one()
+    assert shown["disk_full"] is True and shown["disk_full_since"] is not None
+    assert (await cloud.post(batch("edge-1", [], incarnation=NEW))).json()["acked_through"] == 1
+    shown = await edge_one()
+    assert shown["disk_full"] is False and shown["disk_full_since"] is None
