@@ -95,6 +95,12 @@ class EdgePublic(_Public):
     duplicates: int
     batches: int
     last_seen: datetime | None
+    # The edge database's current incarnation (edge.incarnation) and when its stream began.
+    incarnation: str | None = None
+    incarnation_started_at: datetime | None = None
+    # The edge said in its last batch that its disk is full (it holds events, MQTT waits).
+    disk_full: bool = False
+    disk_full_since: datetime | None = None
     devices: list[DeviceHealthPublic]
 
 

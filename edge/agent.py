@@ -11,6 +11,9 @@ Data flow (all on one event loop; paho's thread only hands messages over)::
 
 Every device runs under :func:`edge.supervisor.supervise`. SIGTERM/SIGINT set the stop event: the
 devices stop, smoothers and portals are flushed, pending commits finish, the database is closed.
+
+A full disk stops nothing (:mod:`edge.diskfull`): MQTT commits wait for space (no PUBACK), the
+other producers' events are held in memory (bounded), and a retry loop resumes by itself.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from devices.readings import TagRead
-from edge.alarms import AlarmEvaluator, alarm_payload, alarm_topic
+from edge.alarms import AlarmEvaluator, alarm_payload, alarm_topic, edge_alarm_payload, edge_alarm_topic
 from edge.clock import default_clock, utcnow
-from edge.errors import EdgeError
+from edge.diskfull import DiskFull
+from edge.errors import DiskFullError, EdgeError
 from edge.outbox import LedgerWrite, Outbox, OutboxBudget, OutboxWriter
 from edge.portal import PortalTracker
 from edge.quality import Judge
@@ -50,6 +54,8 @@ MQTT_DEVICE_ID = "mqtt"
 DEVICE_COUNTERS = ("frames_ok", "frames_bad", "reconnects")
 # A clean stop tries this long to hand the last events to the cloud before exiting.
 FINAL_SYNC_TIMEOUT_S = 5.0
+# Held events go back to the outbox in commits of at most this many once space is back.
+HELD_CHUNK = 5000
 _Device = tuple[str, DeviceHealthState, Callable[[], Awaitable[None]]]
 
 
@@ -72,6 +78,14 @@ class EdgeAgent:
         self._alarms = AlarmEvaluator(settings.zones)
         self._frames_seen = (0, 0)
         self._device_seen: dict[str, tuple[int, int, int]] = {}
+        self.disk = DiskFull(
+            self.edge.db_path,
+            self.edge.disk_full_hold_events,
+            retry_s=self.edge.disk_full_retry_s,
+            reserve_bytes=int(self.edge.disk_full_reserve_mb * 1e6),
+            announce=self._announce_disk,
+        )
+        self._client: SyncClient | None = None
 
     # ------------------------------------------------------------------ event intake
 
@@ -82,22 +96,67 @@ class EdgeAgent:
         for portal in self.portals:
             portal.observe(reader_id, read.epc, read.rssi, now)
 
-    async def submit(self, events: Sequence[Event], extras: Sequence[LedgerWrite] = ()) -> list[int | None]:
-        """Evaluate alarms, then commit events + alarms + counter deltas (+ ``extras``) in one transaction."""
-        if self._writer is None:
-            raise EdgeError("the agent is not running")
-        alarms: list[LocalAlarm] = []
-        # Clock-skew, out-of-range and stale flags (edge.quality), judged at one instant per batch.
-        judge = Judge(utcnow(), self.edge.reading_stale_s, default_clock.warn_s)
-        events = [judge.flag(e) if isinstance(e, SensorReading) else e for e in events]
-        for event in events:
-            # A dead probe's impossible value is a device fault, not an excursion: no alarm.
-            if isinstance(event, SensorReading) and "out_of_range" not in event.flags:
-                alarms.extend(self._alarms.evaluate(event))
-        seqs = await self._writer.submit([*events, *alarms], self._take_counters(), extras)
+    async def submit(self, events: Sequence[Event]) -> list[int | None]:
+        """Evaluate alarms, then commit events + alarms + counter deltas in one transaction.
+
+        On a full disk the events are held in memory instead (:mod:`edge.diskfull`) and their
+        sequence numbers are None: serial devices and the health report never wait for the disk.
+        """
+        judged, alarms = self._judge(events)
+        batch = [*judged, *alarms]
+        seqs: list[int | None] = [None] * len(batch)
+        if self.disk.full:  # also while what is held drains: new events queue behind it, in order
+            self.disk.hold(batch)
+        else:
+            try:
+                seqs = await self._store(batch)
+            except DiskFullError as exc:
+                self.disk.enter(exc)
+                self.disk.hold(batch)
         for alarm in alarms:
             self._announce(alarm)
         return seqs
+
+    async def submit_durably(
+        self, events: Sequence[Event], extras: Sequence[LedgerWrite] = ()
+    ) -> list[int | None]:
+        """Like :meth:`submit` but returns only once the events are stored (MQTT acknowledges
+        after it): on a full disk it waits for space, so the broker keeps the messages. ``extras``
+        (the MQTT receipts and rejects) commit in the same transaction."""
+        judged, alarms = self._judge(events)
+        batch = [*judged, *alarms]
+        while True:
+            await self.disk.wait_for_space()
+            try:
+                seqs = await self._store(batch, extras)
+            except DiskFullError as exc:
+                self.disk.enter(exc)
+                continue
+            for alarm in alarms:
+                self._announce(alarm)
+            return seqs
+
+    def _judge(self, events: Sequence[Event]) -> tuple[list[Event], list[LocalAlarm]]:
+        """Quality flags (edge.quality, at one instant per batch) and the alarms the readings raise."""
+        judge = Judge(utcnow(), self.edge.reading_stale_s, default_clock.warn_s)
+        judged: list[Event] = [judge.flag(e) if isinstance(e, SensorReading) else e for e in events]
+        alarms: list[LocalAlarm] = []
+        for event in judged:
+            # A dead probe's impossible value is a device fault, not an excursion: no alarm.
+            if isinstance(event, SensorReading) and "out_of_range" not in event.flags:
+                alarms.extend(self._alarms.evaluate(event))
+        return judged, alarms
+
+    async def _store(self, events: Sequence[Event], extras: Sequence[LedgerWrite] = ()) -> list[int | None]:
+        """One group commit of ``events`` with the counter deltas (kept for later if it fails)."""
+        if self._writer is None:
+            raise EdgeError("the agent is not running")
+        counters = self._take_counters()
+        try:
+            return await self._writer.submit(events, counters, extras)
+        except DiskFullError:
+            self.counters.update(counters)
+            raise
 
     def _take_counters(self) -> dict[str, int]:
         ok = sum(h.frames_ok for h in self.health.values())
@@ -115,6 +174,52 @@ class EdgeAgent:
         deltas = {name: value for name, value in self.counters.items() if value}
         self.counters.clear()
         return deltas
+
+    def _announce_disk(self, full: bool, text: str) -> None:
+        """Disk full / space back: a local alarm on MQTT and the flag the cloud sees in batches."""
+        if self._client is not None:
+            self._client.disk_full = full
+        if full:
+            self.counters["disk_full_episodes"] += 1  # stored with the first commit after it
+        payload = edge_alarm_payload(self.edge.edge_id, "disk_full", full, text, utcnow())
+        if self.mqtt is not None and not self.mqtt.publish(edge_alarm_topic(self.edge.site_id), payload):
+            log.info("disk_full alarm not published on MQTT (offline)")
+
+    async def _recover_disk(self, stop: asyncio.Event) -> None:
+        """While the disk is full: once there is room, store what is held; once the reserve is
+        back too (edge.diskfull), let MQTT on: its backlog must not eat the sync's room again."""
+        self.disk.ensure_reserve()
+        while not await wait_or_stop(stop, self.disk.retry_s):
+            if not self.disk.full:
+                self.disk.ensure_reserve()  # cheap when it exists; re-made once there is room
+                continue
+            inside = await self.outbox.free_bytes_inside()
+            if not self.disk.has_room(inside):
+                continue
+            try:
+                await self._store_held()
+            except DiskFullError:
+                continue
+            # No await from the empty buffer to leave(): nothing is stranded in it.
+            if self.disk.ensure_reserve() or inside >= self.disk.reserve_bytes:
+                self.disk.leave()
+
+    async def _store_held(self) -> None:
+        """Store the held events in order (more may be held meanwhile) and one counter row, which
+        proves a write works even when nothing was held (only MQTT waiting)."""
+        while True:
+            while self.disk.held:
+                chunk = self.disk.take(HELD_CHUNK)
+                try:
+                    await self._store(chunk)
+                except DiskFullError:
+                    self.disk.unget(chunk)
+                    raise
+            self.counters["disk_full_resume_attempts"] += 1
+            self.counters["disk_full_dropped"] += self.disk.take_dropped()
+            await self._store([])
+            if not self.disk.held:
+                return
 
     def _announce(self, alarm: LocalAlarm) -> None:
         log.warning(
@@ -155,7 +260,9 @@ class EdgeAgent:
         """Queue the downsampled telemetry of closed buckets (only exist while degraded)."""
         period = min(self.edge.downsample_interval_s / 4, 10.0)
         while not await wait_or_stop(stop, period):
-            await self.outbox.flush_buckets()
+            if not self.disk.full:
+                with contextlib.suppress(DiskFullError):  # the buckets wait; the writer says so
+                    await self.outbox.flush_buckets()
 
     def _devices(self) -> list[_Device]:
         devices: list[_Device] = []
@@ -190,7 +297,7 @@ class EdgeAgent:
                 self.edge.mqtt,
                 self.edge.edge_id,
                 health,
-                self.submit,
+                self.submit_durably,
                 counters=self.counters,
                 outbox=self.outbox,
             )
@@ -210,7 +317,10 @@ class EdgeAgent:
             self._writer = OutboxWriter(self.outbox)
             writer_task = asyncio.create_task(self._writer.run(), name="outbox-writer")
             token = self.edge.token.get_secret_value() if self.edge.token else None
-            client = SyncClient(self.edge.cloud_url, self.edge.edge_id, token)
+            client = SyncClient(
+                self.edge.cloud_url, self.edge.edge_id, token, incarnation=self.outbox.incarnation
+            )
+            self._client = client
             stopped_cleanly = False
             try:
                 await self._run_tasks(stop, client)
@@ -218,7 +328,9 @@ class EdgeAgent:
             finally:
                 await self._writer.stop()
                 await writer_task
-                if stopped_cleanly:
+                if self.disk.full:
+                    log.error("stopping on a full disk: %d held events are lost", len(self.disk.held))
+                elif stopped_cleanly:
                     await self.outbox.flush_buckets(force=True)
                     await flush_on_stop(self.outbox, client, self.edge.batch_max_events, FINAL_SYNC_TIMEOUT_S)
                 await client.aclose()
@@ -237,6 +349,7 @@ class EdgeAgent:
                 tg.create_task(supervise(name, run, health, stop_event=stop), name=f"device-{name}")
             tg.create_task(self._tag_pipeline(stop), name="tag-pipeline")
             tg.create_task(self._flush_downsampled(stop), name="downsample-flush")
+            tg.create_task(self._recover_disk(stop), name="disk-full-recovery")
             tg.create_task(
                 emit_health_periodically(self.health, self.submit, self.edge.health_interval_s, stop),
                 name="health",

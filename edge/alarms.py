@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from shelfsense.config import ZoneLimits
@@ -95,3 +96,20 @@ def alarm_topic(site_id: str, zone: str) -> str:
 
 def alarm_payload(alarm: LocalAlarm) -> bytes:
     return json.dumps(alarm.model_dump(mode="json"), separators=(",", ":")).encode()
+
+
+def edge_alarm_topic(site_id: str) -> str:
+    """Alarms about the gateway itself (e.g. ``disk_full``), next to the zones' alarms."""
+    return f"shelfsense/{site_id}/alarms/edge"
+
+
+def edge_alarm_payload(edge_id: str, rule: str, raised: bool, text: str, at: datetime) -> bytes:
+    body = {
+        "kind": "edge_alarm",
+        "edge_id": edge_id,
+        "rule": rule,
+        "state": "raised" if raised else "cleared",
+        "text": text,
+        "at": at.isoformat(),
+    }
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -16,6 +16,14 @@ class OutboxError(EdgeError):
     """The local SQLite database (outbox + ledger) failed; events may not have been stored."""
 
 
+class DiskFullError(OutboxError):
+    """The edge database's file system is full: nothing of the failed call was stored.
+
+    Not fatal: the agent holds events in memory (bounded), stops acknowledging MQTT and retries
+    until space comes back (see :mod:`edge.diskfull`).
+    """
+
+
 class SyncError(EdgeError):
     """Sending a batch to the cloud failed.
 

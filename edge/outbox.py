@@ -37,8 +37,8 @@ from typing import Any, Literal, Protocol, TypeVar
 import aiosqlite
 from pydantic import ValidationError
 
-from edge import downsample, receipts, rejects
-from edge.errors import OutboxError
+from edge import downsample, incarnation, receipts, rejects
+from edge.errors import DiskFullError, OutboxError
 from shelfsense.contract import (
     Event,
     LocalAlarm,
@@ -147,11 +147,16 @@ class OpenAlarm:
     raised_at: str
 
 
+SQLITE_FULL = 13  # "database or disk is full" (primary result code)
+
+
 @contextlib.contextmanager
 def _translated(what: str) -> Any:
     try:
         yield
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_FULL:
+            raise DiskFullError(f"edge database: {what} failed: disk full ({exc})") from exc
         raise OutboxError(f"edge database: {what} failed: {exc}") from exc
 
 
@@ -171,6 +176,7 @@ class Outbox:
         self.synchronous = synchronous
         self.budget = budget or OutboxBudget()
         self.degraded = False
+        self.incarnation: str | None = None  # see edge.incarnation; None: a pre-incarnation database
         self.degraded_reasons: list[str] = []
         self._budget_checked_at = -math.inf
         self._db: aiosqlite.Connection | None = None
@@ -195,6 +201,7 @@ class Outbox:
                 await db.executescript(SCHEMA)
                 await db.executescript(downsample.SCHEMA)
                 await db.executescript(receipts.SCHEMA + rejects.SCHEMA)
+                self.incarnation = await incarnation.ensure(db)
                 async with db.execute("SELECT value FROM meta WHERE key = 'degraded'") as cursor:
                     row = await cursor.fetchone()
                 self.degraded = bool(row and row[0])
@@ -440,6 +447,16 @@ class Outbox:
         """Run ``query`` on the read connection (it sees the last committed state)."""
         async with self._reading(what) as db:
             return await query(db)
+
+    async def free_bytes_inside(self) -> int:
+        """Free pages inside the database file (reused before the file grows)."""
+        async with self._reading("free pages") as db:
+            values = []
+            for pragma in ("freelist_count", "page_size"):
+                async with db.execute(f"PRAGMA {pragma}") as cursor:
+                    row = await cursor.fetchone()
+                values.append(int(row[0]) if row else 0)
+        return values[0] * values[1]
 
     async def counters(self) -> dict[str, int]:
         async with (

@@ -65,6 +65,7 @@ def _report(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
         "sensors": sensors,
         "alarms_open": alarms,
         "pending_events": int(pending),
+        "incarnation": _incarnation(conn),
         "acked_through": int(meta.get("acked_through", 0)),
         "last_seq": int(meta.get("last_seq", 0)),
         "sync_lag_s": max(0.0, now - oldest) if oldest is not None else 0.0,
@@ -77,6 +78,14 @@ def _report(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
         # The last poison messages (undecodable, oversized), dropped and acknowledged: for diagnosis.
         "rejected_payloads": recent_rejects(conn),
     }
+
+
+def _incarnation(conn: sqlite3.Connection) -> str | None:
+    """The database's incarnation (edge.incarnation); None before the agent first opened it."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'incarnation'").fetchone():
+        return None
+    row = conn.execute("SELECT id FROM incarnation LIMIT 1").fetchone()
+    return (str(row[0]) or None) if row else None
 
 
 def _devices(counters: dict[str, Any]) -> dict[str, dict[str, int]]:

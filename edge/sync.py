@@ -21,7 +21,7 @@ import httpx
 from pydantic import ValidationError
 
 from edge.clock import EdgeClock, default_clock, utcnow
-from edge.errors import PermanentSyncError, SyncError, TransientSyncError
+from edge.errors import DiskFullError, PermanentSyncError, SyncError, TransientSyncError
 from edge.outbox import Outbox
 from edge.supervisor import Backoff, wait_or_stop
 from shelfsense.contract import Batch, BatchAck, SequencedEvent
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 PRIORITY_BATCH_MAX = 100
 # Full batches in flight at once while a backlog drains (see drain_pipelined).
 PIPELINE_DEPTH = 4
+
+# A full disk (acks cannot be stored) is retried this often, not with the growing back-off: space
+# may come back any moment, and then the edge should catch up at once.
+DISK_FULL_RETRY_S = 2.0
 
 # Client errors that retrying the same request cannot fix; everything else 4xx is treated alike
 # except 408 (timeout) and 429 (rate limit), which are transient.
@@ -50,8 +54,12 @@ class SyncClient:
         *,
         timeout_s: float = 30.0,
         clock: EdgeClock | None = None,
+        incarnation: str | None = None,
     ) -> None:
         self.edge_id = edge_id
+        self.incarnation = incarnation  # the outbox database's (edge.incarnation), in every batch
+        self.disk_full = False  # set by the agent (edge.diskfull); every batch tells the cloud
+        self.reported_disk_full = False  # what the cloud last accepted
         self.clock = clock or default_clock
         self.url = f"{cloud_url.rstrip('/')}/api/v1/edges/{edge_id}/batches"
         self._token = token
@@ -67,9 +75,15 @@ class SyncClient:
 
     async def send_rows(self, rows: Sequence[tuple[int, str]]) -> BatchAck:
         """Send outbox rows ``(seq, event JSON)`` as a batch, splicing the stored JSON in unparsed."""
-        return await self.send_json(batch_json(self.edge_id, rows))
+        return await self.send_json(batch_json(self.edge_id, rows, self.incarnation, self.disk_full))
 
     async def send_json(self, payload: bytes) -> BatchAck:
+        disk_full = self.disk_full
+        ack = await self._post(payload)
+        self.reported_disk_full = disk_full
+        return ack
+
+    async def _post(self, payload: bytes) -> BatchAck:
         body = gzip.compress(payload, compresslevel=1)  # level 1: 3x faster, barely larger on JSON
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
         if self._token:
@@ -107,10 +121,13 @@ async def sync_once(outbox: Outbox, client: SyncClient, batch_max_events: int) -
         if urgent:
             await _send_ahead(outbox, client, urgent)
     delivered = await outbox.max_delivered()
+    if not rows and not delivered and client.disk_full == client.reported_disk_full:
+        return 0, 0
+    # With nothing else pending an empty batch still fetches the ack covering delivered rows, or
+    # tells the cloud that the disk state changed (edge.diskfull).
+    ack = await client.send_rows(rows)
     if not rows and not delivered:
         return 0, 0
-    # With nothing else pending an empty batch still fetches the ack covering delivered rows.
-    ack = await client.send_rows(rows)
     last_sent = max(rows[-1][0] if rows else 0, delivered)
     if ack.acked_through > last_sent:
         # The cloud claims more than it was ever sent: it can only ack what it has, and it has at
@@ -220,15 +237,29 @@ async def drain_pipelined(
         await asyncio.gather(*(task for _, task in in_flight), return_exceptions=True)
 
 
-def batch_json(edge_id: str, rows: Sequence[tuple[int, str]]) -> bytes:
+def batch_json(
+    edge_id: str, rows: Sequence[tuple[int, str]], incarnation: str | None = None, disk_full: bool = False
+) -> bytes:
     """The JSON of a contract :class:`Batch` built from stored event JSON (same shape as pydantic's)."""
-    head = json.dumps({"v": 1, "edge_id": edge_id, "created_at": utcnow().isoformat()})[:-1]
+    envelope: dict[str, object] = {"v": 1, "edge_id": edge_id, "created_at": utcnow().isoformat()}
+    if incarnation is not None:
+        envelope["incarnation"] = incarnation
+    if disk_full:
+        envelope["disk_full"] = True
+    head = json.dumps(envelope)[:-1]
     events = ",".join([f'{{"seq":{seq},"event":{body}}}' for seq, body in rows])
     return f'{head}, "events": [{events}]}}'.encode()
 
 
 async def _send_ahead(outbox: Outbox, client: SyncClient, urgent: list[SequencedEvent]) -> None:
-    ack = await client.send(Batch(edge_id=client.edge_id, created_at=utcnow(), events=urgent))
+    batch = Batch(
+        edge_id=client.edge_id,
+        created_at=utcnow(),
+        incarnation=client.incarnation,
+        disk_full=client.disk_full,
+        events=urgent,
+    )
+    ack = await client.send(batch)
     await asyncio.shield(outbox.mark_delivered([e.seq for e in urgent]))
     log.info("sent %d alarm(s) ahead of a backlog (acked through %d)", len(urgent), ack.acked_through)
 
@@ -267,7 +298,8 @@ async def sync_loop(
     took most of the interval is followed at once, so a steady stream never waits on a timer).
     Failures back off exponentially with full jitter; permanent failures jump to the maximum delay.
     A 413 halves the batch size (down to 1) for the following attempts. ``OutboxError`` propagates:
-    a broken disk is not a cloud problem.
+    a broken disk is not a cloud problem; a full one (``DiskFullError``: acks cannot be stored)
+    is retried like a failed send, and what was sent stays in the outbox to be sent again.
     """
     backoff = Backoff(backoff_initial, backoff_max, rng)
     limit = batch_max_events
@@ -280,6 +312,12 @@ async def sync_loop(
         step = drain_pipelined(outbox, client, limit) if backlog else sync_once(outbox, client, limit)
         try:
             result = await _unless_stopped(step, stop_event)
+        except DiskFullError as exc:
+            backlog = False
+            log.debug("sync: cannot store the ack (%s)", exc)  # edge.diskfull says it loudly
+            if await wait_or_stop(stop_event, DISK_FULL_RETRY_S):
+                return
+            continue
         except SyncError as exc:
             backlog = False
             delay = _failure_delay(exc, backoff)
@@ -298,9 +336,10 @@ async def sync_loop(
             return  # stopped while a request was in flight; it is resent after the restart
         sent, _ = result
         if client.clock.skewed != clock_skewed:
-            clock_skewed = client.clock.skewed
-            skew_ms = round((client.clock.skew_s or 0.0) * 1000) if clock_skewed else 0
-            await outbox.set_meta("clock_skew_ms", skew_ms)
+            skew_ms = round((client.clock.skew_s or 0.0) * 1000) if client.clock.skewed else 0
+            with contextlib.suppress(DiskFullError):  # noted on the next success instead
+                await outbox.set_meta("clock_skew_ms", skew_ms)
+                clock_skewed = client.clock.skewed
         if cloud_lost:
             log.warning("cloud recovered")
             cloud_lost = False

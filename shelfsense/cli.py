@@ -191,6 +191,20 @@ def cmd_edge_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_edge_new_incarnation(args: argparse.Namespace) -> int:
+    """After restoring an edge database from a backup (agent stopped): see edge.incarnation."""
+    from edge.errors import OutboxError
+    from edge.incarnation import start_new
+
+    db_path = Path(args.db) if args.db else _settings_from(args).edge.db_path
+    try:
+        print(json.dumps({"db": str(db_path), "incarnation": start_new(db_path)}))
+    except OutboxError as exc:
+        print(f"shelfsense: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- demo ---------------------------------------------------------------------------------------
 
 
@@ -383,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", help="TOML config file (to find the database)")
     status.add_argument("--db", help="edge database file")
     status.set_defaults(handler=cmd_edge_status)
+    reincarnate = edge.add_parser(
+        "new-incarnation", help="give a restored edge database a new sequence stream (agent stopped)"
+    )
+    reincarnate.add_argument("--config", help="TOML config file (to find the database)")
+    reincarnate.add_argument("--db", help="edge database file")
+    reincarnate.set_defaults(handler=cmd_edge_new_incarnation)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(
         dest="config_command", required=True

@@ -421,6 +421,13 @@ class EdgeSettings(_Section):
     outbox_max_mb: Annotated[float, Field(ge=0)] = 2048.0
     outbox_max_age_s: Annotated[float, Field(ge=0)] = 7 * 24 * 3600.0
     downsample_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    # Disk full (edge.diskfull): events of serial devices held in memory meanwhile (past it the
+    # oldest telemetry is dropped, counted), and how often the agent retries once space is back.
+    disk_full_hold_events: Annotated[int, Field(ge=1)] = 20_000
+    disk_full_retry_s: Annotated[float, Field(gt=0)] = 2.0
+    # Space kept in a reserve file next to the database and freed when the disk is full, so that
+    # the sync can still delete acknowledged rows (0: none; not advised).
+    disk_full_reserve_mb: Annotated[float, Field(ge=0)] = 16.0
     # An edge clock further than this from the cloud's (HTTP Date header) is reported as skewed.
     clock_skew_warn_s: Annotated[float, Field(gt=0)] = 5.0
     # A reading whose source time is older than this when it arrives is flagged "stale".

@@ -10,6 +10,14 @@ The envelope is versioned (``"v": 1``). :func:`parse_batch` refuses any other
 version with :class:`UnsupportedContractVersion` *before* looking at the rest of
 the body, so an old cloud talking to a newer edge fails with a clear message
 instead of a confusing validation error.
+
+Incarnations: an edge's outbox database gets a random ``incarnation`` id when it is created, and
+every batch carries it. Sequence numbers count within one incarnation: an edge whose database was
+wiped starts again at 1 under a new incarnation, and the cloud opens a new sequence stream for it
+(and tells an operator) instead of taking ``seq 1`` for a duplicate of the old ``seq 1``. A batch
+without ``incarnation`` (an edge older than this field, or a database created before it) belongs
+to the edge's original stream; the cloud refuses a resent sequence number whose content differs
+from what it stored, so even such an edge is told (409) rather than silently dropped.
 """
 
 from __future__ import annotations
@@ -163,6 +171,7 @@ class SequencedEvent(BaseModel):
 
 
 MAX_EVENTS_PER_BATCH = 5000
+INCARNATION_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 
 class Batch(BaseModel):
@@ -173,6 +182,10 @@ class Batch(BaseModel):
     v: Literal[1] = 1
     edge_id: Ident
     created_at: datetime
+    # The id of the edge database that assigned the sequence numbers (see the module docstring).
+    incarnation: Annotated[str | None, Field(pattern=INCARNATION_PATTERN)] = None
+    # The edge's disk is full (edge.diskfull): it holds events in memory and acknowledges no MQTT.
+    disk_full: bool = False
     events: Annotated[list[SequencedEvent], Field(max_length=MAX_EVENTS_PER_BATCH)]
 
     @field_validator("events")
@@ -236,6 +249,7 @@ def parse_batch(body: bytes | str | dict[str, Any]) -> Batch:
 __all__ = [
     "CONTRACT_VERSION",
     "EVENT_KINDS",
+    "INCARNATION_PATTERN",
     "Batch",
     "BatchAck",
     "ContractError",

@@ -99,6 +99,24 @@ edges = Table(
     Column("batches", BigInteger, nullable=False, default=0),
     Column("last_seen", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
+    # The current sequence stream (revision 0009): the edge database's incarnation (None: an edge
+    # that sends none), and where its sequence numbers start in ``events.seq`` (see ingest).
+    Column("incarnation", String(64)),
+    Column("seq_offset", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("incarnation_started_at", UtcDateTime),
+    # The edge reports a full disk in its batches (edge.diskfull); since when, as the cloud saw it.
+    Column("disk_full", Boolean, nullable=False, default=False, server_default=text("false")),
+    Column("disk_full_since", UtcDateTime),
+)
+
+# Every incarnation an edge has sent in, with its offset; only the edge's current one is accepted.
+edge_incarnations = Table(
+    "edge_incarnations",
+    metadata,
+    Column("edge_id", ID, ForeignKey("edges.edge_id"), primary_key=True),
+    Column("incarnation", String(64), primary_key=True),
+    Column("seq_offset", BigInteger, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
 )
 
 users = Table(
@@ -611,6 +629,7 @@ __all__ = [
     "create_all",
     "create_engine",
     "device_health",
+    "edge_incarnations",
     "edges",
     "events",
     "items",

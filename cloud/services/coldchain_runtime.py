@@ -89,6 +89,7 @@ _RULE_TITLES = {
     "gap": "No data",
     "expiry_soon": "Lot expiring soon",  # alert kinds of cloud.services.lots (rule = kind:lot digest)
     "expired_on_hand": "Expired lot on hand",
+    "edge_incarnation": "Edge database replaced",  # cloud.services.edge_streams (zone = edge id)
 }
 _MAX_PENDING_RESULTS = 10_000
 LIMITS_REFRESH = timedelta(hours=1)
@@ -161,7 +162,9 @@ def alert_message(notice: Notice, *, at: datetime, url_template: str | None = No
     rule, zone, state = str(a["rule"]), str(a["zone"]), notice.state
     kind = str(a.get("kind") or rule)
     title = f"{_RULE_TITLES.get(rule, _RULE_TITLES.get(kind, rule))} in zone {zone} ({a['site_id']}): {state}"
-    if kind in ("expiry_soon", "expired_on_hand"):
+    if kind == "edge_incarnation":
+        text = f"{a.get('limit_source')}."
+    elif kind in ("expiry_soon", "expired_on_hand"):
         text = f"{a.get('limit_source')}: {_fmt(round(float(a['peak_value']), 2))} days left."
     elif rule == "gap":
         minutes = (at - db.utc(a["first_breach_at"])).total_seconds() / 60

@@ -9,6 +9,10 @@ Everything happens in ONE transaction, so an error stores nothing and a retry is
 3. project only the new events (one bulk statement per table) and evaluate alerts;
 4. advance ``acked_through`` to the highest sequence ``n`` such that ``1..n`` are all stored.
 
+Sequence numbers count within the edge database's incarnation: :mod:`cloud.services.edge_streams`
+places each incarnation's stream in ``events.seq`` (after an offset) and refuses (409) batches that
+do not fit it, including a resent sequence number whose content differs from what is stored.
+
 The rows themselves (event JSON, projection tuples, timestamps formatted for the engine) are built
 by :func:`prepare_batch` BEFORE the transaction - the route does it in a worker thread right after
 parsing - because on SQLite the transaction is the database's single write lock: whatever Python
@@ -42,6 +46,7 @@ from cloud.core.config import ZoneKey
 from cloud.core.errors import CloudError
 from cloud.services.alerts import ColdChainRules, Limits
 from cloud.services.coldchain import Evaluation, Notice, evaluate_batch
+from cloud.services.edge_streams import StreamConflict, check_resent, note_disk_full, shifted, stream_of
 from cloud.services.projections import Projection, Rows, insert_rows, prepare, rows_by_kind, stamp_for, write
 from shelfsense.config import ZoneLimits
 from shelfsense.contract import Batch, BatchAck, SequencedEvent, event_json
@@ -89,10 +94,22 @@ class PreparedBatch:
     dialect: str
     events: Rows  # aligned with batch.events
     projection: Projection
+    offset: int = 0  # the stream offset the rows were numbered with (edge_streams)
 
 
-def prepare_batch(batch: Batch, site_id: str, dialect: str) -> PreparedBatch:
-    """Build every row of ``batch`` for ``dialect`` (pure CPU; safe to run in a worker thread)."""
+# The stream offset last seen per edge: it changes only when an edge's database is replaced, so the
+# route can number the rows outside the write lock; the transaction checks it (rebuilds if stale).
+_OFFSETS: dict[str, int] = {}
+
+
+def offset_hint(edge_id: str) -> int:
+    return _OFFSETS.get(edge_id, 0)
+
+
+def prepare_batch(batch: Batch, site_id: str, dialect: str, offset: int = 0) -> PreparedBatch:
+    """Build every row of ``batch`` for ``dialect`` (pure CPU; safe to run in a worker thread),
+    numbered in ``events.seq`` terms: the edge's sequence plus the stream's ``offset``."""
+    batch = shifted(batch, offset)
     t = stamp_for(dialect)
     now = t(db.utcnow())
     edge_id = batch.edge_id
@@ -102,6 +119,7 @@ def prepare_batch(batch: Batch, site_id: str, dialect: str) -> PreparedBatch:
         dialect,
         Rows(db.events, _EVENT_COLUMNS, event_rows),
         prepare(site_id, edge_id, batch.events, dialect),
+        offset,
     )
 
 
@@ -144,12 +162,22 @@ async def _ingest_in_transaction(
     edge_row = (await conn.execute(_LOCK_EDGE, {"edge_id": batch.edge_id})).one_or_none()
     if edge_row is None:
         raise UnknownEdge(f"edge {batch.edge_id} is not registered")
-    site_id, acked = edge_row.site_id, edge_row.acked_through
+    site_id = edge_row.site_id
+    stream = await stream_of(conn, batch, edge_row, site_id)
+    await note_disk_full(conn, batch, edge_row)
+    _OFFSETS[batch.edge_id] = stream.offset
+    sent = batch  # the edge's numbering (for error messages); ``batch`` from here on: events.seq
+    batch = shifted(batch, stream.offset)
+    acked = stream.offset + stream.acked
     dialect = conn.dialect.name
-    if prepared is None or prepared.site_id != site_id or prepared.dialect != dialect:
-        prepared = prepare_batch(batch, site_id, dialect)
+    if prepared is None or (prepared.site_id, prepared.dialect, prepared.offset) != (
+        site_id,
+        dialect,
+        stream.offset,
+    ):
+        prepared = prepare_batch(sent, site_id, dialect, stream.offset)
 
-    new_items = await _insert_new_events(conn, batch, prepared)
+    new_items = await _insert_new_events(conn, batch, prepared, sent, stream.offset)
     evaluation = Evaluation()
     if new_items:
         projection = prepared.projection
@@ -162,6 +190,7 @@ async def _ingest_in_transaction(
     params = {
         "b_edge_id": batch.edge_id,
         "b_acked": _known_contiguous(batch, acked),
+        "b_offset": stream.offset,
         "b_accepted": len(new_items),
         "b_duplicates": duplicates,
         "b_now": db.utcnow(),
@@ -169,13 +198,15 @@ async def _ingest_in_transaction(
     acked = int(await conn.scalar(_ADVANCE_EDGE, params))
     ack = BatchAck(acked_through=acked, accepted=len(new_items), duplicates=duplicates)
     kinds = rows_by_kind(new_items)
-    return IngestResult(ack, kinds, site_id, new_items, evaluation.notices, evaluation.limits)
+    notices = [stream.notice, *evaluation.notices] if stream.notice else evaluation.notices
+    return IngestResult(ack, kinds, site_id, new_items, notices, evaluation.limits)
 
 
 async def _insert_new_events(
-    conn: AsyncConnection, batch: Batch, prepared: PreparedBatch
+    conn: AsyncConnection, batch: Batch, prepared: PreparedBatch, sent: Batch, offset: int
 ) -> list[SequencedEvent]:
-    """Store the events not stored before; returns them.
+    """Store the events not stored before; returns them. A stored one resent with other content
+    refuses the whole batch (:class:`StreamConflict`).
 
     The edge row is locked, so no other transaction inserts this edge's events meanwhile: one
     index range scan finds the already stored sequence numbers, and the rest go in with a plain
@@ -186,10 +217,12 @@ async def _insert_new_events(
         return []
     first, last = batch.events[0].seq, batch.events[-1].seq  # strictly increasing (contract)
     params = {"edge_id": batch.edge_id, "first": first, "last": last}
-    stored = set((await conn.execute(_STORED_SEQS, params)).scalars())
+    stored = {int(seq): str(payload) for seq, payload in await conn.execute(_STORED_SEQS, params)}
     if not stored:
         await insert_rows(conn, prepared.events, ignore_conflicts=True)
         return list(batch.events)
+    payloads = [row[3] for row in prepared.events.rows]  # _EVENT_COLUMNS: payload is the 4th
+    check_resent(sent, offset, stored, batch.events, payloads)
     keep = [item.seq not in stored for item in batch.events]
     new_items = [item for item, k in zip(batch.events, keep, strict=True) if k]
     if new_items:
@@ -217,11 +250,17 @@ def _known_contiguous(batch: Batch, acked: int) -> int:
 # object is memoised, so with bound parameters only the values change per batch.
 
 _LOCK_EDGE = (
-    select(db.edges.c.site_id, db.edges.c.acked_through)
+    select(
+        db.edges.c.site_id,
+        db.edges.c.acked_through,
+        db.edges.c.incarnation,
+        db.edges.c.seq_offset,
+        db.edges.c.disk_full,
+    )
     .where(db.edges.c.edge_id == bindparam("edge_id"))
     .with_for_update()
 )
-_STORED_SEQS = select(db.events.c.seq).where(
+_STORED_SEQS = select(db.events.c.seq, db.events.c.payload).where(
     db.events.c.edge_id == bindparam("edge_id"),
     db.events.c.seq >= bindparam("first"),
     db.events.c.seq <= bindparam("last"),
@@ -252,6 +291,9 @@ def _contiguous_ack(edge_id: BindParameter[str], acked: BindParameter[int]) -> C
 def _advance_edge() -> Any:  # a ReturningUpdate
     """Store the new contiguous ack and the counters; RETURNING the ack (one round trip, not two).
 
+    ``b_acked`` is in ``events.seq`` terms; the stored and returned ack is in the edge's numbering
+    (minus the stream's ``b_offset``).
+
     Bind names are prefixed: SQLAlchemy reserves the bare column names for the SET clause.
     """
     edge_id: BindParameter[str] = bindparam("b_edge_id", type_=db.edges.c.edge_id.type)
@@ -261,7 +303,7 @@ def _advance_edge() -> Any:  # a ReturningUpdate
         update(db.edges)
         .where(c.edge_id == edge_id)
         .values(
-            acked_through=_contiguous_ack(edge_id, acked),
+            acked_through=_contiguous_ack(edge_id, acked) - bindparam("b_offset", type_=BigInteger()),
             events_received=c.events_received + bindparam("b_accepted", type_=BigInteger()),
             duplicates=c.duplicates + bindparam("b_duplicates", type_=BigInteger()),
             batches=c.batches + 1,
@@ -274,4 +316,4 @@ def _advance_edge() -> Any:  # a ReturningUpdate
 _ADVANCE_EDGE = _advance_edge()
 
 
-__all__ = ["IngestConflict", "IngestResult", "UnknownEdge", "ingest_batch"]
+__all__ = ["IngestConflict", "IngestResult", "StreamConflict", "UnknownEdge", "ingest_batch", "offset_hint"]

@@ -45,7 +45,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class AlertOut(AlertPublic):
-    kind: str = Field(description="single_event, instant, cumulative, gap or local_alarm")
+    kind: str = Field(description="single_event, instant, cumulative, gap, local_alarm or edge_incarnation")
     severity: str
     limit_source: str | None = Field(description='"zone" or "product:SKU,..." (whose limits applied)')
     acknowledged_at: datetime | None

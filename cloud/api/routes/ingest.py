@@ -11,7 +11,15 @@ from cloud.api.deps import CurrentEdge, Engine, MetricsDep, SettingsDep, ZonesDe
 from cloud.core.errors import ApiError
 from cloud.schemas import ErrorBody
 from cloud.services.coldchain_runtime import runtime_of
-from cloud.services.ingest import IngestConflict, PreparedBatch, UnknownEdge, ingest_batch, prepare_batch
+from cloud.services.ingest import (
+    IngestConflict,
+    PreparedBatch,
+    StreamConflict,
+    UnknownEdge,
+    ingest_batch,
+    offset_hint,
+    prepare_batch,
+)
 from shelfsense.contract import Batch, BatchAck, ContractError, UnsupportedContractVersion, parse_batch
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -58,7 +66,7 @@ def parse_body(body: bytes) -> Batch:
 def _parse_and_prepare(body: bytes, site_id: str, dialect: str) -> tuple[Batch, PreparedBatch]:
     """Worker-thread part of a request: parse, then build the rows outside the write lock."""
     batch = parse_body(body)
-    return batch, prepare_batch(batch, site_id, dialect)
+    return batch, prepare_batch(batch, site_id, dialect, offset_hint(batch.edge_id))
 
 
 @router.post(
@@ -67,6 +75,7 @@ def _parse_and_prepare(body: bytes, site_id: str, dialect: str) -> tuple[Batch, 
     responses={
         401: {"model": ErrorBody},
         403: {"model": ErrorBody},
+        409: {"model": ErrorBody},
         413: {"model": ErrorBody},
         422: {"model": ErrorBody},
     },
@@ -82,8 +91,10 @@ async def post_batch(
 ) -> BatchAck:
     """Store a :class:`shelfsense.contract.Batch` (JSON, optionally gzip) and acknowledge it.
 
-    Idempotent: events already stored (same edge and seq) are counted as duplicates and ignored.
-    ``acked_through`` is the highest sequence up to which every event is stored.
+    Idempotent: events already stored (same edge, incarnation and seq) are counted as duplicates
+    and ignored. ``acked_through`` is the highest sequence up to which every event is stored.
+    409 when the batch does not fit the edge's sequence stream (cloud.services.edge_streams): a
+    seq resent with other content, a replaced incarnation, or no incarnation once one was used.
     """
     if edge.edge_id != edge_id:
         metrics.refused("forbidden")
@@ -104,6 +115,9 @@ async def post_batch(
     except UnknownEdge as exc:
         metrics.refused("unauthenticated")
         raise ApiError(401, "unauthenticated", str(exc)) from exc
+    except StreamConflict as exc:
+        metrics.refused(exc.code)
+        raise ApiError(409, exc.code, str(exc)) from exc
     except IngestConflict as exc:
         metrics.refused("conflict")
         raise ApiError(503, "conflict", str(exc), headers={"Retry-After": "1"}) from exc
