@@ -102,15 +102,18 @@ def round_order_quantities(
     quantity: NDArray[np.floating] | np.floating,
     pack_size: NDArray[np.floating] | np.floating,
     moq: NDArray[np.floating] | np.floating,
+    tolerance: float = 1e-9,
 ) -> NDArray[np.floating]:
     """:func:`round_order_quantity` over arrays (unchecked: the caller validated the inputs once).
 
-    The one rounding rule of the cloud's proposals and the what-if simulator (:mod:`cloud.whatif`).
+    The one rounding rule of the cloud's proposals and the what-if simulator (:mod:`cloud.whatif`),
+    which computes in float32 and so passes a tolerance above float32 noise.
     """
     wanted = np.maximum(quantity, moq)
     # A tolerance keeps 12.000000001 packs (float noise) from becoming 13.
-    packs = np.ceil(wanted / pack_size - 1e-9)
-    return np.where(np.asarray(quantity) > 0, packs * pack_size, 0.0)
+    packs = np.ceil(wanted / pack_size - tolerance)
+    # A product with the mask, not np.where: several times faster on large arrays with mixed masks.
+    return packs * pack_size * (np.asarray(quantity) > 0)
 
 
 def inventory_position(on_hand: float, on_order: float, in_transit: float, reserved: float) -> float:

@@ -12,7 +12,7 @@ from the cloud database.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,6 +58,32 @@ class SiteModel:
 
     def location_of(self, item: int) -> str:
         return self.locations[item % len(self.locations)]
+
+    def perishable_skus(self) -> NDArray[np.bool_]:
+        n_loc = len(self.locations)
+        lots = np.array([any(math.isfinite(e) for _, e in lots) for lots in self.lots], dtype=bool)
+        return (np.isfinite(self.shelf_life) | lots).reshape(-1, n_loc).any(axis=1)
+
+    def perishable_first(self) -> SiteModel:
+        """The same site with perishable SKUs first (the engine keeps lot buckets for those only)."""
+        order = np.argsort(~self.perishable_skus(), kind="stable")
+        n_loc = len(self.locations)
+        items = (order[:, None] * n_loc + np.arange(n_loc)).reshape(-1)
+        new_index = np.empty_like(items)
+        new_index[items] = np.arange(items.size)
+        return SiteModel(
+            site_id=self.site_id,
+            skus=[self.skus[i] for i in order],
+            locations=self.locations,
+            categories=[self.categories[i] for i in order],
+            items=[self.items[i] for i in items],
+            mean_path=self.mean_path[items],
+            poisson=self.poisson[items],
+            shelf_life=self.shelf_life[items],
+            lots=[self.lots[i] for i in items],
+            receipts=[replace(r, item=int(new_index[r.item])) for r in self.receipts],
+            transfer_lead_time_days=self.transfer_lead_time_days,
+        )
 
     def suppliers(self) -> list[str]:
         return sorted({i.supplier for i in self.items if i.supplier is not None})

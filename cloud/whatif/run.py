@@ -27,7 +27,7 @@ def check_size(scenario: Scenario, n_items: int, max_lane_days: float) -> None:
 def synthetic_model(scenario: Scenario) -> SiteModel:
     if scenario.site is None:
         raise ScenarioError("the scenario has no [site]: give a database (--db) to load site_id")
-    return from_synthetic(scenario.site, scenario.simulation.days)
+    return from_synthetic(scenario.site, scenario.simulation.days).perishable_first()
 
 
 def _check_references(scenario: Scenario, model: SiteModel) -> None:
@@ -42,6 +42,7 @@ def _check_references(scenario: Scenario, model: SiteModel) -> None:
 
 
 def simulate(scenario: Scenario, model: SiteModel) -> list[Row]:
+    """``model`` must come from :meth:`SiteModel.perishable_first` (the loaders return it so)."""
     _check_references(scenario, model)
     rows = []
     for group, shocks in scenario.shock_groups().items():

@@ -1,0 +1,98 @@
+"""FEFO lot buckets for the perishable lanes, all dense numpy (no per-lane Python, no ``np.where``).
+
+Each (run, item) lane keeps ``K`` buckets of (quantity, expiry day), oldest first: bucket 0 is picked
+first and ``count`` is the first free bucket. Receipts go to bucket ``count``; when a lane has used all
+``K`` buckets its youngest bucket absorbs the receipt and keeps the earlier expiry (conservative: those
+units count as spoiling with the older ones). Once a day, a lane whose bucket 0 has been emptied shifts
+down by one. Fresh receipts always expire after older ones (constant shelf life), so bucket order is
+expiry order; a transfer with older lots joins at the end (a small FEFO approximation).
+
+Masks are applied by multiplication: with mixed masks ``np.where`` is several times slower.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+F32 = NDArray[np.float32]
+NEVER = np.float32(1e30)  # "does not expire": finite, so masked arithmetic never makes inf - inf
+
+
+class LotBuckets:
+    def __init__(self, buckets: int, shape: tuple[int, int]) -> None:
+        self.K = buckets
+        self.q = np.zeros((buckets, *shape), dtype=np.float32)
+        self.e = np.full((buckets, *shape), NEVER, dtype=np.float32)
+        self.count = np.zeros(shape, dtype=np.float32)
+
+    def seed(self, item: int, lots: list[tuple[float, float]]) -> None:
+        """The same starting lots in every run; more lots than buckets share the last bucket."""
+        for k, (qty, expiry) in enumerate(sorted(lots, key=lambda lot: lot[1])):
+            slot = min(k, self.K - 1)
+            self.q[slot, :, item] += qty
+            self.e[slot, :, item] = min(float(self.e[slot, 0, item]), min(expiry, float(NEVER)))
+        self.count[:, item] = min(len(lots), self.K)
+
+    def receive(self, arriving: F32, expiry: F32) -> None:
+        if not np.count_nonzero(arriving):
+            return
+        expiry = np.minimum(expiry, NEVER)
+        got = arriving > 0
+        slot = np.minimum(self.count, self.K - 1)
+        last = self.K - 1
+        for k in range(self.K):
+            mask = (slot == k) & got
+            new = expiry
+            if k == last:  # the only bucket that can be occupied already (all K in use): merge
+                held = self.e[k] + (NEVER - self.e[k]) * (self.q[k] <= 0)  # an emptied bucket's is stale
+                new = np.minimum(expiry, held)
+            # A blend, not e += (x - e) * mask: with e = NEVER that would cancel x away in float32.
+            self.e[k] = self.e[k] * ~mask + new * mask
+            self.q[k] += arriving * mask
+        self.count += got & (self.count < self.K)
+
+    def pick(self, amount: F32) -> None:
+        """Take ``amount`` per lane, oldest bucket first (the caller never asks for more than on hand)."""
+        remaining = amount.copy()
+        take = np.empty_like(remaining)
+        for k in range(self.K):
+            np.minimum(self.q[k], remaining, out=take)
+            self.q[k] -= take
+            remaining -= take
+
+    def expire(self, day: int) -> F32:
+        """Write off the buckets whose expiry has come; the units per lane."""
+        gone = self.q * (self.e <= day)
+        self.q -= gone
+        return gone.sum(axis=0)
+
+    def spoil(self, items: NDArray[np.bool_]) -> F32:
+        """Everything of these items (a cold-room failure); the units per (run, item)."""
+        lost = self.q[:, :, items].sum(axis=0)
+        self.q[:, :, items] = 0
+        return lost
+
+    def compact(self) -> None:
+        """Lanes whose oldest bucket is empty move every bucket down by one."""
+        shift = ((self.q[0] <= 0) & (self.count > 0)).astype(np.float32)
+        for k in range(self.K - 1):
+            self.q[k] += (self.q[k + 1] - self.q[k]) * shift
+            self.e[k] = self.e[k] * (1 - shift) + self.e[k + 1] * shift
+        self.q[self.K - 1] *= 1 - shift
+        self.e[self.K - 1] += (NEVER - self.e[self.K - 1]) * shift
+        self.count -= shift
+
+    def take_from(self, lanes: NDArray[np.intp], amount: F32) -> F32:
+        """FEFO-take ``amount`` from these flat lanes (transfers out); the earliest expiry taken."""
+        qf, ef = self.q.reshape(self.K, -1), self.e.reshape(self.K, -1)
+        qs, es = qf[:, lanes], ef[:, lanes]
+        remaining = amount.copy()
+        first = np.full(amount.shape, NEVER, dtype=np.float32)
+        for k in range(self.K):
+            take = np.minimum(qs[k], remaining)
+            first = np.minimum(first, es[k] + (NEVER - es[k]) * (take <= 0))
+            qs[k] -= take
+            remaining -= take
+        qf[:, lanes] = qs
+        return first
