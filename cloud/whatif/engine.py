@@ -288,8 +288,9 @@ class Engine:
         if rows.size == 0:
             return inflow
         sur, want = sur[rows], want[rows]
-        # The most urgent need first (earliest need date), as the cloud sorts its needs.
-        urgency = np.where(want > EPS, need_days.reshape(shape)[rows], INF)
+        # The cloud's order of needs: earliest need date, then the largest need, then the location.
+        days = need_days.reshape(shape)[rows].astype(np.float64)
+        urgency = np.where(want > EPS, days * 1e9 - want, np.inf)
         order = np.argsort(urgency, axis=1, kind="stable")
         into, out = np.zeros_like(want), np.zeros_like(want)
         lanes = np.arange(rows.size)
