@@ -37,6 +37,7 @@ from cloud.core.errors import ApiError
 from cloud.core.metrics import Metrics
 from cloud.core.migrate import migrate, upgrade_to_head
 from cloud.replenish.service import ReplenishOptions
+from cloud.whatif import routes as whatif_routes
 from cloud.replenish.service import background_job as replenish_job
 from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
 from cloud.services.lots import expiry_job
@@ -133,6 +134,7 @@ def create_app(
         app.include_router(module.router)
     for module in (proposals, kpis, epcis):  # restocking (issue 7)
         app.include_router(module.router)
+    app.include_router(whatif_routes.router)  # what-if simulation (issue 17)
     web_install(app)  # the operator page (/ui/) and its session login
     return app
 

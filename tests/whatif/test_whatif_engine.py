@@ -11,11 +11,11 @@ import pytest
 
 from cloud.replenish.proposals import ItemState, plan_replenishment
 from cloud.whatif.engine import Engine
-from cloud.whatif.errors import ScenarioError
+from cloud.whatif.errors import ScenarioError, ScenarioTooLarge
 from cloud.whatif.model import SiteModel
 from cloud.whatif.policies import policy_arrays
 from cloud.whatif.results import per_run_metrics
-from cloud.whatif.run import simulate, synthetic_model
+from cloud.whatif.run import check_size, simulate, synthetic_model
 from cloud.whatif.scenario import Policy, Simulation, load_scenario_text, parse_scenario
 from cloud.whatif.shocks import compile_shocks
 
@@ -196,3 +196,10 @@ def test_bad_scenarios_are_refused_with_the_field_named() -> None:
         simulate(scenario, synthetic_model(scenario))
     with pytest.raises(ScenarioError, match="baseline"):
         parse_scenario({"site_id": "x", "shocks": [{"kind": "demand", "name": "baseline", "factor": 2}]})
+
+
+def test_work_bound_counts_items_runs_days_and_rows() -> None:
+    scenario = load_scenario_text(SITE + '[[shocks]]\nname = "s"\nkind = "demand"\nfactor = 2\n')
+    check_size(scenario, 4, 4 * 50 * 60 * 2)  # 2 rows (baseline + s) x 1 policy: exactly at the limit
+    with pytest.raises(ScenarioTooLarge, match="lane-days"):
+        check_size(scenario, 4, 4 * 50 * 60 * 2 - 1)
