@@ -31,7 +31,9 @@ from cloud.whatif.scenario import Policy, Product, Simulation, Site, Supplier
 from cloud.whatif.shocks import compile_shocks
 
 
-def synthetic_site(skus: int, locations: int, poisson_share: float, perishable_share: float, seed: int) -> Site:
+def synthetic_site(
+    skus: int, locations: int, poisson_share: float, perishable_share: float, seed: int
+) -> Site:
     rng = np.random.default_rng(seed)
     suppliers = [
         Supplier(id=f"S{k}", lead_time_days=float(rng.integers(2, 15)), lead_time_std_days=float(k % 3))
@@ -55,7 +57,9 @@ def synthetic_site(skus: int, locations: int, poisson_share: float, perishable_s
                 on_hand=[round(m * 5) for m in mean],
             )
         )
-    return Site(id="bench", locations=[f"L{s}" for s in range(locations)], suppliers=suppliers, products=products)
+    return Site(
+        id="bench", locations=[f"L{s}" for s in range(locations)], suppliers=suppliers, products=products
+    )
 
 
 def main() -> None:

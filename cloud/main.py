@@ -37,12 +37,12 @@ from cloud.core.errors import ApiError
 from cloud.core.metrics import Metrics
 from cloud.core.migrate import migrate, upgrade_to_head
 from cloud.replenish.service import ReplenishOptions
-from cloud.whatif import routes as whatif_routes
 from cloud.replenish.service import background_job as replenish_job
 from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
 from cloud.services.lots import expiry_job
 from cloud.services.stocktake import StocktakeOptions, background_job
 from cloud.web import install as web_install
+from cloud.whatif import routes as whatif_routes
 from shelfsense.config import Settings
 from shelfsense.process import tune_gc
 

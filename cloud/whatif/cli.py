@@ -31,8 +31,10 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{result['scenario']}: site {result['site']}, {result['skus']} SKUs x {len(result['locations'])}"
-              f" locations, {result['days']} days, {result['runs']} runs (95 % interval of the fill rate)")
+        print(
+            f"{result['scenario']}: site {result['site']}, {result['skus']} SKUs x {len(result['locations'])}"
+            f" locations, {result['days']} days, {result['runs']} runs (95 % interval of the fill rate)"
+        )
         print(table(result["scenarios"]))
     return 0
 

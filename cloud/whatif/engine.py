@@ -121,7 +121,14 @@ class Engine:
         spread = 4.0 * float(self.lead_std.max(initial=0.0))
         review = int(self.p.review.max(initial=1))
         first = max((r.day for r in self.m.receipts), default=0)
-        return int(math.ceil(lead + spread)) + review + self.sim.approval_delay_days + self.plan.longest_delay + first + 3
+        return (
+            math.ceil(lead + spread)
+            + review
+            + self.sim.approval_delay_days
+            + self.plan.longest_delay
+            + first
+            + 3
+        )
 
     def _allocate(self) -> None:
         shape = (self.R, self.I)
@@ -130,7 +137,9 @@ class Engine:
         perishable = self.m.perishable_skus()
         self.P = int(perishable.sum()) * n_loc
         if not perishable[: self.P // n_loc].all():
-            raise ValueError("the engine needs the model's perishable SKUs first (SiteModel.perishable_first)")
+            raise ValueError(
+                "the engine needs the model's perishable SKUs first (SiteModel.perishable_first)"
+            )
         self.lots = LotBuckets(self.K, (self.R, self.P))
         self.oh, self.backlog, self.on_order, self.in_transit = z(), z(), z(), z()
         self.pipe = np.zeros((self.H, *shape), dtype=np.float32)
@@ -275,7 +284,9 @@ class Engine:
         wanted = np.broadcast_to(extra, self.oh.shape).astype(np.float32)
         self._order(t, wanted, np.zeros_like(self.oh), lead_z, rounded=False)
 
-    def _transfers(self, t: int, review: NDArray[np.bool_], needs: F32, need: F32, need_days: F32) -> F32:
+    def _transfers(
+        self, t: int, review: NDArray[np.bool_], needs: NDArray[np.bool_], need: F32, need_days: F32
+    ) -> F32:
         """Move surplus (on hand above the order-up-to level) to short locations of the same SKU."""
         open_ = ~self.plan.closed[t]
         free = self.oh - self.reserved - self.p.max_qty

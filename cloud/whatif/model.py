@@ -171,7 +171,9 @@ def from_synthetic(site: Site, days: int) -> SiteModel:
         items=items,
         mean_path=np.asarray(paths, dtype=np.float64).reshape(n, days),
         poisson=np.repeat([p.distribution == "poisson" for p in site.products], n_loc),
-        shelf_life=np.repeat([p.shelf_life_days or NO_EXPIRY for p in site.products], n_loc).astype(np.float64),
+        shelf_life=np.repeat([p.shelf_life_days or NO_EXPIRY for p in site.products], n_loc).astype(
+            np.float64
+        ),
         lots=lots,
         receipts=receipts,
         transfer_lead_time_days=site.transfer_lead_time_days,

@@ -120,7 +120,18 @@ def _round(x: float) -> float:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of the report rows (what the CLI prints)."""
-    head = ("scenario", "policy", "fill rate", "CSL", "out days", "lost", "avg inv value", "turns", "expired", "spend")
+    head = (
+        "scenario",
+        "policy",
+        "fill rate",
+        "CSL",
+        "out days",
+        "lost",
+        "avg inv value",
+        "turns",
+        "expired",
+        "spend",
+    )
     lines = [head]
     for r in rows:
         low, high = r["ci95"]["fill_rate"]

@@ -73,7 +73,9 @@ async def _report(request: Request, engine: Any, settings: Any, sku: str | None)
             raise ApiError(exc.status_code, exc.code, str(exc)) from exc
 
 
-SkuQuery = Annotated[str | None, Query(max_length=200, description="per-SKU rows for SKUs matching this pattern")]
+SkuQuery = Annotated[
+    str | None, Query(max_length=200, description="per-SKU rows for SKUs matching this pattern")
+]
 
 
 @router.post("/whatif")
@@ -85,7 +87,9 @@ async def whatif(
 
 
 @router.post("/whatif/png", response_class=Response)
-async def whatif_png(request: Request, engine: Engine, settings: SettingsDep, _user: OperatorUser) -> Response:
+async def whatif_png(
+    request: Request, engine: Engine, settings: SettingsDep, _user: OperatorUser
+) -> Response:
     """The same simulation as a chart: inventory value and stock-outs per day, per policy and row."""
     report = await _report(request, engine, settings, None)
     png = await asyncio.to_thread(chart_png, report)

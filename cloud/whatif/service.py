@@ -48,7 +48,9 @@ async def run_async(
     """Load (async, on the event loop), then simulate in a worker thread so the loop stays free."""
     model = await model_for(scenario, engine, settings)
     check_size(scenario, model.n_items, max_lane_days)
-    return await asyncio.to_thread(run_report, scenario, model, max_lane_days=max_lane_days, sku_pattern=sku_pattern)
+    return await asyncio.to_thread(
+        run_report, scenario, model, max_lane_days=max_lane_days, sku_pattern=sku_pattern
+    )
 
 
 def run_sync(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
+
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,7 +36,9 @@ async def _shelf_lives(conn: AsyncConnection) -> dict[str, float]:
     return {sku: float(days) for sku, days in rows if days}
 
 
-async def _lots(conn: AsyncConnection, site_id: str, today: date) -> dict[tuple[str, str], list[tuple[float, float]]]:
+async def _lots(
+    conn: AsyncConnection, site_id: str, today: date
+) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """(location, sku) -> [(units, days to the effective expiry)] for lots on hand at the site."""
     out: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     start = datetime.combine(today, time(), tzinfo=UTC)
@@ -48,10 +51,14 @@ async def _lots(conn: AsyncConnection, site_id: str, today: date) -> dict[tuple[
     return out
 
 
-async def _purchase_receipts(conn: AsyncConnection, site_id: str, today: date) -> list[tuple[str, str, int, float]]:
+async def _purchase_receipts(
+    conn: AsyncConnection, site_id: str, today: date
+) -> list[tuple[str, str, int, float]]:
     po, lines = rt.purchase_orders, rt.purchase_order_lines
     rows = await conn.execute(
-        select(lines.c.location_id, lines.c.sku, po.c.expected_date, lines.c.quantity - lines.c.received_quantity)
+        select(
+            lines.c.location_id, lines.c.sku, po.c.expected_date, lines.c.quantity - lines.c.received_quantity
+        )
         .select_from(lines.join(po, po.c.id == lines.c.po_id))
         .where(po.c.site_id == site_id, po.c.status == "open")
     )
@@ -77,7 +84,9 @@ async def _proposal_receipts(
     return out
 
 
-def _grid(items: list[ItemState], locations: list[str] | None) -> tuple[list[str], list[str], dict[tuple[str, str], ItemState]]:
+def _grid(
+    items: list[ItemState], locations: list[str] | None
+) -> tuple[list[str], list[str], dict[tuple[str, str], ItemState]]:
     by_key = {(i.product, i.location): i for i in items if not locations or i.location in locations}
     skus = sorted({sku for sku, _ in by_key})
     locs = sorted({loc for _, loc in by_key})
@@ -101,7 +110,9 @@ async def load_model(
     site_id = scenario.site_id or ""
     days = scenario.simulation.days
     today = today or db.utcnow().date()
-    history = await load_demand(conn, [site_id], today - timedelta(days=settings.history_days), settings.history_days)
+    history = await load_demand(
+        conn, [site_id], today - timedelta(days=settings.history_days), settings.history_days
+    )
     forecasts = forecast_all(history, settings.method)
     items = await load_items(conn, site_id, today, forecasts, history.last_outbound, settings)
     skus, locations, by_key = _grid(items, scenario.locations)
@@ -139,7 +150,10 @@ def _assemble(
         for location in locations:
             index = len(items)
             item = by_key.get((sku, location)) or ItemState(
-                product=sku, location=location, on_hand=0.0, demand_mean=0.0,
+                product=sku,
+                location=location,
+                on_hand=0.0,
+                demand_mean=0.0,
                 transfer_lead_time_days=settings.transfer_lead_time_days,
             )
             items.append(item)

@@ -136,18 +136,24 @@ on_hand = [60, 60]
 
 def rows_of(shocks: str, policies: str = "") -> dict[tuple[str, str], dict[str, np.ndarray]]:
     scenario = load_scenario_text(SITE + policies + shocks)
-    return {(r.scenario, r.policy): per_run_metrics(r.result) for r in simulate(scenario, synthetic_model(scenario))}
+    return {
+        (r.scenario, r.policy): per_run_metrics(r.result)
+        for r in simulate(scenario, synthetic_model(scenario))
+    }
 
 
 def test_supplier_stop_hurts_only_while_the_supplier_is_out() -> None:
-    rows = rows_of('[[shocks]]\nname = "stop"\nkind = "supplier_stop"\nsupplier = "ACME"\nstart = 10\ndays = 20\n')
+    rows = rows_of(
+        '[[shocks]]\nname = "stop"\nkind = "supplier_stop"\nsupplier = "ACME"\nstart = 10\ndays = 20\n'
+    )
     base, stop = rows[("baseline", "current")], rows[("stop", "current")]
     assert stop["fill_rate"].mean() < base["fill_rate"].mean() - 0.1
     assert stop["lost_units"].mean() > base["lost_units"].mean() + 200  # MILK sells 30/day, 20 days out
 
 
 def test_demand_spike_for_a_category_raises_demand_and_shortages() -> None:
-    spike = '[[shocks]]\nname = "spike"\nkind = "demand"\ncategories = ["dairy"]\nfactor = 1.4\nstart = 5\ndays = 30\n'
+    spike = '[[shocks]]\nname = "spike"\nkind = "demand"\ncategories = ["dairy"]\n'
+    spike += "factor = 1.4\nstart = 5\ndays = 30\n"
     rows = rows_of(spike)
     base, hit = rows[("baseline", "current")], rows[("spike", "current")]
     assert hit["spend"].mean() > base["spend"].mean()
@@ -169,7 +175,9 @@ def test_route_closure_and_cold_room_failure() -> None:
 
 def test_price_rise_with_prebuy_spends_less_than_without() -> None:
     price = '[[shocks]]\nname = "price"\nkind = "price"\nskus = ["RICE"]\nfactor = 1.5\nstart = 20\n'
-    prebuy = price.replace('name = "price"', 'name = "prebuy"') + "prebuy = {days_before = 3, cover_days = 30}\n"
+    prebuy = (
+        price.replace('name = "price"', 'name = "prebuy"') + "prebuy = {days_before = 3, cover_days = 30}\n"
+    )
     rows = rows_of(price + prebuy)
     assert rows[("price", "current")]["spend"].mean() > rows[("baseline", "current")]["spend"].mean()
     assert rows[("prebuy", "current")]["spend"].mean() < rows[("price", "current")]["spend"].mean()
