@@ -111,6 +111,7 @@ class Engine:
         self.inv_mean = np.where(mean > 0, 1.0 / np.where(mean > 0, mean, 1.0), 0.0).astype(np.float32)
         self.review_demand = (mean * policy.review).astype(np.float32)
         self.H = self._pipeline_days()
+        self.lane_index = np.arange(self.R * self.I, dtype=np.int64)
         self.Ht = self.tlt + self.plan.longest_delay + 2
         self._allocate()
 
@@ -270,11 +271,12 @@ class Engine:
         due = np.maximum(offset + self.sim.approval_delay_days, stopped)
         due += lead
         np.minimum(due, self.H - 1, out=due)
-        flat = qty.reshape(-1)
-        idx = np.flatnonzero(flat)
-        arrival = (t + due.reshape(-1)[idx].astype(np.intp)) % self.H
-        target = arrival * flat.size + idx  # lanes are unique: a plain fancy += is exact
-        self.pipe.reshape(-1)[target] += flat[idx]
+        # Every lane at once (most order on a review day): its arrival slot in the ring, then one
+        # scatter-add; a lane appears once, so a plain fancy += is exact (0 where nothing is ordered).
+        due += t % self.H
+        due -= self.H * (due >= self.H)
+        target = due.astype(np.int64).reshape(-1) * qty.size + self.lane_index
+        self.pipe.reshape(-1)[target] += qty.reshape(-1)
         self.on_order += qty
         self.tot["spend"] += qty * (self.cost * self.plan.price_factor[t])
         self.tot["ordered"] += qty
@@ -290,8 +292,9 @@ class Engine:
         """Move surplus (on hand above the order-up-to level) to short locations of the same SKU."""
         open_ = ~self.plan.closed[t]
         free = self.oh - self.reserved - self.p.max_qty
-        surplus = free * (~needs & (free > EPS) & (review & open_))
-        wanted = need * ((need > EPS) & open_)
+        free *= (free > EPS) & ~needs
+        surplus = free * (review & open_)  # item-level mask: broadcast, no extra full-size pass
+        wanted = np.maximum(need * open_, 0)  # a position above the max is no need (never negative)
         shape = (self.R * (self.I // self.S), self.S)
         sur, want = surplus.reshape(shape), wanted.reshape(shape)
         rows = np.flatnonzero(_any_column(sur > EPS) & _any_column(want > EPS))

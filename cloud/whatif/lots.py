@@ -35,22 +35,23 @@ class LotBuckets:
         self.count[:, item] = min(len(lots), self.K)
 
     def receive(self, arriving: F32, expiry: F32) -> None:
-        if not np.count_nonzero(arriving):
+        """Arriving units join each lane's first free bucket (only the lanes that receive are touched)."""
+        flat = arriving.reshape(-1)
+        lanes = np.flatnonzero(flat)
+        if lanes.size == 0:
             return
-        expiry = np.minimum(expiry, NEVER)
-        got = arriving > 0
-        slot = np.minimum(self.count, self.K - 1)
-        last = self.K - 1
-        for k in range(self.K):
-            mask = (slot == k) & got
-            new = expiry
-            if k == last:  # the only bucket that can be occupied already (all K in use): merge
-                held = self.e[k] + (NEVER - self.e[k]) * (self.q[k] <= 0)  # an emptied bucket's is stale
-                new = np.minimum(expiry, held)
-            # A blend, not e += (x - e) * mask: with e = NEVER that would cancel x away in float32.
-            self.e[k] = self.e[k] * ~mask + new * mask
-            self.q[k] += arriving * mask
-        self.count += got & (self.count < self.K)
+        qf, ef = self.q.reshape(-1), self.e.reshape(-1)
+        exp = np.minimum(np.broadcast_to(expiry, arriving.shape).reshape(-1)[lanes], NEVER)
+        count = self.count.reshape(-1)
+        used = count[lanes]
+        cell = np.minimum(used, self.K - 1).astype(np.intp) * flat.size + lanes  # flat (bucket, lane)
+        full = used >= self.K
+        if full.any():  # all K in use: the youngest bucket absorbs it, with the earlier expiry
+            held = np.where(qf[cell[full]] > 0, ef[cell[full]], NEVER)  # an emptied bucket's is stale
+            exp[full] = np.minimum(exp[full], held)
+        qf[cell] += flat[lanes]
+        ef[cell] = exp
+        count[lanes] = np.minimum(used + 1, self.K)
 
     def pick(self, amount: F32) -> None:
         """Take ``amount`` per lane, oldest bucket first (the caller never asks for more than on hand)."""
