@@ -3,6 +3,7 @@ the command line on the shipped examples."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,8 @@ import httpx
 import pytest
 from replenish_fixtures import SITE, App, history, master_data, replenish_settings, running_app
 
+from cloud.core import db
+from cloud.core.migrate import ensure_schema
 from cloud.services import masterdata as md
 from cloud.whatif.cli import EXIT_USAGE
 from shelfsense.cli import main
@@ -143,3 +146,28 @@ def test_cli_table_and_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path
     no_site = tmp_path / "no_site.toml"
     no_site.write_text('site_id = "x"\n')
     assert main(["whatif", str(no_site)]) == EXIT_USAGE  # needs --db
+
+
+def test_cli_loads_the_site_from_the_database(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def prepare() -> None:
+        engine = db.create_engine(db_url)
+        try:
+            await ensure_schema(engine)
+            await master_data(engine)
+            await history(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(prepare())
+    scenario = tmp_path / "stop.toml"
+    scenario.write_text(SCENARIO)
+    assert main(["whatif", str(scenario), "--db", db_url, "--json", "--sku", "P1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["site"] == SITE
+    rows = {(r["name"], r["policy"]): r for r in report["scenarios"]}
+    assert rows[("acme-stop", "current")]["lost_units"] > rows[("baseline", "current")]["lost_units"] + 40
+    assert any(
+        i["sku"] == "P1" and i["location"] == "backroom" for i in rows[("baseline", "current")]["items"]
+    )
