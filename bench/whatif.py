@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cloud.whatif.engine import Engine
+from cloud.whatif.engine import simulate
 from cloud.whatif.model import from_synthetic
 from cloud.whatif.policies import policy_arrays
 from cloud.whatif.scenario import Policy, Product, Simulation, Site, Supplier
@@ -80,10 +80,10 @@ def main() -> None:
     site = synthetic_site(args.skus, args.locations, args.poisson_share, args.perishable_share, args.seed)
     model = from_synthetic(site, args.days).perishable_first()
     sim = Simulation(days=args.days, runs=args.runs, seed=args.seed)
-    engine = Engine(model, policy_arrays(model, Policy()), compile_shocks(model, [], args.days), sim)
+    policy, plan = policy_arrays(model, Policy()), compile_shocks(model, [], args.days)
     setup = time.perf_counter() - start
     start, cpu_start = time.perf_counter(), time.process_time()
-    result = engine.run()
+    result = simulate(model, policy, plan, sim)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     load = os.getloadavg()[0]
     lanes = model.n_items * args.runs

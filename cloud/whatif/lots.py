@@ -26,13 +26,19 @@ class LotBuckets:
         self.e = np.full((buckets, *shape), NEVER, dtype=np.float32)
         self.count = np.zeros(shape, dtype=np.float32)
 
-    def seed(self, item: int, lots: list[tuple[float, float]]) -> None:
-        """The same starting lots in every run; more lots than buckets share the last bucket."""
-        for k, (qty, expiry) in enumerate(sorted(lots, key=lambda lot: lot[1])):
-            slot = min(k, self.K - 1)
-            self.q[slot, :, item] += qty
-            self.e[slot, :, item] = min(float(self.e[slot, 0, item]), min(expiry, float(NEVER)))
-        self.count[:, item] = min(len(lots), self.K)
+    def seed(self, lots: list[list[tuple[float, float]]]) -> None:
+        """The same starting lots in every run (one list per item, in item order); more lots than
+        buckets share the last bucket, with the earliest expiry."""
+        q0 = np.zeros((self.K, len(lots)), dtype=np.float32)
+        e0 = np.full((self.K, len(lots)), NEVER, dtype=np.float32)
+        for item, item_lots in enumerate(lots):
+            for k, (qty, expiry) in enumerate(sorted(item_lots, key=lambda lot: lot[1])):
+                slot = min(k, self.K - 1)
+                q0[slot, item] += qty
+                e0[slot, item] = min(float(e0[slot, item]), min(expiry, float(NEVER)))
+        self.q[:] = q0[:, None, :]
+        self.e[:] = e0[:, None, :]
+        self.count[:] = np.minimum([len(x) for x in lots], self.K) if lots else 0
 
     def receive(self, arriving: F32, expiry: F32) -> None:
         """Arriving units join each lane's first free bucket (only the lanes that receive are touched)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud.whatif.engine import Engine
+from cloud.whatif import engine
 from cloud.whatif.errors import ScenarioError, ScenarioTooLarge
 from cloud.whatif.model import SiteModel, from_synthetic
 from cloud.whatif.policies import policy_arrays
@@ -48,8 +48,8 @@ def simulate(scenario: Scenario, model: SiteModel) -> list[Row]:
     for group, shocks in scenario.shock_groups().items():
         plan = compile_shocks(model, shocks, scenario.simulation.days)
         for policy in scenario.policies:
-            engine = Engine(model, policy_arrays(model, policy), plan, scenario.simulation)
-            rows.append(Row(group, policy.name, scenario.simulation.unmet, engine.run()))
+            result = engine.simulate(model, policy_arrays(model, policy), plan, scenario.simulation)
+            rows.append(Row(group, policy.name, scenario.simulation.unmet, result))
     return rows
 
 
