@@ -306,6 +306,8 @@ class Engine:
         wanted = np.maximum(need * open_, 0)  # a position above the max is no need (never negative)
         shape = (self.R * (self.I // self.S), self.S)
         sur, want = surplus.reshape(shape), wanted.reshape(shape)
+        if self.S == 2:
+            return self._transfers_between_two(t, sur, want)
         rows = np.flatnonzero(_any_column(sur > EPS) & _any_column(want > EPS))
         inflow = np.zeros_like(self.oh)
         if rows.size == 0:
@@ -328,6 +330,20 @@ class Engine:
                 out[lanes, src] += take
         inflow.reshape(shape)[rows] = into
         self._ship(t, rows, out, into)
+        return inflow
+
+    def _transfers_between_two(self, t: int, sur: F32, want: F32) -> F32:
+        """Two locations: a short one takes from the other's surplus (the greedy rule, in closed form:
+        a location that needs has no surplus, so at most one direction per SKU and run)."""
+        into = np.empty_like(want)
+        np.minimum(want[:, 0], sur[:, 1], out=into[:, 0])
+        np.minimum(want[:, 1], sur[:, 0], out=into[:, 1])
+        rows = np.flatnonzero((into[:, 0] > EPS) | (into[:, 1] > EPS))
+        inflow = np.zeros_like(self.oh)
+        if rows.size:
+            moved = into[rows]
+            inflow.reshape(into.shape)[rows] = moved
+            self._ship(t, rows, moved[:, ::-1].copy(), moved)
         return inflow
 
     def _ship(self, t: int, rows: NDArray[np.intp], out: F32, into: F32) -> None:

@@ -47,7 +47,10 @@ class LotBuckets:
         if lanes.size == 0:
             return
         qf, ef = self.q.reshape(-1), self.e.reshape(-1)
-        exp = np.minimum(np.broadcast_to(expiry, arriving.shape).reshape(-1)[lanes], NEVER)
+        width = arriving.shape[-1]
+        # Fresh receipts: one expiry per item (no full-size copy); transfers: one per lane.
+        exp = expiry[lanes % width] if expiry.ndim == 1 else expiry.reshape(-1)[lanes]
+        exp = np.minimum(exp, NEVER)
         count = self.count.reshape(-1)
         used = count[lanes]
         cell = np.minimum(used, self.K - 1).astype(np.intp) * flat.size + lanes  # flat (bucket, lane)

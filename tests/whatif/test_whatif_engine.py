@@ -68,9 +68,9 @@ def model_of(items: list[ItemState], locations: list[str], days: int = 3) -> Sit
     )
 
 
+@pytest.mark.parametrize("locations", [["back", "front", "shelf"], ["a", "b"]])
 @pytest.mark.parametrize("seed", range(6))
-def test_first_review_orders_exactly_what_the_cloud_planner_proposes(seed: int) -> None:
-    locations = ["back", "front", "shelf"]
+def test_first_review_orders_exactly_what_the_cloud_planner_proposes(seed: int, locations: list[str]) -> None:
     items = random_items(np.random.default_rng(seed), 40, locations)
     plan = plan_replenishment(items, TODAY)
     model = model_of(items, locations)
