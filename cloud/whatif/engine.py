@@ -71,6 +71,7 @@ def normal_table(bits: int = 16) -> F32:
 
 
 _NORMAL = normal_table()
+_COARSE_NORMAL = normal_table(8)  # lead-time noise: rounded to whole days anyway
 
 
 def _any_column(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -103,6 +104,7 @@ class Engine:
         self.pack = np.array([i.pack_size for i in items], dtype=np.float32)
         self.moq = np.array([i.moq for i in items], dtype=np.float32)
         self.reserved = np.array([i.reserved for i in items], dtype=np.float32)
+        self.any_reserved = bool(self.reserved.any())
         self.lead = np.array([i.lead_time_days for i in items], dtype=np.float32)
         self.lead_std = np.array([i.lead_time_std_days for i in items], dtype=np.float32)
         self.has_supplier = np.array([i.supplier is not None for i in items], dtype=bool)
@@ -181,7 +183,7 @@ class Engine:
         return self._result()
 
     def _day(self, t: int) -> None:
-        lead_z = self._normals(self.rng_lead, self.oh.shape) if self.lead_random else None
+        lead_z = self._normals(self.rng_lead, self.oh.shape, coarse=True) if self.lead_random else None
         for day, items in self.plan.spoil:
             if day == t:
                 self._spoil(items)
@@ -210,8 +212,11 @@ class Engine:
             self.lots.compact()
 
     @staticmethod
-    def _normals(rng: np.random.Generator, shape: tuple[int, ...]) -> F32:
+    def _normals(rng: np.random.Generator, shape: tuple[int, ...], *, coarse: bool = False) -> F32:
         size = math.prod(shape)
+        if coarse:
+            words = rng.bit_generator.random_raw((size + 7) // 8)
+            return _COARSE_NORMAL.take(words.view(np.uint8)[:size]).reshape(shape)
         words = rng.bit_generator.random_raw((size + 3) // 4)
         return _NORMAL.take(words.view(np.uint16)[:size]).reshape(shape)
 
@@ -248,10 +253,12 @@ class Engine:
 
     def _review(self, t: int, review: NDArray[np.bool_], lead_z: F32 | None) -> None:
         p = self.p
-        position = self.oh - self.backlog
-        position += self.on_order
+        position = self.oh + self.on_order
         position += self.in_transit
-        position -= self.reserved
+        if self.sim.unmet == "backorder":
+            position -= self.backlog
+        if self.any_reserved:
+            position -= self.reserved
         if p.fixed_quantity:
             short = (position <= p.min_qty + EPS) & (review & self.has_supplier)
             n = np.floor((p.min_qty - position) / p.order_quantity) + 1
