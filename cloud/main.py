@@ -42,6 +42,7 @@ from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
 from cloud.services.lots import expiry_job
 from cloud.services.stocktake import StocktakeOptions, background_job
 from cloud.web import install as web_install
+from cloud.whatif import routes as whatif_routes
 from shelfsense.config import Settings
 from shelfsense.process import tune_gc
 
@@ -133,6 +134,7 @@ def create_app(
         app.include_router(module.router)
     for module in (proposals, kpis, epcis):  # restocking (issue 7)
         app.include_router(module.router)
+    app.include_router(whatif_routes.router)  # what-if simulation (issue 17)
     web_install(app)  # the operator page (/ui/) and its session login
     return app
 

@@ -428,9 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands owned by other packages (sim, decode) register themselves here."""
+    from cloud.whatif.cli import add_whatif_command
     from shelfsense.cli_tools import add_tool_commands
 
     add_tool_commands(commands)
+    add_whatif_command(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

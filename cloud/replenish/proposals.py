@@ -219,7 +219,8 @@ def _check_unique(items: Sequence[ItemState]) -> None:
         seen.add(key)
 
 
-def _levels(item: ItemState) -> pol.PolicyLevels:
+def item_levels(item: ItemState) -> pol.PolicyLevels:
+    """The policy levels of one item: computed from its forecast, or the planner's min/max overrides."""
     levels = _computed_levels(item)
     if item.min_qty is None and item.max_qty is None:
         return levels
@@ -254,7 +255,7 @@ def _needs_and_surplus(
     needs: list[_Need] = []
     surplus: dict[str, float] = {}
     for item in sorted(items, key=lambda i: i.location):
-        levels = _levels(item)
+        levels = item_levels(item)
         pending = open_by_key.get(need_key(item.product, item.location), [])
         proposed = sum(p.quantity for p in pending)
         position = pol.inventory_position(item.on_hand, item.on_order, item.in_transit, item.reserved)

@@ -368,7 +368,7 @@ function askComment(title, label, required) {
 
 const NAV = [
   ["overview", "nav_overview"], ["alerts", "nav_alerts"], ["stocktake", "nav_stocktake"],
-  ["trace", "nav_trace"], ["proposals", "nav_proposals"], ["lots", "nav_lots"],
+  ["trace", "nav_trace"], ["proposals", "nav_proposals"], ["lots", "nav_lots"], ["whatif", "nav_whatif"],
 ];
 
 function renderHeader(current) {
@@ -936,6 +936,144 @@ function daysUntil(day) {
   const end = new Date(day.length === 10 ? day + "T00:00:00" : day).getTime();
   return Math.floor((end - Date.now()) / 86400000);
 }
+
+// --- what-if (issue 17): self-contained; its texts, view and chart live in this block --------------
+
+Object.assign(MESSAGES.en, {
+  nav_whatif: "What-if", whatif_scenario: "Scenario (TOML)", whatif_run: "Run simulation", whatif_png: "Download PNG",
+  whatif_running: "Simulating…", whatif_results: "Results", whatif_chart: "Inventory value and stock-outs per day",
+  whatif_help: "Shocks and policies to compare; see docs/whatif.md. Dashed lines: baseline; solid: with the shock.",
+  whatif_operator_only: "Running a simulation needs the operator role.",
+  wi_scenario: "Scenario", wi_policy: "Policy", wi_fill: "Fill rate (95 % interval)", wi_csl: "Cycle service level",
+  wi_out: "Stock-out days", wi_lost: "Lost units", wi_inv: "Avg. inventory value", wi_turns: "Turnover",
+  wi_expired: "Expired units", wi_spend: "Spend", wi_value: "inventory value", wi_stockouts: "items out of stock",
+});
+Object.assign(MESSAGES["zh-CN"], {
+  nav_whatif: "假设分析", whatif_scenario: "情景 (TOML)", whatif_run: "运行模拟", whatif_png: "下载 PNG",
+  whatif_running: "模拟中…", whatif_results: "结果", whatif_chart: "每日库存价值与缺货",
+  whatif_help: "要比较的冲击与策略，见 docs/whatif.md。虚线：基线；实线：冲击。",
+  whatif_operator_only: "运行模拟需要操作员角色。",
+  wi_scenario: "情景", wi_policy: "策略", wi_fill: "满足率 (95% 区间)", wi_csl: "周期服务水平",
+  wi_out: "缺货天数", wi_lost: "损失件数", wi_inv: "平均库存价值", wi_turns: "周转率",
+  wi_expired: "过期件数", wi_spend: "采购支出", wi_value: "库存价值", wi_stockouts: "缺货品项",
+});
+
+const whatif = { text: null, report: null, error: null, running: false };
+
+function whatifTemplate() {
+  return [
+    'name = "Demand +40 % for four weeks"',
+    `site_id = "${state.site || "site-1"}"`,
+    "", "[simulation]", "days = 90", "runs = 100", "seed = 1",
+    "", "[[policies]]", 'name = "current"',
+    "", "[[policies]]", 'name = "sl-99"', "service_level = 0.99",
+    "", "[[shocks]]", 'name = "spike"', 'kind = "demand"', "factor = 1.4", "start = 10", "days = 28", "",
+  ].join("\n");
+}
+
+async function whatifPost(path, text) {
+  const response = await fetch(path, {
+    method: "POST", credentials: "same-origin", cache: "no-store", body: text,
+    headers: { "Content-Type": "application/toml", "X-CSRF-Token": state.csrf || "", Accept: "application/json, image/png" },
+  });
+  if (!response.ok) {
+    let data = null;
+    try { data = await response.json(); } catch { data = null; }
+    throw new ApiFailure(response.status, (data && (data.detail || data.code)) || response.statusText, data && data.code);
+  }
+  return response;
+}
+
+async function whatifRun() {
+  whatif.running = true;
+  whatif.error = null;
+  refresh();
+  try {
+    whatif.report = await (await whatifPost("/api/v1/whatif", whatif.text)).json();
+  } catch (err) {
+    whatif.error = failureText(err);
+  } finally {
+    whatif.running = false;
+    refresh();
+  }
+}
+
+async function whatifDownload() {
+  try {
+    const blob = await (await whatifPost("/api/v1/whatif/png", whatif.text)).blob();
+    const link = el("a", { href: URL.createObjectURL(blob), download: "whatif.png" });
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  } catch (err) {
+    flash("error", failureText(err));
+  }
+}
+
+function whatifChart(report) {
+  const W = 720, H = 150, PAD = 44;
+  const rows = report.scenarios;
+  const policies = [...new Set(rows.map((r) => r.policy))];
+  const colours = ["#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f"];
+  const panel = (key, label) => {
+    const series = rows.map((r) => r.daily[key]);
+    const top = Math.max(1e-9, ...series.flat());
+    const days = Math.max(1, ...series.map((s) => s.length - 1));
+    const x = (i) => PAD + (i / days) * (W - PAD - 8);
+    const y = (v) => H - 18 - (v / top) * (H - 30);
+    return svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label, "data-series": key },
+      svg("line", { class: "grid-line", x1: PAD, x2: W - 8, y1: y(0), y2: y(0) }),
+      svg("text", { class: "tick", x: 2, y: 14, text: fmt.num(top, { maximumFractionDigits: 1 }) }),
+      svg("text", { class: "tick", x: 2, y: H - 20, text: "0" }),
+      svg("text", { class: "tick", x: W / 2, y: H - 2, text: label }),
+      rows.map((r, n) => {
+        const line = svg("polyline", { class: "series", "data-row": `${r.name}/${r.policy}`,
+          points: series[n].map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ") });
+        // CSSOM, not a style attribute: the page's Content-Security-Policy forbids inline styles.
+        line.style.stroke = colours[policies.indexOf(r.policy) % colours.length];
+        if (r.name === "baseline") line.style.strokeDasharray = "6 4";
+        return line;
+      }));
+  };
+  const legend = el("p", { class: "muted" }, policies.map((p, i) => {
+    const key = el("span", { class: "legend", text: "■ " + p + "  " });
+    key.style.color = colours[i % colours.length];
+    return key;
+  }));
+  return el("div", { id: "whatif-chart" }, panel("inventory_value", t("wi_value")), panel("stockouts", t("wi_stockouts")), legend);
+}
+
+function whatifTable(report) {
+  const n = (v, d) => fmt.num(v, { maximumFractionDigits: d });
+  return table(
+    [t("wi_scenario"), t("wi_policy"), t("wi_fill"), t("wi_csl"), t("wi_out"), t("wi_lost"), t("wi_inv"), t("wi_turns"), t("wi_expired"), t("wi_spend")],
+    report.scenarios.map((r) => [r.name, r.policy, `${n(r.fill_rate, 3)} [${n(r.ci95.fill_rate[0], 3)}, ${n(r.ci95.fill_rate[1], 3)}]`,
+      n(r.cycle_service_level, 3), n(r.stockout_days, 1), n(r.lost_units, 0), n(r.avg_inventory_value, 0),
+      n(r.turnover, 1), n(r.expired_units, 0), n(r.spend, 0)]),
+    { id: "whatif-table" });
+}
+
+views.whatif = {
+  polls: false,
+  async render() {
+    if (whatif.text === null) whatif.text = whatifTemplate();
+    const editor = el("textarea", { id: "whatif-text", rows: 18, spellcheck: "false", "aria-label": t("whatif_scenario"),
+      oninput: (e) => { whatif.text = e.target.value; } });
+    editor.value = whatif.text;
+    const actions = canAct()
+      ? el("div", { class: "actions" },
+        button(whatif.running ? t("whatif_running") : t("whatif_run"), whatifRun, { id: "whatif-run", disabled: whatif.running }),
+        whatif.report ? button(t("whatif_png"), whatifDownload, { id: "whatif-png", class: "secondary" }) : null)
+      : message("muted", t("whatif_operator_only"));
+    const parts = [section(t("whatif_scenario"), message("muted", t("whatif_help")), editor, actions,
+      whatif.error ? el("p", { class: "error", role: "alert", id: "whatif-error", text: whatif.error }) : null)];
+    if (whatif.report) {
+      parts.push(section(t("whatif_results"), whatifTable(whatif.report)));
+      parts.push(section(t("whatif_chart"), whatifChart(whatif.report)));
+    }
+    parts.forEach((p) => p.classList.add("wide"));
+    return el("div", { class: "grid" }, parts);
+  },
+};
 
 // --- router and polling ---------------------------------------------------------------------------
 
