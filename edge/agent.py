@@ -33,6 +33,7 @@ from edge.quality import Judge
 from edge.smoothing import TagSmoother
 from edge.supervisor import DeviceHealthState, emit_health_periodically, supervise, wait_or_stop
 from edge.sync import SyncClient, flush_on_stop, sync_loop
+from edge.tls import cloud_ssl_context
 from edge.transports.llrp import LlrpTransport
 from edge.transports.modbus import ModbusProbeTransport
 from edge.transports.mqtt import MqttTransport
@@ -199,7 +200,8 @@ class EdgeAgent:
             self._writer = OutboxWriter(self.outbox)
             writer_task = asyncio.create_task(self._writer.run(), name="outbox-writer")
             token = self.edge.token.get_secret_value() if self.edge.token else None
-            client = SyncClient(self.edge.cloud_url, self.edge.edge_id, token)
+            verify = cloud_ssl_context(self.edge.cloud_ca_file, self.edge.cloud_cert_sha256)
+            client = SyncClient(self.edge.cloud_url, self.edge.edge_id, token, verify=verify)
             stopped_cleanly = False
             try:
                 await self._run_tasks(stop, client)

@@ -1,0 +1,159 @@
+"""TLS and a reverse proxy, for real: Debian's nginx runs the shipped deploy/nginx/shelfsense.conf
+with a test CA (openssl) in front of two ``cloud serve`` replicas on one PostgreSQL database, and the
+edge's own sync code (outbox + SyncClient + sync_loop) drains through it while a replica is killed
+and the proxy is restarted: every acknowledged event is stored exactly once. The edge pins the CA or
+the certificate's SHA-256; on a mismatch it fails in the handshake, before its token is sent."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from deploy_harness import CloudReplica, DeployCa, Nginx, create_edge, make_test_ca, wait_until
+from sqlalchemy import func, select
+
+from cloud.core import db
+from edge.errors import TransientSyncError
+from edge.outbox import Outbox
+from edge.sync import SyncClient, sync_loop, sync_once
+from edge.tls import cloud_ssl_context
+from shelfsense.config import ConfigError, load_settings
+from shelfsense.contract import SensorReading
+from shelfsense.services import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Stack:
+    tls: DeployCa
+    replicas: list[CloudReplica]
+    nginx: Nginx
+    token: str
+    db_url: str
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.nginx.listen}"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, pg_url: str) -> Iterator[Stack]:
+    if not Nginx.available():
+        pytest.skip("nginx or openssl not installed (scripts/test.sh apt-installs nginx-light)")
+    tls = make_test_ca(tmp_path / "tls")
+    replicas = [CloudReplica(tmp_path / f"cloud-{i}", pg_url, "127.0.0.1", free_port()) for i in range(2)]
+    nginx = Nginx(
+        tmp_path / "nginx", tls, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{free_port()}"
+    )
+    try:
+        for replica in replicas:
+            replica.start()
+        wait_until(lambda: all(r.ready() for r in replicas), 90, "two cloud replicas")
+        token = create_edge(replicas[0].config, replicas[0].workdir, "site-1", "edge-1")
+        nginx.start()
+        yield Stack(tls, replicas, nginx, token, pg_url)
+    finally:
+        nginx.stop()
+        for replica in replicas:
+            replica.kill()
+
+
+def readings(first: int, count: int) -> list[SensorReading]:
+    return [
+        SensorReading(
+            sensor_id="probe-1",
+            quantity="temperature",
+            value=4.0 + (n % 7) / 10,
+            unit="degC",
+            time=T0 + timedelta(seconds=n),
+            zone="cold-1",
+        )
+        for n in range(first, first + count)
+    ]
+
+
+async def stored_events(db_url: str) -> tuple[int, int]:
+    engine = db.create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.scalar(select(func.count()).select_from(db.events))
+            acked = await conn.scalar(select(db.edges.c.acked_through).where(db.edges.c.edge_id == "edge-1"))
+    finally:
+        await engine.dispose()
+    return int(rows or 0), int(acked or 0)
+
+
+async def wait_acked(outbox: Outbox, through: int, timeout_s: float = 90.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while (await outbox.progress())[1] < through:
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
+    async with Outbox(tmp_path / "edge.db") as box:
+        yield box
+
+
+async def test_edge_syncs_through_nginx_across_a_replica_kill_and_a_proxy_restart(
+    stack: Stack, outbox: Outbox
+) -> None:
+    client = SyncClient(stack.url, "edge-1", stack.token, verify=cloud_ssl_context(stack.tls.ca_crt, None))
+    stop = asyncio.Event()
+    task = asyncio.create_task(sync_loop(outbox, client, 0.05, 100, stop, backoff_max=0.5))
+    try:
+        await outbox.append(readings(0, 600))
+        await wait_acked(outbox, 600)
+        stack.replicas[0].kill()  # nginx moves on to the other replica
+        await outbox.append(readings(600, 600))
+        await wait_acked(outbox, 1200)
+        await asyncio.to_thread(stack.nginx.stop)  # the proxy restarts while events keep coming
+        await outbox.append(readings(1200, 600))
+        await asyncio.to_thread(stack.nginx.start)
+        await wait_acked(outbox, 1800)
+    finally:
+        stop.set()
+        await task
+        await client.aclose()
+    assert (await outbox.stats()).pending == 0
+    assert await stored_events(stack.db_url) == (1800, 1800)  # every event once, none missing
+    assert stack.nginx.access_log().count('POST /api/v1/edges/edge-1/batches HTTP/1.1" 200') >= 18
+
+
+async def test_the_edge_pins_the_certificate_and_sends_nothing_on_a_mismatch(
+    stack: Stack, outbox: Outbox, tmp_path: Path
+) -> None:
+    await outbox.append(readings(0, 10))
+    posts = stack.nginx.access_log().count("POST ")
+    wrong_pin = "00" * 32
+    other_ca = make_test_ca(tmp_path / "other").ca_crt
+    for ca, pin, why in ((None, wrong_pin, "pinned"), (other_ca, None, "CERTIFICATE_VERIFY_FAILED")):
+        client = SyncClient(stack.url, "edge-1", stack.token, verify=cloud_ssl_context(ca, pin))
+        with pytest.raises(TransientSyncError, match=why):
+            await sync_once(outbox, client, 100)
+        await client.aclose()
+    assert stack.nginx.access_log().count("POST ") == posts  # no request, so no token, went out
+    # The right pin alone (no CA: a self-signed cloud) and the CA alone both work.
+    for ca, pin in ((None, stack.tls.cert_sha256), (stack.tls.ca_crt, None)):
+        client = SyncClient(stack.url, "edge-1", stack.token, verify=cloud_ssl_context(ca, pin))
+        await sync_once(outbox, client, 100)
+        await client.aclose()
+    assert await stored_events(stack.db_url) == (10, 10)
+
+
+def test_pinning_needs_https(tmp_path: Path) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        '[edge]\ncloud_url = "http://127.0.0.1:8600"\ncloud_cert_sha256 = "' + "ab:" * 31 + 'ab"\n'
+    )
+    with pytest.raises(ConfigError, match="need an https:// cloud_url"):
+        load_settings(config)
+    config.write_text('[edge]\ncloud_url = "https://cloud.example"\ncloud_cert_sha256 = "not-hex"\n')
+    with pytest.raises(ConfigError, match="cloud_cert_sha256"):
+        load_settings(config)
