@@ -22,6 +22,10 @@ import httpx
 from edge.tls import certificate_sha256
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+# The cloud tests' real webhook receiver (tests/cloud/webhook_receiver.py) is shared with these tests.
+CLOUD_TESTS = Path(__file__).resolve().parents[1] / "cloud"
+if str(CLOUD_TESTS) not in sys.path:
+    sys.path.append(str(CLOUD_TESTS))
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
