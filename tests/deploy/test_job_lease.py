@@ -75,8 +75,15 @@ def test_two_replicas_tick_once_per_interval_and_deliver_each_alert_once(
         wait_until(lambda: all(r.ready() for r in replicas), 90, "two cloud replicas")
         token = create_edge(replicas[0].config, replicas[0].workdir, "site-1", "edge-1")
         now = datetime.now(UTC).isoformat()
-        event = {"kind": "sensor_reading", "sensor_id": "probe-1", "quantity": "temperature", "value": 5.0,
-                 "unit": "degC", "time": now, "zone": "cold-1"}  # fmt: skip
+        event = {
+            "kind": "sensor_reading",
+            "sensor_id": "probe-1",
+            "quantity": "temperature",
+            "value": 5.0,
+            "unit": "degC",
+            "time": now,
+            "zone": "cold-1",
+        }
         body = {"v": 1, "edge_id": "edge-1", "created_at": now, "events": [{"seq": 1, "event": event}]}
         answer = httpx.post(
             f"http://127.0.0.1:{replicas[1].port}/api/v1/edges/edge-1/batches",
