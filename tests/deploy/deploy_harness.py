@@ -177,7 +177,11 @@ class Nginx:
 
 
 def shelfsense(
-    argv: Sequence[str], cwd: Path, netns: str | None = None, log: Path | None = None
+    argv: Sequence[str],
+    cwd: Path,
+    netns: str | None = None,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     prefix = ["ip", "netns", "exec", netns] if netns else []
     out = log.open("ab") if log else subprocess.DEVNULL
@@ -186,7 +190,7 @@ def shelfsense(
         cwd=cwd,
         stdout=out,
         stderr=subprocess.STDOUT,
-        env={**os.environ},
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -200,15 +204,26 @@ class CloudReplica:
     port: int
     netns: str | None = None
     extra_toml: str = ""
+    # True: run the shipped deploy/cloud.toml as production does, with the address and database
+    # from the environment (as /etc/shelfsense/cloud.env gives them) plus ``extra_env``.
+    shipped_config: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
-    runner: str = field(default="")
 
     @property
     def config(self) -> Path:
-        return self.workdir / "cloud.toml"
+        return DEPLOY / "cloud.toml" if self.shipped_config else self.workdir / "cloud.toml"
+
+    def env(self) -> dict[str, str]:
+        if not self.shipped_config:
+            return {}
+        values = {"HOST": self.host, "PORT": str(self.port), "DB_URL": self.db_url}
+        return {**{f"SHELFSENSE_CLOUD__{k}": v for k, v in values.items()}, **self.extra_env}
 
     def write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.shipped_config:
+            return
         self.config.write_text(
             f'[cloud]\nhost = "{self.host}"\nport = {self.port}\ndb_url = "{self.db_url}"\n{self.extra_toml}'
         )
@@ -220,6 +235,7 @@ class CloudReplica:
             self.workdir,
             self.netns,
             self.workdir / "cloud.log",
+            self.env(),
         )
         return self
 
@@ -242,23 +258,15 @@ class CloudReplica:
         return path.read_text()[-3000:] if path.exists() else ""
 
 
-def create_edge(config: Path, cwd: Path, site: str, edge_id: str) -> str:
+def create_edge(replica: CloudReplica, site: str, edge_id: str) -> str:
+    """``cloud admin create-edge`` against the replica's database; returns the token."""
+    argv = [sys.executable, "-m", "shelfsense", "cloud", "admin", "create-edge", site, edge_id]
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "shelfsense",
-            "cloud",
-            "admin",
-            "create-edge",
-            site,
-            edge_id,
-            "--config",
-            str(config),
-        ],
-        cwd=cwd,
+        [*argv, "--config", str(replica.config)],
+        cwd=replica.workdir,
         capture_output=True,
         check=True,
         timeout=60,
+        env={**os.environ, **replica.env()},
     )
     return str(json.loads(out.stdout)["token"])

@@ -73,7 +73,7 @@ def test_two_replicas_tick_once_per_interval_and_deliver_each_alert_once(
         for replica in replicas:
             replica.start()
         wait_until(lambda: all(r.ready() for r in replicas), 90, "two cloud replicas")
-        token = create_edge(replicas[0].config, replicas[0].workdir, "site-1", "edge-1")
+        token = create_edge(replicas[0], "site-1", "edge-1")
         now = datetime.now(UTC).isoformat()
         event = {
             "kind": "sensor_reading",

@@ -96,9 +96,12 @@ def test_replicas_proxy_and_edges_on_separate_hosts(lab: Lab, tmp_path: Path) ->
     }
     db_url = lab.start_postgres("db")
     tls = make_test_ca(tmp_path / "tls", hosts=(addr["px"],))
-    tick = f"[cloud.coldchain]\ntick_s = {TICK_S}\n"
+    # The replicas run deploy/cloud.toml (as the systemd unit and compose do), environment on top.
+    fast_ticks = {"SHELFSENSE_CLOUD__COLDCHAIN__TICK_S": str(TICK_S)}
     replicas = [
-        CloudReplica(tmp_path / h, db_url, addr[h], 8600, netns=lab.ns(h), extra_toml=tick)
+        CloudReplica(
+            tmp_path / h, db_url, addr[h], 8600, lab.ns(h), shipped_config=True, extra_env=fast_ticks
+        )
         for h in ("c1", "c2")
     ]
     proxy = Nginx(
@@ -116,7 +119,7 @@ def test_replicas_proxy_and_edges_on_separate_hosts(lab: Lab, tmp_path: Path) ->
                     f"no tc netem in this kernel: {host}'s link shaped with {applied}", stacklevel=1
                 )
             edge_id = f"edge-{host}"
-            token = create_edge(replicas[0].config, replicas[0].workdir, "site-1", edge_id)
+            token = create_edge(replicas[0], "site-1", edge_id)
             workdir = tmp_path / host
             workdir.mkdir()
             argv = [

@@ -55,7 +55,7 @@ def stack(tmp_path: Path, pg_url: str) -> Iterator[Stack]:
         for replica in replicas:
             replica.start()
         wait_until(lambda: all(r.ready() for r in replicas), 90, "two cloud replicas")
-        token = create_edge(replicas[0].config, replicas[0].workdir, "site-1", "edge-1")
+        token = create_edge(replicas[0], "site-1", "edge-1")
         nginx.start()
         yield Stack(tls, replicas, nginx, token, pg_url)
     finally:
