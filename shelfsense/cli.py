@@ -174,27 +174,16 @@ def cmd_cloud_lot_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cloud_backup(args: argparse.Namespace) -> int:
-    from cloud.backup import BackupError, backup
+def cmd_cloud_backup_restore(args: argparse.Namespace) -> int:
+    """``cloud backup DIR`` and ``cloud restore DIR`` (cloud.backup)."""
+    from cloud import backup as ops
 
     settings = _settings_from(args, **_cloud_overrides(args))
+    restoring = args.cloud_command == "restore"
     try:
-        manifest = backup(settings.cloud.db_url, Path(args.dir))
-    except BackupError as exc:
-        print(f"shelfsense: backup failed: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps({"dir": args.dir, **manifest}))
-    return 0
-
-
-def cmd_cloud_restore(args: argparse.Namespace) -> int:
-    from cloud.backup import BackupError, restore
-
-    settings = _settings_from(args, **_cloud_overrides(args))
-    try:
-        result = restore(settings.cloud.db_url, Path(args.dir))
-    except BackupError as exc:
-        print(f"shelfsense: restore refused: {exc}", file=sys.stderr)
+        result = (ops.restore if restoring else ops.backup)(settings.cloud.db_url, Path(args.dir))
+    except ops.BackupError as exc:
+        print(f"shelfsense: {'restore refused' if restoring else 'backup failed'}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"dir": args.dir, **result}))
     return 0
@@ -396,11 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     backup = cloud.add_parser("backup", help="online backup of the database to DIR (SQLite API / pg_dump)")
     backup.add_argument("dir")
     _add_cloud_flags(backup)
-    backup.set_defaults(handler=cmd_cloud_backup)
+    backup.set_defaults(handler=cmd_cloud_backup_restore)
     restore = cloud.add_parser("restore", help="load a backup from DIR into an empty database, then migrate")
     restore.add_argument("dir")
     _add_cloud_flags(restore)
-    restore.set_defaults(handler=cmd_cloud_restore)
+    restore.set_defaults(handler=cmd_cloud_backup_restore)
     admin = cloud.add_parser("admin", help="tokens and edges").add_subparsers(
         dest="admin_command", required=True
     )

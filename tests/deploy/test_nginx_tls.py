@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from deploy_harness import CloudReplica, DeployCa, Nginx, create_edge, make_test_ca, wait_until
+from netns_edge import readings
 from sqlalchemy import func, select
 
 from cloud.core import db
@@ -22,11 +22,9 @@ from edge.outbox import Outbox
 from edge.sync import SyncClient, sync_loop, sync_once
 from edge.tls import cloud_ssl_context
 from shelfsense.config import ConfigError, load_settings
-from shelfsense.contract import SensorReading
 from shelfsense.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -64,20 +62,6 @@ def stack(tmp_path: Path, pg_url: str) -> Iterator[Stack]:
             replica.kill()
 
 
-def readings(first: int, count: int) -> list[SensorReading]:
-    return [
-        SensorReading(
-            sensor_id="probe-1",
-            quantity="temperature",
-            value=4.0 + (n % 7) / 10,
-            unit="degC",
-            time=T0 + timedelta(seconds=n),
-            zone="cold-1",
-        )
-        for n in range(first, first + count)
-    ]
-
-
 async def stored_events(db_url: str) -> tuple[int, int]:
     engine = db.create_engine(db_url)
     try:
@@ -108,13 +92,13 @@ async def test_edge_syncs_through_nginx_across_a_replica_kill_and_a_proxy_restar
     stop = asyncio.Event()
     task = asyncio.create_task(sync_loop(outbox, client, 0.05, 100, stop, backoff_max=0.5))
     try:
-        await outbox.append(readings(0, 600))
+        await outbox.append(readings("probe-1", 0, 600))
         await wait_acked(outbox, 600)
         stack.replicas[0].kill()  # nginx moves on to the other replica
-        await outbox.append(readings(600, 600))
+        await outbox.append(readings("probe-1", 600, 600))
         await wait_acked(outbox, 1200)
         await asyncio.to_thread(stack.nginx.stop)  # the proxy restarts while events keep coming
-        await outbox.append(readings(1200, 600))
+        await outbox.append(readings("probe-1", 1200, 600))
         await asyncio.to_thread(stack.nginx.start)
         await wait_acked(outbox, 1800)
     finally:
@@ -129,7 +113,7 @@ async def test_edge_syncs_through_nginx_across_a_replica_kill_and_a_proxy_restar
 async def test_the_edge_pins_the_certificate_and_sends_nothing_on_a_mismatch(
     stack: Stack, outbox: Outbox, tmp_path: Path
 ) -> None:
-    await outbox.append(readings(0, 10))
+    await outbox.append(readings("probe-1", 0, 10))
     posts = stack.nginx.access_log().count("POST ")
     wrong_pin = "00" * 32
     other_ca = make_test_ca(tmp_path / "other").ca_crt
