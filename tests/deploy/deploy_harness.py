@@ -5,17 +5,21 @@ rewrite must match (a config that drifted from the test fails here)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -26,6 +30,27 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CLOUD_TESTS = Path(__file__).resolve().parents[1] / "cloud"
 if str(CLOUD_TESTS) not in sys.path:
     sys.path.append(str(CLOUD_TESTS))
+
+
+@contextlib.contextmanager
+def fresh_pg_database(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of ``admin_url`` (SQLAlchemy async URL)."""
+    import asyncpg
+
+    async def execute(statement: str) -> None:
+        connection = await asyncpg.connect(admin_url, timeout=10)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    name = f"shelfsense_d_{secrets.token_hex(6)}"
+    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
+    parts = urlsplit(admin_url)
+    try:
+        yield urlunsplit(("postgresql+asyncpg", parts.netloc, f"/{name}", parts.query, ""))
+    finally:
+        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_harness import CloudReplica, DeployCa, Nginx, create_edge, make_test_ca, wait_until
+from deploy_harness import (
+    CloudReplica,
+    DeployCa,
+    Nginx,
+    create_edge,
+    fresh_pg_database,
+    make_test_ca,
+    wait_until,
+)
 from netns_edge import readings
 from sqlalchemy import func, select
 
@@ -32,7 +40,7 @@ class Stack:
     tls: DeployCa
     replicas: list[CloudReplica]
     nginx: Nginx
-    token: str
+    tokens: dict[str, str]
     db_url: str
 
     @property
@@ -40,34 +48,39 @@ class Stack:
         return f"https://{self.nginx.listen}"
 
 
-@pytest.fixture
-def stack(tmp_path: Path, pg_url: str) -> Iterator[Stack]:
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_admin_url: str) -> Iterator[Stack]:
+    """Shared by the tests of this module (each uses its own edge): starting replicas is the slow part."""
     if not Nginx.available():
         pytest.skip("nginx or openssl not installed (scripts/test.sh apt-installs nginx-light)")
+    tmp_path = tmp_path_factory.mktemp("stack")
     tls = make_test_ca(tmp_path / "tls")
-    replicas = [CloudReplica(tmp_path / f"cloud-{i}", pg_url, "127.0.0.1", free_port()) for i in range(2)]
-    nginx = Nginx(
-        tmp_path / "nginx", tls, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{free_port()}"
-    )
-    try:
-        for replica in replicas:
-            replica.start()
-        wait_until(lambda: all(r.ready() for r in replicas), 90, "two cloud replicas")
-        token = create_edge(replicas[0], "site-1", "edge-1")
-        nginx.start()
-        yield Stack(tls, replicas, nginx, token, pg_url)
-    finally:
-        nginx.stop()
-        for replica in replicas:
-            replica.kill()
+    with fresh_pg_database(pg_admin_url) as db_url:
+        replicas = [CloudReplica(tmp_path / f"cloud-{i}", db_url, "127.0.0.1", free_port()) for i in range(2)]
+        nginx = Nginx(
+            tmp_path / "nginx", tls, [f"127.0.0.1:{r.port}" for r in replicas], f"127.0.0.1:{free_port()}"
+        )
+        try:
+            for replica in replicas:
+                replica.start()
+            wait_until(lambda: all(r.ready() for r in replicas), 90, "two cloud replicas")
+            tokens = {e: create_edge(replicas[0], "site-1", e) for e in ("edge-pin", "edge-ha")}
+            nginx.start()
+            yield Stack(tls, replicas, nginx, tokens, db_url)
+        finally:
+            nginx.stop()
+            for replica in replicas:
+                replica.kill()
 
 
-async def stored_events(db_url: str) -> tuple[int, int]:
+async def stored_events(db_url: str, edge: str) -> tuple[int, int]:
     engine = db.create_engine(db_url)
     try:
         async with engine.connect() as conn:
-            rows = await conn.scalar(select(func.count()).select_from(db.events))
-            acked = await conn.scalar(select(db.edges.c.acked_through).where(db.edges.c.edge_id == "edge-1"))
+            rows = await conn.scalar(
+                select(func.count()).select_from(db.events).where(db.events.c.edge_id == edge)
+            )
+            acked = await conn.scalar(select(db.edges.c.acked_through).where(db.edges.c.edge_id == edge))
     finally:
         await engine.dispose()
     return int(rows or 0), int(acked or 0)
@@ -85,10 +98,33 @@ async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
         yield box
 
 
+async def test_the_edge_pins_the_certificate_and_sends_nothing_on_a_mismatch(
+    stack: Stack, outbox: Outbox, tmp_path: Path
+) -> None:
+    await outbox.append(readings("probe-1", 0, 10))
+    token = stack.tokens["edge-pin"]
+    posts = stack.nginx.access_log().count("POST ")
+    wrong_pin = "00" * 32
+    other_ca = make_test_ca(tmp_path / "other").ca_crt
+    for ca, pin, why in ((None, wrong_pin, "pinned"), (other_ca, None, "CERTIFICATE_VERIFY_FAILED")):
+        client = SyncClient(stack.url, "edge-pin", token, verify=cloud_ssl_context(ca, pin))
+        with pytest.raises(TransientSyncError, match=why):
+            await sync_once(outbox, client, 100)
+        await client.aclose()
+    assert stack.nginx.access_log().count("POST ") == posts  # no request, so no token, went out
+    # The right pin alone (no CA: a self-signed cloud) and the CA alone both work.
+    for ca, pin in ((None, stack.tls.cert_sha256), (stack.tls.ca_crt, None)):
+        client = SyncClient(stack.url, "edge-pin", token, verify=cloud_ssl_context(ca, pin))
+        await sync_once(outbox, client, 100)
+        await client.aclose()
+    assert await stored_events(stack.db_url, "edge-pin") == (10, 10)
+
+
 async def test_edge_syncs_through_nginx_across_a_replica_kill_and_a_proxy_restart(
     stack: Stack, outbox: Outbox
 ) -> None:
-    client = SyncClient(stack.url, "edge-1", stack.token, verify=cloud_ssl_context(stack.tls.ca_crt, None))
+    token = stack.tokens["edge-ha"]
+    client = SyncClient(stack.url, "edge-ha", token, verify=cloud_ssl_context(stack.tls.ca_crt, None))
     stop = asyncio.Event()
     task = asyncio.create_task(sync_loop(outbox, client, 0.05, 100, stop, backoff_max=0.5))
     try:
@@ -106,29 +142,8 @@ async def test_edge_syncs_through_nginx_across_a_replica_kill_and_a_proxy_restar
         await task
         await client.aclose()
     assert (await outbox.stats()).pending == 0
-    assert await stored_events(stack.db_url) == (1800, 1800)  # every event once, none missing
-    assert stack.nginx.access_log().count('POST /api/v1/edges/edge-1/batches HTTP/1.1" 200') >= 18
-
-
-async def test_the_edge_pins_the_certificate_and_sends_nothing_on_a_mismatch(
-    stack: Stack, outbox: Outbox, tmp_path: Path
-) -> None:
-    await outbox.append(readings("probe-1", 0, 10))
-    posts = stack.nginx.access_log().count("POST ")
-    wrong_pin = "00" * 32
-    other_ca = make_test_ca(tmp_path / "other").ca_crt
-    for ca, pin, why in ((None, wrong_pin, "pinned"), (other_ca, None, "CERTIFICATE_VERIFY_FAILED")):
-        client = SyncClient(stack.url, "edge-1", stack.token, verify=cloud_ssl_context(ca, pin))
-        with pytest.raises(TransientSyncError, match=why):
-            await sync_once(outbox, client, 100)
-        await client.aclose()
-    assert stack.nginx.access_log().count("POST ") == posts  # no request, so no token, went out
-    # The right pin alone (no CA: a self-signed cloud) and the CA alone both work.
-    for ca, pin in ((None, stack.tls.cert_sha256), (stack.tls.ca_crt, None)):
-        client = SyncClient(stack.url, "edge-1", stack.token, verify=cloud_ssl_context(ca, pin))
-        await sync_once(outbox, client, 100)
-        await client.aclose()
-    assert await stored_events(stack.db_url) == (10, 10)
+    assert await stored_events(stack.db_url, "edge-ha") == (1800, 1800)  # every event once, none missing
+    assert stack.nginx.access_log().count('POST /api/v1/edges/edge-ha/batches HTTP/1.1" 200') >= 18
 
 
 def test_pinning_needs_https(tmp_path: Path) -> None:
