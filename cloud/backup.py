@@ -132,7 +132,11 @@ def backup(db_url: str, directory: Path) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / MANIFEST).exists():
         raise BackupError(f"{directory} already holds a backup; use a new directory per backup")
+    if backend == "sqlite" and not _sqlite_path(url).is_file():
+        raise BackupError(f"no database at {_sqlite_path(url)}")  # never create one just to copy it
     revision = asyncio.run(_revision(db_url))
+    if revision is None:
+        raise BackupError("the database has no ShelfSense schema: nothing to back up (wrong db_url?)")
     if backend == "sqlite":
         backup_sqlite_file(_sqlite_path(url), directory / SQLITE_FILE)
         files = [SQLITE_FILE]

@@ -112,6 +112,9 @@ async def test_backup_restore_round_trip_and_edges_keep_syncing(
 
 
 def test_restore_refuses_a_missing_backup_and_another_engine(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.db"
+    assert cli_main(["cloud", "backup", str(tmp_path / "b"), "--db", f"sqlite:///{missing}"]) == 1
+    assert not missing.exists()  # a wrong path is an error, not a new empty database
     assert cli_main(["cloud", "restore", str(tmp_path / "nothing"), "--db", "sqlite:///x.db"]) == 1
     (tmp_path / "pg").mkdir()
     (tmp_path / "pg" / "manifest.json").write_text('{"engine": "postgresql", "files": ["cloud.pgdump"]}')
