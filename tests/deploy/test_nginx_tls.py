@@ -7,6 +7,7 @@ the certificate's SHA-256; on a mismatch it fails in the handshake, before its t
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from deploy_harness import (
     create_edge,
     fresh_pg_database,
     make_test_ca,
+    shelfsense,
     wait_until,
 )
 from netns_edge import readings
@@ -30,7 +32,7 @@ from edge.outbox import Outbox
 from edge.sync import SyncClient, sync_loop, sync_once
 from edge.tls import cloud_ssl_context
 from shelfsense.config import ConfigError, load_settings
-from shelfsense.services import free_port
+from shelfsense.services import MosquittoProcess, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -156,3 +158,50 @@ def test_pinning_needs_https(tmp_path: Path) -> None:
     config.write_text('[edge]\ncloud_url = "https://cloud.example"\ncloud_cert_sha256 = "not-hex"\n')
     with pytest.raises(ConfigError, match="cloud_cert_sha256"):
         load_settings(config)
+
+
+def test_edge_agent_uses_its_configured_ca(
+    stack: Stack, tmp_path: Path, mosquitto_broker: MosquittoProcess
+) -> None:
+    """`shelfsense edge run` itself, configured with cloud_ca_file: an MQTT reading goes through
+    nginx's TLS to the cloud; with a wrong pin instead, nothing arrives and the log says why."""
+    token = create_edge(stack.replicas[1], "site-1", "edge-agent")
+
+    def start_edge(tls_line: str, workdir: Path) -> subprocess.Popen[bytes]:
+        workdir.mkdir()
+        (workdir / "edge.toml").write_text(
+            f'[edge]\nedge_id = "edge-agent"\nsite_id = "site-1"\ncloud_url = "{stack.url}"\n{tls_line}\n'
+            f'db_path = "{workdir / "edge.db"}"\nsync_interval_s = 0.2\n'
+            f'[edge.mqtt]\nurl = "{mosquitto_broker.url}"\nclient_id = "agent-{workdir.name}"\n'
+            '[[edge.mqtt.sensors]]\ntopic = "zigbee2mqtt/fridge"\nformat = "zigbee2mqtt"\n'
+            'sensor_id = "fridge-1"\nzone = "cold-1"\n'
+        )
+        return shelfsense(
+            ["edge", "run", "--config", str(workdir / "edge.toml")],
+            workdir,
+            log=workdir / "edge.log",
+            env={"SHELFSENSE_EDGE__TOKEN": token},
+        )
+
+    def publish() -> None:
+        argv = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mosquitto_broker.port), "-q", "1"]
+        payload = '{"temperature": 4.5, "humidity": 61}'
+        subprocess.run([*argv, "-t", "zigbee2mqtt/fridge", "-m", payload], check=True, timeout=10)
+
+    def stored() -> int:
+        return asyncio.run(stored_events(stack.db_url, "edge-agent"))[0]
+
+    pinned_wrong = start_edge(f'cloud_cert_sha256 = "{"00" * 32}"', tmp_path / "wrong")
+    log = tmp_path / "wrong" / "edge.log"
+    try:
+        wait_until(lambda: publish() or "is not the pinned" in log.read_text(errors="replace"), 60, "refusal")
+        assert stored() == 0
+    finally:
+        pinned_wrong.terminate()
+        pinned_wrong.wait(timeout=30)
+    agent = start_edge(f'cloud_ca_file = "{stack.tls.ca_crt}"', tmp_path / "ca")
+    try:
+        wait_until(lambda: publish() or stored() > 0, 60, "the reading in the cloud")
+    finally:
+        agent.terminate()
+        assert agent.wait(timeout=30) == 0  # SIGTERM: a clean stop
