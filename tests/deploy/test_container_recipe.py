@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_harness import DEPLOY
+from deploy_harness import DEPLOY, CloudReplica
 from test_systemd_units import read_unit
 
 from shelfsense.config import load_settings
@@ -110,3 +110,13 @@ def test_image_builds_and_answers_help() -> None:
     subprocess.run(["docker", "build", "-f", str(DOCKERFILE), "-t", tag, str(REPO)], check=True, timeout=1200)
     out = subprocess.run(["docker", "run", "--rm", tag, "--help"], capture_output=True, text=True, check=True)
     assert "cloud" in out.stdout and "edge" in out.stdout
+
+
+def test_the_multihost_test_runs_the_image_command_on_the_mounted_config(tmp_path: Path) -> None:
+    """The namespace test's replicas run `cloud serve --config deploy/cloud.toml`; the image runs
+    the same command on /etc/shelfsense/cloud.toml, which compose mounts from deploy/cloud.toml."""
+    replica = CloudReplica(tmp_path, "postgresql+asyncpg://h/db", "10.0.0.11", 8600, shipped_config=True)
+    cmd = dockerfile_json("CMD")
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in compose()["services"]["cloud"]["volumes"]}
+    assert (COMPOSE.parent / mounted[cmd[cmd.index("--config") + 1]]).resolve() == replica.config
+    assert replica.env()["SHELFSENSE_CLOUD__DB_URL"] == "postgresql+asyncpg://h/db"
