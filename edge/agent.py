@@ -37,6 +37,7 @@ from edge.quality import Judge
 from edge.smoothing import TagSmoother
 from edge.supervisor import DeviceHealthState, emit_health_periodically, supervise, wait_or_stop
 from edge.sync import SyncClient, flush_on_stop, sync_loop
+from edge.tls import cloud_ssl_context
 from edge.transports.chafon import ChafonSerialTransport
 from edge.transports.llrp import LlrpTransport
 from edge.transports.modbus import ModbusProbeTransport
@@ -317,8 +318,13 @@ class EdgeAgent:
             self._writer = OutboxWriter(self.outbox)
             writer_task = asyncio.create_task(self._writer.run(), name="outbox-writer")
             token = self.edge.token.get_secret_value() if self.edge.token else None
+            verify = cloud_ssl_context(self.edge.cloud_ca_file, self.edge.cloud_cert_sha256)
             client = SyncClient(
-                self.edge.cloud_url, self.edge.edge_id, token, incarnation=self.outbox.incarnation
+                self.edge.cloud_url,
+                self.edge.edge_id,
+                token,
+                incarnation=self.outbox.incarnation,
+                verify=verify,
             )
             self._client = client
             stopped_cleanly = False

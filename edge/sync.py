@@ -13,6 +13,7 @@ import gzip
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -55,6 +56,7 @@ class SyncClient:
         timeout_s: float = 30.0,
         clock: EdgeClock | None = None,
         incarnation: str | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.edge_id = edge_id
         self.incarnation = incarnation  # the outbox database's (edge.incarnation), in every batch
@@ -64,7 +66,7 @@ class SyncClient:
         self.url = f"{cloud_url.rstrip('/')}/api/v1/edges/{edge_id}/batches"
         self._token = token
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=timeout_s)
+        self._http = http or httpx.AsyncClient(timeout=timeout_s, verify=verify)  # edge.tls.cloud_ssl_context
 
     async def aclose(self) -> None:
         if self._owns_http:

@@ -9,6 +9,9 @@ missing=()
 command -v mosquitto >/dev/null || missing+=(mosquitto mosquitto-clients)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v socat >/dev/null || missing+=(socat)
+command -v nginx >/dev/null || missing+=(nginx-light)  # TLS proxy in front of cloud replicas (tests/deploy)
+command -v systemd-analyze >/dev/null || missing+=(systemd)  # `systemd-analyze verify` of deploy/systemd
+command -v pg_dump >/dev/null || missing+=(postgresql-client)  # cloud backup/restore on PostgreSQL
 [ -x /usr/bin/chromium ] || missing+=(chromium)  # Debian's browser for tests/web (Playwright drives it)
 fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-wqy-microhei)  # CJK glyphs in the zh-CN screenshots
 if [ ${#missing[@]} -gt 0 ]; then

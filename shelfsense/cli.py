@@ -174,7 +174,36 @@ def cmd_cloud_lot_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cloud_backup_restore(args: argparse.Namespace) -> int:
+    """``cloud backup DIR`` and ``cloud restore DIR`` (cloud.backup)."""
+    from cloud import backup as ops
+
+    settings = _settings_from(args, **_cloud_overrides(args))
+    restoring = args.cloud_command == "restore"
+    try:
+        result = (ops.restore if restoring else ops.backup)(settings.cloud.db_url, Path(args.dir))
+    except ops.BackupError as exc:
+        print(f"shelfsense: {'restore refused' if restoring else 'backup failed'}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"dir": args.dir, **result}))
+    return 0
+
+
 # --- edge ---------------------------------------------------------------------------------------
+
+
+def cmd_edge_backup(args: argparse.Namespace) -> int:
+    from cloud.backup import BackupError, backup_sqlite_file
+
+    db_path = Path(args.db) if args.db else _settings_from(args).edge.db_path
+    target = Path(args.dir) / "edge.db"
+    try:
+        backup_sqlite_file(db_path, target)
+    except BackupError as exc:
+        print(f"shelfsense: backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"db": str(db_path), "backup": str(target)}))
+    return 0
 
 
 def cmd_edge_run(args: argparse.Namespace) -> int:
@@ -367,6 +396,14 @@ def build_parser() -> argparse.ArgumentParser:
     lot_report.add_argument("--out", help="write to FILE instead of stdout (required for png)")
     _add_cloud_flags(lot_report)
     lot_report.set_defaults(handler=cmd_cloud_lot_report)
+    backup = cloud.add_parser("backup", help="online backup of the database to DIR (SQLite API / pg_dump)")
+    backup.add_argument("dir")
+    _add_cloud_flags(backup)
+    backup.set_defaults(handler=cmd_cloud_backup_restore)
+    restore = cloud.add_parser("restore", help="load a backup from DIR into an empty database, then migrate")
+    restore.add_argument("dir")
+    _add_cloud_flags(restore)
+    restore.set_defaults(handler=cmd_cloud_backup_restore)
     admin = cloud.add_parser("admin", help="tokens and edges").add_subparsers(
         dest="admin_command", required=True
     )
@@ -403,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     reincarnate.add_argument("--config", help="TOML config file (to find the database)")
     reincarnate.add_argument("--db", help="edge database file")
     reincarnate.set_defaults(handler=cmd_edge_new_incarnation)
+    edge_backup = edge.add_parser("backup", help="online copy of the edge database (outbox, ledger) to DIR")
+    edge_backup.add_argument("dir")
+    edge_backup.add_argument("--config", help="TOML config file (to find the database)")
+    edge_backup.add_argument("--db", help="edge database file")
+    edge_backup.set_defaults(handler=cmd_edge_backup)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(
         dest="config_command", required=True

@@ -408,6 +408,10 @@ class EdgeSettings(_Section):
     edge_id: Ident = "edge-1"
     site_id: Ident = "site-1"
     cloud_url: str = "http://127.0.0.1:8600"
+    # TLS to the cloud (edge.tls): a private CA's PEM file and/or the SHA-256 fingerprint of the
+    # certificate the cloud or its proxy presents (``openssl x509 -fingerprint -sha256`` or hex).
+    cloud_ca_file: Path | None = None
+    cloud_cert_sha256: Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$")] | None = None
     token: SecretStr | None = None
     db_path: Path = Path("./.shelfsense/edge.db")
     synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
@@ -438,6 +442,13 @@ class EdgeSettings(_Section):
     mqtt: MqttConfig | None = None
     llrp_readers: list[LlrpReaderConfig] = []
     nfc_readers: list[NfcReaderConfig] = []
+
+    @model_validator(mode="after")
+    def _tls_options_need_https(self) -> EdgeSettings:
+        pinned = self.cloud_ca_file is not None or self.cloud_cert_sha256 is not None
+        if pinned and urlsplit(self.cloud_url).scheme != "https":
+            raise ValueError("cloud_ca_file / cloud_cert_sha256 need an https:// cloud_url")
+        return self
 
     @model_validator(mode="after")
     def _portal_readers_exist(self) -> EdgeSettings:

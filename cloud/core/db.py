@@ -461,7 +461,7 @@ stocktake_streaks = Table(
 )
 
 # Periodic background jobs shared by all replicas: whoever claims the row (FOR UPDATE SKIP LOCKED)
-# runs the tick and moves next_run_at forward.
+# runs the tick and moves next_run_at forward; lease_until keeps others out until the run finishes.
 jobs = Table(
     "jobs",
     metadata,
@@ -471,6 +471,7 @@ jobs = Table(
     Column("last_finished_at", UtcDateTime),
     Column("last_runner", String(200)),
     Column("runs", BigInteger, nullable=False, default=0),
+    Column("lease_until", UtcDateTime),
 )
 
 

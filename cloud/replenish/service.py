@@ -1120,10 +1120,7 @@ async def job_tick(
     if tick is None:
         return None
     report = await replenish(engine, options, today=tick.date(), notifier=notifier)
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(db.jobs).where(db.jobs.c.name == JOB_NAME).values(last_finished_at=db.utcnow())
-        )
+    await jobs.finish_job(engine, JOB_NAME)
     return report
 
 

@@ -318,15 +318,16 @@ async def ensure_job(engine: AsyncEngine, interval_s: float) -> None:
     await jobs.ensure_job(engine, JOB_NAME, interval_s)
 
 
+# A tick holds the job's lease until it finishes, or for this many intervals if its replica dies.
+TICK_LEASE_INTERVALS = 4
+
+
 async def claim_tick(engine: AsyncEngine, interval_s: float, runner: str, now: datetime) -> bool:
-    return await jobs.claim_job(engine, JOB_NAME, interval_s, now, runner)
+    return await jobs.claim_job(engine, JOB_NAME, interval_s, now, runner, TICK_LEASE_INTERVALS * interval_s)
 
 
 async def finish_tick(engine: AsyncEngine) -> None:
-    async with db.write_transaction(engine) as conn:
-        await conn.execute(
-            update(db.jobs).where(db.jobs.c.name == JOB_NAME).values(last_finished_at=db.utcnow())
-        )
+    await jobs.finish_job(engine, JOB_NAME)
 
 
 async def alert_row(conn: AsyncConnection, alert_id: int) -> dict[str, Any] | None:

@@ -5,6 +5,11 @@ Each job has a row in the ``jobs`` table. A replica *claims* a due tick by locki
 moving ``next_run_at`` forward in the same short transaction. A replica finding the row locked skips
 the tick instead of waiting for it, and the claim commits before the work starts, so a long run never
 holds the lock.
+
+The row is also a lease: the claim sets ``lease_until`` and :func:`finish_job` clears it. While it
+holds, no replica claims the job, so a run that outlasts its interval is not overlapped by the next
+one elsewhere. A replica that dies mid-run keeps the others out only until ``lease_until``; a job
+that never calls :func:`finish_job` gets a lease of one interval, which is the plain schedule.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,13 +37,23 @@ async def ensure_job(engine: AsyncEngine, name: str, interval_s: float) -> None:
 
 
 async def claim_job(
-    engine: AsyncEngine, name: str, interval_s: float, now: datetime, runner: str | None = None
+    engine: AsyncEngine,
+    name: str,
+    interval_s: float,
+    now: datetime,
+    runner: str | None = None,
+    lease_s: float | None = None,
 ) -> bool:
-    """Claim the tick of job ``name`` if it is due at ``now``; True when this replica won it."""
+    """Claim the tick of job ``name`` if it is due at ``now`` and no run holds its lease; True when
+    this replica won it. The lease lasts ``lease_s`` (at least one interval) or until :func:`finish_job`."""
     j = db.jobs
+    lease = max(interval_s, lease_s or 0.0)
     async with db.write_transaction(engine) as conn:
+        free = or_(j.c.lease_until.is_(None), j.c.lease_until <= now)
         due = await conn.scalar(
-            select(j.c.name).where(j.c.name == name, j.c.next_run_at <= now).with_for_update(skip_locked=True)
+            select(j.c.name)
+            .where(j.c.name == name, j.c.next_run_at <= now, free)
+            .with_for_update(skip_locked=True)
         )
         if due is None:
             return False
@@ -50,9 +65,20 @@ async def claim_job(
                 last_started_at=now,
                 last_runner=runner,
                 runs=j.c.runs + 1,
+                lease_until=now + timedelta(seconds=lease),
             )
         )
     return True
+
+
+async def finish_job(engine: AsyncEngine, name: str, now: datetime | None = None) -> None:
+    """Record the end of this replica's run of ``name`` and release its lease."""
+    async with db.write_transaction(engine) as conn:
+        await conn.execute(
+            update(db.jobs)
+            .where(db.jobs.c.name == name)
+            .values(last_finished_at=now or db.utcnow(), lease_until=None)
+        )
 
 
 async def run_periodic(
