@@ -44,6 +44,7 @@ from cloud.services.stocktake import StocktakeOptions, background_job
 from cloud.web import install as web_install
 from shelfsense.config import Settings
 from shelfsense.process import tune_gc
+from shelfsense.redact import install_log_masking, register_settings_secrets
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ def create_app(
     """The application; the lifespan migrates the database to head, runs the shared stocktake job
     (``stocktake``; default every 300 s) and disposes the engine at the end."""
     stocktake_options = stocktake or StocktakeOptions()
+    register_settings_secrets(settings)  # masked in every log line and delivery record
+    install_log_masking()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

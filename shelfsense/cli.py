@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from shelfsense.config import ConfigError, Settings, effective_config, load_settings
+from shelfsense.config import ConfigError, Settings, effective_config, load_settings, require_edge_token
+from shelfsense.redact import install_log_masking
 
 EXIT_USAGE = 2
 
@@ -180,7 +181,9 @@ def cmd_cloud_lot_report(args: argparse.Namespace) -> int:
 def cmd_edge_run(args: argparse.Namespace) -> int:
     from edge.agent import run_edge
 
-    return run_edge(_settings_from(args))
+    settings = _settings_from(args)
+    require_edge_token(settings)
+    return run_edge(settings)
 
 
 def cmd_edge_status(args: argparse.Namespace) -> int:
@@ -416,6 +419,7 @@ def _add_optional_commands(commands: argparse._SubParsersAction[argparse.Argumen
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    install_log_masking()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

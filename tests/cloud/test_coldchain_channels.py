@@ -32,6 +32,9 @@ from cloud.services.coldchain_runtime import runtime_of
 from shelfsense.config import CloudSettings, ColdChainSettings, Settings, ZoneLimits
 from shelfsense.services import MosquittoProcess, free_port
 
+DING_SECRET = "SECd-0123456789abcdef"
+FEISHU_SECRET = "fs-0123456789abcdef"
+
 
 class Mailbox:
     def __init__(self) -> None:
@@ -108,10 +111,15 @@ async def test_one_alert_reaches_every_channel_type(
                     "type": "dingtalk",
                     "name": "ding",
                     "url": f"{base}/robot/send?access_token=t",
-                    "secret": "SECd",
+                    "secret": DING_SECRET,
                 },
                 {"type": "wecom", "name": "wecom", "url": f"{base}/cgi-bin/webhook/send?key=k"},
-                {"type": "feishu", "name": "lark", "url": f"{base}/open-apis/bot/v2/hook/h", "secret": "fs"},
+                {
+                    "type": "feishu",
+                    "name": "lark",
+                    "url": f"{base}/open-apis/bot/v2/hook/h",
+                    "secret": FEISHU_SECRET,
+                },
                 {
                     "type": "smtp",
                     "name": "mail",
@@ -157,10 +165,10 @@ async def test_one_alert_reaches_every_channel_type(
     assert "cold-1" in str(mail["Subject"]) and mail["To"] == "qa@example.com"
     by_path = {path: (query, body) for path, query, body in got}
     query, ding = by_path["/robot/send"]
-    assert query["sign"][0] == unquote_plus(dingtalk_sign("SECd", query["timestamp"][0]))
+    assert query["sign"][0] == unquote_plus(dingtalk_sign(DING_SECRET, query["timestamp"][0]))
     assert ding["msgtype"] == "markdown" and "cold-1" in ding["markdown"]["text"]
     _, wecom = by_path["/cgi-bin/webhook/send"]
     assert "cold-1" in json.dumps(wecom, ensure_ascii=False)
     _, lark = by_path["/open-apis/bot/v2/hook/h"]
-    assert lark["sign"] == feishu_sign("fs", lark["timestamp"])
+    assert lark["sign"] == feishu_sign(FEISHU_SECRET, lark["timestamp"])
     assert abs(int(lark["timestamp"]) - time.time()) < 300
