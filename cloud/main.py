@@ -30,6 +30,7 @@ from cloud.api.routes import (
     stock,
     stocktakes,
     summary,
+    users,
 )
 from cloud.core import db
 from cloud.core.config import zone_limits
@@ -136,6 +137,7 @@ def create_app(
         app.include_router(module.router)
     for module in (proposals, kpis, epcis):  # restocking (issue 7)
         app.include_router(module.router)
+    app.include_router(users.router)  # user administration (issue 12)
     web_install(app)  # the operator page (/ui/) and its session login
     return app
 

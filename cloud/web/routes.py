@@ -71,7 +71,7 @@ async def session_or_bearer_user(
     csrf = request.headers.get(CSRF_HEADER)
     if request.method not in SAFE_METHODS and not sessions.csrf_matches(token, csrf):
         raise ApiError(403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header")
-    return UserPrincipal(name=user.name, role=user.role)
+    return UserPrincipal(name=user.name, role=user.role, sites=user.sites)
 
 
 class _LoginLimiter:
@@ -144,7 +144,7 @@ async def login(request: Request, body: LoginBody, engine: Engine, settings: Set
         limiter.failed(client)
         raise ApiError(401, "login_failed", "wrong token, user name or password")
     lifetime = timedelta(hours=settings.cloud.web.session_hours)
-    token = await sessions.create_session(engine, user.name, lifetime)
+    token = await sessions.create_session(engine, user, lifetime)
     response = JSONResponse(_session_body(user.name, user.role.name, token))
     secure = _secure(request, settings)
     response.set_cookie(
