@@ -12,16 +12,16 @@ import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from aiosmtpd.controller import Controller
 from conftest import batch, reading
+from robot_server import Received, robot_server
 from sqlalchemy import select
 
 from cloud.admin import create_edge_async
@@ -55,32 +55,9 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
 
 
 @pytest.fixture
-def robots() -> Iterator[tuple[str, list[tuple[str, dict[str, list[str]], dict[str, Any]]]]]:
-    got: list[tuple[str, dict[str, list[str]], dict[str, Any]]] = []
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            parts = urlsplit(self.path)
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            with lock:
-                got.append((parts.path, parse_qs(parts.query), body))
-            answer = json.dumps({"errcode": 0, "code": 0, "errmsg": "ok", "msg": "success"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", got
-    server.shutdown()
-    server.server_close()
+def robots() -> Iterator[tuple[str, Received]]:
+    with robot_server() as robots:
+        yield robots
 
 
 def subscribe(broker: MosquittoProcess) -> tuple[mqtt.Client, queue.Queue[tuple[str, bytes]]]:

@@ -10,9 +10,7 @@ import json
 import logging
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from conftest import batch, reading
+from robot_server import robot_server
 from sqlalchemy import select
 from webhook_receiver import webhook_receiver
 
@@ -48,31 +47,8 @@ SECRETS = {
 @pytest.fixture
 def robot() -> Iterator[str]:
     """DingTalk/WeCom/Feishu stand-in: answers ok, except ``/echo`` which fails quoting its URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            failing = self.path.startswith("/echo")
-            answer = json.dumps(
-                {"errcode": 300001, "errmsg": f"bad request {self.path}"}
-                if failing
-                else {"errcode": 0, "code": 0}
-            ).encode()
-            self.send_response(400 if failing else 200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with robot_server() as (base, _):
+        yield base
 
 
 class Mailbox:

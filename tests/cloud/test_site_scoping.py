@@ -420,3 +420,15 @@ async def test_a_user_of_every_site_sees_both(two_sites: TwoSites) -> None:
         response = await send(two_sites, Call(path, user="boss"))
         assert response.status_code == 200, response.text
         assert "-a" in response.text and "-b" in response.text, path  # site-a/edge-a and site-b/edge-b
+
+
+async def test_a_page_session_keeps_the_users_sites(two_sites: TwoSites) -> None:
+    """The operator page's session (cookie) is scoped like the token it was started from."""
+    login = await two_sites.client.post("/web/login", json={"token": two_sites.tokens["viewer"]})
+    assert login.status_code == 200, login.text
+    for path in ("/api/v1/edges", "/api/v1/alerts", "/api/v1/stock"):
+        response = await two_sites.client.get(path)  # the cookie only, no bearer
+        assert response.status_code == 200, response.text
+        assert "-a" in response.text and not [m for m in B_MARKERS if m in response.text], path
+    refused = await two_sites.client.get(f"/api/v1/alerts/{two_sites.ids['alert_b']}")
+    assert refused.status_code == 404

@@ -3,6 +3,7 @@ user. Through the real app (ASGI) and the real ``shelfsense`` CLI on the same da
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -23,8 +24,10 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def cli(db_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+async def cli(db_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """The real CLI, in a thread: the app's event loop (and its database jobs) keeps running."""
+    return await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "shelfsense", "cloud", "admin", *args, "--db", db_url],
         input=stdin,
         capture_output=True,
@@ -105,30 +108,34 @@ async def test_revoking_all_tokens_of_a_user_ends_their_token_sessions(web: WebA
 @SQLITE_ONLY
 async def test_cli_revokes_disables_and_scopes(web_db_url: str) -> None:
     async for app in start_web_app(make_settings(web_db_url)):
-        created = cli(web_db_url, "create-user", "sam", "--role", "operator", "--sites", "site-1,site-2")
+        created = await cli(
+            web_db_url, "create-user", "sam", "--role", "operator", "--sites", "site-1,site-2"
+        )
         assert created.returncode == 0, created.stderr
         token = json.loads(created.stdout)["token"]
         assert json.loads(created.stdout)["sites"] == ["site-1", "site-2"]
         assert (await app.client.get("/api/v1/summary", headers=bearer(token))).status_code == 200
 
-        assert cli(web_db_url, "disable-user", "sam").returncode == 0
+        assert (await cli(web_db_url, "disable-user", "sam")).returncode == 0
         assert (await app.client.get("/api/v1/summary", headers=bearer(token))).status_code == 401
-        assert cli(web_db_url, "enable-user", "sam").returncode == 0
+        assert (await cli(web_db_url, "enable-user", "sam")).returncode == 0
         assert (await app.client.get("/api/v1/summary", headers=bearer(token))).status_code == 200
 
-        revoked = cli(web_db_url, "revoke-token", stdin=token + "\n")  # stdin: never on the command line
+        revoked = await cli(
+            web_db_url, "revoke-token", stdin=token + "\n"
+        )  # stdin: never on the command line
         assert (revoked.returncode, json.loads(revoked.stdout)) == (0, {"revoked": True})
         assert (await app.client.get("/api/v1/summary", headers=bearer(token))).status_code == 401
-        again = cli(web_db_url, "revoke-token", stdin=token + "\n")
+        again = await cli(web_db_url, "revoke-token", stdin=token + "\n")
         assert (again.returncode, json.loads(again.stdout)) == (1, {"revoked": False})
 
-        by_user = cli(web_db_url, "revoke-token", "--user", "olga")
+        by_user = await cli(web_db_url, "revoke-token", "--user", "olga")
         assert json.loads(by_user.stdout) == {"user": "olga", "revoked": 1}
         assert (
             await app.client.get("/api/v1/summary", headers=bearer(app.operator_token))
         ).status_code == 401
 
-        unknown = cli(web_db_url, "disable-user", "nobody")
+        unknown = await cli(web_db_url, "disable-user", "nobody")
         assert unknown.returncode == 2 and "no user 'nobody'" in unknown.stderr
-        bad = cli(web_db_url, "create-user", "x", "--sites", "bad site")
+        bad = await cli(web_db_url, "create-user", "x", "--sites", "bad site")
         assert bad.returncode == 2 and "site_id" in bad.stderr

@@ -61,22 +61,23 @@ async def create_user(body: UserCreate, engine: Engine, _admin: AllSitesAdmin) -
     return {"user": body.name, "role": body.role, "sites": body.sites, "token": token}
 
 
-@router.post("/users/{name}/disable")
-async def disable_user(name: str, engine: Engine, _admin: AllSitesAdmin) -> dict[str, Any]:
+async def _set_disabled(engine: Engine, name: str, disabled: bool) -> dict[str, Any]:
     try:
-        await set_user_disabled_async(engine, name, True)
+        await set_user_disabled_async(engine, name, disabled)
     except AdminError as exc:
         raise _not_found(exc) from exc
-    return {"user": name, "disabled": True}
+    return {"user": name, "disabled": disabled}
+
+
+@router.post("/users/{name}/disable")
+async def disable_user(name: str, engine: Engine, _admin: AllSitesAdmin) -> dict[str, Any]:
+    """Refuse the user's tokens and end their page sessions."""
+    return await _set_disabled(engine, name, True)
 
 
 @router.post("/users/{name}/enable")
 async def enable_user(name: str, engine: Engine, _admin: AllSitesAdmin) -> dict[str, Any]:
-    try:
-        await set_user_disabled_async(engine, name, False)
-    except AdminError as exc:
-        raise _not_found(exc) from exc
-    return {"user": name, "disabled": False}
+    return await _set_disabled(engine, name, False)
 
 
 @router.delete("/users/{name}/tokens")
