@@ -43,8 +43,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("web_sessions") as batch:
-        batch.drop_column("token_hash")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("disabled_at")
-        batch.drop_column("sites")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35): a batch rebuild of ``users`` would drop a
+    # table that ``tokens`` and ``web_sessions`` reference.
+    op.drop_column("web_sessions", "token_hash")
+    op.drop_column("users", "disabled_at")
+    op.drop_column("users", "sites")
