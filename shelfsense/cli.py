@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shelfsense.config import ConfigError, Settings, effective_config, load_settings, require_edge_token
-from shelfsense.redact import install_log_masking
+from shelfsense.redact import install_log_masking, mask_text
 
 T = TypeVar("T")
 
@@ -485,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ConfigError as exc:
-        print(f"shelfsense: {exc}", file=sys.stderr)
+        print(f"shelfsense: {mask_text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -135,11 +135,25 @@ def mask_data(value: Any) -> Any:
     return value
 
 
+def _mask_arg(arg: Any) -> Any:
+    return arg if isinstance(arg, int | float) else mask_text(str(arg))
+
+
 def _mask_record(record: logging.LogRecord) -> None:
     message = record.getMessage()
     masked = mask_text(message)
-    if masked != message:
-        record.msg, record.args = masked, None
+    if masked == message:
+        return
+    # Keep the record's shape (msg + args) where possible: some formatters read the args (uvicorn's
+    # access log unpacks them). Fall back to the whole masked message.
+    if isinstance(record.args, tuple) and isinstance(record.msg, str):
+        record.msg, record.args = mask_text(record.msg), tuple(_mask_arg(a) for a in record.args)
+        try:
+            if mask_text(record.getMessage()) == record.getMessage():
+                return
+        except (TypeError, ValueError):  # e.g. %d of an argument that had to become text
+            pass
+    record.msg, record.args = masked, None
     if record.exc_info and not record.exc_text:
         record.exc_text = mask_text(logging.Formatter().formatException(record.exc_info))
     if record.stack_info:

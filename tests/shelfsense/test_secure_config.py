@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,21 @@ def test_config_check_masks_urls_and_database_password(tmp_path: Path) -> None:
     for secret in ("db-password-42", "ding-token-42", "feishu-pass-42"):
         assert secret not in result.stdout + result.stderr
         assert secret not in str(effective_config(load_settings(path)))
+
+
+def test_log_records_are_masked_keeping_their_arguments(caplog: pytest.LogCaptureFixture) -> None:
+    from shelfsense.redact import install_log_masking, register_secrets
+
+    install_log_masking()
+    register_secrets(["registered-secret-42"])
+    log = logging.getLogger("test.redact")
+    with caplog.at_level(logging.INFO):
+        log.info("POST %s %d", "https://h/x?access_token=tok-77&a=1", 200)
+        log.info("value %s", "registered-secret-42")
+        log.info("split %s%s", "registered-", "secret-42")  # only the whole message shows it
+    first, second, third = caplog.records
+    assert first.args == ("https://h/x?access_token=***&a=1", 200)  # formatters reading args still work
+    assert first.getMessage() == "POST https://h/x?access_token=***&a=1 200"
+    assert second.getMessage() == "value ***"
+    assert third.getMessage() == "split ***"
+    assert "tok-77" not in caplog.text and "registered-secret-42" not in caplog.text
