@@ -152,12 +152,17 @@ CurrentEdge = Annotated[EdgePrincipal, Depends(current_edge)]
 CurrentUser = Annotated[UserPrincipal, Depends(current_user)]
 
 
-def require_role(role: Role) -> Callable[[UserPrincipal], Coroutine[Any, Any, UserPrincipal]]:
-    """A dependency that admits users whose role is ``role`` or higher."""
+def require_role(
+    role: Role, *, every_site: bool = False
+) -> Callable[[UserPrincipal], Coroutine[Any, Any, UserPrincipal]]:
+    """A dependency that admits users whose role is ``role`` or higher (and, with ``every_site``,
+    who hold every site: operations spanning sites, see cloud.api.sites)."""
 
     async def check(user: CurrentUser) -> UserPrincipal:
         if user.role < role:
             raise ApiError(403, "forbidden", f"this endpoint needs the {role.name} role")
+        if every_site and user.sites is not None:
+            raise ApiError(403, "forbidden", "this endpoint needs a user of all sites")
         return user
 
     return check

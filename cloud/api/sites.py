@@ -9,7 +9,7 @@ are checked route by route in tests/cloud/test_site_scoping.py):
 - one object (an alert, a proposal, a stocktake run, a location, an edge) is looked up and then
   :func:`check_site` answers 404 for another site's object, the same answer as for a missing one;
 - cross-site operations (global master data, imports, exports, the planner over every site, user
-  administration) need a user of every site (:data:`AllSitesAdmin`), else 403.
+  administration) need a user of every site (:data:`AllSitesAdmin`, :func:`all_sites`), else 403.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import Depends
 from sqlalchemy import ColumnElement, and_, true
 
-from cloud.api.deps import CurrentUser, UserPrincipal, require_role
+from cloud.api.deps import UserPrincipal, require_role
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
 
@@ -60,21 +60,9 @@ def check_site(user: UserPrincipal, site_id: str | None, what: str) -> None:
         raise ApiError(404, "not_found", f"{what} does not exist")
 
 
-def require_all_sites(user: UserPrincipal) -> None:
-    if user.sites is not None:
-        raise ApiError(403, "forbidden", "this endpoint needs a user of all sites")
-
-
-def all_sites(role: Role) -> Callable[[CurrentUser], Coroutine[Any, Any, UserPrincipal]]:
+def all_sites(role: Role) -> Callable[[UserPrincipal], Coroutine[Any, Any, UserPrincipal]]:
     """A dependency admitting users of ``role`` or higher who hold every site."""
-    check_role = require_role(role)
-
-    async def check(user: CurrentUser) -> UserPrincipal:
-        await check_role(user)
-        require_all_sites(user)
-        return user
-
-    return check
+    return require_role(role, every_site=True)
 
 
 AllSitesAdmin = Annotated[UserPrincipal, Depends(all_sites(Role.admin))]
@@ -86,7 +74,6 @@ __all__ = [
     "all_sites",
     "check_site",
     "one_site",
-    "require_all_sites",
     "sees",
     "site_clause",
 ]

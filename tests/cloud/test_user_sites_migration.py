@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from alembic import command
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import inspect, text
+from test_coldchain_migration import alembic_to
 
 from cloud.api.deps import bearer_user
 from cloud.core import db
-from cloud.core.migrate import alembic_config, head_revision, upgrade_to_head
+from cloud.core.migrate import head_revision, upgrade_to_head
 from cloud.core.security import Role, hash_token
 from cloud.web import sessions
 
@@ -19,18 +19,11 @@ TOKEN = "ssu_token-from-before-0011-abcdef"
 SESSION = "ssw_session-from-before-0011-abcdef"
 
 
-def _to(revision: str, down: bool = False) -> object:
-    def run(conn: Connection) -> None:
-        (command.downgrade if down else command.upgrade)(alembic_config(conn), revision)
-
-    return run
-
-
 async def test_existing_users_keep_every_site_and_their_sessions(db_url: str) -> None:
     engine = db.create_engine(db_url)
     try:
         async with db.write_transaction(engine) as conn:
-            await conn.run_sync(_to("0008"))
+            await conn.run_sync(alembic_to("0008"))
             await conn.execute(
                 text("INSERT INTO users (name, role, created_at) VALUES ('old', 'admin', :t)"), {"t": T}
             )
@@ -58,7 +51,7 @@ async def test_existing_users_keep_every_site_and_their_sessions(db_url: str) ->
         session_user = await sessions.session_user(engine, SESSION)
         assert session_user is not None and session_user.sites is None
         async with db.write_transaction(engine) as conn:  # and back down
-            await conn.run_sync(_to("0008", down=True))
+            await conn.run_sync(alembic_to("0008", down=True))
             columns = [c["name"] for c in await conn.run_sync(lambda c: inspect(c).get_columns("users"))]
         assert "sites" not in columns and "disabled_at" not in columns
     finally:
