@@ -66,11 +66,9 @@ def all_sites(role: Role) -> Callable[[UserPrincipal], Coroutine[Any, Any, UserP
 
 
 AllSitesAdmin = Annotated[UserPrincipal, Depends(all_sites(Role.admin))]
-AllSitesOperator = Annotated[UserPrincipal, Depends(all_sites(Role.operator))]
 
 __all__ = [
     "AllSitesAdmin",
-    "AllSitesOperator",
     "all_sites",
     "check_site",
     "one_site",
