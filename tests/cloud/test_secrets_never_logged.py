@@ -6,6 +6,7 @@ echoes its URL, all logs captured at DEBUG, then grepped for every secret."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import subprocess
@@ -190,9 +191,90 @@ async def test_no_secret_in_logs_delivery_records_or_config_check(
         "delivery records": json.dumps(records),
         "config check": check.stdout + check.stderr,
     }
-    for where, text in everything.items():
-        for name, secret in {**SECRETS, "edge_token": edge_token, "user_token": user_token}.items():
+    assert_no_secret(everything, edge_token, user_token)
+
+
+def assert_no_secret(texts: dict[str, str], *tokens: str) -> None:
+    for where, text in texts.items():
+        for name, secret in {**SECRETS, **{f"token {i}": t for i, t in enumerate(tokens)}}.items():
             assert secret not in text, f"{name} found in {where}"
+
+
+@pytest.mark.postgres
+async def test_cloud_serve_process_at_debug_logs_no_secret(
+    tmp_path: Path, pg_url: str, robot: str, smtp_port: int, mosquitto_broker: MosquittoProcess
+) -> None:
+    """The same flow against ``shelfsense -v cloud serve`` (a real process, its own logging set-up,
+    uvicorn's access log); everything it writes is grepped."""
+    with webhook_receiver(SECRETS["hook_secret"]) as receiver:
+        path = tmp_path / "cloud.toml"
+        path.write_text(config_toml(pg_url, robot, receiver.url("/hook"), smtp_port, mosquitto_broker))
+        admin = [sys.executable, "-m", "shelfsense", "cloud", "admin"]
+        made = [
+            subprocess.run([*admin, *args, "--config", str(path)], capture_output=True, text=True, timeout=60)
+            for args in (["create-edge", "site-7", "edge-7"], ["create-user", "vera"])
+        ]
+        edge_token, user_token = (json.loads(m.stdout)["token"] for m in made)
+        port = free_port()
+        log_path = tmp_path / "cloud.log"
+        with log_path.open("wb") as log_file:
+            server = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "shelfsense",
+                    "-v",
+                    "cloud",
+                    "serve",
+                    "--config",
+                    str(path),
+                    "--port",
+                    str(port),
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                shown = await deliveries_over_http(f"http://127.0.0.1:{port}", edge_token, user_token)
+            finally:
+                server.terminate()
+                server.wait(30)
+    logs = log_path.read_text()
+    assert "HTTP Request: POST" in logs and "/api/v1/edges/edge-7/batches" in logs  # httpx and access log
+    assert sorted(d["channel"] for d in shown) == ["bus", "ding", "echo", "hook", "lark", "mail", "wecom"]
+    assert_no_secret(
+        {"cloud serve output": logs, "delivery records": json.dumps(shown)}, edge_token, user_token
+    )
+
+
+async def deliveries_over_http(base: str, edge_token: str, user_token: str) -> list[dict[str, Any]]:
+    """Wait for the server, send one reading above the limit, wait until every channel reported."""
+    user = {"Authorization": f"Bearer {user_token}"}
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        deadline = asyncio.get_running_loop().time() + 120
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+            assert asyncio.get_running_loop().time() < deadline, "cloud serve did not become ready"
+            await asyncio.sleep(0.2)
+        response = await client.post(
+            "/api/v1/edges/edge-7/batches",
+            json=batch("edge-7", [(1, reading(0, 9.5))]),
+            headers={"Authorization": f"Bearer {edge_token}"},
+        )
+        assert response.status_code == 200, response.text
+        deadline = asyncio.get_running_loop().time() + 120
+        while True:
+            alerts = (await client.get("/api/v1/alerts", headers=user)).json()["items"]
+            if alerts:
+                shown = (
+                    await client.get(f"/api/v1/alerts/{alerts[0]['id']}/deliveries", headers=user)
+                ).json()
+                if len(shown) >= 7:
+                    return list(shown)
+            assert asyncio.get_running_loop().time() < deadline, "deliveries did not complete"
+            await asyncio.sleep(0.2)
 
 
 async def run_alert_flow(path: Path) -> tuple[list[dict[str, Any]], str, str]:
