@@ -1,4 +1,4 @@
-"""Administrative operations: register edges and users, issue and revoke tokens.
+"""Administrative operations: register edges and users, issue and revoke tokens, disable users.
 
 Each operation has an async variant taking an engine (for code already in an event loop, e.g. the
 demo) and a sync wrapper taking a database URL (for the CLI). Tokens are returned once and only
@@ -10,19 +10,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.core import db
 from cloud.core.errors import AdminError
-from cloud.core.security import EDGE_TOKEN_PREFIX, USER_TOKEN_PREFIX, Role, hash_token, new_token
+from cloud.core.security import (
+    EDGE_TOKEN_PREFIX,
+    USER_TOKEN_PREFIX,
+    Role,
+    format_sites,
+    hash_token,
+    new_token,
+    parse_sites,
+)
+from cloud.web.tables import web_sessions
 from shelfsense.contract import IDENT_PATTERN
 
 T = TypeVar("T")
 MIN_TOKEN_LENGTH = 16
+ALL_SITES = "*"  # in a list of sites: every site, now and later
 
 
 def _check_ident(what: str, value: str) -> None:
@@ -80,27 +90,98 @@ async def create_edge_async(
     return name, token
 
 
-async def create_user_async(engine: AsyncEngine, name: str, role: str, *, token: str | None = None) -> str:
-    """Create user ``name`` (or change its role) and return a new token for it."""
+def _sites_column(sites: Sequence[str]) -> str | None:
+    """``users.sites`` for a list of site ids, or NULL (every site) for ``["*"]``."""
+    if list(sites) == [ALL_SITES]:
+        return None
+    if not sites:
+        raise AdminError(f"give at least one site (or {ALL_SITES!r} for every site)")
+    for site in sites:
+        _check_ident("site_id", site)
+    return format_sites(sites)
+
+
+async def create_user_async(
+    engine: AsyncEngine,
+    name: str,
+    role: str,
+    *,
+    token: str | None = None,
+    sites: Sequence[str] | None = None,
+) -> str:
+    """Create user ``name`` (or change its role) and return a new token for it.
+
+    ``sites``: the sites the user may see and act on (``["*"]``: every site). A new user without
+    ``sites`` gets every site; an existing user keeps theirs unless ``sites`` is given.
+    """
     _check_ident("user name", name)
     if role not in Role.__members__:
         raise AdminError(f"role {role!r} is not one of {', '.join(Role.__members__)}")
     if token is not None:
         _check_token(token)
+    values: dict[str, Any] = {"role": role}
+    if sites is not None:
+        values["sites"] = _sites_column(sites)
     token = token or new_token(USER_TOKEN_PREFIX)
     await db.create_all(engine)
     async with _write(engine) as conn:
         existing = await conn.scalar(select(db.users.c.name).where(db.users.c.name == name))
         if existing is None:
-            await conn.execute(db.users.insert().values(name=name, role=role, created_at=db.utcnow()))
+            await conn.execute(db.users.insert().values(name=name, created_at=db.utcnow(), **values))
         else:
-            await conn.execute(update(db.users).where(db.users.c.name == name).values(role=role))
+            await conn.execute(update(db.users).where(db.users.c.name == name).values(**values))
         await conn.execute(
             db.tokens.insert().values(
                 token_hash=hash_token(token), kind="user", user_name=name, created_at=db.utcnow()
             )
         )
     return token
+
+
+async def list_users_async(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Every user: name, role, sites (None: every site), disabled, live token count."""
+    u, t = db.users, db.tokens
+    live = select(func.count()).where(t.c.user_name == u.c.name, t.c.revoked_at.is_(None)).scalar_subquery()
+    query = select(u.c.name, u.c.role, u.c.sites, u.c.disabled_at, live.label("tokens")).order_by(u.c.name)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [
+        {
+            "name": r["name"],
+            "role": r["role"],
+            "sites": None if r["sites"] is None else sorted(parse_sites(r["sites"]) or ()),
+            "disabled": r["disabled_at"] is not None,
+            "tokens": int(r["tokens"]),
+        }
+        for r in rows
+    ]
+
+
+async def set_user_disabled_async(engine: AsyncEngine, name: str, disabled: bool) -> None:
+    """Disable (tokens refused, page sessions ended) or enable again a user."""
+    async with _write(engine) as conn:
+        result = await conn.execute(
+            update(db.users)
+            .where(db.users.c.name == name)
+            .values(disabled_at=db.utcnow() if disabled else None)
+        )
+        if result.rowcount == 0:
+            raise AdminError(f"no user {name!r}")
+        if disabled:
+            await conn.execute(delete(web_sessions).where(web_sessions.c.user_name == name))
+
+
+async def revoke_user_tokens_async(engine: AsyncEngine, name: str) -> int:
+    """Revoke every live token of a user (their sessions started from them end too)."""
+    async with _write(engine) as conn:
+        if await conn.scalar(select(db.users.c.name).where(db.users.c.name == name)) is None:
+            raise AdminError(f"no user {name!r}")
+        result = await conn.execute(
+            update(db.tokens)
+            .where(db.tokens.c.user_name == name, db.tokens.c.revoked_at.is_(None))
+            .values(revoked_at=db.utcnow())
+        )
+    return result.rowcount
 
 
 async def revoke_token_async(engine: AsyncEngine, token: str) -> bool:
@@ -140,8 +221,18 @@ def create_edge(db_url: str, site_id: str, name: str, *, token: str | None = Non
     return _run(db_url, lambda engine: create_edge_async(engine, site_id, name, token=token))
 
 
-def create_user(db_url: str, name: str, role: str, *, token: str | None = None) -> str:
-    return _run(db_url, lambda engine: create_user_async(engine, name, role, token=token))
+def create_user(
+    db_url: str, name: str, role: str, *, token: str | None = None, sites: Sequence[str] | None = None
+) -> str:
+    return _run(db_url, lambda engine: create_user_async(engine, name, role, token=token, sites=sites))
+
+
+def set_user_disabled(db_url: str, name: str, disabled: bool) -> None:
+    _run(db_url, lambda engine: set_user_disabled_async(engine, name, disabled))
+
+
+def revoke_user_tokens(db_url: str, name: str) -> int:
+    return _run(db_url, lambda engine: revoke_user_tokens_async(engine, name))
 
 
 def revoke_token(db_url: str, token: str) -> bool:
@@ -153,12 +244,18 @@ def revoke_edge_tokens(db_url: str, edge_id: str) -> int:
 
 
 __all__ = [
+    "ALL_SITES",
     "create_edge",
     "create_edge_async",
     "create_user",
     "create_user_async",
+    "list_users_async",
     "revoke_edge_tokens",
     "revoke_edge_tokens_async",
     "revoke_token",
     "revoke_token_async",
+    "revoke_user_tokens",
+    "revoke_user_tokens_async",
+    "set_user_disabled",
+    "set_user_disabled_async",
 ]

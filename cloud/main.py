@@ -30,6 +30,7 @@ from cloud.api.routes import (
     stock,
     stocktakes,
     summary,
+    users,
 )
 from cloud.core import db
 from cloud.core.config import zone_limits
@@ -45,6 +46,7 @@ from cloud.web import install as web_install
 from cloud.whatif import routes as whatif_routes
 from shelfsense.config import Settings
 from shelfsense.process import tune_gc
+from shelfsense.redact import install_log_masking, register_settings_secrets
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ def create_app(
     """The application; the lifespan migrates the database to head, runs the shared stocktake job
     (``stocktake``; default every 300 s) and disposes the engine at the end."""
     stocktake_options = stocktake or StocktakeOptions()
+    register_settings_secrets(settings)  # masked in every log line and delivery record
+    install_log_masking()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,6 +139,7 @@ def create_app(
     for module in (proposals, kpis, epcis):  # restocking (issue 7)
         app.include_router(module.router)
     app.include_router(whatif_routes.router)  # what-if simulation (issue 17)
+    app.include_router(users.router)  # user administration (issue 12)
     web_install(app)  # the operator page (/ui/) and its session login
     return app
 

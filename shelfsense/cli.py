@@ -13,9 +13,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from shelfsense.config import ConfigError, Settings, effective_config, load_settings
+from shelfsense.config import ConfigError, Settings, effective_config, load_settings, require_edge_token
+from shelfsense.redact import install_log_masking, mask_text
+
+T = TypeVar("T")
 
 EXIT_USAGE = 2
 
@@ -79,12 +82,47 @@ def cmd_cloud_create_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_call(operation: Callable[[], T]) -> T:
+    """Run an admin operation; its refusals (AdminError) become a usage error naming the problem."""
+    from cloud.core.errors import AdminError
+
+    try:
+        return operation()
+    except AdminError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def cmd_cloud_create_user(args: argparse.Namespace) -> int:
     from cloud.admin import create_user
 
     settings = _settings_from(args, **_cloud_overrides(args))
-    token = create_user(settings.cloud.db_url, args.name, args.role)
-    print(json.dumps({"user": args.name, "role": args.role, "token": token}))
+    sites = args.sites.split(",") if args.sites is not None else None
+    token = _admin_call(lambda: create_user(settings.cloud.db_url, args.name, args.role, sites=sites))
+    print(json.dumps({"user": args.name, "role": args.role, "sites": sites, "token": token}))
+    return 0
+
+
+def cmd_cloud_revoke_token(args: argparse.Namespace) -> int:
+    from cloud.admin import revoke_token, revoke_user_tokens
+
+    settings = _settings_from(args, **_cloud_overrides(args))
+    if args.user is not None:
+        revoked = _admin_call(lambda: revoke_user_tokens(settings.cloud.db_url, args.user))
+        print(json.dumps({"user": args.user, "revoked": revoked}))
+        return 0
+    # Read from stdin, never from argv: command lines end up in shell history and `ps`.
+    token = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass("token: ").strip()
+    found = revoke_token(settings.cloud.db_url, token)
+    print(json.dumps({"revoked": found}))
+    return 0 if found else 1
+
+
+def cmd_cloud_set_disabled(args: argparse.Namespace) -> int:
+    from cloud.admin import set_user_disabled
+
+    settings = _settings_from(args, **_cloud_overrides(args))
+    _admin_call(lambda: set_user_disabled(settings.cloud.db_url, args.name, args.disabled))
+    print(json.dumps({"user": args.name, "disabled": args.disabled}))
     return 0
 
 
@@ -209,7 +247,9 @@ def cmd_edge_backup(args: argparse.Namespace) -> int:
 def cmd_edge_run(args: argparse.Namespace) -> int:
     from edge.agent import run_edge
 
-    return run_edge(_settings_from(args))
+    settings = _settings_from(args)
+    require_edge_token(settings)
+    return run_edge(settings)
 
 
 def cmd_edge_status(args: argparse.Namespace) -> int:
@@ -415,8 +455,27 @@ def build_parser() -> argparse.ArgumentParser:
     create_user = admin.add_parser("create-user", help="create an API user token; prints it once")
     create_user.add_argument("name")
     create_user.add_argument("--role", choices=["viewer", "operator", "admin"], default="viewer")
+    create_user.add_argument(
+        "--sites",
+        help="comma-separated sites the user may see and act on, or '*' for every site "
+        "(default: every site for a new user, unchanged for an existing one)",
+    )
     _add_cloud_flags(create_user)
     create_user.set_defaults(handler=cmd_cloud_create_user)
+    revoke = admin.add_parser(
+        "revoke-token", help="revoke one token (read from stdin) or, with --user, every token of a user"
+    )
+    revoke.add_argument("--user", help="revoke every token of this user")
+    _add_cloud_flags(revoke)
+    revoke.set_defaults(handler=cmd_cloud_revoke_token)
+    for command, disabled, text in (
+        ("disable-user", True, "disable a user: tokens refused, page sessions ended"),
+        ("enable-user", False, "enable a disabled user again"),
+    ):
+        toggle = admin.add_parser(command, help=text)
+        toggle.add_argument("name")
+        _add_cloud_flags(toggle)
+        toggle.set_defaults(handler=cmd_cloud_set_disabled, disabled=disabled)
     set_password = admin.add_parser(
         "set-password", help="set a user's operator-page password (read from stdin)"
     )
@@ -480,6 +539,7 @@ def _add_optional_commands(commands: argparse._SubParsersAction[argparse.Argumen
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    install_log_masking()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -489,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ConfigError as exc:
-        print(f"shelfsense: {exc}", file=sys.stderr)
+        print(f"shelfsense: {mask_text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

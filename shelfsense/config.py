@@ -4,8 +4,10 @@ Settings are built by :func:`load_settings` (a factory, never at import). Preced
 keyword overrides given to the factory (command-line flags), ``SHELFSENSE_*`` environment variables
 (nested with ``__``, e.g. ``SHELFSENSE_CLOUD__PORT=9000``), the TOML file, then defaults.
 
-Insecure settings (plain HTTP to a non-loopback cloud, the demo token, no MQTT password on a
-non-loopback broker) are refused unless ``demo = true``.
+Insecure settings (plain HTTP or WebSocket to a non-loopback cloud, webhook or broker; the demo
+token; short signing secrets; an SMTP password sent without TLS; session cookies never Secure) are
+refused unless ``demo = true`` (see :func:`insecure_settings`). Secrets are masked in every printout
+and log line by :mod:`shelfsense.redact`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from shelfsense.redact import mask_data, register_settings_secrets
+
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
 DEMO_EDGE_TOKEN_PREFIX = "demo-"
+# Shortest HMAC signing secret accepted outside demo mode (a short one can be guessed offline from
+# one signed message).
+MIN_SIGNING_SECRET_LENGTH = 16
 
 
 class ConfigError(ValueError):
@@ -497,14 +504,29 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-def insecure_settings(settings: Settings) -> list[str]:
-    """Settings that are fine for a demo on one machine and dangerous anywhere else."""
+def _plain_to_remote(url: str, secure_scheme: str = "https") -> bool:
+    """True when ``url`` is not ``secure_scheme`` and does not stay on this machine."""
+    return urlsplit(url).scheme != secure_scheme and not _is_loopback(url)
+
+
+def _secret_value(secret: SecretStr | None) -> str:
+    return secret.get_secret_value() if secret is not None else ""
+
+
+def _short_secret(key: str, secret: SecretStr | None) -> list[str]:
+    value = _secret_value(secret)
+    if value and len(value) < MIN_SIGNING_SECRET_LENGTH:
+        return [f"{key} is shorter than {MIN_SIGNING_SECRET_LENGTH} characters"]
+    return []
+
+
+def _edge_problems(edge: EdgeSettings) -> list[str]:
     problems: list[str] = []
-    edge = settings.edge
-    if urlsplit(edge.cloud_url).scheme == "http" and not _is_loopback(edge.cloud_url):
-        problems.append("edge.cloud_url uses plain http to a non-loopback host (use https)")
-    token = edge.token.get_secret_value() if edge.token else ""
-    if token.startswith(DEMO_EDGE_TOKEN_PREFIX):
+    if _plain_to_remote(edge.cloud_url):
+        problems.append(
+            "edge.cloud_url is not https:// to a non-loopback host (the token would travel in clear)"
+        )
+    if _secret_value(edge.token).startswith(DEMO_EDGE_TOKEN_PREFIX):
         problems.append("edge.token is a demo token")
     mqtt = edge.mqtt
     if mqtt is not None and not _is_loopback(mqtt.url):
@@ -513,6 +535,51 @@ def insecure_settings(settings: Settings) -> list[str]:
         if mqtt.password is None:
             problems.append("edge.mqtt has no password for a non-loopback broker")
     return problems
+
+
+def _channel_problems(key: str, channel: ChannelSettings) -> list[str]:
+    if isinstance(channel, SmtpChannelSettings):
+        remote = not _is_loopback(f"smtp://{channel.host}")
+        if channel.password is not None and not channel.starttls and remote:
+            return [f"{key}.password would be sent without TLS (set starttls = true)"]
+        return []
+    if isinstance(channel, MqttChannelSettings):
+        if _plain_to_remote(channel.url, "mqtts"):
+            return [f"{key}.url is not mqtts:// for a non-loopback broker"]
+        return []
+    url = _secret_value(channel.url) if isinstance(channel.url, SecretStr) else channel.url
+    problems = [f"{key}.url is not https:// to a non-loopback host"] if _plain_to_remote(url) else []
+    if not isinstance(channel, WeComChannelSettings):
+        problems += _short_secret(f"{key}.secret", channel.secret)
+    return problems
+
+
+def _cloud_problems(cloud: CloudSettings) -> list[str]:
+    problems: list[str] = []
+    for index, channel in enumerate(cloud.coldchain.channels):
+        problems += _channel_problems(f"cloud.coldchain.channels.{index}", channel)
+    replenish = cloud.replenish
+    if replenish.webhook_url and _plain_to_remote(replenish.webhook_url):
+        problems.append("cloud.replenish.webhook_url is not https:// to a non-loopback host")
+    problems += _short_secret("cloud.replenish.webhook_secret", replenish.webhook_secret)
+    if cloud.web.secure_cookies == "never":
+        problems.append('cloud.web.secure_cookies = "never" (session cookies could travel in clear)')
+    influx = cloud.influx
+    if influx is not None and (influx.password or influx.token) and _plain_to_remote(influx.url):
+        problems.append("cloud.influx.url is not https:// to a non-loopback host (credentials in clear)")
+    return problems
+
+
+def insecure_settings(settings: Settings) -> list[str]:
+    """Settings that are fine for a demo on one machine and dangerous anywhere else, each naming
+    its key."""
+    return _edge_problems(settings.edge) + _cloud_problems(settings.cloud)
+
+
+def require_edge_token(settings: Settings) -> None:
+    """An edge without a token cannot authenticate: refuse to start one outside demo mode."""
+    if settings.edge.token is None and not settings.demo:
+        raise ConfigError("edge.token is not set (create one with `shelfsense cloud admin create-edge`)")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -562,12 +629,17 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """
     file_data: dict[str, Any] = read_toml(path) if path is not None else {}
     try:
-        return _settings_class_for(file_data)(**overrides)
+        settings = _settings_class_for(file_data)(**overrides)
     except ValidationError as exc:
         source = f"{path}: " if path is not None else ""
         raise ConfigError(f"{source}invalid configuration\n{describe_validation_error(exc)}") from exc
+    register_settings_secrets(settings)
+    return settings
 
 
 def effective_config(settings: Settings) -> dict[str, Any]:
-    """The settings as plain data with secrets masked, for `shelfsense config check`."""
-    return settings.model_dump(mode="json")
+    """The settings as plain data with secrets masked, for `shelfsense config check`: ``SecretStr``
+    values, passwords inside URLs (the database's too) and credential query values (DingTalk's
+    ``access_token``, WeCom's ``key``)."""
+    register_settings_secrets(settings)
+    return dict(mask_data(settings.model_dump(mode="json")))

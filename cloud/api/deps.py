@@ -15,7 +15,7 @@ from cloud.core import db
 from cloud.core.config import ZoneKey
 from cloud.core.errors import ApiError
 from cloud.core.metrics import Metrics
-from cloud.core.security import Role, hash_token, parse_bearer
+from cloud.core.security import Role, hash_token, parse_bearer, parse_sites
 from shelfsense.config import Settings, ZoneLimits
 
 BEARER = {"WWW-Authenticate": "Bearer"}
@@ -64,6 +64,7 @@ class EdgePrincipal:
 class UserPrincipal:
     name: str
     role: Role
+    sites: frozenset[str] | None = None  # None: every site (see cloud.api.sites)
 
 
 # Built once (every request runs it): constructing the join and its cache key costs more Python
@@ -76,6 +77,8 @@ _TOKEN_QUERY = (
         db.edges.c.site_id,
         db.tokens.c.user_name,
         db.users.c.role,
+        db.users.c.sites,
+        db.users.c.disabled_at,
     )
     .select_from(
         db.tokens.outerjoin(db.edges, db.edges.c.edge_id == db.tokens.c.edge_id).outerjoin(
@@ -86,7 +89,9 @@ _TOKEN_QUERY = (
 )
 
 
-async def _token_row(engine: AsyncEngine, authorization: str | None) -> Row[Any, Any, Any, Any, Any, Any]:
+async def _token_row(
+    engine: AsyncEngine, authorization: str | None
+) -> Row[Any, Any, Any, Any, Any, Any, Any, Any]:
     token = parse_bearer(authorization)
     if token is None:
         raise ApiError(401, "unauthenticated", "missing bearer token", headers=BEARER)
@@ -122,7 +127,10 @@ async def bearer_user(engine: AsyncEngine, authorization: str | None) -> UserPri
     row = await _token_row(engine, authorization)
     if row.kind != "user" or row.role is None:
         raise ApiError(403, "forbidden", "this endpoint needs a user token")
-    return UserPrincipal(name=row.user_name, role=Role[row.role])
+    if row.disabled_at is not None:
+        # The same answer as a revoked token: a disabled user's tokens are dead.
+        raise ApiError(401, "unauthenticated", "invalid or revoked token", headers=BEARER)
+    return UserPrincipal(name=row.user_name, role=Role[row.role], sites=parse_sites(row.sites))
 
 
 async def current_user(
@@ -144,12 +152,17 @@ CurrentEdge = Annotated[EdgePrincipal, Depends(current_edge)]
 CurrentUser = Annotated[UserPrincipal, Depends(current_user)]
 
 
-def require_role(role: Role) -> Callable[[UserPrincipal], Coroutine[Any, Any, UserPrincipal]]:
-    """A dependency that admits users whose role is ``role`` or higher."""
+def require_role(
+    role: Role, *, every_site: bool = False
+) -> Callable[[UserPrincipal], Coroutine[Any, Any, UserPrincipal]]:
+    """A dependency that admits users whose role is ``role`` or higher (and, with ``every_site``,
+    who hold every site: operations spanning sites, see cloud.api.sites)."""
 
     async def check(user: CurrentUser) -> UserPrincipal:
         if user.role < role:
             raise ApiError(403, "forbidden", f"this endpoint needs the {role.name} role")
+        if every_site and user.sites is not None:
+            raise ApiError(403, "forbidden", "this endpoint needs a user of all sites")
         return user
 
     return check

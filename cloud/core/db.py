@@ -119,12 +119,16 @@ edge_incarnations = Table(
     Column("started_at", UtcDateTime, nullable=False),
 )
 
+# ``sites``: the sites a user may see and act on, comma-separated; NULL means every site (what users
+# made before migration 0011 got). A disabled user (``disabled_at`` set) is refused everywhere.
 users = Table(
     "users",
     metadata,
     Column("name", ID, primary_key=True),
     Column("role", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("sites", Text),
+    Column("disabled_at", UtcDateTime),
 )
 
 # Only the SHA-256 of a token is stored; ``kind`` says whether it belongs to an edge or a user.

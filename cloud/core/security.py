@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from enum import IntEnum
 
 EDGE_TOKEN_PREFIX = "sse_"
@@ -21,6 +22,21 @@ class Role(IntEnum):
     viewer = 1
     operator = 2
     admin = 3
+
+
+SITES_SEPARATOR = ","
+
+
+def parse_sites(value: str | None) -> frozenset[str] | None:
+    """The stored ``users.sites`` column as a set; None (every site) for NULL."""
+    if value is None:
+        return None
+    return frozenset(s for s in value.split(SITES_SEPARATOR) if s)
+
+
+def format_sites(sites: Iterable[str] | None) -> str | None:
+    """``users.sites`` for a set of sites; None (NULL) means every site."""
+    return None if sites is None else SITES_SEPARATOR.join(sorted(set(sites)))
 
 
 def new_token(prefix: str) -> str:
@@ -42,4 +58,13 @@ def parse_bearer(authorization: str | None) -> str | None:
     return value
 
 
-__all__ = ["EDGE_TOKEN_PREFIX", "USER_TOKEN_PREFIX", "Role", "hash_token", "new_token", "parse_bearer"]
+__all__ = [
+    "EDGE_TOKEN_PREFIX",
+    "USER_TOKEN_PREFIX",
+    "Role",
+    "format_sites",
+    "hash_token",
+    "new_token",
+    "parse_bearer",
+    "parse_sites",
+]

@@ -9,6 +9,7 @@ a failed :class:`DeliveryResult`, after the channel's own retries, and are recor
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 import uuid
@@ -17,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
+
+from shelfsense.redact import mask_text
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -121,6 +124,13 @@ class DeliveryLog:
         self._sink = sink
 
     def record(self, result: DeliveryResult) -> None:
+        # Errors may quote a URL, an exception or a server's answer: mask credentials before keeping.
+        if result.error is not None or result.attempt_errors:
+            result = dataclasses.replace(
+                result,
+                error=None if result.error is None else mask_text(result.error),
+                attempt_errors=tuple(mask_text(e) for e in result.attempt_errors),
+            )
         self._records.append(result)
         if self._sink is not None:
             self._sink(result)

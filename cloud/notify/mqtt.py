@@ -25,6 +25,7 @@ from cloud.notify.base import (
     RetryPolicy,
     deliver_with_retries,
 )
+from shelfsense.redact import mask_url
 
 log = logging.getLogger(__name__)
 TOPIC_PREFIX = "shelfsense/alerts"
@@ -60,7 +61,7 @@ class MqttChannel:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ChannelConfigError(f"not an mqtt:// or mqtts:// URL: {url!r}")
+            raise ChannelConfigError(f"not an mqtt:// or mqtts:// URL: {mask_url(url)!r}")
         self.host, self.tls = parts.hostname, parts.scheme == "mqtts"
         self.port = parts.port or (8883 if self.tls else 1883)
         self.prefix, self.qos, self.timeout_s = prefix, qos, timeout_s

@@ -36,6 +36,7 @@ from cloud.notify.base import (
     RetryPolicy,
     deliver_with_retries,
 )
+from shelfsense.redact import mask_url
 
 SIGNATURE_HEADER = "X-ShelfSense-Signature"
 TIMESTAMP_HEADER = "X-ShelfSense-Timestamp"
@@ -81,7 +82,7 @@ def feishu_sign(secret: str, timestamp_s: str) -> str:
 def _check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ChannelConfigError(f"not an http(s) URL: {url!r}")
+        raise ChannelConfigError(f"not an http(s) URL: {mask_url(url)!r}")
     return url
 
 

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from cloud.api import deps
 from cloud.api.deps import DbConn, Engine, SettingsDep, UserPrincipal, ViewerUser
+from cloud.api.sites import site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.web import sessions
@@ -71,7 +72,7 @@ async def session_or_bearer_user(
     csrf = request.headers.get(CSRF_HEADER)
     if request.method not in SAFE_METHODS and not sessions.csrf_matches(token, csrf):
         raise ApiError(403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header")
-    return UserPrincipal(name=user.name, role=user.role)
+    return UserPrincipal(name=user.name, role=user.role, sites=user.sites)
 
 
 class _LoginLimiter:
@@ -144,7 +145,7 @@ async def login(request: Request, body: LoginBody, engine: Engine, settings: Set
         limiter.failed(client)
         raise ApiError(401, "login_failed", "wrong token, user name or password")
     lifetime = timedelta(hours=settings.cloud.web.session_hours)
-    token = await sessions.create_session(engine, user.name, lifetime)
+    token = await sessions.create_session(engine, user, lifetime)
     response = JSONResponse(_session_body(user.name, user.role.name, token))
     secure = _secure(request, settings)
     response.set_cookie(
@@ -190,7 +191,7 @@ async def session_info(request: Request, engine: Engine) -> dict[str, str]:
 @router.get("/web/api/sgtin")
 async def gtin_serial_to_epc(
     conn: DbConn,
-    _user: ViewerUser,
+    user: ViewerUser,
     gtin: Annotated[str, Query(pattern=r"^\d{8}$|^\d{12,14}$")],
     serial: Annotated[int, Query(ge=0, lt=2**38)],
     prefix_length: Annotated[int | None, Query(ge=6, le=12, description="GS1 company prefix digits")] = None,
@@ -207,8 +208,10 @@ async def gtin_serial_to_epc(
         candidates.append(encode_sgtin96(prefix, reference, serial))
     seen: set[str] = set()
     for table in (db.stock_items, db.items, db.tag_observations):
-        rows = await conn.execute(select(table.c.epc).where(table.c.epc.in_(candidates)).distinct())
-        seen.update(r[0] for r in rows)
+        query = select(table.c.epc).where(table.c.epc.in_(candidates))
+        if "site_id" in table.c:  # items are master data of every site; sightings are per site
+            query = query.where(site_clause(user, table.c.site_id))
+        seen.update(r[0] for r in await conn.execute(query.distinct()))
     known = [c for c in candidates if c in seen]
     return {"gtin": gtin14, "serial": serial, "candidates": candidates, "known": known}
 

@@ -5,6 +5,9 @@ CSRF token is derived from the cookie (SHA-256 over a fixed label and the cookie
 from ``GET /web/session`` (same-origin only) and sends it as ``X-CSRF-Token``; another site can
 neither read the HttpOnly cookie nor that response, so it cannot forge the header. Deriving it
 means nothing more to store, and logging out (deleting the row) invalidates both.
+
+A session lives no longer than what it stands on: a session started from an API token ends when
+that token is revoked, and every session of a disabled user ends (both checked on each request).
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core import db
 from cloud.core.errors import AdminError
-from cloud.core.security import Role, hash_token
+from cloud.core.security import Role, hash_token, parse_sites
 from cloud.web import passwords
 from cloud.web.tables import web_passwords, web_sessions
 
@@ -32,6 +36,17 @@ SESSION_PREFIX = "ssw_"
 class SessionUser:
     name: str
     role: Role
+    sites: frozenset[str] | None = None  # None: every site
+    token_hash: str | None = None  # the API token this login used, if any
+
+
+def _live_user(row: Any, token_hash: str | None = None) -> SessionUser | None:
+    """The user of a ``users`` row unless disabled or with an unknown role."""
+    if row is None or row.disabled_at is not None or row.role not in Role.__members__:
+        return None
+    return SessionUser(
+        name=row.name, role=Role[row.role], sites=parse_sites(row.sites), token_hash=token_hash
+    )
 
 
 def csrf_token(session_token: str) -> str:
@@ -42,33 +57,42 @@ def csrf_matches(session_token: str, presented: str | None) -> bool:
     return presented is not None and hmac.compare_digest(csrf_token(session_token), presented)
 
 
-async def create_session(engine: AsyncEngine, user_name: str, lifetime: timedelta) -> str:
-    """A new session for ``user_name``; returns the cookie value. Expired rows are swept here."""
+async def create_session(engine: AsyncEngine, user: SessionUser, lifetime: timedelta) -> str:
+    """A new session for ``user`` (bound to the API token it logged in with, if any); returns the
+    cookie value. Expired rows are swept here."""
     token = SESSION_PREFIX + secrets.token_urlsafe(32)
     now = db.utcnow()
     async with db.write_transaction(engine) as conn:
         await conn.execute(delete(web_sessions).where(web_sessions.c.expires_at < now))
         await conn.execute(
             web_sessions.insert().values(
-                session_hash=hash_token(token), user_name=user_name, created_at=now, expires_at=now + lifetime
+                session_hash=hash_token(token),
+                user_name=user.name,
+                created_at=now,
+                expires_at=now + lifetime,
+                token_hash=user.token_hash,
             )
         )
     return token
 
 
 async def session_user(engine: AsyncEngine, token: str) -> SessionUser | None:
-    """The live session's user (with the role as it is now), or None."""
-    s, u = web_sessions, db.users
+    """The live session's user (with the role and sites as they are now), or None when the session
+    expired, its user is disabled or the API token it started from was revoked."""
+    s, u, t = web_sessions, db.users, db.tokens
     query = (
-        select(u.c.name, u.c.role, s.c.expires_at)
-        .select_from(s.join(u, u.c.name == s.c.user_name))
-        .where(s.c.session_hash == hash_token(token))
+        select(u.c.name, u.c.role, u.c.sites, u.c.disabled_at, s.c.expires_at)
+        .select_from(s.join(u, u.c.name == s.c.user_name).outerjoin(t, t.c.token_hash == s.c.token_hash))
+        .where(
+            s.c.session_hash == hash_token(token),
+            or_(s.c.token_hash.is_(None), t.c.revoked_at.is_(None) & t.c.token_hash.is_not(None)),
+        )
     )
     async with engine.connect() as conn:
         row = (await conn.execute(query)).one_or_none()
-    if row is None or row.expires_at <= db.utcnow() or row.role not in Role.__members__:
+    if row is None or row.expires_at <= db.utcnow():
         return None
-    return SessionUser(name=row.name, role=Role[row.role])
+    return _live_user(row)
 
 
 async def end_session(engine: AsyncEngine, token: str) -> bool:
@@ -81,22 +105,27 @@ async def end_session(engine: AsyncEngine, token: str) -> bool:
 async def user_for_token(engine: AsyncEngine, token: str) -> SessionUser | None:
     """The user an API token belongs to (live user tokens only), for logging in with a token."""
     t, u = db.tokens, db.users
+    token_hash = hash_token(token)
     query = (
-        select(u.c.name, u.c.role)
+        select(u.c.name, u.c.role, u.c.sites, u.c.disabled_at)
         .select_from(t.join(u, u.c.name == t.c.user_name))
-        .where(t.c.token_hash == hash_token(token), t.c.kind == "user", t.c.revoked_at.is_(None))
+        .where(t.c.token_hash == token_hash, t.c.kind == "user", t.c.revoked_at.is_(None))
     )
     async with engine.connect() as conn:
         row = (await conn.execute(query)).one_or_none()
-    if row is None or row.role not in Role.__members__:
-        return None
-    return SessionUser(name=row.name, role=Role[row.role])
+    return _live_user(row, token_hash)
 
 
 async def user_for_password(engine: AsyncEngine, name: str, password: str) -> SessionUser | None:
     """The user if ``password`` is theirs. Unknown users cost one scrypt too (no timing oracle)."""
     query = (
-        select(db.users.c.name, db.users.c.role, web_passwords.c.password_hash)
+        select(
+            db.users.c.name,
+            db.users.c.role,
+            db.users.c.sites,
+            db.users.c.disabled_at,
+            web_passwords.c.password_hash,
+        )
         .select_from(db.users.join(web_passwords, web_passwords.c.user_name == db.users.c.name))
         .where(db.users.c.name == name)
     )
@@ -104,11 +133,12 @@ async def user_for_password(engine: AsyncEngine, name: str, password: str) -> Se
         row = (await conn.execute(query)).one_or_none()
     stored = row.password_hash if row is not None else passwords.DUMMY_HASH
     ok = await asyncio.to_thread(passwords.verify_password, password, stored)
-    if row is None or not ok or row.role not in Role.__members__:
+    user = _live_user(row) if ok else None
+    if user is None:
         return None
     if passwords.needs_rehash(stored):
-        await set_password_async(engine, row.name, password)
-    return SessionUser(name=row.name, role=Role[row.role])
+        await set_password_async(engine, user.name, password)
+    return user
 
 
 async def set_password_async(engine: AsyncEngine, name: str, password: str) -> None:

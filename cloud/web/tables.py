@@ -26,6 +26,9 @@ web_sessions = Table(
     Column("user_name", ID, ForeignKey("users.name"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    # The API token the session was started from (NULL: started with a password): the session ends
+    # when that token is revoked.
+    Column("token_hash", String(64)),
     Index("ix_web_sessions_expires", "expires_at"),
     Index("ix_web_sessions_user", "user_name"),
 )

@@ -12,16 +12,16 @@ import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from aiosmtpd.controller import Controller
 from conftest import batch, reading
+from robot_server import Received, robot_server
 from sqlalchemy import select
 
 from cloud.admin import create_edge_async
@@ -31,6 +31,9 @@ from cloud.notify import dingtalk_sign, feishu_sign
 from cloud.services.coldchain_runtime import runtime_of
 from shelfsense.config import CloudSettings, ColdChainSettings, Settings, ZoneLimits
 from shelfsense.services import MosquittoProcess, free_port
+
+DING_SECRET = "SECd-0123456789abcdef"
+FEISHU_SECRET = "fs-0123456789abcdef"
 
 
 class Mailbox:
@@ -52,32 +55,9 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
 
 
 @pytest.fixture
-def robots() -> Iterator[tuple[str, list[tuple[str, dict[str, list[str]], dict[str, Any]]]]]:
-    got: list[tuple[str, dict[str, list[str]], dict[str, Any]]] = []
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            parts = urlsplit(self.path)
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            with lock:
-                got.append((parts.path, parse_qs(parts.query), body))
-            answer = json.dumps({"errcode": 0, "code": 0, "errmsg": "ok", "msg": "success"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", got
-    server.shutdown()
-    server.server_close()
+def robots() -> Iterator[tuple[str, Received]]:
+    with robot_server() as robots:
+        yield robots
 
 
 def subscribe(broker: MosquittoProcess) -> tuple[mqtt.Client, queue.Queue[tuple[str, bytes]]]:
@@ -108,10 +88,15 @@ async def test_one_alert_reaches_every_channel_type(
                     "type": "dingtalk",
                     "name": "ding",
                     "url": f"{base}/robot/send?access_token=t",
-                    "secret": "SECd",
+                    "secret": DING_SECRET,
                 },
                 {"type": "wecom", "name": "wecom", "url": f"{base}/cgi-bin/webhook/send?key=k"},
-                {"type": "feishu", "name": "lark", "url": f"{base}/open-apis/bot/v2/hook/h", "secret": "fs"},
+                {
+                    "type": "feishu",
+                    "name": "lark",
+                    "url": f"{base}/open-apis/bot/v2/hook/h",
+                    "secret": FEISHU_SECRET,
+                },
                 {
                     "type": "smtp",
                     "name": "mail",
@@ -157,10 +142,10 @@ async def test_one_alert_reaches_every_channel_type(
     assert "cold-1" in str(mail["Subject"]) and mail["To"] == "qa@example.com"
     by_path = {path: (query, body) for path, query, body in got}
     query, ding = by_path["/robot/send"]
-    assert query["sign"][0] == unquote_plus(dingtalk_sign("SECd", query["timestamp"][0]))
+    assert query["sign"][0] == unquote_plus(dingtalk_sign(DING_SECRET, query["timestamp"][0]))
     assert ding["msgtype"] == "markdown" and "cold-1" in ding["markdown"]["text"]
     _, wecom = by_path["/cgi-bin/webhook/send"]
     assert "cold-1" in json.dumps(wecom, ensure_ascii=False)
     _, lark = by_path["/open-apis/bot/v2/hook/h"]
-    assert lark["sign"] == feishu_sign("fs", lark["timestamp"])
+    assert lark["sign"] == feishu_sign(FEISHU_SECRET, lark["timestamp"])
     assert abs(int(lark["timestamp"]) - time.time()) < 300

@@ -34,13 +34,13 @@ contact_groups = [["ops", "robot"], ["mail"], ["bus"]]
 type = "webhook"
 name = "ops"
 url = "http://127.0.0.1:9/hook"
-secret = "hook-secret"
+secret = "hook-secret-0123456789"
 
 [[cloud.coldchain.channels]]
 type = "dingtalk"
 name = "robot"
 url = "https://oapi.dingtalk.com/robot/send?access_token=abc"
-secret = "SECxyz"
+secret = "SECxyz0123456789abcdef"
 
 [[cloud.coldchain.channels]]
 type = "wecom"
@@ -51,7 +51,7 @@ url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k"
 type = "feishu"
 name = "lark"
 url = "https://open.feishu.cn/open-apis/bot/v2/hook/x"
-secret = "lark-secret"
+secret = "lark-secret-0123456789"
 
 [[cloud.coldchain.channels]]
 type = "smtp"

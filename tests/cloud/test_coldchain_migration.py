@@ -20,7 +20,9 @@ OLD_ALERT = (
 )
 
 
-def _to(revision: str, down: bool = False) -> object:
+def alembic_to(revision: str, down: bool = False) -> object:
+    """For ``conn.run_sync``: migrate up (or down) to ``revision``."""
+
     def run(conn: Connection) -> None:
         config = alembic_config(conn)
         (command.downgrade if down else command.upgrade)(config, revision)
@@ -32,7 +34,7 @@ async def test_existing_alerts_gain_the_lifecycle_and_one_active_alert_holds(db_
     engine = db.create_engine(db_url)
     try:
         async with db.write_transaction(engine) as conn:
-            await conn.run_sync(_to("0003"))
+            await conn.run_sync(alembic_to("0003"))
             await conn.execute(text(OLD_ALERT), {"t": T.replace(tzinfo=None)})
         assert await upgrade_to_head(engine) == head_revision()
         async with engine.connect() as conn:
@@ -58,7 +60,7 @@ async def test_existing_alerts_gain_the_lifecycle_and_one_active_alert_holds(db_
                 db.alerts.update().where(db.alerts.c.status == "open").values(status="acknowledged")
             )
         async with db.write_transaction(engine) as conn:
-            await conn.run_sync(_to("0003", down=True))
+            await conn.run_sync(alembic_to("0003", down=True))
             statuses = sorted((await conn.execute(text("SELECT status FROM alerts"))).scalars())
         assert statuses == ["open", "resolved"]
     finally:

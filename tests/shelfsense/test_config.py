@@ -81,7 +81,7 @@ def test_portal_must_name_configured_readers(tmp_path: Path) -> None:
 
 def test_insecure_settings_refused_outside_demo(tmp_path: Path) -> None:
     insecure = GOOD.replace("https://cloud.example.com", "http://cloud.example.com")
-    with pytest.raises(ConfigError, match="plain http"):
+    with pytest.raises(ConfigError, match=r"edge\.cloud_url is not https"):
         load_settings(write(tmp_path, insecure))
     assert load_settings(write(tmp_path, "demo = true\n" + insecure)).demo
 

@@ -14,9 +14,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cloud.api.deps import DbConn, Engine, OperatorUser, ZonesDep, require_role
+from cloud.api.deps import DbConn, Engine, OperatorUser, UserPrincipal, ViewerUser, ZonesDep, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.sites import check_site, site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
@@ -119,6 +121,7 @@ class ResolveBody(BaseModel):
 @router.get("/alerts", response_model=Page[AlertOut])
 async def list_alerts(
     conn: DbConn,
+    user: ViewerUser,
     status: Literal["open", "acknowledged", "active", "resolved", "all"] = "open",
     site: str | None = None,
     zone: str | None = None,
@@ -133,8 +136,7 @@ async def list_alerts(
         query = query.where(t.c.status.in_(ACTIVE))
     elif status != "all":
         query = query.where(t.c.status == status)
-    if site is not None:
-        query = query.where(t.c.site_id == site)
+    query = query.where(site_clause(user, t.c.site_id, site))
     if zone is not None:
         query = query.where(t.c.zone == zone)
     if kind is not None:
@@ -144,8 +146,8 @@ async def list_alerts(
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetail, responses=_ERRORS)
-async def get_alert(alert_id: int, conn: DbConn, zones: ZonesDep) -> AlertDetail:
-    row = await db_alert_or_404(conn, alert_id)
+async def get_alert(alert_id: int, conn: DbConn, zones: ZonesDep, user: ViewerUser) -> AlertDetail:
+    row = await db_alert_or_404(conn, alert_id, user)
     products = await product_limits(conn, row["site_id"], [row["zone"]])
     limits = effective_limits(zones.get((row["site_id"], row["zone"])), products.get(row["zone"]))
     detail = await alert_detail(conn, alert_id, limits)
@@ -153,7 +155,8 @@ async def get_alert(alert_id: int, conn: DbConn, zones: ZonesDep) -> AlertDetail
 
 
 @router.get("/alerts/{alert_id}/deliveries", response_model=list[DeliveryOut], responses=_ERRORS)
-async def get_deliveries(alert_id: int, conn: DbConn) -> list[DeliveryOut]:
+async def get_deliveries(alert_id: int, conn: DbConn, user: ViewerUser) -> list[DeliveryOut]:
+    await db_alert_or_404(conn, alert_id, user)
     try:
         rows = await deliveries(conn, alert_id)
     except AlertNotFound as exc:
@@ -177,6 +180,7 @@ async def post_acknowledge(
     alert_id: int, body: AcknowledgeBody, user: OperatorUser, engine: Engine, request: Request
 ) -> AlertOut:
     """Someone is on it: stops escalation. The alert stays active until the excursion ends."""
+    await _check_alert_site(engine, alert_id, user)
     with _as_api_errors():
         row, notice = await acknowledge(engine, alert_id, user.name, body.comment)
     _notify(request, notice)
@@ -188,17 +192,25 @@ async def post_resolve(
     alert_id: int, body: ResolveBody, user: OperatorUser, engine: Engine, request: Request
 ) -> AlertOut:
     """Close an alert by hand (e.g. the probe was faulty); the reason is required and kept."""
+    await _check_alert_site(engine, alert_id, user)
     with _as_api_errors():
         row, notice = await resolve(engine, alert_id, user.name, body.reason)
     _notify(request, notice)
     return AlertOut.model_validate(row)
 
 
-async def db_alert_or_404(conn: DbConn, alert_id: int) -> dict[str, Any]:
+async def db_alert_or_404(conn: AsyncConnection, alert_id: int, user: UserPrincipal) -> dict[str, Any]:
+    """The alert, or 404 when it does not exist or belongs to a site the user does not hold."""
     row = (await conn.execute(select(db.alerts).where(db.alerts.c.id == alert_id))).mappings().one_or_none()
     if row is None:
         raise ApiError(404, "not_found", f"alert {alert_id} does not exist")
+    check_site(user, row["site_id"], f"alert {alert_id}")
     return dict(row)
+
+
+async def _check_alert_site(engine: AsyncEngine, alert_id: int, user: UserPrincipal) -> None:
+    async with engine.connect() as conn:
+        await db_alert_or_404(conn, alert_id, user)
 
 
 def _notify(request: Request, notice: Notice) -> None:

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from sqlalchemy import select
 
 from cloud.admin import create_edge_async, revoke_edge_tokens_async
-from cloud.api.deps import AdminUser, DbConn, Engine, require_role
+from cloud.api.deps import AdminUser, DbConn, Engine, ViewerUser
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.sites import check_site, site_clause
 from cloud.core import db
 from cloud.core.errors import AdminError, ApiError
-from cloud.core.security import Role
 from cloud.schemas import DeviceHealthPublic, EdgeCreate, EdgeCreated, EdgePublic, Page
 
 router = APIRouter(prefix="/api/v1", tags=["edges"])
 
 
-@router.get("/edges", response_model=Page[EdgePublic], dependencies=[Depends(require_role(Role.viewer))])
+@router.get("/edges", response_model=Page[EdgePublic])
 async def list_edges(
-    conn: DbConn, site: str | None = None, limit: Limit = 100, offset: Offset = 0
+    conn: DbConn, user: ViewerUser, site: str | None = None, limit: Limit = 100, offset: Offset = 0
 ) -> Page[EdgePublic]:
     t = db.edges
-    query = select(t).order_by(t.c.edge_id)
-    if site is not None:
-        query = query.where(t.c.site_id == site)
+    query = select(t).order_by(t.c.edge_id).where(site_clause(user, t.c.site_id, site))
     rows, total = await paginate(conn, query, limit, offset)
     devices: dict[str, list[DeviceHealthPublic]] = {}
     if rows:
@@ -40,8 +38,9 @@ async def list_edges(
 
 
 @router.post("/edges", response_model=EdgeCreated, status_code=201)
-async def register_edge(body: EdgeCreate, engine: Engine, _admin: AdminUser) -> EdgeCreated:
-    """Register an edge (admin); the token is shown once."""
+async def register_edge(body: EdgeCreate, engine: Engine, admin: AdminUser) -> EdgeCreated:
+    """Register an edge (admin of its site); the token is shown once."""
+    check_site(admin, body.site_id, f"site {body.site_id!r}")
     try:
         edge_id, token = await create_edge_async(engine, body.site_id, body.name)
     except AdminError as exc:
@@ -50,6 +49,9 @@ async def register_edge(body: EdgeCreate, engine: Engine, _admin: AdminUser) -> 
 
 
 @router.delete("/edges/{edge_id}/tokens")
-async def revoke_edge(edge_id: str, engine: Engine, _admin: AdminUser) -> dict[str, int]:
-    """Revoke every token of an edge (admin)."""
+async def revoke_edge(edge_id: str, engine: Engine, admin: AdminUser) -> dict[str, int]:
+    """Revoke every token of an edge (admin of its site)."""
+    async with engine.connect() as conn:
+        site_id = await conn.scalar(select(db.edges.c.site_id).where(db.edges.c.edge_id == edge_id))
+    check_site(admin, site_id, f"edge {edge_id!r}")
     return {"revoked": await revoke_edge_tokens_async(engine, edge_id)}

@@ -8,11 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from cloud.api.deps import DbConn, require_role
+from cloud.api.deps import DbConn
+from cloud.api.sites import all_sites
 from cloud.core.security import Role
 from cloud.replenish.epcis import MAX_EVENTS, query_document, query_events
 
-router = APIRouter(prefix="/api/v1", tags=["epcis"], dependencies=[Depends(require_role(Role.viewer))])
+# The events of every site: users of every site only.
+router = APIRouter(prefix="/api/v1", tags=["epcis"], dependencies=[Depends(all_sites(Role.viewer))])
 
 
 @router.get("/epcis/events")

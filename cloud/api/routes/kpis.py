@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from cloud.api.deps import DbConn, require_role
+from cloud.api.deps import DbConn, ViewerUser, require_role
+from cloud.api.sites import one_site
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
@@ -21,6 +22,7 @@ router = APIRouter(
 @router.get("/kpis")
 async def kpis(
     conn: DbConn,
+    user: ViewerUser,
     site: str | None = None,
     product: str | None = None,
     location: str | None = None,
@@ -30,6 +32,6 @@ async def kpis(
     end = until or db.utcnow().date()
     start = since or end - timedelta(days=30)
     try:
-        return await compute_kpis(conn, KpiQuery(start, end, site, product, location))
+        return await compute_kpis(conn, KpiQuery(start, end, one_site(user, site), product, location))
     except ValueError as exc:
         raise ApiError(422, "invalid_period", str(exc)) from exc

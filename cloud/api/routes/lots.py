@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, Response
 
-from cloud.api.deps import DbConn, require_role
+from cloud.api.deps import DbConn, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset
+from cloud.api.sites import all_sites, one_site
 from cloud.coldchain.mkt import DEFAULT_ACTIVATION_ENERGY_KJ
 from cloud.core import db
 from cloud.core.errors import ApiError
@@ -27,6 +28,8 @@ router = APIRouter(prefix="/api/v1", tags=["lots"], dependencies=[Depends(requir
 ActivationEnergy = Annotated[
     float, Query(gt=0, le=1000, description="ΔH in kJ/mol for the mean kinetic temperature")
 ]
+# A lot's evidence follows it across sites (stays, readings): users of every site only.
+ChainOfCustody = [Depends(all_sites(Role.viewer))]
 Since = Annotated[datetime | None, Query(description="window start (naive = UTC)")]
 Until = Annotated[datetime | None, Query(description="window end (naive = UTC)")]
 
@@ -51,6 +54,7 @@ async def _evidence(
 @router.get("/lots")
 async def list_lots_with_expiry(
     conn: DbConn,
+    user: ViewerUser,
     site: Annotated[str | None, Query(description="only lots with items on hand at this site")] = None,
     product: Annotated[str | None, Query(description="SKU")] = None,
     sku: Annotated[str | None, Query(description="same as product (master-data name)")] = None,
@@ -64,7 +68,7 @@ async def list_lots_with_expiry(
     rows = await svc.list_lots(
         conn,
         product=product or sku,
-        site=site,
+        site=one_site(user, site),
         expiring_within_days=expiring_within_days,
         expires_before=expires_before,
     )
@@ -72,12 +76,14 @@ async def list_lots_with_expiry(
 
 
 @router.get("/fefo")
-async def fefo(conn: DbConn, product: str | None = None, site: str | None = None) -> dict[str, Any]:
+async def fefo(
+    conn: DbConn, user: ViewerUser, product: str | None = None, site: str | None = None
+) -> dict[str, Any]:
     """First-expired-first-out pick order per product by effective expiry (lots on hand only)."""
-    return {"products": await svc.fefo(conn, product=product, site=site)}
+    return {"products": await svc.fefo(conn, product=product, site=one_site(user, site))}
 
 
-@router.get("/lots/{lot_id}/report", response_model=None)
+@router.get("/lots/{lot_id}/report", response_model=None, dependencies=ChainOfCustody)
 async def lot_report_route(
     conn: DbConn,
     lot_id: str,
@@ -100,7 +106,7 @@ async def lot_report_route(
     return lot_report.report_dict(evidence)
 
 
-@router.get("/lots/{lot_id}")
+@router.get("/lots/{lot_id}", dependencies=ChainOfCustody)
 async def get_lot(
     conn: DbConn,
     lot_id: str,
@@ -124,6 +130,7 @@ async def get_lot(
 @router.get("/zones/{zone}/mkt")
 async def zone_mkt(
     conn: DbConn,
+    user: ViewerUser,
     zone: str,
     site: str | None = None,
     since: Since = None,
@@ -136,7 +143,12 @@ async def zone_mkt(
     _window(start, end)
     try:
         return await svc.zone_mkt(
-            conn, zone, since=start, until=end, site=site, activation_energy_kj=activation_energy_kj
+            conn,
+            zone,
+            since=start,
+            until=end,
+            site=one_site(user, site),
+            activation_energy_kj=activation_energy_kj,
         )
     except svc.ZoneAmbiguous as exc:
         raise ApiError(409, "ambiguous_zone", str(exc)) from None

@@ -10,8 +10,9 @@ from sqlalchemy import Select, Table, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from cloud.api.body import read_limited_body
-from cloud.api.deps import AdminUser, DbConn, Engine, SettingsDep, require_role
+from cloud.api.deps import AdminUser, DbConn, Engine, SettingsDep, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.sites import AllSitesAdmin, check_site, site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
@@ -75,6 +76,7 @@ async def get_product(conn: DbConn, sku: str) -> dict[str, Any]:
 @router.get("/locations", response_model=Page[LocationRecord], dependencies=Viewer)
 async def list_locations(
     conn: DbConn,
+    user: ViewerUser,
     site: str | None = None,
     kind: str | None = None,
     parent: Annotated[str | None, Query(description="children of this location")] = None,
@@ -82,15 +84,16 @@ async def list_locations(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     t = db.locations
-    query = select(t).order_by(t.c.site_id, t.c.location_id)
-    for column, value in (("site_id", site), ("kind", kind), ("parent_id", parent)):
+    query = select(t).order_by(t.c.site_id, t.c.location_id).where(site_clause(user, t.c.site_id, site))
+    for column, value in (("kind", kind), ("parent_id", parent)):
         if value is not None:
             query = query.where(t.c[column] == value)
     return await _page(conn, t, query, limit, offset)
 
 
 @router.get("/locations/{site_id}/{location_id}", response_model=LocationRecord, dependencies=Viewer)
-async def get_location(conn: DbConn, site_id: str, location_id: str) -> dict[str, Any]:
+async def get_location(conn: DbConn, user: ViewerUser, site_id: str, location_id: str) -> dict[str, Any]:
+    check_site(user, site_id, f"location {site_id}/{location_id}")
     return await _one(conn, db.locations, "location", site_id=site_id, location_id=location_id)
 
 
@@ -142,50 +145,54 @@ async def _delete(engine: Engine, kind: str, what: str, **key: str) -> Response:
 
 
 @router.put("/products/{sku}", response_model=ProductRecord)
-async def put_product(sku: str, body: ProductRecord, engine: Engine, _admin: AdminUser) -> md.Record:
+async def put_product(sku: str, body: ProductRecord, engine: Engine, _admin: AllSitesAdmin) -> md.Record:
     return await _put(engine, "products", body, {"sku": sku})
 
 
 @router.delete("/products/{sku}", status_code=204)
-async def delete_product(sku: str, engine: Engine, _admin: AdminUser) -> Response:
+async def delete_product(sku: str, engine: Engine, _admin: AllSitesAdmin) -> Response:
     return await _delete(engine, "products", "product", sku=sku)
 
 
 @router.put("/locations/{site_id}/{location_id}", response_model=LocationRecord)
 async def put_location(
-    site_id: str, location_id: str, body: LocationRecord, engine: Engine, _admin: AdminUser
+    site_id: str, location_id: str, body: LocationRecord, engine: Engine, admin: AdminUser
 ) -> md.Record:
+    check_site(admin, site_id, f"site {site_id!r}")
     return await _put(engine, "locations", body, {"site_id": site_id, "location_id": location_id})
 
 
 @router.delete("/locations/{site_id}/{location_id}", status_code=204)
-async def delete_location(site_id: str, location_id: str, engine: Engine, _admin: AdminUser) -> Response:
+async def delete_location(site_id: str, location_id: str, engine: Engine, admin: AdminUser) -> Response:
+    check_site(admin, site_id, f"location {site_id}/{location_id}")
     return await _delete(engine, "locations", "location", site_id=site_id, location_id=location_id)
 
 
 @router.put("/lots/{sku}/{lot_code}", response_model=LotRecord)
-async def put_lot(sku: str, lot_code: str, body: LotRecord, engine: Engine, _admin: AdminUser) -> md.Record:
+async def put_lot(
+    sku: str, lot_code: str, body: LotRecord, engine: Engine, _admin: AllSitesAdmin
+) -> md.Record:
     return await _put(engine, "lots", body, {"sku": sku, "lot_code": lot_code})
 
 
 @router.delete("/lots/{sku}/{lot_code}", status_code=204)
-async def delete_lot(sku: str, lot_code: str, engine: Engine, _admin: AdminUser) -> Response:
+async def delete_lot(sku: str, lot_code: str, engine: Engine, _admin: AllSitesAdmin) -> Response:
     return await _delete(engine, "lots", "lot", sku=sku, lot_code=lot_code)
 
 
 @router.put("/items/{epc}", response_model=ItemRecord)
-async def put_item(epc: str, body: ItemRecord, engine: Engine, _admin: AdminUser) -> md.Record:
+async def put_item(epc: str, body: ItemRecord, engine: Engine, _admin: AllSitesAdmin) -> md.Record:
     return await _put(engine, "items", body, {"epc": epc.upper()})
 
 
 @router.delete("/items/{epc}", status_code=204)
-async def delete_item(epc: str, engine: Engine, _admin: AdminUser) -> Response:
+async def delete_item(epc: str, engine: Engine, _admin: AllSitesAdmin) -> Response:
     return await _delete(engine, "items", "item", epc=epc.upper())
 
 
 @router.post("/master/{kind}/import")
 async def import_master(
-    kind: KindParam, request: Request, engine: Engine, settings: SettingsDep, _admin: AdminUser
+    kind: KindParam, request: Request, engine: Engine, settings: SettingsDep, _admin: AllSitesAdmin
 ) -> dict[str, int]:
     """Upsert a whole CSV (``text/csv``) or JSON file; all rows or none."""
     body = await read_limited_body(request, settings.cloud.max_body_bytes)
@@ -202,7 +209,7 @@ async def import_master(
 
 @router.get("/master/{kind}/export", response_class=PlainTextResponse)
 async def export_master(
-    kind: KindParam, conn: DbConn, _admin: AdminUser, format: Literal["csv", "json"] = "csv"
+    kind: KindParam, conn: DbConn, _admin: AllSitesAdmin, format: Literal["csv", "json"] = "csv"
 ) -> PlainTextResponse:
     rows = await md.export_rows(conn, kind)
     if format == "csv":

@@ -14,15 +14,18 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from cloud.api.body import read_limited_body
-from cloud.api.deps import AdminUser, DbConn, Engine, OperatorUser, SettingsDep, require_role
+from cloud.api.deps import AdminUser, DbConn, Engine, OperatorUser, SettingsDep, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
 from cloud.api.routes.masterdata import invalid
+from cloud.api.sites import AllSitesAdmin, check_site, one_site, site_clause
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
 from cloud.replenish import masterdata as rmd
 from cloud.replenish import service as svc
+from cloud.replenish import tables as rt
 from cloud.services.masterdata import MasterDataError
 
 router = APIRouter(prefix="/api/v1", tags=["replenishment"])
@@ -60,19 +63,22 @@ def _error(exc: svc.ReplenishServiceError) -> ApiError:
 @router.get("/proposals", dependencies=Viewer)
 async def list_proposals(
     conn: DbConn,
+    user: ViewerUser,
     status: StatusParam | None = None,
     site: str | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Proposals, newest first, each with its reasoning and approval steps."""
-    rows, total = await paginate(conn, svc.proposals_query(status, site), limit, offset)
+    query = svc.proposals_query(status, None).where(site_clause(user, rt.proposals.c.site_id, site))
+    rows, total = await paginate(conn, query, limit, offset)
     return {"items": [svc.public_row(r) for r in rows], "total": total}
 
 
 @router.get("/forecasts", dependencies=Viewer)
 async def list_forecasts(
     conn: DbConn,
+    user: ViewerUser,
     site: str | None = None,
     product: str | None = None,
     location: str | None = None,
@@ -80,7 +86,8 @@ async def list_forecasts(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Forecast accuracy per series and run day (MAE, bias, MASE, method, demand class), newest first."""
-    query = svc.forecasts_query(site, product, location)
+    query = svc.forecasts_query(None, product, location)
+    query = query.where(site_clause(user, rt.forecast_errors.c.site_id, site))
     rows, total = await paginate(conn, query, limit, offset)
     return {"items": [svc.public_row(r) for r in rows], "total": total}
 
@@ -88,7 +95,7 @@ async def list_forecasts(
 @router.get("/proposals/export")
 async def export_proposals(
     conn: DbConn,
-    _admin: AdminUser,
+    _admin: AllSitesAdmin,
     format: Literal["csv", "json"] = "json",
     status: Annotated[Literal["approved", "exported", "all"], Query()] = "approved",
     site: str | None = None,
@@ -110,7 +117,7 @@ async def export_proposals(
 
 
 @router.post("/proposals/exported")
-async def mark_exported(body: ExportedBody, engine: Engine, _admin: AdminUser) -> dict[str, list[int]]:
+async def mark_exported(body: ExportedBody, engine: Engine, _admin: AllSitesAdmin) -> dict[str, list[int]]:
     """An ERP that pulled the export confirms what it took: approved -> exported."""
     from cloud.core import db
 
@@ -121,22 +128,25 @@ async def mark_exported(body: ExportedBody, engine: Engine, _admin: AdminUser) -
 
 @router.post("/proposals/run")
 async def run_replenishment(
-    body: RunBody, request: Request, engine: Engine, _admin: AdminUser
+    body: RunBody, request: Request, engine: Engine, admin: AdminUser
 ) -> dict[str, Any]:
-    """Run the planner now (or a dry run that writes nothing)."""
+    """Run the planner now (or a dry run that writes nothing); admins of some sites name one."""
     options: svc.ReplenishOptions = request.app.state.replenish
+    site = one_site(admin, body.site)
     try:
-        return await svc.replenish(engine, options, site=body.site, dry_run=body.dry_run)
+        return await svc.replenish(engine, options, site=site, dry_run=body.dry_run)
     except ValueError as exc:  # the numeric core refuses unusable input
         raise ApiError(422, "invalid_replenishment_input", str(exc)) from exc
 
 
 @router.get("/proposals/{proposal_id}", dependencies=Viewer)
-async def get_proposal(proposal_id: int, conn: DbConn) -> dict[str, Any]:
+async def get_proposal(proposal_id: int, conn: DbConn, user: ViewerUser) -> dict[str, Any]:
     try:
-        return await svc.get_proposal(conn, proposal_id)
+        proposal = await svc.get_proposal(conn, proposal_id)
     except svc.ReplenishServiceError as exc:
         raise _error(exc) from exc
+    check_site(user, proposal["site_id"], f"proposal {proposal_id}")
+    return proposal
 
 
 async def _decide(
@@ -147,6 +157,10 @@ async def _decide(
     settings: SettingsDep,
     user: OperatorUser,
 ) -> dict[str, Any]:
+    p = rt.proposals
+    async with engine.connect() as conn:
+        site_id = await conn.scalar(select(p.c.site_id).where(p.c.id == proposal_id))
+    check_site(user, site_id, f"proposal {proposal_id}")  # a missing one: 404 too
     approver = svc.Approver(user.name, user.role)
     try:
         return await svc.decide(
@@ -177,7 +191,7 @@ async def import_replenish_data(
     request: Request,
     engine: Engine,
     settings: SettingsDep,
-    _admin: AdminUser,
+    _admin: AllSitesAdmin,
 ) -> dict[str, int]:
     """Upsert a whole CSV (``text/csv``) or JSON file; all rows or none."""
     body = await read_limited_body(request, settings.cloud.max_body_bytes)

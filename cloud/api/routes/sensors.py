@@ -7,8 +7,9 @@ from datetime import datetime
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
-from cloud.api.deps import DbConn, require_role
+from cloud.api.deps import DbConn, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.sites import site_clause
 from cloud.core import db
 from cloud.core.security import Role
 from cloud.schemas import Page, SensorPublic, SensorReadingPublic
@@ -18,12 +19,16 @@ router = APIRouter(prefix="/api/v1", tags=["sensors"], dependencies=[Depends(req
 
 @router.get("/sensors", response_model=Page[SensorPublic])
 async def list_sensors(
-    conn: DbConn, site: str | None = None, zone: str | None = None, limit: Limit = 100, offset: Offset = 0
+    conn: DbConn,
+    user: ViewerUser,
+    site: str | None = None,
+    zone: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Page[SensorPublic]:
     t = db.sensors
     query = select(t).order_by(t.c.site_id, t.c.sensor_id, t.c.quantity)
-    if site is not None:
-        query = query.where(t.c.site_id == site)
+    query = query.where(site_clause(user, t.c.site_id, site))
     if zone is not None:
         query = query.where(t.c.zone == zone)
     rows, total = await paginate(conn, query, limit, offset)
@@ -33,6 +38,7 @@ async def list_sensors(
 @router.get("/sensors/{sensor_id}/readings", response_model=Page[SensorReadingPublic])
 async def list_readings(
     conn: DbConn,
+    user: ViewerUser,
     sensor_id: str,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -50,8 +56,7 @@ async def list_readings(
         query = query.where(t.c.time < until)
     if quantity is not None:
         query = query.where(t.c.quantity == quantity)
-    if site is not None:
-        query = query.where(t.c.site_id == site)
+    query = query.where(site_clause(user, t.c.site_id, site))
     rows, total = await paginate(conn, query, limit, offset)
     items = [
         SensorReadingPublic.model_validate({**r, "flags": [f for f in r["flags"].split(",") if f]})

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, or_, select
 
-from cloud.api.deps import DbConn, require_role
+from cloud.api.deps import DbConn, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.sites import site_clause
 from cloud.core import db
 from cloud.core.security import Role
 from cloud.schemas import (
@@ -29,6 +30,7 @@ router = APIRouter(prefix="/api/v1", tags=["stock"], dependencies=[Depends(requi
 @router.get("/stock", response_model=StockPage)
 async def list_stock(
     conn: DbConn,
+    user: ViewerUser,
     site: str | None = None,
     location: str | None = None,
     include_gone: Annotated[bool, Query(description="also items that left the site")] = False,
@@ -48,9 +50,8 @@ async def list_stock(
             registered = registered.where(db.items.c.lot_code == lot)
         query = query.where(t.c.epc.in_(registered))
         counts = counts.where(t.c.epc.in_(registered))
-    if site is not None:
-        query = query.where(t.c.site_id == site)
-        counts = counts.where(t.c.site_id == site)
+    visible = site_clause(user, t.c.site_id, site)
+    query, counts = query.where(visible), counts.where(visible)
     if location is not None:
         query = query.where(t.c.location == location)
     if not include_gone:
@@ -65,6 +66,7 @@ async def list_stock(
 @router.get("/movements", response_model=Page[MovementRow])
 async def list_movements(
     conn: DbConn,
+    user: ViewerUser,
     site: str | None = None,
     epc: str | None = None,
     location: Annotated[str | None, Query(description="moved from or to this location")] = None,
@@ -78,7 +80,8 @@ async def list_movements(
     """The stock movement ledger, newest first."""
     t = db.stock_movements
     query = select(t).order_by(t.c.at.desc(), t.c.id.desc())
-    for column, value in (("site_id", site), ("reason", reason), ("edge_id", edge)):
+    query = query.where(site_clause(user, t.c.site_id, site))
+    for column, value in (("reason", reason), ("edge_id", edge)):
         if value is not None:
             query = query.where(t.c[column] == value)
     if epc is not None:
@@ -95,18 +98,24 @@ async def list_movements(
 
 @router.get("/items/{epc}", response_model=ItemHistory)
 async def item_history(
-    conn: DbConn, epc: str, limit: Annotated[int, Query(ge=1, le=1000, description="rows per list")] = 100
+    conn: DbConn,
+    user: ViewerUser,
+    epc: str,
+    limit: Annotated[int, Query(ge=1, le=1000, description="rows per list")] = 100,
 ) -> ItemHistory:
     """Where one tag is and the latest observations, passages and movements of it (newest first)."""
     epc = epc.upper()
 
     async def latest(table: db.Table, time_column: str) -> list[dict[str, object]]:
         query = (
-            select(table).where(table.c.epc == epc).order_by(table.c[time_column].desc(), table.c.id.desc())
+            select(table)
+            .where(table.c.epc == epc, site_clause(user, table.c.site_id))
+            .order_by(table.c[time_column].desc(), table.c.id.desc())
         )
         return [dict(r) for r in (await conn.execute(query.limit(limit))).mappings()]
 
-    stock = (await conn.execute(select(db.stock_items).where(db.stock_items.c.epc == epc))).mappings()
+    s = db.stock_items
+    stock = (await conn.execute(select(s).where(s.c.epc == epc, site_clause(user, s.c.site_id)))).mappings()
     return ItemHistory(
         epc=epc,
         stock=[StockItemPublic.model_validate(r) for r in stock],

@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 
-from cloud.api.deps import DbConn, Engine, OperatorUser, require_role
+from cloud.api.deps import DbConn, Engine, OperatorUser, UserPrincipal, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.sites import check_site, site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
 from cloud.schemas import DiscrepancyPublic, Page, StocktakeRunDetail, StocktakeRunPublic
-from cloud.services.stocktake import DiscrepancyNotOpen, StocktakeOptions, decide, run_all_sites
+from cloud.services.stocktake import DiscrepancyNotOpen, StocktakeOptions, decide, run_all_sites, run_site
 
 router = APIRouter(prefix="/api/v1", tags=["stocktakes"])
 Viewer = [Depends(require_role(Role.viewer))]
@@ -35,6 +36,7 @@ async def _locations(
 @router.get("/stocktakes", response_model=Page[StocktakeRunPublic], dependencies=Viewer)
 async def list_runs(
     conn: DbConn,
+    user: ViewerUser,
     site: str | None = None,
     location: Annotated[str | None, Query(description="only runs covering this location")] = None,
     limit: Limit = 20,
@@ -42,9 +44,7 @@ async def list_runs(
 ) -> dict[str, Any]:
     """Stocktake runs, newest first, each with its per-location results."""
     r = db.stocktake_runs
-    query = select(r).order_by(r.c.id.desc())
-    if site is not None:
-        query = query.where(r.c.site_id == site)
+    query = select(r).order_by(r.c.id.desc()).where(site_clause(user, r.c.site_id, site))
     if location is not None:
         t = db.stocktake_locations
         query = query.where(r.c.id.in_(select(t.c.run_id).where(t.c.location == location)))
@@ -57,6 +57,7 @@ async def list_runs(
 @router.get("/stocktakes/discrepancies", response_model=Page[DiscrepancyPublic], dependencies=Viewer)
 async def list_discrepancies(
     conn: DbConn,
+    user: ViewerUser,
     site: str | None = None,
     location: Annotated[str | None, Query(description="observed or book location")] = None,
     kind: str | None = None,
@@ -66,9 +67,8 @@ async def list_discrepancies(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     d = db.stocktake_discrepancies
-    query = select(d).order_by(d.c.id)
+    query = select(d).order_by(d.c.id).where(site_clause(user, d.c.site_id, site))
     for column, value in (
-        ("site_id", site),
         ("kind", kind),
         ("status", status),
         ("epc", epc and epc.upper()),
@@ -82,12 +82,13 @@ async def list_discrepancies(
 
 
 @router.get("/stocktakes/{run_id}", response_model=StocktakeRunDetail, dependencies=Viewer)
-async def get_run(conn: DbConn, run_id: int) -> dict[str, Any]:
+async def get_run(conn: DbConn, user: ViewerUser, run_id: int) -> dict[str, Any]:
     """One run with the discrepancies it saw and the ones it no longer saw (its delta)."""
     r, d = db.stocktake_runs, db.stocktake_discrepancies
     row = (await conn.execute(select(r).where(r.c.id == run_id))).mappings().first()
     if row is None:
         raise ApiError(404, "not_found", f"no stocktake run {run_id}")
+    check_site(user, row["site_id"], f"stocktake run {run_id}")
     current = (
         await conn.execute(
             select(d)
@@ -109,15 +110,24 @@ async def get_run(conn: DbConn, run_id: int) -> dict[str, Any]:
 
 
 @router.post("/stocktakes/run", response_model=list[int])
-async def run_now(request: Request, engine: Engine, _operator: OperatorUser) -> list[int]:
-    """Reconcile every covered site now, for the window ending now (operator)."""
+async def run_now(request: Request, engine: Engine, operator: OperatorUser) -> list[int]:
+    """Reconcile every covered site (of the operator's) now, for the window ending now."""
     options: StocktakeOptions = request.app.state.stocktake
-    return await run_all_sites(engine, db.utcnow(), options)
+    if operator.sites is None:
+        return await run_all_sites(engine, db.utcnow(), options)
+    runs = [await run_site(engine, site, db.utcnow(), options) for site in sorted(operator.sites)]
+    return [run for run in runs if run is not None]
 
 
-async def _decide(engine: Engine, discrepancy_id: int, decision: str, user: str) -> dict[str, Any]:
+async def _decide(engine: Engine, discrepancy_id: int, decision: str, user: UserPrincipal) -> dict[str, Any]:
+    d = db.stocktake_discrepancies
+    async with engine.connect() as conn:
+        site_id = await conn.scalar(select(d.c.site_id).where(d.c.id == discrepancy_id))
+    if site_id is None:
+        raise ApiError(404, "not_found", f"no discrepancy {discrepancy_id}")
+    check_site(user, site_id, f"discrepancy {discrepancy_id}")
     try:
-        return await decide(engine, discrepancy_id, decision, user)
+        return await decide(engine, discrepancy_id, decision, user.name)
     except DiscrepancyNotOpen as exc:
         raise ApiError(409, "not_open", str(exc)) from exc
 
@@ -125,10 +135,10 @@ async def _decide(engine: Engine, discrepancy_id: int, decision: str, user: str)
 @router.post("/stocktakes/discrepancies/{discrepancy_id}/accept", response_model=DiscrepancyPublic)
 async def accept(discrepancy_id: int, engine: Engine, operator: OperatorUser) -> dict[str, Any]:
     """Accept: post the stock movement that makes the book match what was observed."""
-    return await _decide(engine, discrepancy_id, "accept", operator.name)
+    return await _decide(engine, discrepancy_id, "accept", operator)
 
 
 @router.post("/stocktakes/discrepancies/{discrepancy_id}/dismiss", response_model=DiscrepancyPublic)
 async def dismiss(discrepancy_id: int, engine: Engine, operator: OperatorUser) -> dict[str, Any]:
     """Dismiss: keep the book; the episode stays dismissed while later runs still see it."""
-    return await _decide(engine, discrepancy_id, "dismiss", operator.name)
+    return await _decide(engine, discrepancy_id, "dismiss", operator)

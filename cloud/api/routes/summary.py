@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import ColumnElement, Table, func, select
 
-from cloud.api.deps import DbConn, require_role
+from cloud.api.deps import DbConn, ViewerUser, require_role
+from cloud.api.sites import site_clause
 from cloud.core import db
 from cloud.core.security import Role
 from cloud.schemas import EdgeBrief, Summary
@@ -16,17 +17,14 @@ router = APIRouter(prefix="/api/v1", tags=["summary"], dependencies=[Depends(req
 
 
 @router.get("/summary", response_model=Summary)
-async def summary(conn: DbConn, site: str | None = None) -> Summary:
+async def summary(conn: DbConn, user: ViewerUser, site: str | None = None) -> Summary:
     def count(table: Table, *conditions: ColumnElement[bool]) -> Any:
         query = select(func.count()).select_from(table).where(*conditions)
-        if site is not None:
-            query = query.where(table.c.site_id == site)
-        return query.scalar_subquery()
+        return query.where(site_clause(user, table.c.site_id, site)).scalar_subquery()
 
     e = db.edges
     received = select(func.coalesce(func.sum(e.c.events_received), 0))
-    if site is not None:
-        received = received.where(e.c.site_id == site)
+    received = received.where(site_clause(user, e.c.site_id, site))
     row = (
         await conn.execute(
             select(
@@ -42,7 +40,6 @@ async def summary(conn: DbConn, site: str | None = None) -> Summary:
         )
     ).one()
     edge_query = select(e.c.edge_id, e.c.acked_through, e.c.last_seen).order_by(e.c.edge_id)
-    if site is not None:
-        edge_query = edge_query.where(e.c.site_id == site)
+    edge_query = edge_query.where(site_clause(user, e.c.site_id, site))
     edges = [EdgeBrief.model_validate(dict(r)) for r in (await conn.execute(edge_query)).mappings()]
     return Summary(**{k: int(v) for k, v in row._mapping.items()}, edges=edges)
