@@ -17,7 +17,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from cloud.api.body import read_limited_body
-from cloud.api.deps import Engine, OperatorUser, SettingsDep
+from cloud.api.deps import Engine, OperatorUser, SettingsDep, UserPrincipal
+from cloud.api.sites import check_site
 from cloud.core.errors import ApiError
 from cloud.whatif.chart import chart_png
 from cloud.whatif.errors import WhatIfError
@@ -58,7 +59,9 @@ def _scenario(body: bytes, content_type: str) -> Scenario:
     return scenario
 
 
-async def _report(request: Request, engine: Any, settings: Any, sku: str | None) -> dict[str, Any]:
+async def _report(
+    request: Request, engine: Any, settings: Any, user: UserPrincipal, sku: str | None
+) -> dict[str, Any]:
     body = await read_limited_body(request, min(MAX_BODY_BYTES, settings.cloud.max_body_bytes))
     busy = _lock(request)
     if busy.locked():
@@ -66,6 +69,8 @@ async def _report(request: Request, engine: Any, settings: Any, sku: str | None)
     async with busy:
         try:
             scenario = _scenario(body, request.headers.get("content-type", ""))
+            if scenario.site is None:  # a cloud site is read: only by users of that site
+                check_site(user, scenario.site_id, f"site {scenario.site_id!r}")
             return await run_async(
                 scenario, engine, settings.cloud.replenish, max_lane_days=MAX_API_LANE_DAYS, sku_pattern=sku
             )
@@ -80,17 +85,15 @@ SkuQuery = Annotated[
 
 @router.post("/whatif")
 async def whatif(
-    request: Request, engine: Engine, settings: SettingsDep, _user: OperatorUser, sku: SkuQuery = None
+    request: Request, engine: Engine, settings: SettingsDep, user: OperatorUser, sku: SkuQuery = None
 ) -> dict[str, Any]:
     """Simulate the scenario's policies under its shocks; metrics with 95 % intervals per row."""
-    return await _report(request, engine, settings, sku)
+    return await _report(request, engine, settings, user, sku)
 
 
 @router.post("/whatif/png", response_class=Response)
-async def whatif_png(
-    request: Request, engine: Engine, settings: SettingsDep, _user: OperatorUser
-) -> Response:
+async def whatif_png(request: Request, engine: Engine, settings: SettingsDep, user: OperatorUser) -> Response:
     """The same simulation as a chart: inventory value and stock-outs per day, per policy and row."""
-    report = await _report(request, engine, settings, None)
+    report = await _report(request, engine, settings, user, None)
     png = await asyncio.to_thread(chart_png, report)
     return Response(png, media_type="image/png")

@@ -66,6 +66,9 @@ def on_both(path: str, params: dict[str, Any] | None = None, **kw: Any) -> tuple
     return Call(path, params=params, **kw), Call(path, params={**params, "site": "site-b"}, **kw)
 
 
+WHATIF_SITE_B = {"name": "peek", "site_id": "site-b", "simulation": {"days": 5, "runs": 2}}
+
+
 def rules(ids: dict[str, Any]) -> dict[tuple[str, str], Rule]:
     """One rule per operation; ``ids`` are site-b's objects."""
     alert, proposal, run, disc = ids["alert_b"], ids["proposal_b"], ids["run_b"], ids["discrepancy_b"]
@@ -163,6 +166,11 @@ def rules(ids: dict[str, Any]) -> dict[tuple[str, str], Rule]:
         ("GET", "/api/v1/proposals/export"): refused(Call("/api/v1/proposals/export", "admin")),
         ("POST", "/api/v1/proposals/exported"): refused(
             Call("/api/v1/proposals/exported", "admin", "POST", body={"ids": [proposal]})
+        ),
+        # A what-if scenario that reads a cloud site: only by users of that site (404 as for a missing one).
+        ("POST", "/api/v1/whatif"): refused(Call("/api/v1/whatif", "operator", "POST", body=WHATIF_SITE_B)),
+        ("POST", "/api/v1/whatif/png"): refused(
+            Call("/api/v1/whatif/png", "operator", "POST", body=WHATIF_SITE_B)
         ),
         ("POST", "/api/v1/proposals/run"): refused(
             Call("/api/v1/proposals/run", "admin", "POST", body={"site": "site-b", "dry_run": True})
