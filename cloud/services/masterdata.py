@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud.coldchain.mkt import MAX_ACTIVATION_ENERGY_KJ, MIN_ACTIVATION_ENERGY_KJ
 from cloud.core import db
 from cloud.core.errors import CloudError
 from cloud.services.projections import dialect_insert
@@ -78,15 +79,17 @@ class ProductRecord(_Record):
     sku: Ident
     gtin: str | None = Field(default=None, description="GTIN-8/12/13/14, stored as 14 digits")
     name: Annotated[str, Field(max_length=200)] = ""
-    shelf_life_days: Annotated[int | None, Field(ge=0)] = None
-    storage_temp_min_c: float | None = Field(default=None, allow_inf_nan=False)
-    storage_temp_max_c: float | None = Field(default=None, allow_inf_nan=False)
+    shelf_life_days: Annotated[int | None, Field(ge=0, le=36500)] = None
+    storage_temp_min_c: float | None = Field(default=None, ge=-273.15, le=1000)
+    storage_temp_max_c: float | None = Field(default=None, ge=-273.15, le=1000)
     # Shelf-life model (cloud.services.lots): how fast the product ages with temperature. Empty =
     # Arrhenius at 83.144 kJ/mol, shelf_life_days holding at the middle of the storage range.
     shelf_life_model: Literal["arrhenius", "q10"] | None = None
-    activation_energy_kj: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    q10: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    reference_temp_c: float | None = Field(default=None, gt=-273.15, allow_inf_nan=False)
+    activation_energy_kj: float | None = Field(
+        default=None, ge=MIN_ACTIVATION_ENERGY_KJ, le=MAX_ACTIVATION_ENERGY_KJ
+    )
+    q10: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
+    reference_temp_c: float | None = Field(default=None, gt=-273.15, le=1000)
 
     @field_validator("gtin")
     @classmethod
@@ -207,11 +210,14 @@ def read_csv(text: str) -> list[dict[str, Any]]:
     """CSV with a header row; empty cells mean "not given" (the field's default / NULL)."""
     reader = csv.DictReader(io.StringIO(text))
     rows = []
-    for row in reader:
-        if None in row:  # more cells than header columns
-            row = {k: v for k, v in row.items() if k is not None}
-            row["(extra cells)"] = "?"
-        rows.append({k: v for k, v in row.items() if v not in ("", None)})
+    try:
+        for row in reader:
+            if None in row:  # more cells than header columns
+                row = {k: v for k, v in row.items() if k is not None}
+                row["(extra cells)"] = "?"
+            rows.append({k: v for k, v in row.items() if v not in ("", None)})
+    except csv.Error as exc:  # a cell past the field size limit, a NUL byte
+        raise MasterDataError("file", [Problem(reader.line_num, None, f"not valid CSV: {exc}")]) from exc
     return rows
 
 
@@ -219,8 +225,10 @@ def read_json(text: str) -> list[dict[str, Any]]:
     """A JSON list of objects, or an object with an ``items`` list (our export format)."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or an integer of thousands of digits
         raise MasterDataError("file", [Problem(None, None, f"not valid JSON: {exc}")]) from exc
+    except RecursionError as exc:
+        raise MasterDataError("file", [Problem(None, None, "JSON is nested too deeply")]) from exc
     if isinstance(data, dict) and isinstance(data.get("items"), list):
         data = data["items"]
     if not isinstance(data, list):
