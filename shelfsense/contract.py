@@ -40,6 +40,7 @@ Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
 
 # Every integer lands in a signed 64-bit database column (SQLite INTEGER, PostgreSQL BIGINT).
 INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1  # tag_observations.count is a 32-bit INTEGER
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
@@ -87,7 +88,7 @@ class TagObservation(_Event):
     rssi: Annotated[float | None, Field(ge=-150, le=50)] = None
     first_seen: Timestamp
     last_seen: Timestamp
-    count: Annotated[int, Field(ge=1, le=INT64_MAX)]
+    count: Annotated[int, Field(ge=1, le=INT32_MAX)]  # reads in one smoothing window
     location: Ident | None = None
 
 
