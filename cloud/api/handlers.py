@@ -78,7 +78,7 @@ async def _model_validation_error(_request: Request, exc: Exception) -> JSONResp
 
 async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
     # Logged without the value: it came from the client and may be enormous.
-    log.info("%s %s: value out of range (%s)", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    log.info("%s %s: value out of range (%s)", request.method, request.url.path, type(exc).__name__)
     msg = "a value in the request is outside the supported range or size"
     return error_response(422, "out_of_range", msg, errors=[{"loc": "", "msg": msg}])
 
