@@ -6,7 +6,9 @@ Everything happens in ONE transaction, so an error stores nothing and a retry is
    IMMEDIATE``) so two batches of the same edge are applied one after the other;
 2. find which of the batch's sequence numbers are already stored (one index range scan) and
    insert the others into ``events``: those are the new events, everything else is a duplicate;
-3. project only the new events (one bulk statement per table) and evaluate alerts;
+3. project only the new events (one bulk statement per table) and evaluate alerts; new events
+   dated outside the plausibility window (cloud.services.plausibility) are stored, flagged and
+   counted, but not projected;
 4. advance ``acked_through`` to the highest sequence ``n`` such that ``1..n`` are all stored.
 
 The rows themselves (event JSON, projection tuples, timestamps formatted for the engine) are built
@@ -42,6 +44,7 @@ from cloud.core.config import ZoneKey
 from cloud.core.errors import CloudError
 from cloud.services.alerts import ColdChainRules, Limits
 from cloud.services.coldchain import Evaluation, Notice, evaluate_batch
+from cloud.services.plausibility import PlausibilityWindow
 from cloud.services.projections import Projection, Rows, insert_rows, prepare, rows_by_kind, stamp_for, write
 from shelfsense.config import ZoneLimits
 from shelfsense.contract import Batch, BatchAck, SequencedEvent, event_json
@@ -73,7 +76,7 @@ class IngestResult:
     zone_limits: Mapping[str, Limits] = field(default_factory=dict)  # limits the batch was judged by
 
 
-_EVENT_COLUMNS = ("edge_id", "seq", "kind", "payload", "received_at")
+_EVENT_COLUMNS = ("edge_id", "seq", "kind", "payload", "received_at", "implausible")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,20 +91,32 @@ class PreparedBatch:
     site_id: str
     dialect: str
     events: Rows  # aligned with batch.events
-    projection: Projection
+    projection: Projection  # of the plausible events only
+    implausible: frozenset[int] = frozenset()  # seqs dated outside the plausibility window
 
 
-def prepare_batch(batch: Batch, site_id: str, dialect: str) -> PreparedBatch:
-    """Build every row of ``batch`` for ``dialect`` (pure CPU; safe to run in a worker thread)."""
-    t = stamp_for(dialect)
-    now = t(db.utcnow())
+def prepare_batch(
+    batch: Batch, site_id: str, dialect: str, window: PlausibilityWindow | None = None
+) -> PreparedBatch:
+    """Build every row of ``batch`` for ``dialect`` (pure CPU; safe to run in a worker thread).
+
+    ``window``: judge event times against it (on this moment's clock); None believes every time.
+    """
+    received = db.utcnow()
+    now = stamp_for(dialect)(received)
     edge_id = batch.edge_id
-    event_rows = [(edge_id, item.seq, item.event.kind, event_json(item.event), now) for item in batch.events]
+    implausible = window.implausible_seqs(batch.events, received) if window else frozenset()
+    event_rows = [
+        (edge_id, item.seq, item.event.kind, event_json(item.event), now, item.seq in implausible)
+        for item in batch.events
+    ]
+    applied = [item for item in batch.events if item.seq not in implausible] if implausible else batch.events
     return PreparedBatch(
         site_id,
         dialect,
         Rows(db.events, _EVENT_COLUMNS, event_rows),
-        prepare(site_id, edge_id, batch.events, dialect),
+        prepare(site_id, edge_id, applied, dialect),
+        implausible,
     )
 
 
@@ -111,15 +126,17 @@ async def ingest_batch(
     zones: Mapping[ZoneKey, ZoneLimits],
     prepared: PreparedBatch | None = None,
     rules: ColdChainRules | None = None,
+    window: PlausibilityWindow | None = None,
 ) -> IngestResult:
     """Store ``batch`` (already authenticated for ``batch.edge_id``) atomically.
 
-    ``prepared`` (from :func:`prepare_batch`) saves building the rows under the write lock.
+    ``prepared`` (from :func:`prepare_batch`, given the same ``window``) saves building the rows
+    under the write lock.
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             async with db.write_transaction(engine) as conn:
-                return await _ingest_in_transaction(conn, batch, zones, prepared, rules)
+                return await _ingest_in_transaction(conn, batch, zones, prepared, rules, window)
         except IntegrityError:
             log.info("ingest for edge %s conflicted (attempt %d), retrying", batch.edge_id, attempt)
         except DBAPIError as exc:
@@ -140,6 +157,7 @@ async def _ingest_in_transaction(
     zones: Mapping[ZoneKey, ZoneLimits],
     prepared: PreparedBatch | None = None,
     rules: ColdChainRules | None = None,
+    window: PlausibilityWindow | None = None,
 ) -> IngestResult:
     edge_row = (await conn.execute(_LOCK_EDGE, {"edge_id": batch.edge_id})).one_or_none()
     if edge_row is None:
@@ -147,16 +165,17 @@ async def _ingest_in_transaction(
     site_id, acked = edge_row.site_id, edge_row.acked_through
     dialect = conn.dialect.name
     if prepared is None or prepared.site_id != site_id or prepared.dialect != dialect:
-        prepared = prepare_batch(batch, site_id, dialect)
+        prepared = prepare_batch(batch, site_id, dialect, window)
 
     new_items = await _insert_new_events(conn, batch, prepared)
+    applied = [item for item in new_items if item.seq not in prepared.implausible]
     evaluation = Evaluation()
-    if new_items:
+    if applied:
         projection = prepared.projection
         if len(new_items) != len(batch.events):  # a resend: project only what is new
-            projection = prepare(site_id, batch.edge_id, new_items, dialect)
+            projection = prepare(site_id, batch.edge_id, applied, dialect)
         await write(conn, projection)
-        evaluation = await evaluate_batch(conn, site_id, zones, rules or ColdChainRules(), new_items)
+        evaluation = await evaluate_batch(conn, site_id, zones, rules or ColdChainRules(), applied)
 
     duplicates = len(batch.events) - len(new_items)
     params = {
@@ -164,12 +183,13 @@ async def _ingest_in_transaction(
         "b_acked": _known_contiguous(batch, acked),
         "b_accepted": len(new_items),
         "b_duplicates": duplicates,
+        "b_implausible": len(new_items) - len(applied),
         "b_now": db.utcnow(),
     }
     acked = int(await conn.scalar(_ADVANCE_EDGE, params))
     ack = BatchAck(acked_through=acked, accepted=len(new_items), duplicates=duplicates)
     kinds = rows_by_kind(new_items)
-    return IngestResult(ack, kinds, site_id, new_items, evaluation.notices, evaluation.limits)
+    return IngestResult(ack, kinds, site_id, applied, evaluation.notices, evaluation.limits)
 
 
 async def _insert_new_events(
@@ -264,6 +284,7 @@ def _advance_edge() -> Any:  # a ReturningUpdate
             acked_through=_contiguous_ack(edge_id, acked),
             events_received=c.events_received + bindparam("b_accepted", type_=BigInteger()),
             duplicates=c.duplicates + bindparam("b_duplicates", type_=BigInteger()),
+            events_implausible=c.events_implausible + bindparam("b_implausible", type_=BigInteger()),
             batches=c.batches + 1,
             last_seen=bindparam("b_now", type_=c.last_seen.type),
         )

@@ -57,7 +57,7 @@ def live_cloud(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     port = free_port()
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}"
     config = Settings(
-        cloud=CloudSettings(db_url=db_url, port=port, max_body_bytes=64 * 1024),
+        cloud=CloudSettings(db_url=db_url, port=port, max_body_bytes=64 * 1024, max_event_age_s=None),
         zones=[ZoneLimits(id="cold-1", min_temp_c=2.0, max_temp_c=8.0)],
     )
     server = build_server(config, log_level="critical")

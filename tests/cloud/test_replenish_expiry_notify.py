@@ -46,7 +46,12 @@ async def app(db_url: str, receiver: Receiver) -> AsyncIterator[App]:
         }
     )
     settings = Settings(
-        cloud=CloudSettings(db_url=db_url, coldchain=coldchain, replenish=ReplenishSettings(enabled=False))
+        cloud=CloudSettings(
+            max_event_age_s=None,
+            db_url=db_url,
+            coldchain=coldchain,
+            replenish=ReplenishSettings(enabled=False),
+        )
     )
     async for running in running_app(settings):
         yield running

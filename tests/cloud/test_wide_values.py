@@ -25,7 +25,7 @@ EPCS = [f"{i:04X}".rjust(124, "F") for i in range(40)]  # EPC_PATTERN allows 124
 @pytest.fixture
 def settings(db_url: str) -> Settings:
     return Settings(
-        cloud=CloudSettings(db_url=db_url, max_body_bytes=MAX_BODY * 4),
+        cloud=CloudSettings(max_event_age_s=None, db_url=db_url, max_body_bytes=MAX_BODY * 4),
         zones=[ZoneLimits(id=ZONE, site_id=SITE, min_temp_c=-40.0, max_temp_c=25.0, max_humidity=90.0)],
     )
 
