@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from cloud.api.handlers import install_error_handlers
 from cloud.api.routes import (
@@ -92,6 +93,10 @@ def create_app(
     for module in (proposals, kpis, epcis):  # restocking (issue 7)
         app.include_router(module.router)
     web_install(app)  # the operator page (/ui/) and its session login
+    if settings.cloud.trusted_proxies:
+        # Only a configured proxy may name the client (X-Forwarded-For) and scheme (-Proto);
+        # uvicorn's own handling is off (build_server), it would believe any loopback peer.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.cloud.trusted_proxies))
     return app
 
 
@@ -102,6 +107,7 @@ def build_server(settings: Settings, *, log_level: str = "info") -> uvicorn.Serv
         host=settings.cloud.host,
         port=settings.cloud.port,
         log_level=log_level,
+        proxy_headers=False,  # create_app trusts forwarded headers from cloud.trusted_proxies only
     )
     return uvicorn.Server(config)
 

@@ -31,6 +31,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _networks(entries: list[str], key: str) -> list[str]:
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{key}: {entry!r} is not an IP address or CIDR network") from None
+    return entries
+
+
 class ZoneLimits(_Section):
     """Cold-chain limits of one zone, evaluated by the edge (local alarms) and the cloud (alerts)."""
 
@@ -130,6 +139,9 @@ class ColdChainSettings(_Section):
     # each escalation adds the next one. Empty: every channel, no escalation.
     contact_groups: list[list[Ident]] = []
     channels: list[ChannelSettings] = []
+    # Host names and IPs/CIDRs channels may deliver to (cloud.notify.destinations). Empty: any
+    # public address. Loopback, private and link-local addresses only when listed here.
+    allowed_destinations: list[str] = []
     alert_url: str | None = None  # e.g. "https://cloud.example/alerts/{id}" for message links
 
     @model_validator(mode="after")
@@ -232,10 +244,18 @@ class CloudSettings(_Section):
     # in the future are stored for audit and counted per edge, but never applied.
     max_event_age_s: Annotated[float, Field(gt=0)] | None = 30 * 86400.0
     max_future_skew_s: Annotated[float, Field(ge=0)] = 300.0
+    # Reverse proxies (IPs or CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed. Empty:
+    # the TCP peer is the client, whatever the headers say (the login lockout counts per client).
+    trusted_proxies: list[str] = []
     coldchain: ColdChainSettings = ColdChainSettings()
     influx: InfluxSettings | None = None
     replenish: ReplenishSettings = ReplenishSettings()
     web: WebSettings = WebSettings()
+
+    @model_validator(mode="after")
+    def _proxies_are_networks(self) -> CloudSettings:
+        _networks(self.trusted_proxies, "trusted_proxies")
+        return self
 
 
 class SerialPort(_Section):

@@ -15,6 +15,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -26,7 +27,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.coldchain.mkt import MAX_ACTIVATION_ENERGY_KJ, MIN_ACTIVATION_ENERGY_KJ
-from cloud.core import db
+from cloud.core import csvsafe, db
 from cloud.core.errors import CloudError
 from cloud.services.projections import dialect_insert
 from shelfsense.contract import EPC_PATTERN, Ident
@@ -215,7 +216,7 @@ def read_csv(text: str) -> list[dict[str, Any]]:
             if None in row:  # more cells than header columns
                 row = {k: v for k, v in row.items() if k is not None}
                 row["(extra cells)"] = "?"
-            rows.append({k: v for k, v in row.items() if v not in ("", None)})
+            rows.append({k: csvsafe.restore_cell(v) for k, v in row.items() if v not in ("", None)})
     except csv.Error as exc:  # a cell past the field size limit, a NUL byte
         raise MasterDataError("file", [Problem(reader.line_num, None, f"not valid CSV: {exc}")]) from exc
     return rows
@@ -414,7 +415,7 @@ async def export_rows(conn: AsyncConnection, kind: str) -> list[dict[str, Any]]:
 
 def render_csv(kind: str, rows: Sequence[Mapping[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=spec(kind).columns, lineterminator="\n")
+    writer = csvsafe.DictWriter(out, fieldnames=spec(kind).columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else _csv_value(v)) for k, v in row.items()})
@@ -441,11 +442,24 @@ async def export_dir(engine: AsyncEngine, directory: Path, fmt: Literal["csv", "
         for kind in KINDS:
             rows = await export_rows(conn, kind)
             path = directory / f"{kind}.{fmt}"
-            path.write_text(
-                render_csv(kind, rows) if fmt == "csv" else render_json(kind, rows), encoding="utf-8"
-            )
+            _write_no_follow(path, render_csv(kind, rows) if fmt == "csv" else render_json(kind, rows))
             written.append(path)
     return written
+
+
+def _write_no_follow(path: Path, text: str) -> None:
+    """Write ``path``, refusing a symlink there: an export must never overwrite what a link
+    points at (``O_NOFOLLOW`` makes the refusal atomic, no check-then-open race)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            raise MasterDataError(
+                "file", [Problem(None, None, f"{path} is a symlink: not followed")]
+            ) from exc
+        raise MasterDataError("file", [Problem(None, None, f"cannot write {path}: {exc.strerror}")]) from exc
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 async def delete_record(engine: AsyncEngine, kind: str, key: Mapping[str, Any]) -> bool:

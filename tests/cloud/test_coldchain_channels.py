@@ -121,7 +121,8 @@ async def test_one_alert_reaches_every_channel_type(
                     "to": ["qa@example.com"],
                 },
                 {"type": "mqtt", "name": "bus", "url": mosquitto_broker.url},
-            ]
+            ],
+            "allowed_destinations": ["127.0.0.1"],  # the test's robots, SMTP server and broker
         }
     )
     settings = Settings(

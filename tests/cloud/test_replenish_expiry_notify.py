@@ -42,6 +42,7 @@ async def app(db_url: str, receiver: Receiver) -> AsyncIterator[App]:
                 {"type": "webhook", "name": "ops", "url": receiver.url("/ops"), "secret": SECRET},
             ],
             "contact_groups": [["ops"]],  # alerts go to ops; buyer only hears rules' notify actions
+            "allowed_destinations": ["127.0.0.1"],  # the test's receivers
             "gap_minutes": None,
         }
     )

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 
-from cloud.api.deps import DbConn, Engine, OperatorUser, ZonesDep, require_role
+from cloud.api.deps import DbConn, Engine, OperatorUser, ViewerUser, ZonesDep, require_role
 from cloud.api.pagination import Limit, Offset, paginate
 from cloud.core import db
 from cloud.core.errors import ApiError
@@ -153,12 +153,15 @@ async def get_alert(alert_id: int, conn: DbConn, zones: ZonesDep) -> AlertDetail
 
 
 @router.get("/alerts/{alert_id}/deliveries", response_model=list[DeliveryOut], responses=_ERRORS)
-async def get_deliveries(alert_id: int, conn: DbConn) -> list[DeliveryOut]:
+async def get_deliveries(alert_id: int, conn: DbConn, user: ViewerUser) -> list[DeliveryOut]:
+    """Delivery attempts; ``error`` (which may quote the destination's reply) is shown to admins
+    only, ``null`` for everyone else."""
     try:
         rows = await deliveries(conn, alert_id)
     except AlertNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
-    return [DeliveryOut.model_validate(r) for r in rows]
+    admin = user.role >= Role.admin
+    return [DeliveryOut.model_validate(r if admin else {**r, "error": None}) for r in rows]
 
 
 @contextlib.contextmanager

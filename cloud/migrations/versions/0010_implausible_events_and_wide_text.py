@@ -16,6 +16,7 @@ current metadata and then adopted (cloud.core.migrate) already has these columns
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -29,7 +30,7 @@ depends_on: str | Sequence[str] | None = None
 _ONE_OPEN = sa.text("status IN ('open', 'acknowledged')")
 
 
-def _columns(table: str) -> dict[str, sa.types.TypeEngine[object]]:
+def _columns(table: str) -> dict[str, sa.types.TypeEngine[Any]]:
     return {c["name"]: c["type"] for c in sa.inspect(op.get_bind()).get_columns(table)}
 
 
@@ -49,7 +50,7 @@ def upgrade() -> None:
         _limit_source_type(sa.String(length=160), sa.Text())
 
 
-def _limit_source_type(old: sa.types.TypeEngine[object], new: sa.types.TypeEngine[object]) -> None:
+def _limit_source_type(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> None:
     # SQLite rebuilds the (small) alerts table; the partial unique index is dropped and made again
     # so the rebuild cannot lose its WHERE clause.
     with op.batch_alter_table("alerts", schema=None) as batch_op:
