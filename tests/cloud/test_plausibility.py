@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import EPC_A, MAX_BODY, Cloud
+from conftest import reading as conftest_reading
 from sqlalchemy import select
 
 from cloud.core import db
@@ -23,15 +24,7 @@ def iso(when: datetime) -> str:
 
 
 def reading(when: datetime, value: float) -> dict[str, Any]:
-    return {
-        "kind": "sensor_reading",
-        "sensor_id": "probe-1",
-        "quantity": "temperature",
-        "value": value,
-        "unit": "degC",
-        "time": iso(when),
-        "zone": "cold-1",
-    }
+    return {**conftest_reading(0, value), "time": iso(when)}
 
 
 def movement(when: datetime, to: str | None) -> dict[str, Any]:
