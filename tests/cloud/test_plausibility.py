@@ -16,8 +16,6 @@ from sqlalchemy import select
 from cloud.core import db
 from shelfsense.config import CloudSettings, Settings, ZoneLimits
 
-NOW = datetime.now(UTC)
-
 
 def iso(when: datetime) -> str:
     return when.isoformat()
@@ -32,10 +30,11 @@ def movement(when: datetime, to: str | None) -> dict[str, Any]:
 
 
 def batch(events: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    created = datetime.now(UTC)
     return {
         "v": 1,
         "edge_id": "edge-1",
-        "created_at": iso(NOW),
+        "created_at": iso(created),
         "events": [{"seq": s, "event": e} for s, e in events],
     }
 
@@ -51,7 +50,8 @@ def settings(db_url: str) -> Settings:
 
 
 async def test_implausible_times_are_stored_but_never_applied(cloud: Cloud) -> None:
-    recent = NOW - timedelta(minutes=10)
+    now = datetime.now(UTC)  # here, not at import: a long test session must not age it
+    recent = now - timedelta(minutes=10)
     far_future = datetime(2999, 1, 1, tzinfo=UTC)
     year_one = datetime(1, 1, 1, tzinfo=UTC)
     first = await cloud.post(
@@ -62,8 +62,8 @@ async def test_implausible_times_are_stored_but_never_applied(cloud: Cloud) -> N
                 (3, reading(far_future, 3.0)),
                 (4, movement(far_future, "shelf-1")),
                 (5, reading(year_one, 12.0)),
-                (6, reading(NOW + timedelta(minutes=6), 4.0)),  # just past the 5-minute skew
-                (7, reading(NOW - timedelta(days=8), 4.0)),  # just past the 7-day age
+                (6, reading(now + timedelta(minutes=6), 4.0)),  # just past the 5-minute skew
+                (7, reading(now - timedelta(days=8), 4.0)),  # just past the 7-day age
             ]
         )
     )
@@ -82,7 +82,7 @@ async def test_implausible_times_are_stored_but_never_applied(cloud: Cloud) -> N
     async with cloud.engine.connect() as conn:
         flags = dict((await conn.execute(select(db.events.c.seq, db.events.c.implausible))).all())
     assert flags == {1: False, 2: False, 3: True, 4: True, 5: True, 6: True, 7: True}
-    again = await cloud.post(batch([(3, reading(far_future, 3.0)), (8, reading(NOW, 5.0))]))
+    again = await cloud.post(batch([(3, reading(far_future, 3.0)), (8, reading(now, 5.0))]))
     assert again.json() == {"acked_through": 8, "accepted": 1, "duplicates": 1}
     edges = {e["edge_id"]: e for e in (await cloud.get("/api/v1/edges", token=cloud.admin)).json()["items"]}
     assert (edges["edge-1"]["events_implausible"], edges["edge-1"]["events_received"]) == (5, 8)
