@@ -124,6 +124,7 @@ def write_config(path: Path, db_url: str, port: int, receiver_port: int, zones: 
         f'db_url = "{db_url}"',
         f"port = {port}",
         "[cloud.coldchain]",
+        'allowed_destinations = ["127.0.0.1"]',
         "gap_minutes = 60",
         "escalation_minutes = 60",
         "[[cloud.coldchain.channels]]",

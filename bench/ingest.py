@@ -158,7 +158,12 @@ class Server:
 
     def __init__(self, db_url: str, port: int, workdir: Path) -> None:
         self.port = port
-        env = {**os.environ, "SHELFSENSE_CLOUD__MAX_BODY_BYTES": str(64 * 1024 * 1024)}
+        env = {
+            **os.environ,
+            "SHELFSENSE_CLOUD__MAX_BODY_BYTES": str(64 * 1024 * 1024),
+            # The events are dated from 2025-01-01 (T0): believe them, so every one is projected.
+            "SHELFSENSE_CLOUD__MAX_EVENT_AGE_S": str(100 * 365 * 86400),
+        }
         self.log = (workdir / f"server-{port}.log").open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "shelfsense", "cloud", "serve", "--db", db_url, "--port", str(port)],

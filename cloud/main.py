@@ -7,15 +7,14 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from cloud.api.handlers import install_error_handlers
 from cloud.api.routes import (
     alerts,
     edges,
@@ -34,7 +33,6 @@ from cloud.api.routes import (
 )
 from cloud.core import db
 from cloud.core.config import zone_limits
-from cloud.core.errors import ApiError
 from cloud.core.metrics import Metrics
 from cloud.core.migrate import migrate, upgrade_to_head
 from cloud.replenish.service import ReplenishOptions
@@ -49,43 +47,6 @@ from shelfsense.process import tune_gc
 from shelfsense.redact import install_log_masking, register_settings_secrets
 
 log = logging.getLogger(__name__)
-
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-}
-
-
-def _error(
-    status: int, code: str, detail: str, headers: Mapping[str, str] | None = None, **extra: object
-) -> JSONResponse:
-    return JSONResponse({"detail": detail, "code": code, **extra}, status_code=status, headers=headers)
-
-
-async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
-
-
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "error")
-    return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
-
-
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")}
-        for e in exc.errors()[:10]
-    ]
-    detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
-    return _error(422, "validation_error", detail, errors=errors)
 
 
 def create_app(
@@ -129,9 +90,7 @@ def create_app(
     app.state.zones = zone_limits(settings)
     app.state.stocktake = stocktake_options
     app.state.replenish = ReplenishOptions.from_settings(settings.cloud.replenish)
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    install_error_handlers(app)
     # lots before masterdata: /lots/{lot_id}/report must win over master data's /lots/{sku}/{lot_code},
     # and its GET /lots is a superset of master data's listing (cloud.api.routes.lots).
     for module in (health, ingest, stock, sensors, alerts, edges, summary, lots, masterdata, stocktakes):
@@ -141,6 +100,10 @@ def create_app(
     app.include_router(whatif_routes.router)  # what-if simulation (issue 17)
     app.include_router(users.router)  # user administration (issue 12)
     web_install(app)  # the operator page (/ui/) and its session login
+    if settings.cloud.trusted_proxies:
+        # Only a configured proxy may name the client (X-Forwarded-For) and scheme (-Proto);
+        # uvicorn's own handling is off (build_server), it would believe any loopback peer.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.cloud.trusted_proxies))
     return app
 
 
@@ -151,6 +114,7 @@ def build_server(settings: Settings, *, log_level: str = "info") -> uvicorn.Serv
         host=settings.cloud.host,
         port=settings.cloud.port,
         log_level=log_level,
+        proxy_headers=False,  # create_app trusts forwarded headers from cloud.trusted_proxies only
     )
     return uvicorn.Server(config)
 

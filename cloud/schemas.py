@@ -93,6 +93,9 @@ class EdgePublic(_Public):
     acked_through: int
     events_received: int
     duplicates: int
+    events_implausible: int = Field(
+        description="events stored for audit but not applied: dated outside the plausibility window"
+    )
     batches: int
     last_seen: datetime | None
     # The edge database's current incarnation (edge.incarnation) and when its stream began.

@@ -164,10 +164,14 @@ def cmd_cloud_import(args: argparse.Namespace) -> int:
 
 
 def cmd_cloud_export(args: argparse.Namespace) -> int:
-    from cloud.services.masterdata import export_dir_sync
+    from cloud.services.masterdata import MasterDataError, export_dir_sync
 
     settings = _settings_from(args, **_cloud_overrides(args))
-    paths = export_dir_sync(settings.cloud.db_url, Path(args.dir), args.format)
+    try:
+        paths = export_dir_sync(settings.cloud.db_url, Path(args.dir), args.format)
+    except MasterDataError as exc:  # e.g. a symlink where a file would go
+        print(f"shelfsense: export refused: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps({"files": [str(p) for p in paths]}))
     return 0
 

@@ -47,6 +47,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _networks(entries: list[str], key: str) -> list[str]:
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{key}: {entry!r} is not an IP address or CIDR network") from None
+    return entries
+
+
 class ZoneLimits(_Section):
     """Cold-chain limits of one zone, evaluated by the edge (local alarms) and the cloud (alerts)."""
 
@@ -146,6 +155,9 @@ class ColdChainSettings(_Section):
     # each escalation adds the next one. Empty: every channel, no escalation.
     contact_groups: list[list[Ident]] = []
     channels: list[ChannelSettings] = []
+    # Host names and IPs/CIDRs channels may deliver to (cloud.notify.destinations). Empty: any
+    # public address. Loopback, private and link-local addresses only when listed here.
+    allowed_destinations: list[str] = []
     alert_url: str | None = None  # e.g. "https://cloud.example/alerts/{id}" for message links
 
     @model_validator(mode="after")
@@ -243,10 +255,23 @@ class CloudSettings(_Section):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     # How long a sensor may stay silent before the cloud calls its readings stale.
     stale_after_s: Annotated[float, Field(gt=0)] = 300.0
+    # Plausibility window around the cloud's clock (cloud.services.plausibility): events dated
+    # older (None: no limit; keep it above how long an edge's outbox may hold events) or further
+    # in the future are stored for audit and counted per edge, but never applied.
+    max_event_age_s: Annotated[float, Field(gt=0)] | None = 30 * 86400.0
+    max_future_skew_s: Annotated[float, Field(ge=0)] = 300.0
+    # Reverse proxies (IPs or CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed. Empty:
+    # the TCP peer is the client, whatever the headers say (the login lockout counts per client).
+    trusted_proxies: list[str] = []
     coldchain: ColdChainSettings = ColdChainSettings()
     influx: InfluxSettings | None = None
     replenish: ReplenishSettings = ReplenishSettings()
     web: WebSettings = WebSettings()
+
+    @model_validator(mode="after")
+    def _proxies_are_networks(self) -> CloudSettings:
+        _networks(self.trusted_proxies, "trusted_proxies")
+        return self
 
 
 class SerialPort(_Section):

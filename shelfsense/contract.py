@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -44,6 +45,25 @@ EPC_PATTERN = r"^[0-9A-F]{8,124}$"
 IDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
+
+# Every integer lands in a signed 64-bit database column (SQLite INTEGER, PostgreSQL BIGINT).
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1  # tag_observations.count is a 32-bit INTEGER
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+
+
+def _convertible_to_utc(value: datetime) -> datetime:
+    """Refuse a datetime that cannot be expressed in UTC (``9999-12-31T23:59:59-01:00`` is year
+    10000 there); naive values are taken as UTC, as everywhere else. The value is kept as given:
+    whether a time is *plausible* is the receiver's call (cloud.services.plausibility)."""
+    try:
+        (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("datetime is outside the range expressible in UTC (years 1-9999)") from None
+    return value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_convertible_to_utc)]
 
 
 def _upper(value: Any) -> Any:
@@ -74,9 +94,9 @@ class TagObservation(_Event):
     reader: Ident
     antenna: Annotated[int, Field(ge=0, le=65535)]
     rssi: Annotated[float | None, Field(ge=-150, le=50)] = None
-    first_seen: datetime
-    last_seen: datetime
-    count: Annotated[int, Field(ge=1)]
+    first_seen: Timestamp
+    last_seen: Timestamp
+    count: Annotated[int, Field(ge=1, le=INT32_MAX)]  # reads in one smoothing window
     location: Ident | None = None
 
 
@@ -87,7 +107,7 @@ class PortalPassage(_Event):
     epc: Epc
     portal: Ident
     direction: Literal["in", "out", "unknown"]
-    at: datetime
+    at: Timestamp
     inside_location: Ident | None = None
     outside_location: Ident | None = None
 
@@ -100,7 +120,7 @@ class StockMovement(_Event):
     from_location: Ident | None = None
     to_location: Ident | None = None
     reason: Literal["portal", "stocktake", "manual", "adjustment"] = "portal"
-    at: datetime
+    at: Timestamp
 
 
 Quantity = Literal["temperature", "humidity", "battery", "linkquality", "pressure"]
@@ -114,7 +134,7 @@ class SensorReading(_Event):
     quantity: Quantity
     value: float = Field(allow_inf_nan=False)
     unit: Literal["degC", "%RH", "%", "hPa", "lqi"]
-    time: datetime
+    time: Timestamp
     zone: Ident | None = None
     flags: tuple[Literal["out_of_range", "stale", "clock_skew"], ...] = ()
 
@@ -125,11 +145,11 @@ class DeviceHealth(_Event):
     kind: Literal["device_health"] = "device_health"
     device_id: Ident
     connected: bool
-    last_frame_at: datetime | None = None
-    frames_ok: Annotated[int, Field(ge=0)] = 0
-    frames_bad: Annotated[int, Field(ge=0)] = 0
-    reconnects: Annotated[int, Field(ge=0)] = 0
-    at: datetime
+    last_frame_at: Timestamp | None = None
+    frames_ok: Count = 0
+    frames_bad: Count = 0
+    reconnects: Count = 0
+    at: Timestamp
 
 
 class LocalAlarm(_Event):
@@ -142,7 +162,7 @@ class LocalAlarm(_Event):
     state: Literal["raised", "cleared"]
     value: float = Field(allow_inf_nan=False)
     limit: float = Field(allow_inf_nan=False)
-    at: datetime
+    at: Timestamp
 
 
 Event = Annotated[
@@ -166,7 +186,7 @@ class SequencedEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    seq: Annotated[int, Field(ge=1)]
+    seq: Annotated[int, Field(ge=1, le=INT64_MAX)]
     event: Event
 
 
@@ -181,7 +201,7 @@ class Batch(BaseModel):
 
     v: Literal[1] = 1
     edge_id: Ident
-    created_at: datetime
+    created_at: Timestamp
     # The id of the edge database that assigned the sequence numbers (see the module docstring).
     incarnation: Annotated[str | None, Field(pattern=INCARNATION_PATTERN)] = None
     # The edge's disk is full (edge.diskfull): it holds events in memory and acknowledges no MQTT.
@@ -224,7 +244,8 @@ def check_version(data: Any) -> None:
     version = data.get("v")
     if version is None:
         raise ContractError("batch body has no contract version field 'v'")
-    if version not in SUPPORTED_VERSIONS:
+    # Only a plain integer can name a version; a list or object is not hashable, and True == 1.
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
         supported = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
         raise UnsupportedContractVersion(
             f"unsupported sync contract version v={version!r}; this side speaks v={supported}"
@@ -236,7 +257,7 @@ def parse_batch(body: bytes | str | dict[str, Any]) -> Batch:
     if isinstance(body, (bytes, str)):
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit integer
             raise ContractError(f"batch body is not valid JSON: {exc}") from exc
         except RecursionError as exc:  # hostile, absurdly nested JSON
             raise ContractError("batch body is nested too deeply") from exc
@@ -250,6 +271,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "EVENT_KINDS",
     "INCARNATION_PATTERN",
+    "INT64_MAX",
     "Batch",
     "BatchAck",
     "ContractError",
@@ -261,6 +283,7 @@ __all__ = [
     "SequencedEvent",
     "StockMovement",
     "TagObservation",
+    "Timestamp",
     "UnsupportedContractVersion",
     "ValidationError",
     "check_version",

@@ -36,6 +36,9 @@ import numpy as np
 import numpy.typing as npt
 
 DEFAULT_ACTIVATION_ENERGY_KJ = 83.144
+# Accepted ΔH range: real products lie between ~40 and ~200 kJ/mol; a near-zero or subnormal
+# value only makes the exponentials overflow.
+MIN_ACTIVATION_ENERGY_KJ, MAX_ACTIVATION_ENERGY_KJ = 1.0, 1000.0
 GAS_CONSTANT_KJ = 8.3144e-3  # kJ/(mol·K), the value USP <1079.2> uses
 ZERO_CELSIUS_K = 273.15
 MAX_EPOCH_S = 1e11  # year 5138: anything larger is a unit mix-up (ms, µs) or garbage

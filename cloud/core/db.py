@@ -36,6 +36,7 @@ from sqlalchemy import (
     Table,
     Text,
     event,
+    false,
     text,
 )
 from sqlalchemy.engine import make_url
@@ -97,6 +98,9 @@ edges = Table(
     Column("events_received", BigInteger, nullable=False, default=0),
     Column("duplicates", BigInteger, nullable=False, default=0),
     Column("batches", BigInteger, nullable=False, default=0),
+    # Events stored for audit but not applied: their time was outside the plausibility window
+    # (revision 0010, cloud.services.plausibility).
+    Column("events_implausible", BigInteger, nullable=False, default=0, server_default="0"),
     Column("last_seen", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     # The current sequence stream (revision 0009): the edge database's incarnation (None: an edge
@@ -152,6 +156,7 @@ events = Table(
     Column("kind", String(32), nullable=False),
     Column("payload", Text, nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
+    Column("implausible", Boolean, nullable=False, default=False, server_default=false()),  # rev. 0010
 )
 
 
@@ -304,7 +309,7 @@ alerts = Table(
     Column("resolved_at", UtcDateTime),
     Column("kind", String(16), nullable=False, default="single_event", server_default="single_event"),
     Column("severity", String(8), nullable=False, default="warning", server_default="warning"),
-    Column("limit_source", String(160)),
+    Column("limit_source", Text),  # lists SKUs: unbounded (revision 0010)
     Column("acknowledged_at", UtcDateTime),
     Column("acknowledged_by", ID),
     Column("ack_comment", Text),

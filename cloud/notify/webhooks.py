@@ -36,6 +36,7 @@ from cloud.notify.base import (
     RetryPolicy,
     deliver_with_retries,
 )
+from cloud.notify.destinations import DestinationRefused, Destinations
 from shelfsense.redact import mask_url
 
 SIGNATURE_HEADER = "X-ShelfSense-Signature"
@@ -101,8 +102,11 @@ class HttpChannel:
         retry: RetryPolicy | None = None,
         log: DeliveryLog | None = None,
         client: httpx.AsyncClient | None = None,
+        destinations: Destinations | None = None,
     ) -> None:
         self.url = _check_url(url)
+        # None: deliver anywhere (a channel built in code); from settings: cloud.notify.destinations
+        self.destinations = destinations
         if name:
             self.name = name
         self.retry = retry or RetryPolicy()
@@ -128,6 +132,12 @@ class HttpChannel:
 
     async def _attempt(self, alert: AlertMessage) -> Attempt:
         url, headers, body = self.build(alert)
+        if self.destinations is not None:
+            parts = urlsplit(url)
+            try:
+                await self.destinations.check_resolved(parts.hostname or "", parts.port or 443)
+            except DestinationRefused as exc:
+                return Attempt(False, error=str(exc))
         try:
             response = await self._client.post(url, content=body, headers=headers)
         except httpx.TimeoutException:

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from influxdb_client import Point
@@ -63,6 +64,7 @@ from cloud.notify import (
     WeComChannel,
 )
 from cloud.notify.base import Severity
+from cloud.notify.destinations import ANY_PUBLIC, Destinations
 from cloud.services.alerts import ColdChainRules, Limits
 from cloud.services.coldchain import (
     Notice,
@@ -74,7 +76,15 @@ from cloud.services.coldchain import (
 )
 from cloud.services.ingest import IngestResult
 from cloud.services.jobs import run_periodic
-from shelfsense.config import ChannelSettings, InfluxSettings, Settings
+from shelfsense.config import (
+    ChannelSettings,
+    DingTalkChannelSettings,
+    FeishuChannelSettings,
+    InfluxSettings,
+    Settings,
+    WebhookChannelSettings,
+    WeComChannelSettings,
+)
 from shelfsense.contract import DeviceHealth, SensorReading
 
 log = logging.getLogger(__name__)
@@ -108,19 +118,11 @@ class ColdChainOptions:
     drain_timeout_s: float = 10.0
 
 
-def build_channel(config: ChannelSettings) -> Channel:
-    """A delivery channel from its ``[[cloud.coldchain.channels]]`` entry (secrets unwrapped here)."""
-    if config.type == "webhook":
-        return WebhookChannel(config.url, config.secret.get_secret_value(), name=config.name)
-    if config.type == "dingtalk":
-        secret = config.secret.get_secret_value() if config.secret else None
-        return DingTalkChannel(config.url, secret, name=config.name)
-    if config.type == "wecom":
-        return WeComChannel(config.url.get_secret_value(), name=config.name)
-    if config.type == "feishu":
-        secret = config.secret.get_secret_value() if config.secret else None
-        return FeishuChannel(config.url, secret, name=config.name)
+def build_channel(config: ChannelSettings, destinations: Destinations = ANY_PUBLIC) -> Channel:
+    """A delivery channel from its ``[[cloud.coldchain.channels]]`` entry (secrets unwrapped here);
+    :class:`DestinationRefused` when its host is not an allowed destination."""
     if config.type == "smtp":
+        destinations.check_host(config.host)
         password = config.password.get_secret_value() if config.password else None
         return EmailChannel(
             config.host,
@@ -132,8 +134,28 @@ def build_channel(config: ChannelSettings) -> Channel:
             starttls=config.starttls,
             name=config.name,
         )
-    password = config.password.get_secret_value() if config.password else None
-    return MqttChannel(config.url, username=config.username, password=password, name=config.name)
+    url = config.url.get_secret_value() if config.type == "wecom" else config.url
+    destinations.check_host(urlsplit(url).hostname or "")
+    if config.type == "mqtt":
+        password = config.password.get_secret_value() if config.password else None
+        return MqttChannel(url, username=config.username, password=password, name=config.name)
+    return _http_channel(config, url, destinations)
+
+
+def _http_channel(
+    config: WebhookChannelSettings | DingTalkChannelSettings | WeComChannelSettings | FeishuChannelSettings,
+    url: str,
+    destinations: Destinations,
+) -> Channel:
+    if config.type == "webhook":
+        secret = config.secret.get_secret_value()
+        return WebhookChannel(url, secret, name=config.name, destinations=destinations)
+    if config.type == "wecom":
+        return WeComChannel(url, name=config.name, destinations=destinations)
+    secret_or_none = config.secret.get_secret_value() if config.secret else None
+    if config.type == "dingtalk":
+        return DingTalkChannel(url, secret_or_none, name=config.name, destinations=destinations)
+    return FeishuChannel(url, secret_or_none, name=config.name, destinations=destinations)
 
 
 def build_influx(config: InfluxSettings) -> InfluxWriter:
@@ -232,7 +254,8 @@ class ColdChainRuntime:
         self.rules = ColdChainRules.from_settings(cs)
         self.zones = zone_limits(settings)
         self.tick_s = self.options.tick_s if self.options.tick_s is not None else cs.tick_s
-        self.channels: dict[str, Channel] = {c.name: build_channel(c) for c in cs.channels}
+        allowed = Destinations.parse(cs.allowed_destinations)
+        self.channels: dict[str, Channel] = {c.name: build_channel(c, allowed) for c in cs.channels}
         self.groups: list[tuple[str, ...]] = [tuple(g) for g in cs.contact_groups]
         self.log = DeliveryLog(maxlen=1000, sink=self._on_result)
         self.influx = build_influx(settings.cloud.influx) if settings.cloud.influx is not None else None

@@ -6,7 +6,9 @@ Everything happens in ONE transaction, so an error stores nothing and a retry is
    IMMEDIATE``) so two batches of the same edge are applied one after the other;
 2. find which of the batch's sequence numbers are already stored (one index range scan) and
    insert the others into ``events``: those are the new events, everything else is a duplicate;
-3. project only the new events (one bulk statement per table) and evaluate alerts;
+3. project only the new events (one bulk statement per table) and evaluate alerts; new events
+   dated outside the plausibility window (cloud.services.plausibility) are stored, flagged and
+   counted, but not projected;
 4. advance ``acked_through`` to the highest sequence ``n`` such that ``1..n`` are all stored.
 
 Sequence numbers count within the edge database's incarnation: :mod:`cloud.services.edge_streams`
@@ -47,6 +49,7 @@ from cloud.core.errors import CloudError
 from cloud.services.alerts import ColdChainRules, Limits
 from cloud.services.coldchain import Evaluation, Notice, evaluate_batch
 from cloud.services.edge_streams import StreamConflict, check_resent, note_disk_full, shifted, stream_of
+from cloud.services.plausibility import PlausibilityWindow
 from cloud.services.projections import Projection, Rows, insert_rows, prepare, rows_by_kind, stamp_for, write
 from shelfsense.config import ZoneLimits
 from shelfsense.contract import Batch, BatchAck, SequencedEvent, event_json
@@ -78,7 +81,7 @@ class IngestResult:
     zone_limits: Mapping[str, Limits] = field(default_factory=dict)  # limits the batch was judged by
 
 
-_EVENT_COLUMNS = ("edge_id", "seq", "kind", "payload", "received_at")
+_EVENT_COLUMNS = ("edge_id", "seq", "kind", "payload", "received_at", "implausible")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +96,9 @@ class PreparedBatch:
     site_id: str
     dialect: str
     events: Rows  # aligned with batch.events
-    projection: Projection
+    projection: Projection  # of the plausible events only
     offset: int = 0  # the stream offset the rows were numbered with (edge_streams)
+    implausible: frozenset[int] = frozenset()  # seqs (events.seq terms) dated outside the plausibility window
 
 
 # The stream offset last seen per edge: it changes only when an edge's database is replaced, so the
@@ -106,20 +110,31 @@ def offset_hint(edge_id: str) -> int:
     return _OFFSETS.get(edge_id, 0)
 
 
-def prepare_batch(batch: Batch, site_id: str, dialect: str, offset: int = 0) -> PreparedBatch:
+def prepare_batch(
+    batch: Batch, site_id: str, dialect: str, offset: int = 0, window: PlausibilityWindow | None = None
+) -> PreparedBatch:
     """Build every row of ``batch`` for ``dialect`` (pure CPU; safe to run in a worker thread),
-    numbered in ``events.seq`` terms: the edge's sequence plus the stream's ``offset``."""
+    numbered in ``events.seq`` terms: the edge's sequence plus the stream's ``offset``.
+
+    ``window``: judge event times against it (on this moment's clock); None believes every time.
+    """
     batch = shifted(batch, offset)
-    t = stamp_for(dialect)
-    now = t(db.utcnow())
+    received = db.utcnow()
+    now = stamp_for(dialect)(received)
     edge_id = batch.edge_id
-    event_rows = [(edge_id, item.seq, item.event.kind, event_json(item.event), now) for item in batch.events]
+    implausible = window.implausible_seqs(batch.events, received) if window else frozenset()
+    event_rows = [
+        (edge_id, item.seq, item.event.kind, event_json(item.event), now, item.seq in implausible)
+        for item in batch.events
+    ]
+    applied = [item for item in batch.events if item.seq not in implausible] if implausible else batch.events
     return PreparedBatch(
         site_id,
         dialect,
         Rows(db.events, _EVENT_COLUMNS, event_rows),
-        prepare(site_id, edge_id, batch.events, dialect),
+        prepare(site_id, edge_id, applied, dialect),
         offset,
+        implausible,
     )
 
 
@@ -129,15 +144,17 @@ async def ingest_batch(
     zones: Mapping[ZoneKey, ZoneLimits],
     prepared: PreparedBatch | None = None,
     rules: ColdChainRules | None = None,
+    window: PlausibilityWindow | None = None,
 ) -> IngestResult:
     """Store ``batch`` (already authenticated for ``batch.edge_id``) atomically.
 
-    ``prepared`` (from :func:`prepare_batch`) saves building the rows under the write lock.
+    ``prepared`` (from :func:`prepare_batch`, given the same ``window``) saves building the rows
+    under the write lock.
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             async with db.write_transaction(engine) as conn:
-                return await _ingest_in_transaction(conn, batch, zones, prepared, rules)
+                return await _ingest_in_transaction(conn, batch, zones, prepared, rules, window)
         except IntegrityError:
             log.info("ingest for edge %s conflicted (attempt %d), retrying", batch.edge_id, attempt)
         except DBAPIError as exc:
@@ -158,6 +175,7 @@ async def _ingest_in_transaction(
     zones: Mapping[ZoneKey, ZoneLimits],
     prepared: PreparedBatch | None = None,
     rules: ColdChainRules | None = None,
+    window: PlausibilityWindow | None = None,
 ) -> IngestResult:
     edge_row = (await conn.execute(_LOCK_EDGE, {"edge_id": batch.edge_id})).one_or_none()
     if edge_row is None:
@@ -175,16 +193,17 @@ async def _ingest_in_transaction(
         dialect,
         stream.offset,
     ):
-        prepared = prepare_batch(sent, site_id, dialect, stream.offset)
+        prepared = prepare_batch(sent, site_id, dialect, stream.offset, window)
 
     new_items = await _insert_new_events(conn, batch, prepared, sent, stream.offset)
+    applied = [item for item in new_items if item.seq not in prepared.implausible]
     evaluation = Evaluation()
-    if new_items:
+    if applied:
         projection = prepared.projection
         if len(new_items) != len(batch.events):  # a resend: project only what is new
-            projection = prepare(site_id, batch.edge_id, new_items, dialect)
+            projection = prepare(site_id, batch.edge_id, applied, dialect)
         await write(conn, projection)
-        evaluation = await evaluate_batch(conn, site_id, zones, rules or ColdChainRules(), new_items)
+        evaluation = await evaluate_batch(conn, site_id, zones, rules or ColdChainRules(), applied)
 
     duplicates = len(batch.events) - len(new_items)
     params = {
@@ -193,13 +212,14 @@ async def _ingest_in_transaction(
         "b_offset": stream.offset,
         "b_accepted": len(new_items),
         "b_duplicates": duplicates,
+        "b_implausible": len(new_items) - len(applied),
         "b_now": db.utcnow(),
     }
     acked = int(await conn.scalar(_ADVANCE_EDGE, params))
     ack = BatchAck(acked_through=acked, accepted=len(new_items), duplicates=duplicates)
     kinds = rows_by_kind(new_items)
     notices = [stream.notice, *evaluation.notices] if stream.notice else evaluation.notices
-    return IngestResult(ack, kinds, site_id, new_items, notices, evaluation.limits)
+    return IngestResult(ack, kinds, site_id, applied, notices, evaluation.limits)
 
 
 async def _insert_new_events(
@@ -306,6 +326,7 @@ def _advance_edge() -> Any:  # a ReturningUpdate
             acked_through=_contiguous_ack(edge_id, acked) - bindparam("b_offset", type_=BigInteger()),
             events_received=c.events_received + bindparam("b_accepted", type_=BigInteger()),
             duplicates=c.duplicates + bindparam("b_duplicates", type_=BigInteger()),
+            events_implausible=c.events_implausible + bindparam("b_implausible", type_=BigInteger()),
             batches=c.batches + 1,
             last_seen=bindparam("b_now", type_=c.last_seen.type),
         )

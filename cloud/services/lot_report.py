@@ -11,13 +11,13 @@ limits as lines and the excursions as shaded spans; it needs matplotlib (a depen
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
 import json
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from cloud.coldchain import lot_history as lh
+from cloud.core import csvsafe
 from cloud.core.errors import CloudError
 from cloud.services.lots import LotEvidence, summary
 
@@ -125,7 +125,7 @@ def render_json(evidence: LotEvidence) -> str:
 def render_csv(evidence: LotEvidence) -> str:
     report = report_dict(evidence)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer = csvsafe.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     lot = report["lot"]
     facts = {

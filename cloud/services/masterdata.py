@@ -15,6 +15,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -25,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cloud.core import db
+from cloud.coldchain.mkt import MAX_ACTIVATION_ENERGY_KJ, MIN_ACTIVATION_ENERGY_KJ
+from cloud.core import csvsafe, db
 from cloud.core.errors import CloudError
 from cloud.services.projections import dialect_insert
 from shelfsense.contract import EPC_PATTERN, Ident
@@ -78,15 +80,17 @@ class ProductRecord(_Record):
     sku: Ident
     gtin: str | None = Field(default=None, description="GTIN-8/12/13/14, stored as 14 digits")
     name: Annotated[str, Field(max_length=200)] = ""
-    shelf_life_days: Annotated[int | None, Field(ge=0)] = None
-    storage_temp_min_c: float | None = Field(default=None, allow_inf_nan=False)
-    storage_temp_max_c: float | None = Field(default=None, allow_inf_nan=False)
+    shelf_life_days: Annotated[int | None, Field(ge=0, le=36500)] = None
+    storage_temp_min_c: float | None = Field(default=None, ge=-273.15, le=1000)
+    storage_temp_max_c: float | None = Field(default=None, ge=-273.15, le=1000)
     # Shelf-life model (cloud.services.lots): how fast the product ages with temperature. Empty =
     # Arrhenius at 83.144 kJ/mol, shelf_life_days holding at the middle of the storage range.
     shelf_life_model: Literal["arrhenius", "q10"] | None = None
-    activation_energy_kj: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    q10: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    reference_temp_c: float | None = Field(default=None, gt=-273.15, allow_inf_nan=False)
+    activation_energy_kj: float | None = Field(
+        default=None, ge=MIN_ACTIVATION_ENERGY_KJ, le=MAX_ACTIVATION_ENERGY_KJ
+    )
+    q10: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
+    reference_temp_c: float | None = Field(default=None, gt=-273.15, le=1000)
 
     @field_validator("gtin")
     @classmethod
@@ -207,11 +211,14 @@ def read_csv(text: str) -> list[dict[str, Any]]:
     """CSV with a header row; empty cells mean "not given" (the field's default / NULL)."""
     reader = csv.DictReader(io.StringIO(text))
     rows = []
-    for row in reader:
-        if None in row:  # more cells than header columns
-            row = {k: v for k, v in row.items() if k is not None}
-            row["(extra cells)"] = "?"
-        rows.append({k: v for k, v in row.items() if v not in ("", None)})
+    try:
+        for row in reader:
+            if None in row:  # more cells than header columns
+                row = {k: v for k, v in row.items() if k is not None}
+                row["(extra cells)"] = "?"
+            rows.append({k: csvsafe.restore_cell(v) for k, v in row.items() if v not in ("", None)})
+    except csv.Error as exc:  # a cell past the field size limit, a NUL byte
+        raise MasterDataError("file", [Problem(reader.line_num, None, f"not valid CSV: {exc}")]) from exc
     return rows
 
 
@@ -219,8 +226,10 @@ def read_json(text: str) -> list[dict[str, Any]]:
     """A JSON list of objects, or an object with an ``items`` list (our export format)."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or an integer of thousands of digits
         raise MasterDataError("file", [Problem(None, None, f"not valid JSON: {exc}")]) from exc
+    except RecursionError as exc:
+        raise MasterDataError("file", [Problem(None, None, "JSON is nested too deeply")]) from exc
     if isinstance(data, dict) and isinstance(data.get("items"), list):
         data = data["items"]
     if not isinstance(data, list):
@@ -406,7 +415,7 @@ async def export_rows(conn: AsyncConnection, kind: str) -> list[dict[str, Any]]:
 
 def render_csv(kind: str, rows: Sequence[Mapping[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=spec(kind).columns, lineterminator="\n")
+    writer = csvsafe.DictWriter(out, fieldnames=spec(kind).columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else _csv_value(v)) for k, v in row.items()})
@@ -433,11 +442,24 @@ async def export_dir(engine: AsyncEngine, directory: Path, fmt: Literal["csv", "
         for kind in KINDS:
             rows = await export_rows(conn, kind)
             path = directory / f"{kind}.{fmt}"
-            path.write_text(
-                render_csv(kind, rows) if fmt == "csv" else render_json(kind, rows), encoding="utf-8"
-            )
+            _write_no_follow(path, render_csv(kind, rows) if fmt == "csv" else render_json(kind, rows))
             written.append(path)
     return written
+
+
+def _write_no_follow(path: Path, text: str) -> None:
+    """Write ``path``, refusing a symlink there: an export must never overwrite what a link
+    points at (``O_NOFOLLOW`` makes the refusal atomic, no check-then-open race)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            raise MasterDataError(
+                "file", [Problem(None, None, f"{path} is a symlink: not followed")]
+            ) from exc
+        raise MasterDataError("file", [Problem(None, None, f"cannot write {path}: {exc.strerror}")]) from exc
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 async def delete_record(engine: AsyncEngine, kind: str, key: Mapping[str, Any]) -> bool:

@@ -156,7 +156,7 @@ def prepare(site_id: str, edge_id: str, items: Sequence[SequencedEvent], dialect
                     ev.unit,
                     time,
                     ev.zone,
-                    ",".join(ev.flags),
+                    ",".join(dict.fromkeys(ev.flags)),  # a repeated flag once: fits the column
                 )
             )
             _keep_latest(sensors, (ev.sensor_id, ev.quantity), time, seq, ev)

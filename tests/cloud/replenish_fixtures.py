@@ -134,7 +134,9 @@ def replenish_settings(db_url: str, **overrides: Any) -> Settings:
         "approvers": {"finance": ["fiona"]},
     }
     base.update(overrides)
-    return Settings(cloud=CloudSettings(db_url=db_url, replenish=ReplenishSettings(**base)))
+    return Settings(
+        cloud=CloudSettings(max_event_age_s=None, db_url=db_url, replenish=ReplenishSettings(**base))
+    )
 
 
 async def running_app(settings: Settings) -> AsyncIterator[App]:

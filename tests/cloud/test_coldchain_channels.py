@@ -106,11 +106,14 @@ async def test_one_alert_reaches_every_channel_type(
                     "to": ["qa@example.com"],
                 },
                 {"type": "mqtt", "name": "bus", "url": mosquitto_broker.url},
-            ]
+            ],
+            "allowed_destinations": ["127.0.0.1"],  # the test's robots, SMTP server and broker
         }
     )
     settings = Settings(
-        cloud=CloudSettings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}", coldchain=coldchain),
+        cloud=CloudSettings(
+            max_event_age_s=None, db_url=f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}", coldchain=coldchain
+        ),
         zones=[ZoneLimits(id="cold-1", site_id="site-7", max_temp_c=8.0)],
     )
     subscriber, received = subscribe(mosquitto_broker)

@@ -15,6 +15,7 @@ from cloud.notify import (
     WebhookChannel,
     WeComChannel,
 )
+from cloud.notify.destinations import Destinations
 from cloud.services.coldchain_runtime import ColdChainRuntime, build_channel, build_influx
 from shelfsense.config import (
     ColdChainSettings,
@@ -28,6 +29,8 @@ from shelfsense.config import (
 TOML = """
 [cloud.coldchain]
 single_event_s = 1800
+# An allow-list is exhaustive: the loopback test servers and the vendors' robot hosts.
+allowed_destinations = ["127.0.0.1", "oapi.dingtalk.com", "qyapi.weixin.qq.com", "open.feishu.cn"]
 contact_groups = [["ops", "robot"], ["mail"], ["bus"]]
 
 [[cloud.coldchain.channels]]
@@ -79,7 +82,8 @@ def test_toml_channels_build_and_secrets_stay_masked(tmp_path: Path) -> None:
     path.write_text(TOML)
     settings = load_settings(path)
     cs = settings.cloud.coldchain
-    channels = {c.name: build_channel(c) for c in cs.channels}
+    allowed = Destinations.parse(cs.allowed_destinations)
+    channels = {c.name: build_channel(c, allowed) for c in cs.channels}
     kinds = {name: type(channel) for name, channel in channels.items()}
     assert kinds == {
         "ops": WebhookChannel,

@@ -30,7 +30,9 @@ def settings(db_url: str) -> Settings:
         door_grace_s=300,
     )
     return Settings(
-        cloud=CloudSettings(db_url=db_url, max_body_bytes=MAX_BODY, coldchain=coldchain),
+        cloud=CloudSettings(
+            max_event_age_s=None, db_url=db_url, max_body_bytes=MAX_BODY, coldchain=coldchain
+        ),
         zones=[
             ZoneLimits(id="cold-1", min_temp_c=2.0, max_temp_c=8.0, max_humidity=90.0, hysteresis_c=0.5),
             ZoneLimits(id="door-zone", min_temp_c=2.0, max_temp_c=8.0, hysteresis_c=0.5),

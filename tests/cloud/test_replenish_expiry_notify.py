@@ -42,11 +42,17 @@ async def app(db_url: str, receiver: Receiver) -> AsyncIterator[App]:
                 {"type": "webhook", "name": "ops", "url": receiver.url("/ops"), "secret": SECRET},
             ],
             "contact_groups": [["ops"]],  # alerts go to ops; buyer only hears rules' notify actions
+            "allowed_destinations": ["127.0.0.1"],  # the test's receivers
             "gap_minutes": None,
         }
     )
     settings = Settings(
-        cloud=CloudSettings(db_url=db_url, coldchain=coldchain, replenish=ReplenishSettings(enabled=False))
+        cloud=CloudSettings(
+            max_event_age_s=None,
+            db_url=db_url,
+            coldchain=coldchain,
+            replenish=ReplenishSettings(enabled=False),
+        )
     )
     async for running in running_app(settings):
         yield running

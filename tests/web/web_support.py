@@ -36,6 +36,7 @@ def make_settings(db_url: str, *, secure_cookies: str = "auto", port: int = 0) -
         cloud=CloudSettings(
             db_url=db_url,
             port=port,
+            max_event_age_s=None,  # the fixtures replay events dated 2025
             web=WebSettings(secure_cookies=secure_cookies),  # type: ignore[arg-type]
         ),
         zones=[ZoneLimits(id="cold-1", site_id="site-1", min_temp_c=2.0, max_temp_c=8.0, hysteresis_c=0.5)],

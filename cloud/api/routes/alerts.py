@@ -156,12 +156,15 @@ async def get_alert(alert_id: int, conn: DbConn, zones: ZonesDep, user: ViewerUs
 
 @router.get("/alerts/{alert_id}/deliveries", response_model=list[DeliveryOut], responses=_ERRORS)
 async def get_deliveries(alert_id: int, conn: DbConn, user: ViewerUser) -> list[DeliveryOut]:
+    """Delivery attempts; ``error`` (which may quote the destination's reply) is shown to admins
+    only, ``null`` for everyone else."""
     await db_alert_or_404(conn, alert_id, user)
     try:
         rows = await deliveries(conn, alert_id)
     except AlertNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
-    return [DeliveryOut.model_validate(r) for r in rows]
+    admin = user.role >= Role.admin
+    return [DeliveryOut.model_validate(r if admin else {**r, "error": None}) for r in rows]
 
 
 @contextlib.contextmanager

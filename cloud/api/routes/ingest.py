@@ -20,6 +20,7 @@ from cloud.services.ingest import (
     offset_hint,
     prepare_batch,
 )
+from cloud.services.plausibility import PlausibilityWindow
 from shelfsense.contract import Batch, BatchAck, ContractError, UnsupportedContractVersion, parse_batch
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -63,10 +64,12 @@ def parse_body(body: bytes) -> Batch:
         raise ApiError(422, "invalid_batch", detail, extra={"errors": errors}) from exc
 
 
-def _parse_and_prepare(body: bytes, site_id: str, dialect: str) -> tuple[Batch, PreparedBatch]:
+def _parse_and_prepare(
+    body: bytes, site_id: str, dialect: str, window: PlausibilityWindow
+) -> tuple[Batch, PreparedBatch]:
     """Worker-thread part of a request: parse, then build the rows outside the write lock."""
     batch = parse_body(body)
-    return batch, prepare_batch(batch, site_id, dialect, offset_hint(batch.edge_id))
+    return batch, prepare_batch(batch, site_id, dialect, offset_hint(batch.edge_id), window)
 
 
 @router.post(
@@ -101,7 +104,10 @@ async def post_batch(
         raise ApiError(403, "forbidden", "this token belongs to another edge")
     try:
         body = await read_limited_body(request, settings.cloud.max_body_bytes)
-        batch, prepared = await run_in_threadpool(_parse_and_prepare, body, edge.site_id, engine.dialect.name)
+        window = PlausibilityWindow.from_settings(settings.cloud)
+        batch, prepared = await run_in_threadpool(
+            _parse_and_prepare, body, edge.site_id, engine.dialect.name, window
+        )
     except ApiError as exc:
         metrics.refused(exc.code)
         raise
@@ -111,7 +117,7 @@ async def post_batch(
     try:
         runtime = runtime_of(request.app)
         rules = runtime.rules if runtime is not None else None
-        result = await ingest_batch(engine, batch, zones, prepared, rules)
+        result = await ingest_batch(engine, batch, zones, prepared, rules, window)
     except UnknownEdge as exc:
         metrics.refused("unauthenticated")
         raise ApiError(401, "unauthenticated", str(exc)) from exc

@@ -16,7 +16,11 @@ from fastapi.responses import PlainTextResponse, Response
 from cloud.api.deps import DbConn, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset
 from cloud.api.sites import all_sites, one_site
-from cloud.coldchain.mkt import DEFAULT_ACTIVATION_ENERGY_KJ
+from cloud.coldchain.mkt import (
+    DEFAULT_ACTIVATION_ENERGY_KJ,
+    MAX_ACTIVATION_ENERGY_KJ,
+    MIN_ACTIVATION_ENERGY_KJ,
+)
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
@@ -26,7 +30,12 @@ from cloud.services import lots as svc
 router = APIRouter(prefix="/api/v1", tags=["lots"], dependencies=[Depends(require_role(Role.viewer))])
 
 ActivationEnergy = Annotated[
-    float, Query(gt=0, le=1000, description="ΔH in kJ/mol for the mean kinetic temperature")
+    float,
+    Query(
+        ge=MIN_ACTIVATION_ENERGY_KJ,
+        le=MAX_ACTIVATION_ENERGY_KJ,
+        description="ΔH in kJ/mol for the mean kinetic temperature",
+    ),
 ]
 # A lot's evidence follows it across sites (stays, readings): users of every site only.
 ChainOfCustody = [Depends(all_sites(Role.viewer))]
@@ -59,7 +68,8 @@ async def list_lots_with_expiry(
     product: Annotated[str | None, Query(description="SKU")] = None,
     sku: Annotated[str | None, Query(description="same as product (master-data name)")] = None,
     expiring_within_days: Annotated[
-        float | None, Query(ge=0, description="on hand, effective expiry within N days (expired included)")
+        float | None,
+        Query(ge=0, le=36500, allow_inf_nan=False, description="on hand, effective expiry within N days"),
     ] = None,
     expires_before: Annotated[date | None, Query(description="printed expiry before this day")] = None,
     limit: Limit = 100,

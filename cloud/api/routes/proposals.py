@@ -6,7 +6,6 @@ planner, import data and export.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from typing import Annotated, Any, Literal
@@ -21,6 +20,7 @@ from cloud.api.deps import AdminUser, DbConn, Engine, OperatorUser, SettingsDep,
 from cloud.api.pagination import Limit, Offset, paginate
 from cloud.api.routes.masterdata import invalid
 from cloud.api.sites import AllSitesAdmin, check_site, one_site, site_clause
+from cloud.core import csvsafe
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
 from cloud.replenish import masterdata as rmd
@@ -107,7 +107,7 @@ async def export_proposals(
             json.dumps({"proposals": rows}, default=str, indent=2) + "\n", media_type="application/json"
         )
     out = io.StringIO()
-    writer = csv.DictWriter(
+    writer = csvsafe.DictWriter(
         out, fieldnames=list(svc.EXPORT_COLUMNS), lineterminator="\n", extrasaction="ignore"
     )
     writer.writeheader()
