@@ -38,6 +38,7 @@ from edge.transports.modbus import ModbusProbeTransport
 from edge.transports.mqtt import MqttTransport
 from edge.transports.pn532 import Pn532Transport
 from edge.transports.rdm6300 import Rdm6300Transport
+from edge.transports.serial_uhf import SILENCE_LIMIT_S as SERIAL_SILENCE_LIMIT_S
 from edge.transports.serial_uhf import UhfSerialTransport
 from shelfsense.config import EdgeSettings, Settings
 from shelfsense.contract import Event, LocalAlarm, SensorReading
@@ -71,6 +72,9 @@ class EdgeAgent:
         self._alarms = AlarmEvaluator(settings.zones)
         self._frames_seen = (0, 0)
         self._device_seen: dict[str, tuple[int, int, int]] = {}
+        # Logical reader id -> (its device's health, the device's silence limit): the portals'
+        # liveness input. Filled by _devices().
+        self._reader_liveness: dict[str, tuple[DeviceHealthState, float]] = {}
 
     # ------------------------------------------------------------------ event intake
 
@@ -141,6 +145,7 @@ class EdgeAgent:
             for smoother in self.smoothers.values():
                 events.extend(smoother.flush(now, force=stopping))
             for portal in self.portals:
+                self._report_liveness(portal, now)
                 # At shutdown undecided tags stay undecided: forcing them would guess "unknown".
                 events.extend(portal.poll(now))
                 if stopping:  # decided passages still held by the dwell rule are not lost
@@ -149,6 +154,18 @@ class EdgeAgent:
                 await self.submit(events)
             if stopping:
                 return
+
+    def _report_liveness(self, portal: PortalTracker, now: datetime) -> None:
+        """Tell the portal whether each of its readers is up: a passage seen while one was down
+        gets no direction (see edge.portal)."""
+        for reader_id in portal.readers:
+            known = self._reader_liveness.get(reader_id)
+            if known is None:
+                continue  # not a reader of this agent (config validation names it): unmonitored
+            health, limit_s = known
+            portal.reader_status(
+                reader_id, alive=health.alive(now, limit_s), last_heard=health.last_frame_at, now=now
+            )
 
     async def _flush_downsampled(self, stop: asyncio.Event) -> None:
         """Queue the downsampled telemetry of closed buckets (only exist while degraded)."""
@@ -160,6 +177,7 @@ class EdgeAgent:
         devices: list[_Device] = []
         for reader in self.edge.uhf_readers:
             health = DeviceHealthState(reader.id)
+            self._reader_liveness[reader.id] = (health, SERIAL_SILENCE_LIMIT_S)
             devices.append((reader.id, health, UhfSerialTransport(reader, health, self.on_tag_read).run))
         for probe in self.edge.modbus_probes:
             health = DeviceHealthState(probe.sensor_id)
@@ -172,7 +190,10 @@ class EdgeAgent:
                 )
                 self.smoothers.setdefault(logical_id, smoother)
             health = DeviceHealthState(llrp.id)
-            devices.append((llrp.id, health, LlrpTransport(llrp, health, self.on_tag_read).run))
+            llrp_transport = LlrpTransport(llrp, health, self.on_tag_read)
+            for logical_id in {llrp.id, *llrp.logical_readers()}:
+                self._reader_liveness[logical_id] = (health, llrp_transport.silence_limit_s)
+            devices.append((llrp.id, health, llrp_transport.run))
         for nfc in self.edge.nfc_readers:
             # Cards become TagObservations (UID as epc) straight from the transport: see edge.transports.nfc.
             health = DeviceHealthState(nfc.id)
