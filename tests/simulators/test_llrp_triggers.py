@@ -20,9 +20,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sllurp.llrp import LLRPMessage, LLRPReaderClient, LLRPReaderConfig
 from sllurp.llrp_proto import LLRPROSpec
 
+from devices import llrp_triggers as trig
 from devices.llrp import LlrpFrameDecoder, encode_message
 from simulators.llrp_reader import LlrpReaderSimulator
 
@@ -275,3 +278,40 @@ async def test_events_are_only_sent_when_enabled(simulator: LlrpReaderSimulator)
         await asyncio.gather(pump, return_exceptions=True)
     assert client.events() == []  # ReaderEventNotificationSpec never enabled them
     assert "t" in client.sequence()
+
+
+@given(
+    start=st.sampled_from(["Null", "Immediate", "Periodic"]),
+    offset=st.integers(0, 2**32 - 1),
+    period=st.integers(0, 2**32 - 1),
+    stop_ms=st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+    observation=st.sampled_from(
+        ["UponNTags", "UponSilenceMs", "UponNAttempts", "UponNUniqueTags", "UponUniqueSilenceMs"]
+    ),
+    n=st.integers(0, 0xFFFF),
+    t=st.integers(0, 0xFFFF),
+    timeout=st.integers(0, 2**32 - 1),
+)
+def test_triggers_encoded_by_sllurp_decode_to_the_same_values(
+    start: str, offset: int, period: int, stop_ms: int | None, observation: str, n: int, t: int, timeout: int
+) -> None:
+    """devices.llrp_triggers.parse_triggers against sllurp's encoder (LLRP 1.0.1 16.2.4.1.1.x)."""
+    start_trigger: dict[str, Any] = {"ROSpecStartTriggerType": start}
+    if start == "Periodic":
+        start_trigger["PeriodicTriggerValue"] = {"Offset": offset, "Period": period}
+    obs = {"TriggerType": observation, "NumberOfTags": n, "NumberOfAttempts": n, "T": t, "Timeout": timeout}
+    spec = rospec(4, start=start_trigger, stop_ms=stop_ms, observation=obs)
+    raw = LLRPMessage(msgdict={"ADD_ROSPEC": {"ROSpecID": 4, "ROSpec": spec, "ID": 1}}).msgbytes
+    (msg,) = LlrpFrameDecoder().feed(raw)
+    parsed = trig.parse_triggers(msg)
+    kinds = {"Null": trig.START_NULL, "Immediate": trig.START_IMMEDIATE, "Periodic": trig.START_PERIODIC}
+    assert parsed.start.kind == kinds[start]
+    if start == "Periodic":
+        assert (parsed.start.offset_ms, parsed.start.period_ms) == (offset, period)
+    assert (parsed.stop.kind, parsed.stop.duration_ms) == (
+        (trig.STOP_NULL, 0) if stop_ms is None else (trig.STOP_DURATION, stop_ms)
+    )
+    (ai,) = parsed.aispecs
+    assert ai.kind == trig.AI_STOP_TAG_OBSERVATION and ai.observation is not None
+    names = ["UponNTags", "UponSilenceMs", "UponNAttempts", "UponNUniqueTags", "UponUniqueSilenceMs"]
+    assert ai.observation == trig.TagObservation(names.index(observation), n, n, t, timeout)
