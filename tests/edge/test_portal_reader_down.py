@@ -7,31 +7,14 @@ came first. A passage that overlaps an outage of either reader is ``unknown`` / 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from hypothesis import given
 from hypothesis import strategies as st
+from test_smoothing_portal import EPC, PORTAL, at  # settle 1.5 s, no dwell: decisions at once
 
 from edge.portal import MAX_LIVENESS_WAIT_S, PortalTracker
-from shelfsense.config import PortalConfig
 from shelfsense.contract import PortalPassage, StockMovement
 
-T0 = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)
-EPC = "3034ABCD0000000000000001"
-PORTAL = PortalConfig(
-    id="dock-1",
-    outer_reader="outer",
-    inner_reader="inner",
-    inside_location="store",
-    outside_location="yard",
-    settle_s=1.5,
-    dwell_s=0.0,
-)
 SILENCE_S = 3.0  # the serial transport's limit: three unanswered 1 s heartbeats
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 class Clock:
