@@ -299,3 +299,25 @@ async def test_round_trip_gives_the_same_stock_and_lot_history(
     )
     again = await client.post("/api/v1/epcis/capture", json=as_capture(exported), headers=operator)
     assert again.json()["events"] == 0 and again.json()["movements"] == 0  # captured once
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"gln": "0614141000013", "gcp_length": 7}, "check digit"),  # GS1 check digit is 2
+        ({"gln": "0614141000012"}, "go together"),
+        ({"gcp_length": 7}, "go together"),
+        ({"gln": "0614141000012", "gcp_length": 13}, "less than or equal to 12"),
+        ({"gln_extension": "1"}, "needs a gln"),
+    ],
+)
+def test_location_gln_is_validated(extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        md.LocationRecord.model_validate({"site_id": "s", "location_id": "l", "kind": "zone", **extra})
+
+
+def test_location_sgln_defaults_the_extension() -> None:
+    record = md.LocationRecord.model_validate(
+        {"site_id": "s", "location_id": "l", "kind": "zone", "gln": "0614141000012", "gcp_length": 7}
+    )
+    assert record.gln_extension == "0"
