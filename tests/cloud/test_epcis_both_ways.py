@@ -9,6 +9,7 @@ pinned in tests/data/epcis/ (source URL and commit in its README.md); EPC URIs p
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -321,3 +322,41 @@ def test_location_sgln_defaults_the_extension() -> None:
         {"site_id": "s", "location_id": "l", "kind": "zone", "gln": "0614141000012", "gcp_length": 7}
     )
     assert record.gln_extension == "0"
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _leaves(v, (*path, k))] or [path]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _leaves(v, (*path, i))] or [path]
+    return [path]
+
+
+async def test_hostile_captures_get_clear_errors_never_a_500(cloud: Cloud, operator: dict[str, str]) -> None:
+    """GS1's examples with one value at a time replaced by something absurd (seeded, repeatable)."""
+    await md.import_text(cloud.engine, "locations", json.dumps(LOCATIONS), "json")
+    rng = random.Random(14)
+    absurd: list[Any] = [None, -1, 1e308, "", [], {}, "x" * 3000, "9999-12-31T23:59:59Z", True]
+    absurd += ["2025-13-45T00:00Z", "urn:epc:id:sgln:0614141.00001.0", "urn:epc:id:sgtin:0614141.112345.1"]
+    absurd.append({"id": None})
+    statuses = set()
+    for name in (
+        "Example_9.6.3-AggregationEvent.jsonld",
+        "SensorDataExample1.jsonld",
+        "Example_9.6.1-ObjectEvent.jsonld",
+    ):
+        original = json.loads((DATA / name).read_text())
+        paths = _leaves(original)
+        for _ in range(40):
+            doc = json.loads(json.dumps(original))
+            path = rng.choice(paths)
+            target = doc
+            for key in path[:-1]:
+                target = target[key]
+            if path:
+                target[path[-1]] = rng.choice(absurd)
+            response = await cloud.client.post("/api/v1/epcis/capture", json=doc, headers=operator)
+            assert response.status_code in (200, 400, 403), (path, response.text)
+            assert response.status_code == 200 or response.json()["code"] in ("invalid_epcis", "invalid_body")
+            statuses.add(response.status_code)
+    assert 400 in statuses
