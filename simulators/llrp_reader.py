@@ -51,6 +51,7 @@ from devices import llrp
 from devices import llrp_triggers as trig
 from devices.errors import DecodeError
 from devices.llrp import LlrpMessage, MsgType, RoSpecInfo, TagReport
+from simulators.llrp_rospec import AiSpecProgress, Pacer, aispec_deadline, observed_enough
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +72,6 @@ class _RoSpec:
     task: asyncio.Task[None] | None = None
     periodic: asyncio.Task[None] | None = None
     runs: int = 0
-
-
-@dataclass(slots=True)
-class _AiSpecProgress:
-    """What an AISpec's tag observation trigger counts (LLRP 1.0.1 16.2.4.2.1.1)."""
-
-    started: float
-    reads: int = 0
-    attempts: int = 0
-    unique: set[str] = field(default_factory=set)
-    last_read: float = 0.0
-    last_new_unique: float = 0.0
 
 
 @dataclass(slots=True)
@@ -438,7 +427,7 @@ class LlrpReaderSimulator:
         stop = spec.triggers.stop
         limited = stop.kind in (trig.STOP_DURATION, trig.STOP_GPI) and stop.duration_ms > 0
         deadline = loop.time() + stop.duration_ms / 1000 if limited else None
-        pacer = _Pacer(loop.time(), 1.0 / self.reads_per_s)
+        pacer = Pacer(loop.time(), 1.0 / self.reads_per_s)
         spec.runs += 1
         with contextlib.suppress(ConnectionError):
             self.rospec_events.append((rid, trig.ROSPEC_STARTED))
@@ -467,13 +456,13 @@ class LlrpReaderSimulator:
         spec: _RoSpec,
         trigger: trig.AiSpecTrigger,
         rospec_deadline: float | None,
-        pacer: _Pacer,
+        pacer: Pacer,
     ) -> bool:
         """Inventory rounds until the AISpec's stop trigger fires (True) or the ROSpec ends (False)."""
         loop = asyncio.get_running_loop()
-        progress = _AiSpecProgress(started=loop.time())
+        progress = AiSpecProgress(started=loop.time())
         progress.last_read = progress.last_new_unique = progress.started
-        own_deadline = _aispec_deadline(trigger, progress.started)
+        own_deadline = aispec_deadline(trigger, progress.started)
         while spec.active and spec.info.rospec_id in self._rospecs:
             wake = min(t for t in (pacer.next_round, rospec_deadline, own_deadline) if t is not None)
             await asyncio.sleep(max(0.0, wake - loop.time()))
@@ -491,7 +480,7 @@ class LlrpReaderSimulator:
             n = spec.info.report_every_n_tags or len(reports) or 1
             for i in range(0, len(reports), n):
                 await self._report(session, reports[i : i + n], spec.info.selector)
-            if trigger.observation is not None and _observed_enough(
+            if trigger.observation is not None and observed_enough(
                 trigger.observation, progress, reports, now
             ):
                 return True
@@ -507,45 +496,3 @@ class LlrpReaderSimulator:
         await self._send(session, llrp.ro_access_report(self._next_id(), reports, selector))
         self.reports_sent += 1
         self.tag_reports_sent += len(reports)
-
-
-@dataclass(slots=True)
-class _Pacer:
-    """``reads_per_s`` inventory rounds a second across the AISpecs of one ROSpec run."""
-
-    next_round: float
-    period: float
-
-
-def _aispec_deadline(trigger: trig.AiSpecTrigger, started: float) -> float | None:
-    """When the AISpec ends by time: its duration, GPI timeout or tag observation timeout."""
-    if trigger.kind in (trig.AI_STOP_DURATION, trig.AI_STOP_GPI) and trigger.duration_ms > 0:
-        return started + trigger.duration_ms / 1000
-    if trigger.observation is not None and trigger.observation.timeout_ms > 0:
-        return started + trigger.observation.timeout_ms / 1000
-    return None
-
-
-def _observed_enough(
-    obs: trig.TagObservation, progress: _AiSpecProgress, reports: list[TagReport], now: float
-) -> bool:
-    """Update the counts with one round and say whether the tag observation trigger fired."""
-    progress.attempts += 1
-    progress.reads += len(reports)
-    if reports:
-        progress.last_read = now
-    fresh = {r.epc for r in reports} - progress.unique
-    if fresh:
-        progress.unique |= fresh
-        progress.last_new_unique = now
-    if obs.kind == trig.OBS_N_TAGS:
-        return progress.reads >= obs.n_tags
-    if obs.kind == trig.OBS_N_UNIQUE:
-        return len(progress.unique) >= obs.n_tags
-    if obs.kind == trig.OBS_N_ATTEMPTS:
-        return progress.attempts >= obs.n_attempts
-    if obs.kind == trig.OBS_SILENCE:
-        return now - progress.last_read >= obs.t_ms / 1000
-    if obs.kind == trig.OBS_UNIQUE_SILENCE:
-        return now - progress.last_new_unique >= obs.t_ms / 1000
-    return False
