@@ -140,6 +140,17 @@ class PassagePublic(_Public):
     at: datetime
     inside_location: str | None
     outside_location: str | None
+    unknown_reason: str | None = Field(
+        default=None, description="direction unknown: one_zone, same_time or reader_down (no stock moved)"
+    )
+    resolved_run_id: int | None = Field(
+        default=None, description="the stocktake run that resolved an unknown passage; null = open"
+    )
+
+
+class PassageRow(PassagePublic):
+    id: int
+    epc: str
 
 
 class MovementPublic(_Public):
@@ -179,6 +190,7 @@ class Summary(BaseModel):
     sensor_readings: int
     tag_observations: int
     passages: int
+    passages_direction_unknown: int = Field(description="unknown-direction passages not yet resolved")
     alerts_open: int
     alerts_total: int
     events_received: int
@@ -252,6 +264,7 @@ __all__ = [
     "ObservationPublic",
     "Page",
     "PassagePublic",
+    "PassageRow",
     "SensorPublic",
     "SensorReadingPublic",
     "StockItemPublic",

@@ -77,6 +77,7 @@ FRAME_COMMAND: Final = 0x00
 FRAME_RESPONSE: Final = 0x01
 FRAME_NOTIFICATION: Final = 0x02
 
+CMD_MODULE_INFO: Final = 0x03
 CMD_SET_REGION: Final = 0x07
 CMD_SINGLE_POLL: Final = 0x22
 CMD_MULTI_POLL: Final = 0x27
@@ -265,6 +266,14 @@ def set_power_command(dbm: float) -> bytes:
 def get_power_command() -> bytes:
     """Ask for the transmit power (cmd 0xB7); the response carries dBm x 100."""
     return encode_frame(FRAME_COMMAND, CMD_GET_POWER)
+
+
+def module_info_command(info: int = 0x00) -> bytes:
+    """Ask for module information (cmd 0x03; 0x00 hardware version, 0x01 software version,
+    0x02 manufacturer): every module answers it in any mode, so it doubles as a heartbeat."""
+    if not 0 <= info <= 0xFF:
+        raise ValueError(f"info selector must be one byte, got {info}")
+    return encode_frame(FRAME_COMMAND, CMD_MODULE_INFO, bytes((info,)))
 
 
 def set_region_command(region: int) -> bytes:

@@ -44,6 +44,7 @@ from edge.transports.modbus import ModbusProbeTransport
 from edge.transports.mqtt import MqttTransport
 from edge.transports.pn532 import Pn532Transport
 from edge.transports.rdm6300 import Rdm6300Transport
+from edge.transports.serial_uhf import SILENCE_LIMIT_S as SERIAL_SILENCE_LIMIT_S
 from edge.transports.serial_uhf import UhfSerialTransport
 from shelfsense.config import ChafonReaderConfig, EdgeSettings, Settings
 from shelfsense.contract import Event, LocalAlarm, SensorReading
@@ -87,6 +88,9 @@ class EdgeAgent:
             announce=self._announce_disk,
         )
         self._client: SyncClient | None = None
+        # Logical reader id -> (its device's health, the device's silence limit): the portals'
+        # liveness input. Filled by _devices().
+        self._reader_liveness: dict[str, tuple[DeviceHealthState, float]] = {}
 
     # ------------------------------------------------------------------ event intake
 
@@ -248,6 +252,7 @@ class EdgeAgent:
             for smoother in self.smoothers.values():
                 events.extend(smoother.flush(now, force=stopping))
             for portal in self.portals:
+                self._report_liveness(portal, now)
                 # At shutdown undecided tags stay undecided: forcing them would guess "unknown".
                 events.extend(portal.poll(now))
                 if stopping:  # decided passages still held by the dwell rule are not lost
@@ -256,6 +261,18 @@ class EdgeAgent:
                 await self.submit(events)
             if stopping:
                 return
+
+    def _report_liveness(self, portal: PortalTracker, now: datetime) -> None:
+        """Tell the portal whether each of its readers is up: a passage seen while one was down
+        gets no direction (see edge.portal)."""
+        for reader_id in portal.readers:
+            known = self._reader_liveness.get(reader_id)
+            if known is None:
+                continue  # not a reader of this agent (config validation names it): unmonitored
+            health, limit_s = known
+            portal.reader_status(
+                reader_id, alive=health.alive(now, limit_s), last_heard=health.last_frame_at, now=now
+            )
 
     async def _flush_downsampled(self, stop: asyncio.Event) -> None:
         """Queue the downsampled telemetry of closed buckets (only exist while degraded)."""
@@ -269,6 +286,9 @@ class EdgeAgent:
         devices: list[_Device] = []
         for reader in self.edge.uhf_readers:
             health = DeviceHealthState(reader.id)
+            # Answer-mode readers answer every poll; an active-mode Chafon reader is silent without
+            # tags, so it counts as down after the limit and a passage then is never guessed.
+            self._reader_liveness[reader.id] = (health, SERIAL_SILENCE_LIMIT_S)
             run = (
                 ChafonSerialTransport(reader, health, self.on_tag_read).run
                 if isinstance(reader, ChafonReaderConfig)
@@ -286,7 +306,10 @@ class EdgeAgent:
                 )
                 self.smoothers.setdefault(logical_id, smoother)
             health = DeviceHealthState(llrp.id)
-            devices.append((llrp.id, health, LlrpTransport(llrp, health, self.on_tag_read).run))
+            llrp_transport = LlrpTransport(llrp, health, self.on_tag_read)
+            for logical_id in {llrp.id, *llrp.logical_readers()}:
+                self._reader_liveness[logical_id] = (health, llrp_transport.silence_limit_s)
+            devices.append((llrp.id, health, llrp_transport.run))
         for nfc in self.edge.nfc_readers:
             # Cards become TagObservations (UID as epc) straight from the transport: see edge.transports.nfc.
             health = DeviceHealthState(nfc.id)

@@ -79,6 +79,19 @@ class DeviceHealthState:
         self.frames_ok += count
         self.last_frame_at = at or utcnow()
 
+    def heard(self, at: datetime) -> None:
+        """A frame that carries no data (keepalive, heartbeat answer) still proves the link."""
+        if self.last_frame_at is None or at > self.last_frame_at:
+            self.last_frame_at = at
+
+    def alive(self, now: datetime, silence_limit_s: float) -> bool:
+        """Connected and heard within ``silence_limit_s``."""
+        return (
+            self.connected
+            and self.last_frame_at is not None
+            and (now - self.last_frame_at).total_seconds() <= silence_limit_s
+        )
+
     def frame_bad(self, count: int = 1) -> None:
         self.frames_bad += count
 

@@ -36,6 +36,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 CONTRACT_VERSION = 1
@@ -100,8 +101,14 @@ class TagObservation(_Event):
     location: Ident | None = None
 
 
+# Why a passage's direction is unknown: only one zone saw the tag, both peaked at the same
+# instant, or one of the portal's readers was down (disconnected or silent) during the passage.
+UnknownDirection = Literal["one_zone", "same_time", "reader_down"]
+
+
 class PortalPassage(_Event):
-    """A tag crossed a portal. ``unknown`` when only one zone saw it: never guessed."""
+    """A tag crossed a portal. ``unknown`` (with ``unknown_reason``) when the readers cannot tell:
+    never guessed, no stock movement; the cloud flags it for the stocktake to resolve."""
 
     kind: Literal["portal_passage"] = "portal_passage"
     epc: Epc
@@ -110,6 +117,13 @@ class PortalPassage(_Event):
     at: Timestamp
     inside_location: Ident | None = None
     outside_location: Ident | None = None
+    unknown_reason: UnknownDirection | None = None
+
+    @model_validator(mode="after")
+    def _reason_only_when_unknown(self) -> PortalPassage:
+        if self.unknown_reason is not None and self.direction != "unknown":
+            raise ValueError("unknown_reason is only for direction 'unknown'")
+        return self
 
 
 class StockMovement(_Event):
@@ -284,6 +298,7 @@ __all__ = [
     "StockMovement",
     "TagObservation",
     "Timestamp",
+    "UnknownDirection",
     "UnsupportedContractVersion",
     "ValidationError",
     "check_version",

@@ -10,8 +10,16 @@ reader on port 5084 and walks its usual sequence; the simulator answers from
 * GET_READER_CAPABILITIES, GET_READER_CONFIG, SET_READER_CONFIG (its KeepaliveSpec starts periodic
   KEEPALIVEs), ENABLE_EVENTS_AND_REPORTS (no answer, per the standard);
 * ADD/ENABLE/START/STOP/DISABLE/DELETE_ROSPEC and the AccessSpec messages with an LLRPStatus
-  (unknown ROSpec ids get a FieldError status); an Immediate start trigger starts inventory on
-  ENABLE, a Null one waits for START_ROSPEC;
+  (unknown ROSpec ids get a FieldError status);
+* the ROSpec's triggers (:mod:`devices.llrp_triggers`): start Immediate (on ENABLE), Periodic
+  (offset, then every period), Null / GPI (START_ROSPEC: the simulator has no GPIs); stop Duration,
+  GPI-with-timeout (the timeout), Null; each AISpec's stop trigger: Duration, GPI timeout, Tag
+  observation (N tags, N unique tags, N attempts, silence for T ms, each with its timeout) or Null
+  (ends with the ROSpec). The AISpecs run in order, over and over, until the ROSpec's stop trigger
+  fires or STOP/DISABLE/DELETE_ROSPEC arrives; it then goes inactive (a periodic one starts again
+  on its next period, an immediate one waits to be enabled again). READER_EVENT_NOTIFICATIONs with ROSpecEvent
+  (start, end) and AISpecEvent (end) go out as a reader sends them: only for the event types the
+  client enabled in SET_READER_CONFIG's ReaderEventNotificationSpec;
 * while a ROSpec is active: ``reads_per_s`` inventory rounds a second, each one RO_ACCESS_REPORT
   (or one per ``N`` tags if the ROReportSpec asks) with one TagReportData per tag in the field on
   the ROSpec's antennas: EPC-96 (EPCData for other lengths), and, as the content selector asks,
@@ -40,8 +48,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devices import llrp
+from devices import llrp_triggers as trig
 from devices.errors import DecodeError
 from devices.llrp import LlrpMessage, MsgType, RoSpecInfo, TagReport
+from simulators.llrp_rospec import AiSpecProgress, Pacer, aispec_deadline, observed_enough
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +66,12 @@ def utc_us() -> int:
 @dataclass(slots=True)
 class _RoSpec:
     info: RoSpecInfo
+    triggers: trig.RoSpecTriggers = field(default_factory=trig.RoSpecTriggers)
     enabled: bool = False
-    active: bool = False
+    active: bool = False  # running; cleared to make the running execution end
     task: asyncio.Task[None] | None = None
+    periodic: asyncio.Task[None] | None = None
+    runs: int = 0
 
 
 @dataclass(slots=True)
@@ -70,6 +83,7 @@ class _Session:
     decoder: llrp.LlrpFrameDecoder = field(default_factory=llrp.LlrpFrameDecoder)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     keepalive: asyncio.Task[None] | None = None
+    notify: dict[int, bool] = field(default_factory=dict)  # reader event type -> enabled
 
 
 class LlrpReaderSimulator:
@@ -114,6 +128,7 @@ class LlrpReaderSimulator:
         self.bad_requests = 0
         self.keepalives_sent = 0
         self.keepalive_acks = 0
+        self.rospec_events: list[tuple[int, int]] = []  # (ROSpec id, 0 start / 1 end), as executed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -266,6 +281,7 @@ class LlrpReaderSimulator:
             await self._send(session, llrp.get_reader_config_response(mid))
         elif t == MsgType.SET_READER_CONFIG:
             self._configure_keepalive(session, msg)
+            session.notify.update(trig.notification_states(msg))
             await self._send(session, llrp.status_response(MsgType.SET_READER_CONFIG_RESPONSE, mid))
         elif t in (MsgType.ENABLE_EVENTS_AND_REPORTS, MsgType.KEEPALIVE_ACK):
             self.keepalive_acks += t == MsgType.KEEPALIVE_ACK
@@ -308,7 +324,11 @@ class LlrpReaderSimulator:
             info = llrp.parse_rospec(msg)
             if info.rospec_id == 0 or info.rospec_id in self._rospecs:
                 return STATUS_FIELD_ERROR, f"ROSpecID {info.rospec_id} invalid or already exists"
-            self._rospecs[info.rospec_id] = _RoSpec(info)
+            try:
+                triggers = trig.parse_triggers(msg)
+            except DecodeError as exc:
+                return STATUS_FIELD_ERROR, str(exc)
+            self._rospecs[info.rospec_id] = _RoSpec(info, triggers)
             return llrp.STATUS_SUCCESS, ""
         if t not in (
             MsgType.DELETE_ROSPEC,
@@ -331,24 +351,52 @@ class LlrpReaderSimulator:
 
     def _apply(self, session: _Session, t: int, rid: int) -> None:
         spec = self._rospecs[rid]
+        start = spec.triggers.start
         if t == MsgType.DELETE_ROSPEC:
+            self._halt(spec, disable=True)
             del self._rospecs[rid]
-        elif t == MsgType.ENABLE_ROSPEC:
+        elif t == MsgType.ENABLE_ROSPEC and not spec.enabled:
             spec.enabled = True
-            if spec.info.start_trigger == llrp.START_TRIGGER_IMMEDIATE:
-                self._activate(session, spec)
+            if start.kind == trig.START_IMMEDIATE:
+                self._start(session, spec)
+            elif start.kind == trig.START_PERIODIC:
+                spec.periodic = asyncio.create_task(self._periodic(session, spec))
+                session.tasks.append(spec.periodic)
         elif t == MsgType.START_ROSPEC and spec.enabled:
-            self._activate(session, spec)
+            self._start(session, spec)
         elif t == MsgType.DISABLE_ROSPEC:
-            spec.enabled = spec.active = False
+            self._halt(spec, disable=True)
         elif t == MsgType.STOP_ROSPEC:
-            spec.active = False
+            self._halt(spec, disable=False)
 
-    def _activate(self, session: _Session, spec: _RoSpec) -> None:
-        spec.active = True
+    def _halt(self, spec: _RoSpec, *, disable: bool) -> None:
+        spec.active = False  # the running execution ends at its next round and reports the end
+        if disable:
+            spec.enabled = False
+            if spec.periodic is not None:
+                spec.periodic.cancel()
+                spec.periodic = None
+
+    def _start(self, session: _Session, spec: _RoSpec) -> None:
         if spec.task is None or spec.task.done():
-            spec.task = asyncio.create_task(self._inventory(session, spec))
+            spec.active = True
+            spec.task = asyncio.create_task(self._execute(session, spec))
             session.tasks.append(spec.task)
+
+    async def _periodic(self, session: _Session, spec: _RoSpec) -> None:
+        """Periodic start trigger: the first run ``Offset`` ms after enabling, then every
+        ``Period`` ms (a run still going at its next period is not started twice)."""
+        start = spec.triggers.start
+        await asyncio.sleep(start.offset_ms / 1000)
+        while spec.enabled and spec.info.rospec_id in self._rospecs:
+            self._start(session, spec)
+            if start.period_ms == 0:
+                return
+            await asyncio.sleep(start.period_ms / 1000)
+
+    async def _notify(self, session: _Session, event_type: int, message: bytes) -> None:
+        if session.notify.get(event_type):
+            await self._send(session, message)
 
     # ------------------------------------------------------------------ inventory
 
@@ -367,18 +415,76 @@ class LlrpReaderSimulator:
             reports.append(TagReport(epc, antenna, rssi, first, now, 1, spec.info.rospec_id))
         return reports
 
-    async def _inventory(self, session: _Session, spec: _RoSpec) -> None:
-        period = 1.0 / self.reads_per_s
+    async def _execute(self, session: _Session, spec: _RoSpec) -> None:
+        """One run of a ROSpec: start event, its AISpecs in order -- again and again (each AISpec
+        end reported) until the ROSpec's stop trigger fires or it is stopped -- then end event.
+
+        sllurp relies on the repetition: it paces its reports with an AISpec stop trigger of N tags
+        or a timeout under a Null ROSpec stop trigger, and a reader then inventories on.
+        """
+        rid = spec.info.rospec_id
         loop = asyncio.get_running_loop()
-        next_round = loop.time()
+        stop = spec.triggers.stop
+        limited = stop.kind in (trig.STOP_DURATION, trig.STOP_GPI) and stop.duration_ms > 0
+        deadline = loop.time() + stop.duration_ms / 1000 if limited else None
+        pacer = Pacer(loop.time(), 1.0 / self.reads_per_s)
+        spec.runs += 1
         with contextlib.suppress(ConnectionError):
-            while spec.active and spec.info.rospec_id in self._rospecs:
-                reports = self._round(spec)
-                n = spec.info.report_every_n_tags or len(reports) or 1
-                for i in range(0, len(reports), n):
-                    await self._report(session, reports[i : i + n], spec.info.selector)
-                next_round = max(next_round + period, loop.time())
-                await asyncio.sleep(next_round - loop.time())
+            self.rospec_events.append((rid, trig.ROSPEC_STARTED))
+            event = trig.rospec_event(self._next_id(), utc_us(), trig.ROSPEC_STARTED, rid)
+            await self._notify(session, trig.EVENT_ROSPEC, event)
+            running = True
+            try:
+                while running:
+                    for index, trigger in enumerate(
+                        spec.triggers.aispecs or (trig.AiSpecTrigger(),), start=1
+                    ):
+                        running = await self._aispec(session, spec, trigger, deadline, pacer)
+                        event = trig.aispec_event(self._next_id(), utc_us(), rid, index)
+                        await self._notify(session, trig.EVENT_AISPEC, event)
+                        if not running:
+                            break
+            finally:
+                spec.active = False
+            self.rospec_events.append((rid, trig.ROSPEC_ENDED))
+            event = trig.rospec_event(self._next_id(), utc_us(), trig.ROSPEC_ENDED, rid)
+            await self._notify(session, trig.EVENT_ROSPEC, event)
+
+    async def _aispec(
+        self,
+        session: _Session,
+        spec: _RoSpec,
+        trigger: trig.AiSpecTrigger,
+        rospec_deadline: float | None,
+        pacer: Pacer,
+    ) -> bool:
+        """Inventory rounds until the AISpec's stop trigger fires (True) or the ROSpec ends (False)."""
+        loop = asyncio.get_running_loop()
+        progress = AiSpecProgress(started=loop.time())
+        progress.last_read = progress.last_new_unique = progress.started
+        own_deadline = aispec_deadline(trigger, progress.started)
+        while spec.active and spec.info.rospec_id in self._rospecs:
+            wake = min(t for t in (pacer.next_round, rospec_deadline, own_deadline) if t is not None)
+            await asyncio.sleep(max(0.0, wake - loop.time()))
+            now = loop.time()
+            if not spec.active or spec.info.rospec_id not in self._rospecs:
+                break
+            if rospec_deadline is not None and now >= rospec_deadline:
+                return False
+            if own_deadline is not None and now >= own_deadline:
+                return True
+            if now < pacer.next_round:
+                continue
+            pacer.next_round = max(pacer.next_round + pacer.period, now)
+            reports = self._round(spec)
+            n = spec.info.report_every_n_tags or len(reports) or 1
+            for i in range(0, len(reports), n):
+                await self._report(session, reports[i : i + n], spec.info.selector)
+            if trigger.observation is not None and observed_enough(
+                trigger.observation, progress, reports, now
+            ):
+                return True
+        return False
 
     async def _report(
         self, session: _Session, reports: list[TagReport], selector: llrp.ContentSelector

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -196,8 +197,19 @@ portal_passages = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("inside_location", ID),
     Column("outside_location", ID),
+    # Direction unknown (revision 0012): why, and the stocktake run that resolved it (NULL = open:
+    # flagged for the stocktake; no stock was moved).
+    Column("unknown_reason", String(16)),
+    Column("resolved_run_id", BigInteger),
     Index("ix_portal_passages_epc", "epc", "at"),
     Index("ix_portal_passages_site", "site_id"),
+    Index(
+        "ix_portal_passages_unresolved",
+        "site_id",
+        "at",
+        sqlite_where=text("direction = 'unknown' AND resolved_run_id IS NULL"),
+        postgresql_where=text("direction = 'unknown' AND resolved_run_id IS NULL"),
+    ),
 )
 
 stock_movements = Table(
@@ -347,10 +359,31 @@ locations = Table(
     # Readers cover it: only such locations take part in continuous stocktake reconciliation.
     Column("rfid_coverage", Boolean, nullable=False, default=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # GS1 Global Location Number (revision 0012): 13 digits, the length of its company prefix and
+    # the SGLN extension; EPCIS exports it as urn:epc:id:sgln:<prefix>.<reference>.<extension>.
+    Column("gln", String(13)),
+    Column("gcp_length", SmallInteger),
+    Column("gln_extension", String(20)),
     ForeignKeyConstraint(
         ["site_id", "parent_id"], ["locations.site_id", "locations.location_id"], name="fk_locations_parent"
     ),
     Index("ix_locations_parent", "site_id", "parent_id"),
+    Index("ux_locations_sgln", "gln", "gln_extension", unique=True),
+)
+
+# EPCIS events captured from partners (revision 0012): one row per event, keyed by its eventID (or
+# a hash of the event when it has none) so a partner may capture the same document twice. ``id``
+# is the ``seq`` of the rows it projected (edge_id ``epcis``).
+epcis_events = Table(
+    "epcis_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_key", String(255), nullable=False, unique=True),
+    Column("site_id", ID, nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column("event_time", UtcDateTime, nullable=False),
+    Column("captured_at", UtcDateTime, nullable=False),
+    Column("captured_by", String(128), nullable=False),
 )
 
 products = Table(
@@ -641,6 +674,7 @@ __all__ = [
     "device_health",
     "edge_incarnations",
     "edges",
+    "epcis_events",
     "events",
     "items",
     "jobs",

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cloud.coldchain.mkt import MAX_ACTIVATION_ENERGY_KJ, MIN_ACTIVATION_ENERGY_KJ
 from cloud.core import csvsafe, db
 from cloud.core.errors import CloudError
+from cloud.epcis.uris import gln_valid
 from cloud.services.projections import dialect_insert
 from shelfsense.contract import EPC_PATTERN, Ident
 
@@ -118,6 +119,28 @@ class LocationRecord(_Record):
     parent_id: Ident | None = None
     name: Annotated[str, Field(max_length=200)] = ""
     rfid_coverage: bool = False
+    # GS1 GLN of the place (EPCIS exports it as an SGLN URI and resolves captured events by it):
+    # 13 digits, how many of them are the company prefix, and the SGLN extension ("0" = none).
+    gln: str | None = Field(default=None, description="GLN-13 with check digit")
+    gcp_length: Annotated[int | None, Field(ge=6, le=12, description="digits of the company prefix")] = None
+    gln_extension: Annotated[str | None, Field(pattern=r"^[0-9A-Za-z]{1,20}$")] = None
+
+    @field_validator("gln")
+    @classmethod
+    def _gln(cls, value: str | None) -> str | None:
+        if value is not None and not gln_valid(value):
+            raise ValueError("a GLN has 13 digits with a valid GS1 check digit")
+        return value
+
+    @model_validator(mode="after")
+    def _gln_complete(self) -> LocationRecord:
+        if (self.gln is None) != (self.gcp_length is None):
+            raise ValueError("gln and gcp_length go together (the SGLN URI needs the company prefix)")
+        if self.gln is None and self.gln_extension is not None:
+            raise ValueError("gln_extension needs a gln")
+        if self.gln is not None and self.gln_extension is None:
+            return self.model_copy(update={"gln_extension": "0"})
+        return self
 
 
 class LotRecord(_Record):

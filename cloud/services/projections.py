@@ -93,7 +93,16 @@ class Projection:
 # (site_id, edge_id, seq).
 _ORIGIN = ("site_id", "edge_id", "seq")
 _TAG = (*_ORIGIN, "epc", "reader", "antenna", "rssi", "first_seen", "last_seen", "count", "location")
-_PASSAGE = (*_ORIGIN, "epc", "portal", "direction", "at", "inside_location", "outside_location")
+_PASSAGE = (
+    *_ORIGIN,
+    "epc",
+    "portal",
+    "direction",
+    "at",
+    "inside_location",
+    "outside_location",
+    "unknown_reason",
+)
 _MOVEMENT = (*_ORIGIN, "epc", "from_location", "to_location", "reason", "at")
 _READING = (*_ORIGIN, "sensor_id", "quantity", "value", "unit", "time", "zone", "flags")
 _ALARM = (*_ORIGIN, "zone", "sensor_id", "rule", "state", "value", "limit", "at")
@@ -192,6 +201,8 @@ def prepare(site_id: str, edge_id: str, items: Sequence[SequencedEvent], dialect
                     t(ev.at),
                     ev.inside_location,
                     ev.outside_location,
+                    # An unknown direction from an older edge (no reason given) is still flagged.
+                    (ev.unknown_reason or "one_zone") if ev.direction == "unknown" else None,
                 )
             )
         elif isinstance(ev, DeviceHealth):

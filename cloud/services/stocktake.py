@@ -115,6 +115,13 @@ async def _load_input(
     ).all()
     known = set((await conn.execute(select(db.items.c.epc))).scalars())
     known.update((await conn.execute(select(s.c.epc).where(s.c.site_id == site_id))).scalars())
+    # A tag that crossed a portal in an unknown direction is this site's: seen on a shelf it is
+    # "unexpected" (book it in), not a foreign "unknown" tag.
+    p = db.portal_passages
+    unresolved = select(p.c.epc).where(
+        p.c.site_id == site_id, p.c.direction == "unknown", p.c.resolved_run_id.is_(None)
+    )
+    known.update((await conn.execute(unresolved)).scalars())
     t = db.stocktake_streaks
     streaks = {
         epc: n
@@ -223,6 +230,26 @@ async def _store_result(
     return len(new), len(gone)
 
 
+async def _resolve_unknown_passages(
+    conn: AsyncConnection, site_id: str, run_id: int, window_start: datetime
+) -> int:
+    """Direction-unknown passages before this run's window are resolved by it: the run compared
+    the book with where the tags were read afterwards, so an item that did cross is now one of its
+    discrepancies (unexpected / missing / misplaced) for the operator to accept."""
+    p = db.portal_passages
+    result = await conn.execute(
+        update(p)
+        .where(
+            p.c.site_id == site_id,
+            p.c.direction == "unknown",
+            p.c.resolved_run_id.is_(None),
+            p.c.at < window_start,
+        )
+        .values(resolved_run_id=run_id)
+    )
+    return int(result.rowcount or 0)
+
+
 async def run_site(engine: AsyncEngine, site_id: str, end: datetime, options: StocktakeOptions) -> int | None:
     """Reconcile one site for the window ending at ``end``; the run id, or None (no coverage)."""
     end = db.utc(end)
@@ -252,6 +279,7 @@ async def run_site(engine: AsyncEngine, site_id: str, end: datetime, options: St
             )
         ).scalar_one()
         new, resolved = await _store_result(conn, site_id, run_id, result)
+        await _resolve_unknown_passages(conn, site_id, run_id, start)
         await conn.execute(
             update(db.stocktake_runs)
             .where(db.stocktake_runs.c.id == run_id)

@@ -84,6 +84,9 @@ class LlrpTransport:
         self._reader_of = {a.antenna: a.reader_id or config.id for a in config.antennas}
         self._default_antenna = config.antennas[0].antenna
         self._last_message = time.monotonic()
+        # Not heard for this long: the portals treat the reader as down (the transport itself
+        # gives up after SILENT_KEEPALIVES keepalive intervals).
+        self.silence_limit_s = SILENT_KEEPALIVES * config.keepalive_s
         self.tag_reads = 0
         self.reports_dropped = 0
         self.malformed_tags = 0
@@ -140,6 +143,7 @@ class LlrpTransport:
 
         def touch(_client: Any, _msg: Any) -> None:
             self._last_message = time.monotonic()  # a float store: atomic under the GIL
+            post(self.health.heard, datetime.now(UTC))  # keepalives prove the link to the portals
 
         def on_tags(_client: Any, tags: list[dict[str, Any]]) -> None:
             if not slots.acquire(blocking=False):

@@ -2,8 +2,14 @@
 
 pyserial is used non-blocking and its file descriptor is watched with ``loop.add_reader``, so no
 thread is needed. Bytes go through the sans-I/O :class:`devices.uhf.UhfFrameDecoder`. The reader
-is put into multi-poll mode on connect and again whenever it has been silent for ``repoll_s``: a
+is put into multi-poll mode on connect and again whenever no tag has been reported for ``repoll_s``: a
 reader that rebooted (brown-out, USB re-enumeration) forgets it was polling.
+
+Heartbeat: a reader with an empty field says nothing, and a pulled USB-UART cable often raises no
+error at all (the pty / tty just goes quiet). So whenever nothing at all was heard for
+``heartbeat_s`` the transport asks for the module information (cmd 0x03), which a module answers
+in any mode. Every frame stamps ``health.last_frame_at``: a reader not heard for
+``silence_limit_s`` is treated as down by the portals (see :mod:`edge.portal`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # Called on the event loop for every valid tag read, with the receive time.
 TagReadHandler = Callable[[str, TagRead, datetime], None]
+HEARTBEAT_S = 1.0
+# Not heard for this long (three heartbeats unanswered): the reader counts as down.
+SILENCE_LIMIT_S = 3 * HEARTBEAT_S
 
 
 class UhfSerialTransport:
@@ -36,11 +45,13 @@ class UhfSerialTransport:
         on_read: TagReadHandler,
         *,
         repoll_s: float = 5.0,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.config = config
         self.health = health
         self.on_read = on_read
         self.repoll_s = repoll_s
+        self.heartbeat_s = heartbeat_s
         self.tag_reads = 0
         self.reader_errors = 0
 
@@ -62,10 +73,10 @@ class UhfSerialTransport:
         port = self._open()
         failed: asyncio.Future[None] = loop.create_future()
         decoder = uhf.UhfFrameDecoder()
-        last_frame = loop.time()
+        last_frame = last_tag = loop.time()
 
         def on_readable() -> None:
-            nonlocal last_frame
+            nonlocal last_frame, last_tag
             try:
                 data = port.read(4096)
             except (serial.SerialException, OSError) as exc:
@@ -73,33 +84,44 @@ class UhfSerialTransport:
                 if not failed.done():
                     failed.set_exception(TransportError(f"read from {self.config.port} failed: {exc}"))
                 return
-            if data and self._on_bytes(decoder, data):
+            frames, tags = self._on_bytes(decoder, data) if data else (0, 0)
+            if frames:
                 last_frame = loop.time()
+            if tags:
+                last_tag = loop.time()
 
         fd = port.fileno()
         loop.add_reader(fd, on_readable)
         try:
             self._write(port, uhf.multi_poll_command())
+            self._write(port, uhf.module_info_command())  # heard at once, even with an empty field
             self.health.mark_connected()
             while not failed.done():
-                await asyncio.wait({failed}, timeout=self.repoll_s)
-                if not failed.done() and loop.time() - last_frame >= self.repoll_s:
+                await asyncio.wait({failed}, timeout=min(self.heartbeat_s, self.repoll_s))
+                if failed.done():
+                    break
+                if loop.time() - last_tag >= self.repoll_s:
                     self._write(port, uhf.multi_poll_command())
+                    last_tag = loop.time()
+                if loop.time() - last_frame >= self.heartbeat_s:
+                    self._write(port, uhf.module_info_command())
             failed.result()
         finally:
             loop.remove_reader(fd)
             port.close()
 
-    def _on_bytes(self, decoder: uhf.UhfFrameDecoder, data: bytes) -> bool:
-        """Decode, count and dispatch; True if at least one frame arrived."""
+    def _on_bytes(self, decoder: uhf.UhfFrameDecoder, data: bytes) -> tuple[int, int]:
+        """Decode, count and dispatch; (frames, tag reads) that arrived."""
         bad_before = decoder.frames_bad
         frames = decoder.feed(data)
         now = utcnow()
         corrupt = 0  # framing and checksum fine, but the EPC CRC / length is not
+        reads = 0
         for frame in frames:
             read = uhf.parse_tag_notification(frame)
             if read is not None:
                 self.tag_reads += 1
+                reads += 1
                 self.on_read(self.config.id, read, now)
             elif uhf.is_tag_notification(frame):
                 corrupt += 1
@@ -111,4 +133,4 @@ class UhfSerialTransport:
         bad = decoder.frames_bad - bad_before + corrupt
         if bad:
             self.health.frame_bad(bad)
-        return bool(frames)
+        return len(frames), reads

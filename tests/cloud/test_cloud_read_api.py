@@ -87,6 +87,7 @@ async def test_summary(cloud: Cloud) -> None:
         "sensor_readings": 2,
         "tag_observations": 1,
         "passages": 1,
+        "passages_direction_unknown": 0,
         "alerts_open": 1,
         "alerts_total": 1,
         "events_received": 5,

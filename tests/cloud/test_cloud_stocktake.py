@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from conftest import T0, Cloud, at, batch, movement
+from conftest import T0, Cloud, at, batch, movement, passage
 from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -201,3 +201,32 @@ async def test_job_tick_claims_only_when_due(cloud: Cloud) -> None:
     assert len(first) == 1
     assert await job_tick(cloud.engine, options, now=now + timedelta(seconds=30)) == []
     assert len(await job_tick(cloud.engine, options, now=now + timedelta(seconds=61))) == 1
+
+
+async def test_unknown_direction_passages_wait_for_the_stocktake_and_move_no_stock(cloud: Cloud) -> None:
+    """Issue 14 item 5: a passage without a direction moves nothing, is listed as unresolved, and
+    the first stocktake run whose window starts after it resolves it; the tag the readers then see
+    on a shelf is an ``unexpected`` discrepancy for the operator to accept."""
+    await md.import_text(cloud.engine, "locations", json.dumps(LOCATIONS), "json")
+    feed = Feed(cloud)
+    unknown = {**passage(10, A, "unknown"), "unknown_reason": "reader_down"}
+    legacy = passage(20, B, "unknown")  # an older edge gives no reason: still flagged
+    await feed(unknown, legacy, passage(30, C, "in"))
+    await feed(seen(90, A, "shelf-a"))
+    moved = await cloud.get_ok("/api/v1/movements")
+    assert moved["total"] == 0  # the edge guessed nothing and neither does the cloud
+    page = await cloud.get_ok("/api/v1/passages", unresolved="true")
+    assert [(p["epc"], p["unknown_reason"], p["resolved_run_id"]) for p in page["items"]] == [
+        (B, "one_zone", None),
+        (A, "reader_down", None),
+    ]
+    assert (await cloud.get_ok("/api/v1/summary"))["passages_direction_unknown"] == 2
+    bad = await cloud.get("/api/v1/passages", direction="sideways")
+    assert bad.status_code == 422
+
+    detail = await window(cloud, 2)  # window [T0+1 min, T0+2 min): after both passages
+    assert ("unexpected", A) in kinds(detail)
+    assert (await cloud.get_ok("/api/v1/passages", unresolved="true"))["total"] == 0
+    resolved = await cloud.get_ok("/api/v1/passages", direction="unknown")
+    assert {p["resolved_run_id"] for p in resolved["items"]} == {detail["id"]}
+    assert (await cloud.get_ok("/api/v1/summary"))["passages_direction_unknown"] == 0

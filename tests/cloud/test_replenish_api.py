@@ -224,7 +224,7 @@ async def test_kpis_count_stock_out_days(app: App) -> None:
 
 
 _OFFSET = re.compile(r"^([+]|[-])((0[0-9]|1[0-3]):([0-5][0-9])|14:00)$")
-_BIZ_STEPS = {"receiving", "shipping", "cycle_counting", "storing", "stock_taking"}
+_BIZ_STEPS = {"receiving", "shipping", "cycle_counting", "storing", "stock_taking", "sensor_reporting"}
 _DISPOSITIONS = {"active", "in_progress", "in_transit", "unknown"}
 
 
@@ -234,8 +234,10 @@ def _check_event(event: dict[str, Any]) -> None:
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", event["eventTime"])
     assert _OFFSET.match(event["eventTimeZoneOffset"])
     assert event["eventID"].startswith("urn:uuid:")
-    assert event["epcList"] and all(re.match(r"^urn:[a-z]+:", u) for u in event["epcList"])
-    assert event["bizStep"] in _BIZ_STEPS and event["disposition"] in _DISPOSITIONS
+    # Sensor-only events (bizStep sensor_reporting, CBV 2.0) carry no EPCs.
+    assert event["epcList"] or event["bizStep"] == "sensor_reporting"
+    assert all(re.match(r"^urn:[a-z]+:", u) for u in event["epcList"])
+    assert event["bizStep"] in _BIZ_STEPS and event.get("disposition", "active") in _DISPOSITIONS
     for key in ("readPoint", "bizLocation"):
         if key in event:
             assert set(event[key]) == {"id"} and event[key]["id"].startswith("urn:")
@@ -272,7 +274,8 @@ async def test_epcis_events(app: App) -> None:
     for event in events:
         _check_event(event)
     steps = {e["bizStep"] for e in events}
-    assert steps == {"shipping", "receiving"}  # the history's sales and the cold-room receipt
+    # the history's sales, the cold-room receipt and the cold room's readings
+    assert steps == {"shipping", "receiving", "sensor_reporting"}
     (cold,) = [e for e in events if e["bizStep"] == "receiving"]
     assert cold["disposition"] == "in_progress"
     assert cold["bizLocation"] == {"id": f"urn:shelfsense:loc:{SITE}:cold-1"}

@@ -66,6 +66,26 @@ def on_both(path: str, params: dict[str, Any] | None = None, **kw: Any) -> tuple
     return Call(path, params=params, **kw), Call(path, params={**params, "site": "site-b"}, **kw)
 
 
+EPCIS_INTO_SITE_B = {
+    "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+    "type": "EPCISDocument",
+    "schemaVersion": "2.0",
+    "creationDate": "2025-01-01T00:00:00Z",
+    "epcisBody": {
+        "eventList": [
+            {
+                "type": "ObjectEvent",
+                "eventID": "ni:///sha-256;site-b-capture?ver=CBV2.0",
+                "eventTime": "2025-01-01T00:00:00Z",
+                "eventTimeZoneOffset": "+00:00",
+                "epcList": ["urn:epc:id:sgtin:0614141.112345.400"],
+                "action": "ADD",
+                "bizStep": "receiving",
+                "bizLocation": {"id": "urn:shelfsense:loc:site-b:shelf"},
+            }
+        ]
+    },
+}
 WHATIF_SITE_B = {"name": "peek", "site_id": "site-b", "simulation": {"days": 5, "runs": 2}}
 
 
@@ -81,6 +101,11 @@ def rules(ids: dict[str, Any]) -> dict[tuple[str, str], Rule]:
         ),
         ("GET", "/api/v1/stock"): filtered(*on_both("/api/v1/stock"), own="site-a"),
         ("GET", "/api/v1/movements"): filtered(*on_both("/api/v1/movements"), own="site-a"),
+        ("GET", "/api/v1/passages"): filtered(*on_both("/api/v1/passages")),
+        # Capture into a site-b location: refused (403) to users of site-a only.
+        ("POST", "/api/v1/epcis/capture"): refused(
+            Call("/api/v1/epcis/capture", "operator", "POST", body=EPCIS_INTO_SITE_B)
+        ),
         ("GET", "/api/v1/items/{epc}"): filtered(
             Call(f"/api/v1/items/{EPC_B}"), Call(f"/api/v1/items/{EPC_A}")
         ),
@@ -318,7 +343,8 @@ async def seed(engine: Any, client: httpx.AsyncClient) -> dict[str, Any]:
 @pytest.fixture
 async def two_sites(tmp_path: Path) -> AsyncIterator[TwoSites]:
     settings = Settings(
-        cloud=CloudSettings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}"),
+        # max_event_age_s=None: the seeded events are dated 2025 (T0), outside the default window.
+        cloud=CloudSettings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}", max_event_age_s=None),
         zones=[ZoneLimits(id=f"zone-{s}", site_id=f"site-{s}", max_temp_c=8.0) for s in ("a", "b")],
     )
     app = create_app(settings)

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+from edge_cloud_stub import FakeCloud, Request
 
 from devices import llrp
 from devices.llrp import LlrpFrameDecoder, MsgType
 from devices.readings import TagRead
+from edge.agent import EdgeAgent
 from edge.portal import PortalTracker
 from edge.supervisor import DeviceHealthState, supervise
 from edge.transports.llrp import LlrpTransport, tag_read_from_report
 from shelfsense.config import (
     ConfigError,
+    EdgeSettings,
     LlrpAntennaConfig,
     LlrpReaderConfig,
     PortalConfig,
+    Settings,
     load_settings,
 )
 from shelfsense.contract import PortalPassage, StockMovement
@@ -260,3 +267,68 @@ async def test_tag_collision_burst_and_lost_reports(simulator: LlrpReaderSimulat
     burst = {r.epc for rid, r, _ in got.reads if rid == "dock-1-inner"} - {EPC_B}
     assert len(burst) == 200 and all(len(epc) == 24 for epc in burst)
     assert health.reconnects == 0
+
+
+async def test_llrp_portal_reader_reset_mid_passage_is_direction_unknown(
+    cloud: Callable[[Callable[[Request], tuple[int, bytes]]], Awaitable[FakeCloud]], tmp_path: Path
+) -> None:
+    """Issue 14 item 5 on LLRP: the portal reader's connection is reset (the simulator's
+    ``disconnect`` fault) while a pallet passes; the agent books nothing and says why."""
+    fake = await cloud(
+        lambda r: (
+            200,
+            json.dumps({"acked_through": r.batch.events[-1].seq, "accepted": 0, "duplicates": 0}).encode(),
+        )
+    )
+    clock = {"t": -1.0}  # the pallet appears once the agent reads
+
+    def passing() -> list[tuple[str, int, int]]:
+        t = clock["t"]
+        if 0.0 <= t < 1.0:
+            return [(EPC_A, -45, 1), (EPC_A, -68, 2)]
+        if 1.0 <= t < 2.5:
+            return [(EPC_A, -68, 1), (EPC_A, -45, 2)]
+        return []
+
+    sim = LlrpReaderSimulator(passing, reads_per_s=10)
+    await sim.start()
+    portal = PortalConfig(
+        id="dock-1",
+        outer_reader="dock-1-outer",
+        inner_reader="dock-1-inner",
+        inside_location="warehouse",
+        outside_location="yard",
+        settle_s=0.5,
+        dwell_s=0.0,
+    )
+    settings = Settings(
+        demo=True,
+        edge=EdgeSettings(
+            cloud_url=fake.url, db_path=tmp_path / "edge.db", sync_interval_s=0.05,
+            llrp_readers=[portal_reader(sim.port)], portals=[portal],
+        ),
+    )  # fmt: skip
+    stop = asyncio.Event()
+    agent = asyncio.create_task(EdgeAgent(settings, cycle_s=0.1).run(stop))
+
+    def sent(kind: type) -> list[Any]:
+        return [se.event for r in fake.requests for se in r.batch.events if isinstance(se.event, kind)]
+
+    loop = asyncio.get_running_loop()
+    try:
+        await until(lambda: sim.connected and bool(sim.rospec_events))  # inventory running
+        start = loop.time()
+        reset = False
+        while not sent(PortalPassage):
+            await asyncio.sleep(0.05)
+            clock["t"] = loop.time() - start
+            if clock["t"] >= 0.5 and not reset:
+                await sim.disconnect()  # before the inner antenna's peak
+                reset = True
+            assert clock["t"] < 30, "no passage decided"
+    finally:
+        stop.set()
+        await asyncio.wait_for(agent, 15)
+        await sim.stop()
+    assert [(p.direction, p.unknown_reason) for p in sent(PortalPassage)] == [("unknown", "reader_down")]
+    assert sent(StockMovement) == []

@@ -11,6 +11,7 @@ from serial_helpers import Collector, wait_until
 
 from devices import uhf
 from devices.errors import TransportError
+from edge.clock import utcnow
 from edge.supervisor import DeviceHealthState
 from edge.transports.serial_uhf import UhfSerialTransport
 from shelfsense.config import UhfReaderConfig
@@ -64,8 +65,11 @@ async def test_raw_frames_on_a_pty_and_the_multi_poll_command(pty_pair: tuple[in
     try:
         await wait_until(lambda: health.connected)
         loop = asyncio.get_running_loop()
-        command = await asyncio.wait_for(loop.run_in_executor(None, os.read, master, 64), 2)
-        assert command == uhf.multi_poll_command()
+        wanted = uhf.multi_poll_command() + uhf.module_info_command()  # start, then a heartbeat
+        command = b""
+        while len(command) < len(wanted):
+            command += await asyncio.wait_for(loop.run_in_executor(None, os.read, master, 64), 2)
+        assert command[: len(wanted)] == wanted
         good = uhf.tag_notification(EPC_A, -45)
         corrupt = bytearray(uhf.tag_notification(EPC_B, -70))
         corrupt[-2] ^= 0xFF  # bad checksum
@@ -96,3 +100,29 @@ async def test_missing_port_and_vanished_port_raise_transport_error(pty_pair: tu
     os.close(master)  # the USB adapter is unplugged
     with pytest.raises(TransportError):
         await asyncio.wait_for(task, 5)
+
+
+async def test_a_silent_reader_is_probed_and_an_unplugged_one_is_no_longer_heard() -> None:
+    """Issue 14 item 5: a pulled cable raises no error on a tty, so liveness comes from frames.
+    The heartbeat (cmd 0x03, module info) keeps an idle reader heard; unplugged it is not."""
+    sim = UhfReaderSimulator(lambda: [], reads_per_s=20)  # empty field: no tag notifications
+    sim_task = asyncio.create_task(sim.run())
+    health = DeviceHealthState("idle")
+    transport = UhfSerialTransport(
+        UhfReaderConfig(id="idle", port=sim.port), health, Collector(), heartbeat_s=0.2
+    )
+    task = asyncio.create_task(transport.run())
+    try:
+        await wait_until(lambda: sim.responses_sent >= 3)  # heartbeats answered
+        heard = health.last_frame_at
+        assert heard is not None
+        await wait_until(lambda: health.last_frame_at is not None and health.last_frame_at > heard)
+        sim.disconnect(60)
+        await wait_until(lambda: not health.alive(utcnow(), 1.0), timeout=10)
+        assert health.connected  # the transport saw no error: only the silence tells
+    finally:
+        for t in (task, sim_task):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        sim.close()

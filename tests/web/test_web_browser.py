@@ -311,6 +311,22 @@ def test_operator_sees_alert_live_acknowledges_and_traces(cloud: LiveCloud, new_
 
 
 def test_viewer_is_read_only_and_refused_by_the_server(cloud: LiveCloud, new_page: PageFactory) -> None:
+    # A passage the portal could not give a direction (a reader was down): the stocktake page lists
+    # it, no stock moved (issue 14 item 5).
+    unknown = "3034257BF46DB64000000777"
+    cloud.post_events(
+        [
+            {
+                "kind": "portal_passage",
+                "epc": unknown,
+                "portal": "dock-1",
+                "direction": "unknown",
+                "unknown_reason": "reader_down",
+                "at": now_iso(-60),
+                "inside_location": "backroom",
+            }
+        ]
+    )
     page = new_page()
     login(page, "vera")
     expect = sync_api.expect
@@ -318,6 +334,8 @@ def test_viewer_is_read_only_and_refused_by_the_server(cloud: LiveCloud, new_pag
     page.click("nav a[data-view=stocktake]")
     page.wait_for_selector("#content section")
     assert page.locator("#run-stocktake").count() == 0  # the UI hides actions
+    expect(page.locator("#unknown-passages")).to_contain_text(unknown)
+    expect(page.locator("#unknown-passages")).to_contain_text("a portal reader was down")
     page.click("nav a[data-view=alerts]")
     page.select_option("#alert-status", "all")
     page.click(".toolbar button[type=submit]")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, or_, select
@@ -20,6 +20,7 @@ from cloud.schemas import (
     ObservationPublic,
     Page,
     PassagePublic,
+    PassageRow,
     StockItemPublic,
     StockPage,
 )
@@ -94,6 +95,36 @@ async def list_movements(
         query = query.where(t.c.at < db.utc(until))
     rows, total = await paginate(conn, query, limit, offset)
     return Page[MovementRow](items=[MovementRow.model_validate(r) for r in rows], total=total)
+
+
+@router.get("/passages", response_model=Page[PassageRow])
+async def list_passages(
+    conn: DbConn,
+    user: ViewerUser,
+    site: str | None = None,
+    portal: str | None = None,
+    epc: str | None = None,
+    direction: Annotated[Literal["in", "out", "unknown"] | None, Query()] = None,
+    unresolved: Annotated[
+        bool, Query(description="only direction-unknown passages no stocktake has resolved yet")
+    ] = False,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[PassageRow]:
+    """Portal passages, newest first. ``unresolved=true``: the direction-unknown ones (one zone
+    only, or a portal reader down) that moved no stock and wait for the stocktake."""
+    t = db.portal_passages
+    query = select(t).order_by(t.c.at.desc(), t.c.id.desc())
+    query = query.where(site_clause(user, t.c.site_id, site))
+    for column, value in (("portal", portal), ("direction", direction)):
+        if value is not None:
+            query = query.where(t.c[column] == value)
+    if epc is not None:
+        query = query.where(t.c.epc == epc.upper())
+    if unresolved:
+        query = query.where(t.c.direction == "unknown", t.c.resolved_run_id.is_(None))
+    rows, total = await paginate(conn, query, limit, offset)
+    return Page[PassageRow](items=[PassageRow.model_validate(r) for r in rows], total=total)
 
 
 @router.get("/items/{epc}", response_model=ItemHistory)

@@ -32,6 +32,11 @@ async def summary(conn: DbConn, user: ViewerUser, site: str | None = None) -> Su
                 count(db.sensor_readings).label("sensor_readings"),
                 count(db.tag_observations).label("tag_observations"),
                 count(db.portal_passages).label("passages"),
+                count(
+                    db.portal_passages,
+                    db.portal_passages.c.direction == "unknown",
+                    db.portal_passages.c.resolved_run_id.is_(None),
+                ).label("passages_direction_unknown"),
                 # Acknowledged alerts are still active excursions: they count as open until resolved.
                 count(db.alerts, db.alerts.c.status.in_(("open", "acknowledged"))).label("alerts_open"),
                 count(db.alerts).label("alerts_total"),

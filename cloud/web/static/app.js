@@ -48,6 +48,9 @@ const MESSAGES = {
     not_registered: "not registered", unknown_item: "Nothing is known about this EPC.", scheme: "Scheme",
     proposals: "Restocking proposals", quantity: "Quantity", reasoning: "Reasoning", approve: "Approve",
     reject: "Reject", kpis: "KPIs", no_proposals: "No proposals.",
+    direction_unknown: "Direction unknown (no stock moved; resolved by the next stocktake)", portal: "Portal",
+    reason_one_zone: "seen by one zone only", reason_same_time: "zones peaked together",
+    reason_reader_down: "a portal reader was down", inside: "Inside",
     lots: "Lots", effective_expiry: "Effective expiry", remaining: "Remaining shelf life", fefo_rank: "FEFO",
     fefo_order: "FEFO pick order", report: "Report", expiring_within: "Expiring within (days)",
     expired: "expired", no_lots: "No lots.", on_hand: "On hand", mkt: "MKT", kind_label: "Kind",
@@ -93,6 +96,9 @@ const MESSAGES = {
     not_registered: "未登记", unknown_item: "没有此 EPC 的任何记录。", scheme: "编码方案",
     proposals: "补货建议", quantity: "数量", reasoning: "依据", approve: "批准",
     reject: "拒绝", kpis: "关键指标", no_proposals: "没有补货建议。",
+    direction_unknown: "方向未知（未变动库存；由下一次盘点处理）", portal: "门禁",
+    reason_one_zone: "仅一侧读到", reason_same_time: "两侧同时峰值",
+    reason_reader_down: "门禁读写器离线", inside: "库内位置",
     lots: "批次", effective_expiry: "有效到期日", remaining: "剩余保质期", fefo_rank: "先到期先出",
     fefo_order: "先到期先出拣货顺序", report: "报告", expiring_within: "到期天数内",
     expired: "已过期", no_lots: "没有批次。", on_hand: "在库", mkt: "平均动力学温度", kind_label: "类型",
@@ -679,9 +685,10 @@ function niceStep(raw) {
 views.stocktake = {
   async render() {
     const site = state.site;
-    const [runs, discrepancies] = await Promise.all([
+    const [runs, discrepancies, unknownPassages] = await Promise.all([
       api("/api/v1/stocktakes" + qs({ site, limit: 50 })),
       api("/api/v1/stocktakes/discrepancies" + qs({ site, status: "open", limit: 500 })),
+      api("/api/v1/passages" + qs({ site, unresolved: "true", limit: 500 })),
     ]);
     const latest = new Map();
     for (const run of runs.items) for (const loc of run.locations) {
@@ -716,9 +723,23 @@ views.stocktake = {
       card.classList.add("wide");
       parts.push(card);
     }
+    parts.push(unknownPassageCard(unknownPassages));
     return el("div", { class: "grid" }, parts);
   },
 };
+
+// Passages the edge could not give a direction (a zone missed, a reader down): flagged, never guessed.
+function unknownPassageCard(page) {
+  const rows = page.items.map((p) => [
+    el("a", { href: "#/trace/" + encodeURIComponent(p.epc), class: "mono", text: p.epc }),
+    p.portal, t("reason_" + p.unknown_reason), fmt.date(p.at), p.inside_location || "—",
+  ]);
+  const card = section(t("direction_unknown") + " (" + fmt.num(page.total) + ")", rows.length
+    ? table([t("epc"), t("portal"), t("reason"), t("time"), t("inside")], rows, { id: "unknown-passages" })
+    : message("muted", t("none")));
+  card.classList.add("wide");
+  return card;
+}
 
 views.trace = {
   polls: false,
