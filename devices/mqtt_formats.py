@@ -82,13 +82,8 @@ __all__ = [
     "tasmota_time",
 ]
 
-_Z2M_KEYS: Final[dict[str, tuple[str, str]]] = {
-    "temperature": ("temperature", "degC"),
-    "humidity": ("humidity", "%RH"),
-    "battery": ("battery", "%"),
-    "linkquality": ("linkquality", "lqi"),
-    "pressure": ("pressure", "hPa"),
-}
+# Zigbee2MQTT's keys are our quantity names, in our units.
+_Z2M_KEYS: Final[dict[str, tuple[str, str]]] = {q: (q, unit) for q, unit in QUANTITY_UNITS.items()}
 _ESPHOME_NAME_HINTS: Final[dict[str, str]] = {
     "temp": "temperature",
     "humid": "humidity",
@@ -205,17 +200,16 @@ def ruuvi_measurements(data: RuuviData, time: datetime | None) -> Decoded:
     """Contract measurements of a decoded tag (absent values skipped, the rest plausibility-checked)."""
     out = Decoded()
     values = (
-        ("temperature", data.temperature_c, "degC"),
-        ("humidity", data.humidity, "%RH"),
-        ("pressure", None if data.pressure_pa is None else data.pressure_pa / 100.0, "hPa"),
+        ("temperature", data.temperature_c),
+        ("humidity", data.humidity),
+        ("pressure", None if data.pressure_pa is None else data.pressure_pa / 100.0),
     )
-    for quantity, raw, unit in values:
+    for quantity, raw in values:
         if raw is not None:
-            out.take(partial(_measurement, quantity, raw, unit, time))
+            out.take(partial(_measurement, quantity, raw, QUANTITY_UNITS[quantity], time))
     if data.battery_mv is not None:
-        out.append(
-            Measurement("battery", ruuvi_battery_percent(data.battery_mv, data.temperature_c), "%", time)
-        )
+        battery = ruuvi_battery_percent(data.battery_mv, data.temperature_c)
+        out.append(Measurement("battery", battery, QUANTITY_UNITS["battery"], time))
     return finish(out)
 
 

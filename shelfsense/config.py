@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from shelfsense.vocabulary import Quantity
+
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
 DEMO_EDGE_TOKEN_PREFIX = "demo-"
 
@@ -390,7 +392,7 @@ class MqttSensorConfig(_Section):
     sensor_id: Ident
     zone: Ident | None = None
     # What the value is, for formats whose payload does not say (ESPHome's plain-text state).
-    quantity: Literal["temperature", "humidity", "battery", "linkquality", "pressure"] | None = None
+    quantity: Quantity | None = None
 
 
 class MqttConfig(_Section):

@@ -24,6 +24,7 @@ from devices.mqtt_formats import (
     shelfsense_topic,
 )
 from devices.readings import Measurement
+from shelfsense.vocabulary import PLAUSIBLE
 
 SHELLY = "shellyhtg3-84fce63ad204"
 TS = 1716371426.35
@@ -182,7 +183,7 @@ def test_esphome_other_topics(topic: str) -> None:
     assert decode_payload("esphome", topic, b"online", quantity="temperature") == []
 
 
-@given(st.floats(-60, 130), st.integers(0, 4))
+@given(st.floats(*PLAUSIBLE["temperature"]), st.integers(0, 4))
 def test_esphome_round_trip(value: float, decimals: int) -> None:
     (m,) = decode_payload(
         "esphome", "n/sensor/x/state", encode_esphome_state(value, decimals), quantity="temperature"
@@ -314,7 +315,7 @@ def test_shelfsense_malformed(payload: bytes, message: str) -> None:
 _measurements = st.builds(
     Measurement,
     quantity=st.just("temperature"),
-    value=st.floats(-60, 130),
+    value=st.floats(*PLAUSIBLE["temperature"]),
     unit=st.just("degC"),
     time=st.none() | st.datetimes(min_value=datetime(2020, 1, 1), timezones=st.just(UTC)),
     channel=st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,10}", fullmatch=True),
