@@ -24,8 +24,10 @@ from pydantic import (
     SecretStr,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shelfsense.vocabulary import Quantity
@@ -388,11 +390,22 @@ class NfcReaderConfig(SerialPort):
 
 class MqttSensorConfig(_Section):
     topic: str
-    format: Literal["zigbee2mqtt", "tasmota", "shelly", "esphome", "ruuvi", "shelfsense"]
+    format: str  # one of devices.mqtt_registry's formats (checked below)
     sensor_id: Ident
     zone: Ident | None = None
     # What the value is, for formats whose payload does not say (ESPHome's plain-text state).
     quantity: Quantity | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _registered_format(cls, value: str) -> str:
+        from devices.mqtt_registry import format_names  # the formats register there, not here
+
+        names = format_names()
+        if value not in names:  # the message pydantic gives for a Literal, so it reads the same
+            expected = ", ".join(map(repr, names[:-1])) + f" or {names[-1]!r}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
 
 
 class MqttConfig(_Section):

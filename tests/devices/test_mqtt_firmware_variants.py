@@ -23,8 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devices.errors import DecodeError
-from devices.mqtt_formats import decode_payload
-from shelfsense.cli_tools import infer_format
+from devices.mqtt_registry import decode_payload, infer_format
 from shelfsense.vocabulary import PLAUSIBLE
 
 

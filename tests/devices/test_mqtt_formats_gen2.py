@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 from devices import ruuvi
 from devices.errors import DecodeError
 from devices.mqtt_formats import (
-    FORMATS,
-    decode_payload,
     encode_esphome_state,
     encode_ruuvi_gateway,
     encode_shelfsense,
@@ -23,6 +21,7 @@ from devices.mqtt_formats import (
     ruuvi_battery_percent,
     shelfsense_topic,
 )
+from devices.mqtt_registry import decode_payload, format_names
 from devices.readings import Measurement
 from shelfsense.vocabulary import PLAUSIBLE
 
@@ -346,7 +345,7 @@ TOPICS = {
 }
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", format_names())
 @given(payload=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_random_payloads_only_ever_raise_decode_error(fmt: str, payload: bytes) -> None:
     try:
@@ -374,8 +373,12 @@ def test_mutated_json_payloads_only_ever_raise_decode_error(fmt: str, data: st.D
 
 
 def test_every_documented_format_is_a_config_choice() -> None:
-    from typing import get_args
+    from pydantic import ValidationError
 
     from shelfsense.config import MqttSensorConfig
 
-    assert set(get_args(MqttSensorConfig.model_fields["format"].annotation)) == set(FORMATS)
+    for fmt in TOPICS:
+        assert MqttSensorConfig(topic=TOPICS[fmt], format=fmt, sensor_id="s").format == fmt
+    expected = r"Input should be 'zigbee2mqtt', 'tasmota', .* or 'shelfsense'"
+    with pytest.raises(ValidationError, match=expected):
+        MqttSensorConfig(topic="x", format="lorawan", sensor_id="s")
