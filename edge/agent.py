@@ -37,20 +37,14 @@ from edge.quality import Judge
 from edge.smoothing import TagSmoother
 from edge.supervisor import DeviceHealthState, emit_health_periodically, supervise, wait_or_stop
 from edge.sync import SyncClient, flush_on_stop, sync_loop
-from edge.transports.chafon import ChafonSerialTransport
-from edge.transports.llrp import LlrpTransport
-from edge.transports.modbus import ModbusProbeTransport
 from edge.transports.mqtt import MqttTransport
-from edge.transports.pn532 import Pn532Transport
-from edge.transports.rdm6300 import Rdm6300Transport
-from edge.transports.serial_uhf import UhfSerialTransport
-from shelfsense.config import ChafonReaderConfig, EdgeSettings, Settings
+from edge.transports.registry import build_devices
+from shelfsense.config import EdgeSettings, Settings
 from shelfsense.contract import Event, LocalAlarm, SensorReading
 from shelfsense.process import tune_gc
 
 log = logging.getLogger(__name__)
 
-MQTT_DEVICE_ID = "mqtt"
 DEVICE_COUNTERS = ("frames_ok", "frames_bad", "reconnects")
 # A clean stop tries this long to hand the last events to the cloud before exiting.
 FINAL_SYNC_TIMEOUT_S = 5.0
@@ -265,43 +259,12 @@ class EdgeAgent:
                     await self.outbox.flush_buckets()
 
     def _devices(self) -> list[_Device]:
+        """The configured devices, built by the transports registered in edge.transports.registry."""
         devices: list[_Device] = []
-        for reader in self.edge.uhf_readers:
-            health = DeviceHealthState(reader.id)
-            run = (
-                ChafonSerialTransport(reader, health, self.on_tag_read).run
-                if isinstance(reader, ChafonReaderConfig)
-                else UhfSerialTransport(reader, health, self.on_tag_read).run
-            )
-            devices.append((reader.id, health, run))
-        for probe in self.edge.modbus_probes:
-            health = DeviceHealthState(probe.sensor_id)
-            devices.append((probe.sensor_id, health, ModbusProbeTransport(probe, health, self.submit).run))
-        for llrp in self.edge.llrp_readers:
-            # One smoother per logical reader (antenna group), e.g. a portal's outer and inner side.
-            for logical_id, location in llrp.logical_readers().items():
-                smoother = TagSmoother(
-                    logical_id, self.cycle_s, location, min_reads=llrp.min_reads, grace_s=llrp.grace_s
-                )
-                self.smoothers.setdefault(logical_id, smoother)
-            health = DeviceHealthState(llrp.id)
-            devices.append((llrp.id, health, LlrpTransport(llrp, health, self.on_tag_read).run))
-        for nfc in self.edge.nfc_readers:
-            # Cards become TagObservations (UID as epc) straight from the transport: see edge.transports.nfc.
-            health = DeviceHealthState(nfc.id)
-            transport = Pn532Transport if nfc.kind == "pn532" else Rdm6300Transport
-            devices.append((nfc.id, health, transport(nfc, health, self.submit).run))
-        if self.edge.mqtt is not None:
-            health = DeviceHealthState(MQTT_DEVICE_ID)
-            self.mqtt = MqttTransport(
-                self.edge.mqtt,
-                self.edge.edge_id,
-                health,
-                self.submit_durably,
-                counters=self.counters,
-                outbox=self.outbox,
-            )
-            devices.append((MQTT_DEVICE_ID, health, self.mqtt.run))
+        for device_id, health, transport in build_devices(self):
+            if isinstance(transport, MqttTransport):
+                self.mqtt = transport  # alarms are published through it
+            devices.append((device_id, health, transport.run))
         return devices
 
     async def run(self, stop_event: asyncio.Event | None = None) -> None:

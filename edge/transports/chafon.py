@@ -25,6 +25,7 @@ from devices.chafon import ChafonFrame
 from edge.clock import utcnow
 from edge.supervisor import DeviceHealthState
 from edge.transports.nfc import SerialLink
+from edge.transports.registry import Device, DeviceWiring, register_transport
 from edge.transports.serial_uhf import TagReadHandler
 from shelfsense.config import ChafonReaderConfig
 
@@ -120,3 +121,11 @@ class ChafonSerialTransport:
         link.check()
         if not self._round_done.is_set():
             self.rounds_unanswered += 1
+
+
+def _build(wiring: DeviceWiring, config: ChafonReaderConfig) -> Device:
+    health = DeviceHealthState(config.id)
+    return config.id, health, ChafonSerialTransport(config, health, wiring.on_tag_read)
+
+
+register_transport("chafon", "uhf_readers", _build, lambda c: isinstance(c, ChafonReaderConfig))
