@@ -9,8 +9,10 @@ Data flow (all on one event loop; paho's thread only hands messages over)::
                                                                          (group commit, ledger)
     Outbox --sync_loop--> cloud
 
-Every device runs under :func:`edge.supervisor.supervise`. SIGTERM/SIGINT set the stop event: the
-devices stop, smoothers and portals are flushed, pending commits finish, the database is closed.
+Events go through :mod:`edge.pipeline` (validate -> quality -> alarms -> commit); the devices come
+from :mod:`edge.transports.registry`. Every device runs under :func:`edge.supervisor.supervise`.
+SIGTERM/SIGINT set the stop event: the devices stop, smoothers and portals are flushed, pending
+commits finish, the database is closed.
 
 A full disk stops nothing (:mod:`edge.diskfull`): MQTT commits wait for space (no PUBACK), the
 other producers' events are held in memory (bounded), and a retry loop resumes by itself.
@@ -32,15 +34,15 @@ from edge.clock import default_clock, utcnow
 from edge.diskfull import DiskFull
 from edge.errors import DiskFullError, EdgeError
 from edge.outbox import LedgerWrite, Outbox, OutboxBudget, OutboxWriter
+from edge.pipeline import Pipeline
 from edge.portal import PortalTracker
-from edge.quality import Judge
 from edge.smoothing import TagSmoother
 from edge.supervisor import DeviceHealthState, emit_health_periodically, supervise, wait_or_stop
 from edge.sync import SyncClient, flush_on_stop, sync_loop
 from edge.transports.mqtt import MqttTransport
 from edge.transports.registry import build_devices
 from shelfsense.config import EdgeSettings, Settings
-from shelfsense.contract import Event, LocalAlarm, SensorReading
+from shelfsense.contract import Event, LocalAlarm
 from shelfsense.process import tune_gc
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,10 @@ class EdgeAgent:
         self.portals = [PortalTracker(portal) for portal in self.edge.portals]
         self.mqtt: MqttTransport | None = None
         self._writer: OutboxWriter | None = None
-        self._alarms = AlarmEvaluator(settings.zones)
+        # Quality then alarms, per batch (edge.pipeline); the commit is submit / submit_durably.
+        self.pipeline = Pipeline(
+            AlarmEvaluator(settings.zones), self.edge.reading_stale_s, lambda: default_clock.warn_s
+        )
         self._frames_seen = (0, 0)
         self._device_seen: dict[str, tuple[int, int, int]] = {}
         self.disk = DiskFull(
@@ -96,8 +101,8 @@ class EdgeAgent:
         On a full disk the events are held in memory instead (:mod:`edge.diskfull`) and their
         sequence numbers are None: serial devices and the health report never wait for the disk.
         """
-        judged, alarms = self._judge(events)
-        batch = [*judged, *alarms]
+        prepared = self.pipeline.prepare(events, utcnow())
+        batch, alarms = prepared.batch(), prepared.alarms
         seqs: list[int | None] = [None] * len(batch)
         if self.disk.full:  # also while what is held drains: new events queue behind it, in order
             self.disk.hold(batch)
@@ -117,8 +122,8 @@ class EdgeAgent:
         """Like :meth:`submit` but returns only once the events are stored (MQTT acknowledges
         after it): on a full disk it waits for space, so the broker keeps the messages. ``extras``
         (the MQTT receipts and rejects) commit in the same transaction."""
-        judged, alarms = self._judge(events)
-        batch = [*judged, *alarms]
+        prepared = self.pipeline.prepare(events, utcnow())
+        batch, alarms = prepared.batch(), prepared.alarms
         while True:
             await self.disk.wait_for_space()
             try:
@@ -129,17 +134,6 @@ class EdgeAgent:
             for alarm in alarms:
                 self._announce(alarm)
             return seqs
-
-    def _judge(self, events: Sequence[Event]) -> tuple[list[Event], list[LocalAlarm]]:
-        """Quality flags (edge.quality, at one instant per batch) and the alarms the readings raise."""
-        judge = Judge(utcnow(), self.edge.reading_stale_s, default_clock.warn_s)
-        judged: list[Event] = [judge.flag(e) if isinstance(e, SensorReading) else e for e in events]
-        alarms: list[LocalAlarm] = []
-        for event in judged:
-            # A dead probe's impossible value is a device fault, not an excursion: no alarm.
-            if isinstance(event, SensorReading) and "out_of_range" not in event.flags:
-                alarms.extend(self._alarms.evaluate(event))
-        return judged, alarms
 
     async def _store(self, events: Sequence[Event], extras: Sequence[LedgerWrite] = ()) -> list[int | None]:
         """One group commit of ``events`` with the counter deltas (kept for later if it fails)."""
@@ -274,7 +268,7 @@ class EdgeAgent:
         await self.outbox.open()
         try:
             open_alarms = await self.outbox.open_alarms()
-            self._alarms = AlarmEvaluator(
+            self.pipeline.alarms = AlarmEvaluator(
                 self.settings.zones, [(a.zone, a.sensor_id, a.rule) for a in open_alarms]
             )
             self._writer = OutboxWriter(self.outbox)
