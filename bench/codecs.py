@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devices import epc, modbus, mqtt_formats, uhf
+from devices import epc, modbus, mqtt_formats, mqtt_registry, uhf
 
 CHUNK = 4096  # bytes per serial read, about what a 115200-baud port delivers in 0.35 s
 
@@ -101,7 +101,7 @@ def bench_mqtt(n: int, repeat: int) -> tuple[float, float]:
     z2m = [mqtt_formats.encode_zigbee2mqtt(4 + (i % 50) / 10, 60.0, 97, 120) for i in range(n)]
     at = datetime(2026, 11, 25, 10, 0)
     tasmota = [mqtt_formats.encode_tasmota(at, 4 + (i % 50) / 10, 61.0, "AM2301", "F") for i in range(n)]
-    decode = mqtt_formats.decode_payload
+    decode = mqtt_registry.decode_payload
 
     def run_z2m() -> int:
         return sum(1 for p in z2m if decode("zigbee2mqtt", "zigbee2mqtt/cold_1", p))

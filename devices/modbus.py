@@ -19,6 +19,7 @@ from typing import Any, Final
 from devices.errors import DecodeError
 from devices.framing import StreamDecoder, reflected_crc16, reflected_crc16_table
 from devices.readings import Measurement
+from shelfsense.vocabulary import PLAUSIBLE
 
 __all__ = [
     "EXCEPTION_NAMES",
@@ -73,9 +74,10 @@ FUNCTION_NAMES: Final[dict[int, str]] = {
     0x06: "write_single_register",
 }
 
-# Probe range of the SHT20 / XY-MD02: anything outside is a broken probe or a corrupted frame.
+# Probe range of the SHT20 / XY-MD02 (its datasheet): anything outside is a broken probe or a
+# corrupted frame. A device's own range may only narrow the vocabulary's plausible one (a test checks).
 TEMP_RANGE_C: Final = (-40.0, 80.0)
-HUMIDITY_RANGE: Final = (0.0, 100.0)
+HUMIDITY_RANGE: Final = PLAUSIBLE["humidity"]
 
 _REQUEST_LEN: Final = 8  # slave fn addr(2) count-or-value(2) crc(2), for functions 0x01..0x06
 _MAX_READ_REGISTERS: Final = 125  # Modbus limit for 0x03/0x04

@@ -21,6 +21,7 @@ import orjson
 
 from devices.errors import DecodeError
 from devices.readings import Measurement
+from shelfsense.vocabulary import PLAUSIBLE as PLAUSIBLE_RANGES
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -40,15 +41,8 @@ __all__ = [
 
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 
-# Physically plausible bounds per quantity (inclusive). Wider than any one sensor's spec so that
-# a real extreme is kept, narrow enough that garbage (0xFFFF/10, -273, 1e9) is refused.
-PLAUSIBLE_RANGES: Final[dict[str, tuple[float, float]]] = {
-    "temperature": (-60.0, 130.0),
-    "humidity": (0.0, 100.0),
-    "battery": (0.0, 100.0),
-    "linkquality": (0.0, 255.0),
-    "pressure": (300.0, 1100.0),
-}
+# Physically plausible bounds per quantity (inclusive): shelfsense.vocabulary's, the same the
+# edge's quality flags use. Garbage (0xFFFF/10, -273, 1e9) is refused.
 # Device clocks before this are unsynchronised: use the receipt time.
 MIN_DEVICE_TIME: Final = datetime(2020, 1, 1, tzinfo=UTC)
 _MIN_EPOCH_S: Final = MIN_DEVICE_TIME.timestamp()

@@ -14,6 +14,9 @@
 * ``shelfsense``: our own documented JSON, ``shelfsense/<site>/sensors/<sensor_id>`` (see
   docs/mqtt-formats.md and :func:`decode_shelfsense`).
 
+The formats are registered (name, topic shapes, decoder, simulator encoder) in
+:mod:`devices.mqtt_registry`, whose ``decode_payload`` picks the decoder by format name.
+
 Topics of the same firmware that never carry measurements (Zigbee2MQTT ``bridge/...``,
 ``.../availability``, ``.../set``; Tasmota ``LWT``, ``STATE``, ``RESULT``, ...) decode to ``[]``,
 so an edge subscribed with a wildcard does not count them as errors.
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, Final
@@ -56,13 +59,12 @@ from devices.readings import QUANTITY_UNITS, Measurement
 from devices.ruuvi import RuuviData, decode_advertisement
 
 __all__ = [
-    "FORMATS",
     "MAX_PAYLOAD_BYTES",
     "PLAUSIBLE_RANGES",
+    "RUUVI_GATEWAY_MAC",
     "SHELFSENSE_MAX_READINGS",
     "Decoded",
     "decode_esphome",
-    "decode_payload",
     "decode_ruuvi",
     "decode_shelfsense",
     "decode_shelly",
@@ -82,19 +84,15 @@ __all__ = [
     "tasmota_time",
 ]
 
-_Z2M_KEYS: Final[dict[str, tuple[str, str]]] = {
-    "temperature": ("temperature", "degC"),
-    "humidity": ("humidity", "%RH"),
-    "battery": ("battery", "%"),
-    "linkquality": ("linkquality", "lqi"),
-    "pressure": ("pressure", "hPa"),
-}
+# Zigbee2MQTT's keys are our quantity names, in our units.
+_Z2M_KEYS: Final[dict[str, tuple[str, str]]] = {q: (q, unit) for q, unit in QUANTITY_UNITS.items()}
 _ESPHOME_NAME_HINTS: Final[dict[str, str]] = {
     "temp": "temperature",
     "humid": "humidity",
     "batt": "battery",
     "press": "pressure",
 }
+RUUVI_GATEWAY_MAC: Final = "C8:25:2D:8E:9C:2C"  # a gateway's MAC, as in Ruuvi's examples
 _MAC_RE: Final = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 _CHANNEL_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
 SHELFSENSE_MAX_READINGS: Final = 100
@@ -205,17 +203,16 @@ def ruuvi_measurements(data: RuuviData, time: datetime | None) -> Decoded:
     """Contract measurements of a decoded tag (absent values skipped, the rest plausibility-checked)."""
     out = Decoded()
     values = (
-        ("temperature", data.temperature_c, "degC"),
-        ("humidity", data.humidity, "%RH"),
-        ("pressure", None if data.pressure_pa is None else data.pressure_pa / 100.0, "hPa"),
+        ("temperature", data.temperature_c),
+        ("humidity", data.humidity),
+        ("pressure", None if data.pressure_pa is None else data.pressure_pa / 100.0),
     )
-    for quantity, raw, unit in values:
+    for quantity, raw in values:
         if raw is not None:
-            out.take(partial(_measurement, quantity, raw, unit, time))
+            out.take(partial(_measurement, quantity, raw, QUANTITY_UNITS[quantity], time))
     if data.battery_mv is not None:
-        out.append(
-            Measurement("battery", ruuvi_battery_percent(data.battery_mv, data.temperature_c), "%", time)
-        )
+        battery = ruuvi_battery_percent(data.battery_mv, data.temperature_c)
+        out.append(Measurement("battery", battery, QUANTITY_UNITS["battery"], time))
     return finish(out)
 
 
@@ -330,36 +327,3 @@ def encode_shelfsense(measurements: Sequence[Measurement]) -> bytes:
 
 def shelfsense_topic(site_id: str, sensor_id: str) -> str:
     return f"shelfsense/{site_id}/sensors/{sensor_id}"
-
-
-# --------------------------------------------------------------------------------------------
-
-_DECODERS: Final[dict[str, Callable[[str, bytes, str | None], list[Measurement]]]] = {
-    "zigbee2mqtt": lambda topic, payload, _q: decode_zigbee2mqtt(topic, payload),
-    "tasmota": lambda topic, payload, _q: decode_tasmota(topic, payload),
-    "shelly": lambda topic, payload, _q: decode_shelly(topic, payload),
-    "esphome": decode_esphome,
-    "ruuvi": lambda topic, payload, _q: decode_ruuvi(topic, payload),
-    "shelfsense": lambda topic, payload, _q: decode_shelfsense(topic, payload),
-}
-FORMATS: Final = tuple(_DECODERS)
-
-
-def decode_payload(fmt: str, topic: str, payload: bytes, *, quantity: str | None = None) -> list[Measurement]:
-    """Measurements in one MQTT message of firmware format ``fmt``; raises :class:`DecodeError`.
-
-    ``quantity`` is the sensor map's hint for formats whose payload does not say (ESPHome); the
-    other formats ignore it.
-    """
-    decoder = _DECODERS.get(fmt)
-    if decoder is None:
-        raise DecodeError(f"unsupported payload format {fmt!r}; supported: {', '.join(FORMATS)}")
-    try:
-        return decoder(topic, payload, quantity)
-    except DecodeError:
-        raise
-    except (ArithmeticError, ValueError, RecursionError) as exc:
-        # Hostile numbers: a 400-digit integer overflows float() (OverflowError), a 5,000-digit one
-        # exceeds Python's int-from-string limit (ValueError). Whatever arithmetic a decoder does on
-        # such a value, the payload is malformed, never a crash of the receive loop.
-        raise DecodeError(f"unreadable value in payload: {type(exc).__name__}: {exc}") from exc

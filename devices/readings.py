@@ -1,26 +1,19 @@
 """Typed readings the codecs produce: what the edge turns into contract events.
 
-The vocabulary of :class:`Measurement` (quantity and unit) is exactly the one of
-``shelfsense.contract.SensorReading``; ``devices`` does not import it (it imports nothing of ours),
-so the mapping below is the single place that spells it out on this side.
+The vocabulary of :class:`Measurement` (quantity and unit) is :mod:`shelfsense.vocabulary`, the
+one ``shelfsense.contract.SensorReading`` uses too (that module imports nothing of ours, so
+``devices`` stays free of the contract and the config).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, NamedTuple
+from typing import NamedTuple
+
+from shelfsense.vocabulary import QUANTITY_UNITS
 
 __all__ = ["QUANTITY_UNITS", "Measurement", "TagRead"]
-
-# quantity -> unit, the same vocabulary as shelfsense.contract.SensorReading.
-QUANTITY_UNITS: Final[dict[str, str]] = {
-    "temperature": "degC",
-    "humidity": "%RH",
-    "battery": "%",
-    "linkquality": "lqi",
-    "pressure": "hPa",
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,10 @@ Data flow (all on one event loop; paho's thread only hands messages over)::
                                                                          (group commit, ledger)
     Outbox --sync_loop--> cloud
 
-Every device runs under :func:`edge.supervisor.supervise`. SIGTERM/SIGINT set the stop event: the
-devices stop, smoothers and portals are flushed, pending commits finish, the database is closed.
+Events go through :mod:`edge.pipeline` (validate -> quality -> alarms -> commit); the devices come
+from :mod:`edge.transports.registry`. Every device runs under :func:`edge.supervisor.supervise`.
+SIGTERM/SIGINT set the stop event: the devices stop, smoothers and portals are flushed, pending
+commits finish, the database is closed.
 
 A full disk stops nothing (:mod:`edge.diskfull`): MQTT commits wait for space (no PUBACK), the
 other producers' events are held in memory (bounded), and a retry loop resumes by itself.
@@ -32,27 +34,20 @@ from edge.clock import default_clock, utcnow
 from edge.diskfull import DiskFull
 from edge.errors import DiskFullError, EdgeError
 from edge.outbox import LedgerWrite, Outbox, OutboxBudget, OutboxWriter
+from edge.pipeline import Pipeline
 from edge.portal import PortalTracker
-from edge.quality import Judge
 from edge.smoothing import TagSmoother
 from edge.supervisor import DeviceHealthState, emit_health_periodically, supervise, wait_or_stop
 from edge.sync import SyncClient, flush_on_stop, sync_loop
 from edge.tls import cloud_ssl_context
-from edge.transports.chafon import ChafonSerialTransport
-from edge.transports.llrp import LlrpTransport
-from edge.transports.modbus import ModbusProbeTransport
 from edge.transports.mqtt import MqttTransport
-from edge.transports.pn532 import Pn532Transport
-from edge.transports.rdm6300 import Rdm6300Transport
-from edge.transports.serial_uhf import SILENCE_LIMIT_S as SERIAL_SILENCE_LIMIT_S
-from edge.transports.serial_uhf import UhfSerialTransport
-from shelfsense.config import ChafonReaderConfig, EdgeSettings, Settings
-from shelfsense.contract import Event, LocalAlarm, SensorReading
+from edge.transports.registry import build_devices
+from shelfsense.config import EdgeSettings, Settings
+from shelfsense.contract import Event, LocalAlarm
 from shelfsense.process import tune_gc
 
 log = logging.getLogger(__name__)
 
-MQTT_DEVICE_ID = "mqtt"
 DEVICE_COUNTERS = ("frames_ok", "frames_bad", "reconnects")
 # A clean stop tries this long to hand the last events to the cloud before exiting.
 FINAL_SYNC_TIMEOUT_S = 5.0
@@ -77,7 +72,10 @@ class EdgeAgent:
         self.portals = [PortalTracker(portal) for portal in self.edge.portals]
         self.mqtt: MqttTransport | None = None
         self._writer: OutboxWriter | None = None
-        self._alarms = AlarmEvaluator(settings.zones)
+        # Quality then alarms, per batch (edge.pipeline); the commit is submit / submit_durably.
+        self.pipeline = Pipeline(
+            AlarmEvaluator(settings.zones), self.edge.reading_stale_s, lambda: default_clock.warn_s
+        )
         self._frames_seen = (0, 0)
         self._device_seen: dict[str, tuple[int, int, int]] = {}
         self.disk = DiskFull(
@@ -90,7 +88,7 @@ class EdgeAgent:
         self._client: SyncClient | None = None
         # Logical reader id -> (its device's health, the device's silence limit): the portals'
         # liveness input. Filled by _devices().
-        self._reader_liveness: dict[str, tuple[DeviceHealthState, float]] = {}
+        self.reader_liveness: dict[str, tuple[DeviceHealthState, float]] = {}
 
     # ------------------------------------------------------------------ event intake
 
@@ -107,8 +105,8 @@ class EdgeAgent:
         On a full disk the events are held in memory instead (:mod:`edge.diskfull`) and their
         sequence numbers are None: serial devices and the health report never wait for the disk.
         """
-        judged, alarms = self._judge(events)
-        batch = [*judged, *alarms]
+        prepared = self.pipeline.prepare(events, utcnow())
+        batch, alarms = prepared.batch(), prepared.alarms
         seqs: list[int | None] = [None] * len(batch)
         if self.disk.full:  # also while what is held drains: new events queue behind it, in order
             self.disk.hold(batch)
@@ -128,8 +126,8 @@ class EdgeAgent:
         """Like :meth:`submit` but returns only once the events are stored (MQTT acknowledges
         after it): on a full disk it waits for space, so the broker keeps the messages. ``extras``
         (the MQTT receipts and rejects) commit in the same transaction."""
-        judged, alarms = self._judge(events)
-        batch = [*judged, *alarms]
+        prepared = self.pipeline.prepare(events, utcnow())
+        batch, alarms = prepared.batch(), prepared.alarms
         while True:
             await self.disk.wait_for_space()
             try:
@@ -140,17 +138,6 @@ class EdgeAgent:
             for alarm in alarms:
                 self._announce(alarm)
             return seqs
-
-    def _judge(self, events: Sequence[Event]) -> tuple[list[Event], list[LocalAlarm]]:
-        """Quality flags (edge.quality, at one instant per batch) and the alarms the readings raise."""
-        judge = Judge(utcnow(), self.edge.reading_stale_s, default_clock.warn_s)
-        judged: list[Event] = [judge.flag(e) if isinstance(e, SensorReading) else e for e in events]
-        alarms: list[LocalAlarm] = []
-        for event in judged:
-            # A dead probe's impossible value is a device fault, not an excursion: no alarm.
-            if isinstance(event, SensorReading) and "out_of_range" not in event.flags:
-                alarms.extend(self._alarms.evaluate(event))
-        return judged, alarms
 
     async def _store(self, events: Sequence[Event], extras: Sequence[LedgerWrite] = ()) -> list[int | None]:
         """One group commit of ``events`` with the counter deltas (kept for later if it fails)."""
@@ -266,7 +253,7 @@ class EdgeAgent:
         """Tell the portal whether each of its readers is up: a passage seen while one was down
         gets no direction (see edge.portal)."""
         for reader_id in portal.readers:
-            known = self._reader_liveness.get(reader_id)
+            known = self.reader_liveness.get(reader_id)
             if known is None:
                 continue  # not a reader of this agent (config validation names it): unmonitored
             health, limit_s = known
@@ -283,49 +270,12 @@ class EdgeAgent:
                     await self.outbox.flush_buckets()
 
     def _devices(self) -> list[_Device]:
+        """The configured devices, built by the transports registered in edge.transports.registry."""
         devices: list[_Device] = []
-        for reader in self.edge.uhf_readers:
-            health = DeviceHealthState(reader.id)
-            # Answer-mode readers answer every poll; an active-mode Chafon reader is silent without
-            # tags, so it counts as down after the limit and a passage then is never guessed.
-            self._reader_liveness[reader.id] = (health, SERIAL_SILENCE_LIMIT_S)
-            run = (
-                ChafonSerialTransport(reader, health, self.on_tag_read).run
-                if isinstance(reader, ChafonReaderConfig)
-                else UhfSerialTransport(reader, health, self.on_tag_read).run
-            )
-            devices.append((reader.id, health, run))
-        for probe in self.edge.modbus_probes:
-            health = DeviceHealthState(probe.sensor_id)
-            devices.append((probe.sensor_id, health, ModbusProbeTransport(probe, health, self.submit).run))
-        for llrp in self.edge.llrp_readers:
-            # One smoother per logical reader (antenna group), e.g. a portal's outer and inner side.
-            for logical_id, location in llrp.logical_readers().items():
-                smoother = TagSmoother(
-                    logical_id, self.cycle_s, location, min_reads=llrp.min_reads, grace_s=llrp.grace_s
-                )
-                self.smoothers.setdefault(logical_id, smoother)
-            health = DeviceHealthState(llrp.id)
-            llrp_transport = LlrpTransport(llrp, health, self.on_tag_read)
-            for logical_id in {llrp.id, *llrp.logical_readers()}:
-                self._reader_liveness[logical_id] = (health, llrp_transport.silence_limit_s)
-            devices.append((llrp.id, health, llrp_transport.run))
-        for nfc in self.edge.nfc_readers:
-            # Cards become TagObservations (UID as epc) straight from the transport: see edge.transports.nfc.
-            health = DeviceHealthState(nfc.id)
-            transport = Pn532Transport if nfc.kind == "pn532" else Rdm6300Transport
-            devices.append((nfc.id, health, transport(nfc, health, self.submit).run))
-        if self.edge.mqtt is not None:
-            health = DeviceHealthState(MQTT_DEVICE_ID)
-            self.mqtt = MqttTransport(
-                self.edge.mqtt,
-                self.edge.edge_id,
-                health,
-                self.submit_durably,
-                counters=self.counters,
-                outbox=self.outbox,
-            )
-            devices.append((MQTT_DEVICE_ID, health, self.mqtt.run))
+        for device_id, health, transport in build_devices(self):
+            if isinstance(transport, MqttTransport):
+                self.mqtt = transport  # alarms are published through it
+            devices.append((device_id, health, transport.run))
         return devices
 
     async def run(self, stop_event: asyncio.Event | None = None) -> None:
@@ -335,7 +285,7 @@ class EdgeAgent:
         await self.outbox.open()
         try:
             open_alarms = await self.outbox.open_alarms()
-            self._alarms = AlarmEvaluator(
+            self.pipeline.alarms = AlarmEvaluator(
                 self.settings.zones, [(a.zone, a.sensor_id, a.rule) for a in open_alarms]
             )
             self._writer = OutboxWriter(self.outbox)

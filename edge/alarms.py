@@ -17,8 +17,7 @@ from typing import Literal
 
 from shelfsense.config import ZoneLimits
 from shelfsense.contract import LocalAlarm, SensorReading
-
-Rule = Literal["max_temperature", "min_temperature", "max_humidity"]
+from shelfsense.vocabulary import Rule, breached, cleared
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +28,10 @@ class _Limit:
     hysteresis: float
 
     def breached(self, value: float) -> bool:
-        return value < self.limit if self.rule == "min_temperature" else value > self.limit
+        return breached(self.rule, value, self.limit)
 
     def cleared(self, value: float) -> bool:
-        if self.rule == "min_temperature":
-            return value >= self.limit + self.hysteresis
-        return value <= self.limit - self.hysteresis
+        return cleared(self.rule, value, self.limit, self.hysteresis)
 
 
 def _limits(zone: ZoneLimits) -> list[_Limit]:

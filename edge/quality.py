@@ -20,14 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 from shelfsense.contract import SensorReading
 
-# Plausible value range per quantity (contract units): beyond it the value is not a measurement.
-PLAUSIBLE: dict[str, tuple[float, float]] = {
-    "temperature": (-60.0, 125.0),  # degC: the widest range of SHT/DS18B20/BME-class probes
-    "humidity": (0.0, 100.0),  # %RH
-    "battery": (0.0, 100.0),  # %
-    "linkquality": (0.0, 255.0),  # lqi
-    "pressure": (300.0, 1100.0),  # hPa at ground level
-}
+# Plausible value range per quantity (contract units), the one the MQTT decoders refuse beyond.
+from shelfsense.vocabulary import PLAUSIBLE
 
 _ANYTHING = (float("-inf"), float("inf"))
 

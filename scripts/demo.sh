@@ -16,5 +16,5 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
   }
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e .
+.venv/bin/pip install -q --disable-pip-version-check -e ".[all]"
 exec .venv/bin/shelfsense demo "$@"

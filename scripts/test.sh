@@ -35,7 +35,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
   }
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[all,test]"
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

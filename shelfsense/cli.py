@@ -533,11 +533,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands owned by other packages (sim, decode) register themselves here."""
-    from cloud.whatif.cli import add_whatif_command
     from shelfsense.cli_tools import add_tool_commands
 
     add_tool_commands(commands)
-    add_whatif_command(commands)
+    _add_whatif_command(commands)
+
+
+def _add_whatif_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``whatif``: its arguments here, its code (cloud.whatif, numpy) imported only when it runs, so
+    an edge gateway's CLI loads nothing of the cloud (install by role)."""
+    parser = commands.add_parser(
+        "whatif", help="stress-test restocking policies against a scenario (Monte Carlo simulation)"
+    )
+    parser.add_argument("scenario", help="scenario TOML file (see examples/whatif/ and docs/whatif.md)")
+    parser.add_argument("--db", help="cloud database to load the scenario's site_id from")
+    parser.add_argument("--config", help="TOML config file (replenish settings, database)")
+    parser.add_argument("--json", action="store_true", help="print the full JSON report")
+    parser.add_argument("--png", help="also write the chart (inventory and stock-outs per day) to FILE")
+    parser.add_argument("--sku", help="per (SKU, location) rows for SKUs matching this pattern (JSON)")
+    parser.set_defaults(handler=_cmd_whatif)
+
+
+def _cmd_whatif(args: argparse.Namespace) -> int:
+    from cloud.whatif.cli import cmd_whatif
+
+    return cmd_whatif(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -84,31 +84,6 @@ def cmd_decode_epc(args: argparse.Namespace) -> int:
 
 # --- decode mqtt --------------------------------------------------------------------------------
 
-# (topic pattern, format); the ``sensor`` group names the device (ESPHome: ``node/object_id``).
-_TOPIC_FORMATS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^zigbee2mqtt/(?P<sensor>[^/]+)$"), "zigbee2mqtt"),
-    (re.compile(r"^(?:tele|stat)/(?P<sensor>[^/]+)/(?:SENSOR|STATUS10)$"), "tasmota"),
-    (re.compile(r"^(?P<sensor>[^/]+)/events/rpc$"), "shelly"),
-    (
-        re.compile(r"^shellies/(?P<sensor>[^/]+)/(?:sensor/\w+|ext_(?:temperature|humidity)/\d+)$"),
-        "shelly",
-    ),
-    (re.compile(r"^(?P<node>[^/]+)/sensor/(?P<sensor>[^/]+)/state$"), "esphome"),
-    (re.compile(r"^ruuvi/[^/]+/(?P<sensor>[^/]+)$"), "ruuvi"),
-    (re.compile(r"^shelfsense/[^/]+/sensors/(?P<sensor>[^/]+)$"), "shelfsense"),
-)
-
-
-def infer_format(topic: str) -> tuple[str | None, str]:
-    """``(format, sensor name)`` from a topic's shape; format ``None`` when no firmware matches."""
-    for pattern, fmt in _TOPIC_FORMATS:
-        match = pattern.match(topic)
-        if match:
-            groups = match.groupdict()
-            sensor = f"{groups['node']}/{groups['sensor']}" if "node" in groups else groups["sensor"]
-            return fmt, sensor
-    return None, topic
-
 
 def readings_view(sensor: str, measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
     """Normalized readings: the battery level rides on every other reading of the same message."""
@@ -128,14 +103,14 @@ def readings_view(sensor: str, measurements: Sequence[Measurement]) -> list[dict
 
 
 def cmd_decode_mqtt(args: argparse.Namespace) -> int:
-    from devices.mqtt_formats import FORMATS, decode_payload
+    from devices.mqtt_registry import decode_payload, format_names, infer_format
 
     inferred, sensor = infer_format(args.topic)
     fmt = args.format or inferred
     if fmt is None:
         raise BadInput(f"cannot infer the payload format from topic {args.topic!r}; pass --format")
-    if fmt not in FORMATS:
-        raise BadInput(f"payload format {fmt!r} is not supported; supported: {', '.join(FORMATS)}")
+    if fmt not in format_names():
+        raise BadInput(f"payload format {fmt!r} is not supported; supported: {', '.join(format_names())}")
     payload = (
         sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode("utf-8", "surrogateescape")
     )
@@ -388,11 +363,10 @@ def cmd_sim_modbus(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_mqtt(args: argparse.Namespace) -> int:
+    from devices.mqtt_registry import mqtt_format
     from simulators.mqtt_sensors import MqttSensorSimulator, SimulatedMqttSensor
 
-    topic = args.topic or (
-        "zigbee2mqtt/shelfsense_sim" if args.format == "zigbee2mqtt" else "tele/shelfsense_sim/SENSOR"
-    )
+    topic: str = args.topic or mqtt_format(args.format).sim_topic or ""  # every sim format has one
     reading = (args.temperature, args.humidity)
     sensor = SimulatedMqttSensor(topic, args.format, lambda: reading, battery=args.battery)
     sim = MqttSensorSimulator(args.url, [sensor], interval_s=args.interval)
@@ -461,6 +435,8 @@ def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_decode_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from devices.mqtt_registry import format_names
+
     decode = commands.add_parser(
         "decode", help="decode EPCs, MQTT payloads and serial frames"
     ).add_subparsers(dest="decode_command", required=True)
@@ -471,7 +447,9 @@ def _add_decode_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     mqtt = decode.add_parser("mqtt", help="an MQTT sensor message -> normalized readings (JSON list)")
     mqtt.add_argument("--topic", required=True)
     mqtt.add_argument("--payload", required=True, help="the payload text, or - to read it from stdin")
-    mqtt.add_argument("--format", help="firmware format (default: inferred from the topic)")
+    mqtt.add_argument(
+        "--format", help=f"firmware format: {', '.join(format_names())} (default: inferred from the topic)"
+    )
     mqtt.add_argument("--quantity", help="what a plain-value payload measures (ESPHome), e.g. temperature")
     mqtt.set_defaults(handler=_guarded(cmd_decode_mqtt))
 
@@ -484,6 +462,8 @@ def _add_decode_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def _add_sim_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from devices.mqtt_registry import sim_format_names
+
     sim = commands.add_parser("sim", help="run a device simulator until Ctrl-C").add_subparsers(
         dest="sim_command", required=True
     )
@@ -538,8 +518,8 @@ def _add_sim_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
     mqtt = sim.add_parser("mqtt", help="an MQTT temperature/humidity sensor")
     mqtt.add_argument("--url", required=True, help="broker, mqtt://host:port")
-    mqtt.add_argument("--format", choices=["zigbee2mqtt", "tasmota"], default="zigbee2mqtt")
-    mqtt.add_argument("--topic", help="default: zigbee2mqtt/shelfsense_sim or tele/shelfsense_sim/SENSOR")
+    mqtt.add_argument("--format", choices=sim_format_names(), default="zigbee2mqtt")
+    mqtt.add_argument("--topic", help="default: per format, e.g. zigbee2mqtt/shelfsense_sim")
     mqtt.add_argument("--temperature", type=float, default=4.0, help="degC")
     mqtt.add_argument("--humidity", type=float, default=60.0, help="%%RH")
     mqtt.add_argument("--battery", type=int, help="battery %% (zigbee2mqtt)")

@@ -26,11 +26,14 @@ from pydantic import (
     SecretStr,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shelfsense.redact import mask_data, register_settings_secrets
+from shelfsense.vocabulary import Quantity
 
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
 DEMO_EDGE_TOKEN_PREFIX = "demo-"
@@ -418,11 +421,22 @@ class NfcReaderConfig(SerialPort):
 
 class MqttSensorConfig(_Section):
     topic: str
-    format: Literal["zigbee2mqtt", "tasmota", "shelly", "esphome", "ruuvi", "shelfsense"]
+    format: str  # one of devices.mqtt_registry's formats (checked below)
     sensor_id: Ident
     zone: Ident | None = None
     # What the value is, for formats whose payload does not say (ESPHome's plain-text state).
-    quantity: Literal["temperature", "humidity", "battery", "linkquality", "pressure"] | None = None
+    quantity: Quantity | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _registered_format(cls, value: str) -> str:
+        from devices.mqtt_registry import format_names  # the formats register there, not here
+
+        names = format_names()
+        if value not in names:  # the message pydantic gives for a Literal, so it reads the same
+            expected = ", ".join(map(repr, names[:-1])) + f" or {names[-1]!r}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
 
 
 class MqttConfig(_Section):

@@ -39,6 +39,9 @@ from pydantic import (
     model_validator,
 )
 
+# The vocabulary (quantities, units, alarm rules) is written once, in shelfsense.vocabulary.
+from shelfsense.vocabulary import Quantity, Rule, Unit
+
 CONTRACT_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({CONTRACT_VERSION})
 
@@ -137,9 +140,6 @@ class StockMovement(_Event):
     at: Timestamp
 
 
-Quantity = Literal["temperature", "humidity", "battery", "linkquality", "pressure"]
-
-
 class SensorReading(_Event):
     """One value of one sensor at the sensor's own time. Units: °C, %RH, %, hPa."""
 
@@ -147,7 +147,7 @@ class SensorReading(_Event):
     sensor_id: Ident
     quantity: Quantity
     value: float = Field(allow_inf_nan=False)
-    unit: Literal["degC", "%RH", "%", "hPa", "lqi"]
+    unit: Unit
     time: Timestamp
     zone: Ident | None = None
     flags: tuple[Literal["out_of_range", "stale", "clock_skew"], ...] = ()
@@ -172,7 +172,7 @@ class LocalAlarm(_Event):
     kind: Literal["local_alarm"] = "local_alarm"
     zone: Ident
     sensor_id: Ident
-    rule: Literal["max_temperature", "min_temperature", "max_humidity"]
+    rule: Rule
     state: Literal["raised", "cleared"]
     value: float = Field(allow_inf_nan=False)
     limit: float = Field(allow_inf_nan=False)

@@ -26,22 +26,11 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices import ruuvi
-from devices.mqtt_formats import (
-    encode_esphome_state,
-    encode_ruuvi_gateway,
-    encode_shelfsense,
-    encode_shelly_notify_status,
-    encode_tasmota,
-    encode_zigbee2mqtt,
-    esphome_quantity,
-)
-from devices.readings import QUANTITY_UNITS, Measurement
+from devices.mqtt_formats import esphome_quantity
+from devices.mqtt_registry import Encoder, SimSample, mqtt_format, sim_format_names
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_FORMATS = ("zigbee2mqtt", "tasmota", "shelly", "esphome", "ruuvi", "shelfsense")
-RUUVI_GATEWAY_MAC = "C8:25:2D:8E:9C:2C"
 # What broken firmware, a truncated radio packet or a misconfigured bridge put on the wire.
 MALFORMED_PAYLOADS: tuple[bytes, ...] = (
     b'{"temperature": 4.2, "humidity":',
@@ -65,10 +54,13 @@ class SimulatedMqttSensor:
     # ESPHome only: which of the source's values this state topic carries (default: from the name).
     quantity: Literal["temperature", "humidity"] | None = None
     _sequence: int = field(default=0, repr=False)
+    _encode: Encoder = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.format not in SUPPORTED_FORMATS:
-            raise ValueError(f"unsupported sensor format {self.format!r}; use one of {SUPPORTED_FORMATS}")
+        encode = mqtt_format(self.format).encode if self.format in sim_format_names() else None
+        if encode is None:
+            raise ValueError(f"unsupported sensor format {self.format!r}; use one of {sim_format_names()}")
+        self._encode = encode
         if self.format == "esphome" and (self.quantity or esphome_quantity(self.topic)) not in (
             "temperature",
             "humidity",
@@ -78,40 +70,18 @@ class SimulatedMqttSensor:
     def payload(self, now: datetime) -> bytes:
         temperature, humidity = self.source()
         self._sequence += 1
-        if self.format == "zigbee2mqtt":
-            return encode_zigbee2mqtt(temperature, humidity, self.battery, self.linkquality)
-        if self.format == "tasmota":
-            return encode_tasmota(now, temperature, humidity, temp_unit=self.temp_unit)
-        if self.format == "shelly":
-            src = self.topic.split("/", 1)[0]
-            return encode_shelly_notify_status(
-                src, temperature=temperature, humidity=humidity, battery=self.battery, ts=now.timestamp()
-            )
-        if self.format == "esphome":
-            quantity = self.quantity or esphome_quantity(self.topic)
-            return encode_esphome_state(temperature if quantity == "temperature" else humidity, 1)
-        if self.format == "ruuvi":
-            return self._ruuvi_payload(now, temperature, humidity)
-        readings = [Measurement("temperature", round(temperature, 2), "degC", now)]
-        readings.append(Measurement("humidity", round(humidity, 2), "%RH", now))
-        if self.battery is not None:
-            readings.append(Measurement("battery", float(self.battery), QUANTITY_UNITS["battery"], now))
-        return encode_shelfsense(readings)
-
-    def _ruuvi_payload(self, now: datetime, temperature: float, humidity: float) -> bytes:
-        tag_mac = self.topic.rsplit("/", 1)[-1]
-        # 3.0 V for a full cell down to 2.5 V for an empty one (see ruuvi_battery_percent).
-        battery_mv = 2500 + 5 * (self.battery if self.battery is not None else 90)
-        raw = ruuvi.encode_df5(
+        sample = SimSample(
+            self.topic,
+            now,
             temperature,
             humidity,
-            101325,
-            battery_mv=battery_mv,
-            sequence=self._sequence,
-            mac=tag_mac if len(tag_mac) == 17 else None,
+            self.battery,
+            self.linkquality,
+            self.temp_unit,
+            self.quantity,
+            self._sequence,
         )
-        gw_mac = self.topic.split("/")[1] if self.topic.count("/") >= 2 else RUUVI_GATEWAY_MAC
-        return encode_ruuvi_gateway(gw_mac, ruuvi.advertisement(raw), ts=int(now.timestamp()))
+        return self._encode(sample)
 
 
 @dataclass(frozen=True, slots=True)

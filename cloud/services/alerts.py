@@ -45,6 +45,7 @@ from cloud.core.config import ZoneKey
 from cloud.core.db import utc
 from shelfsense.config import ColdChainSettings, ZoneLimits
 from shelfsense.contract import LocalAlarm, SensorReading
+from shelfsense.vocabulary import breached, cleared, rule_direction
 
 Quantity = Literal["temperature", "humidity"]
 StateKey = tuple[str, str, str]  # (zone, sensor_id, quantity)
@@ -234,24 +235,16 @@ class RecordedEvent:
     alert: Alert | None
 
 
-def _direction(rule: str) -> str | None:
-    return "below" if rule.startswith("min_") else "above" if rule.startswith("max_") else None
-
-
 def _beyond(rule: str, value: float, limit: float | None) -> bool:
-    if limit is None:
-        return False
-    return value < limit if _direction(rule) == "below" else value > limit
+    return limit is not None and breached(rule, value, limit)
 
 
 def _back_inside(rule: str, value: float, limit: float | None, hysteresis: float) -> bool:
-    if limit is None:
-        return False
-    return value >= limit + hysteresis if _direction(rule) == "below" else value <= limit - hysteresis
+    return limit is not None and cleared(rule, value, limit, hysteresis)
 
 
 def _more_extreme(rule: str, current: float, value: float) -> float:
-    return min(current, value) if _direction(rule) == "below" else max(current, value)
+    return min(current, value) if rule_direction(rule) == "below" else max(current, value)
 
 
 def _cloud_limit(limits: Limits | None, rule: str) -> float | None:

@@ -37,16 +37,3 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         )
         print(table(result["scenarios"]))
     return 0
-
-
-def add_whatif_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "whatif", help="stress-test restocking policies against a scenario (Monte Carlo simulation)"
-    )
-    parser.add_argument("scenario", help="scenario TOML file (see examples/whatif/ and docs/whatif.md)")
-    parser.add_argument("--db", help="cloud database to load the scenario's site_id from")
-    parser.add_argument("--config", help="TOML config file (replenish settings, database)")
-    parser.add_argument("--json", action="store_true", help="print the full JSON report")
-    parser.add_argument("--png", help="also write the chart (inventory and stock-outs per day) to FILE")
-    parser.add_argument("--sku", help="per (SKU, location) rows for SKUs matching this pattern (JSON)")
-    parser.set_defaults(handler=cmd_whatif)

@@ -25,7 +25,8 @@ from devices.chafon import ChafonFrame
 from edge.clock import utcnow
 from edge.supervisor import DeviceHealthState
 from edge.transports.nfc import SerialLink
-from edge.transports.serial_uhf import TagReadHandler
+from edge.transports.registry import Device, DeviceWiring, register_transport
+from edge.transports.serial_uhf import SILENCE_LIMIT_S, TagReadHandler
 from shelfsense.config import ChafonReaderConfig
 
 log = logging.getLogger(__name__)
@@ -120,3 +121,14 @@ class ChafonSerialTransport:
         link.check()
         if not self._round_done.is_set():
             self.rounds_unanswered += 1
+
+
+def _build(wiring: DeviceWiring, config: ChafonReaderConfig) -> Device:
+    health = DeviceHealthState(config.id)
+    # Answer-mode readers answer every poll; an active-mode reader is silent without tags, so it
+    # counts as down after the limit and a passage then is never guessed.
+    wiring.reader_liveness[config.id] = (health, SILENCE_LIMIT_S)
+    return config.id, health, ChafonSerialTransport(config, health, wiring.on_tag_read)
+
+
+register_transport("chafon", "uhf_readers", _build, lambda c: isinstance(c, ChafonReaderConfig))

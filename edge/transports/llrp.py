@@ -39,7 +39,9 @@ from sllurp.llrp_errors import LLRPError
 
 from devices.errors import TransportError
 from devices.readings import TagRead
+from edge.smoothing import TagSmoother
 from edge.supervisor import DeviceHealthState
+from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import LlrpReaderConfig
 
 log = logging.getLogger(__name__)
@@ -234,3 +236,20 @@ class LlrpTransport:
         if bad:
             self.malformed_tags += bad
             self.health.frame_bad(bad)
+
+
+def _build(wiring: DeviceWiring, config: LlrpReaderConfig) -> Device:
+    # One smoother per logical reader (antenna group), e.g. a portal's outer and inner side.
+    for logical_id, location in config.logical_readers().items():
+        smoother = TagSmoother(
+            logical_id, wiring.cycle_s, location, min_reads=config.min_reads, grace_s=config.grace_s
+        )
+        wiring.smoothers.setdefault(logical_id, smoother)
+    health = DeviceHealthState(config.id)
+    transport = LlrpTransport(config, health, wiring.on_tag_read)
+    for logical_id in {config.id, *config.logical_readers()}:
+        wiring.reader_liveness[logical_id] = (health, transport.silence_limit_s)
+    return config.id, health, transport
+
+
+register_transport("llrp", "llrp_readers", _build)

@@ -21,6 +21,7 @@ from devices.modbus import decode_th_registers
 from edge.clock import utcnow
 from edge.supervisor import DeviceHealthState
 from edge.transports import EventSink, measurements_to_readings
+from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import ModbusProbeConfig
 
 log = logging.getLogger(__name__)
@@ -97,3 +98,11 @@ class ModbusProbeTransport:
         self.health.frame_ok(1, now)
         await self.sink(measurements_to_readings(measurements, cfg.sensor_id, cfg.zone, now))
         return True
+
+
+def _build(wiring: DeviceWiring, config: ModbusProbeConfig) -> Device:
+    health = DeviceHealthState(config.sensor_id)
+    return config.sensor_id, health, ModbusProbeTransport(config, health, wiring.submit)
+
+
+register_transport("modbus", "modbus_probes", _build)

@@ -73,6 +73,7 @@ from edge.receipts import Receipts
 from edge.rejects import Rejects
 from edge.supervisor import DeviceHealthState
 from edge.transports.mqtt_intake import MqttIntake
+from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import MqttConfig
 from shelfsense.contract import Event
 
@@ -453,3 +454,22 @@ class MqttTransport:
             session.send(b"".join(acks))
             window.give(len(batch))
             await session.flush()
+
+
+MQTT_DEVICE_ID = "mqtt"
+
+
+def _build(wiring: DeviceWiring, config: MqttConfig) -> Device:
+    health = DeviceHealthState(MQTT_DEVICE_ID)
+    transport = MqttTransport(
+        config,
+        wiring.edge.edge_id,
+        health,
+        wiring.submit_durably,
+        counters=wiring.counters,
+        outbox=wiring.outbox,
+    )
+    return MQTT_DEVICE_ID, health, transport
+
+
+register_transport("mqtt", "mqtt", _build)

@@ -21,8 +21,8 @@ from typing import Final
 from pydantic import ValidationError
 
 from devices.errors import DecodeError
-from devices.mqtt_formats import decode_payload
 from devices.mqtt_packets import OversizedPublish, Publish, topic_matches
+from devices.mqtt_registry import decode_payload
 from devices.readings import Measurement
 from edge.receipts import DeviceTimes
 from edge.rejects import Rejected, Rejects

@@ -33,6 +33,7 @@ from edge.clock import utcnow
 from edge.supervisor import DeviceHealthState
 from edge.transports import EventSink
 from edge.transports.nfc import PresenceTracker, SerialLink, arrival_event, departure_event, uid_to_epc
+from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import NfcReaderConfig
 from shelfsense.contract import Event
 
@@ -208,3 +209,12 @@ class Pn532Transport:
                 await asyncio.sleep(max(0.0, self.config.poll_interval_s - (loop.time() - started)))
         finally:
             link.close()
+
+
+def _build(wiring: DeviceWiring, config: NfcReaderConfig) -> Device:
+    # Cards become TagObservations (UID as epc) straight from the transport: see edge.transports.nfc.
+    health = DeviceHealthState(config.id)
+    return config.id, health, Pn532Transport(config, health, wiring.submit)
+
+
+register_transport("pn532", "nfc_readers", _build, lambda c: c.kind == "pn532")

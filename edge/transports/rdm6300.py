@@ -21,6 +21,7 @@ from edge.clock import utcnow
 from edge.supervisor import DeviceHealthState
 from edge.transports import EventSink
 from edge.transports.nfc import PresenceTracker, SerialLink, arrival_event, departure_event, uid_to_epc
+from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import NfcReaderConfig
 from shelfsense.contract import Event
 
@@ -78,3 +79,11 @@ class Rdm6300Transport:
                     await self.sink(events)
         finally:
             link.close()
+
+
+def _build(wiring: DeviceWiring, config: NfcReaderConfig) -> Device:
+    health = DeviceHealthState(config.id)
+    return config.id, health, Rdm6300Transport(config, health, wiring.submit)
+
+
+register_transport("rdm6300", "nfc_readers", _build, lambda c: c.kind == "rdm6300")

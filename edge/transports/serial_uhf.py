@@ -26,6 +26,7 @@ from devices.errors import TransportError
 from devices.readings import TagRead
 from edge.clock import utcnow
 from edge.supervisor import DeviceHealthState
+from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import UhfReaderConfig
 
 log = logging.getLogger(__name__)
@@ -134,3 +135,13 @@ class UhfSerialTransport:
         if bad:
             self.health.frame_bad(bad)
         return len(frames), reads
+
+
+def _build(wiring: DeviceWiring, config: UhfReaderConfig) -> Device:
+    health = DeviceHealthState(config.id)
+    wiring.reader_liveness[config.id] = (health, SILENCE_LIMIT_S)
+    return config.id, health, UhfSerialTransport(config, health, wiring.on_tag_read)
+
+
+# M100/R200 modules: the uhf_readers entries that are no other protocol's (Chafon extends this one).
+register_transport("m100", "uhf_readers", _build, lambda c: getattr(c, "protocol", "m100") == "m100")

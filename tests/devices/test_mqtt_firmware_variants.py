@@ -23,8 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devices.errors import DecodeError
-from devices.mqtt_formats import decode_payload
-from shelfsense.cli_tools import infer_format
+from devices.mqtt_registry import decode_payload, infer_format
+from shelfsense.vocabulary import PLAUSIBLE
 
 
 def _by_quantity(out: list) -> dict[str, float]:  # type: ignore[type-arg]
@@ -180,7 +180,8 @@ def test_zigbee2mqtt_counts_every_value_once(data: dict[str, object]) -> None:
     def plausible(key: str, value: object) -> bool:
         if isinstance(value, bool) or not isinstance(value, float):
             return False
-        return 0 <= value <= 100 if key in ("humidity", "battery") else -60 <= value <= 130
+        low, high = PLAUSIBLE[key]
+        return low <= value <= high
 
     payload = json.dumps(data).encode()
     good_keys = {k for k, v in data.items() if plausible(k, v)}

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devices.errors import DecodeError
-from devices.mqtt_formats import decode_payload, encode_tasmota, encode_zigbee2mqtt
+from devices.mqtt_formats import encode_tasmota, encode_zigbee2mqtt
+from devices.mqtt_registry import decode_payload
 from devices.readings import Measurement
 
 Z2M_TOPIC = "zigbee2mqtt/coldroom_1"

@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 from devices import ruuvi
 from devices.errors import DecodeError
 from devices.mqtt_formats import (
-    FORMATS,
-    decode_payload,
     encode_esphome_state,
     encode_ruuvi_gateway,
     encode_shelfsense,
@@ -23,7 +21,9 @@ from devices.mqtt_formats import (
     ruuvi_battery_percent,
     shelfsense_topic,
 )
+from devices.mqtt_registry import decode_payload, format_names
 from devices.readings import Measurement
+from shelfsense.vocabulary import PLAUSIBLE
 
 SHELLY = "shellyhtg3-84fce63ad204"
 TS = 1716371426.35
@@ -182,7 +182,7 @@ def test_esphome_other_topics(topic: str) -> None:
     assert decode_payload("esphome", topic, b"online", quantity="temperature") == []
 
 
-@given(st.floats(-60, 130), st.integers(0, 4))
+@given(st.floats(*PLAUSIBLE["temperature"]), st.integers(0, 4))
 def test_esphome_round_trip(value: float, decimals: int) -> None:
     (m,) = decode_payload(
         "esphome", "n/sensor/x/state", encode_esphome_state(value, decimals), quantity="temperature"
@@ -314,7 +314,7 @@ def test_shelfsense_malformed(payload: bytes, message: str) -> None:
 _measurements = st.builds(
     Measurement,
     quantity=st.just("temperature"),
-    value=st.floats(-60, 130),
+    value=st.floats(*PLAUSIBLE["temperature"]),
     unit=st.just("degC"),
     time=st.none() | st.datetimes(min_value=datetime(2020, 1, 1), timezones=st.just(UTC)),
     channel=st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,10}", fullmatch=True),
@@ -345,7 +345,7 @@ TOPICS = {
 }
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", format_names())
 @given(payload=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_random_payloads_only_ever_raise_decode_error(fmt: str, payload: bytes) -> None:
     try:
@@ -373,8 +373,12 @@ def test_mutated_json_payloads_only_ever_raise_decode_error(fmt: str, data: st.D
 
 
 def test_every_documented_format_is_a_config_choice() -> None:
-    from typing import get_args
+    from pydantic import ValidationError
 
     from shelfsense.config import MqttSensorConfig
 
-    assert set(get_args(MqttSensorConfig.model_fields["format"].annotation)) == set(FORMATS)
+    for fmt in TOPICS:
+        assert MqttSensorConfig(topic=TOPICS[fmt], format=fmt, sensor_id="s").format == fmt
+    expected = r"Input should be 'zigbee2mqtt', 'tasmota', .* or 'shelfsense'"
+    with pytest.raises(ValidationError, match=expected):
+        MqttSensorConfig(topic="x", format="lorawan", sensor_id="s")

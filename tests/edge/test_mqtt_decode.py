@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices.mqtt_formats import FORMATS
 from devices.mqtt_packets import OversizedPublish, Publish
+from devices.mqtt_registry import format_names
 from edge.rejects import Rejects
 from edge.supervisor import DeviceHealthState
 from edge.transports.mqtt import MqttTransport
@@ -35,7 +35,7 @@ def _transport() -> MqttTransport:
     sensors = [
         MqttSensorConfig(topic=topic, format=fmt, sensor_id=f"s-{fmt}") for fmt, topic in TOPICS.items()
     ]
-    assert set(TOPICS) == set(FORMATS)
+    assert set(TOPICS) == set(format_names())
     return MqttTransport(MqttConfig(sensors=sensors), "edge-1", DeviceHealthState("mqtt"), _no_sink)
 
 

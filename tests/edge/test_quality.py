@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 
 from edge.quality import PLAUSIBLE, flag_reading, quality_flags
 from shelfsense.contract import Batch, SensorReading, SequencedEvent
+from shelfsense.vocabulary import QUANTITY_UNITS
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-UNITS = {"temperature": "degC", "humidity": "%RH", "battery": "%", "linkquality": "lqi", "pressure": "hPa"}
+UNITS = QUANTITY_UNITS
 
 
 def reading(value: float, age_s: float = 0.0, quantity: str = "temperature") -> SensorReading:

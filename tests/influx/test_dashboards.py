@@ -32,7 +32,8 @@ from cloud.influx import (
     zone_limits_point,
 )
 from dashboards.provision import DATASOURCE_UID, load_dashboards
-from devices.mqtt_formats import decode_payload, encode_zigbee2mqtt
+from devices.mqtt_formats import encode_zigbee2mqtt
+from devices.mqtt_registry import decode_payload
 from shelfsense.cli import main
 from shelfsense.contract import DeviceHealth, SensorReading
 from shelfsense.services import InfluxdProcess

@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import chafon, pn532, rdm6300, uhf
 from devices.modbus import crc16, read_input_registers_request
-from shelfsense.cli_tools import infer_format
+from devices.mqtt_registry import infer_format
 from simulators.scenario import SCENARIO_DIR
 
 SGTIN = "3074257BF7194E4000001A85"  # TDS example: urn:epc:id:sgtin:0614141.812345.6789, filter 3

@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simtest_helpers import running
 
 from devices.errors import DecodeError
-from devices.mqtt_formats import decode_payload
+from devices.mqtt_registry import decode_payload
 from shelfsense.services import MosquittoProcess
 from simulators.mqtt_sensors import MqttSensorSimulator, SimulatedMqttSensor, parse_broker_url
 
