@@ -183,6 +183,8 @@ stock_movements = Table(
     Column("reason", String(16), nullable=False),
     Column("at", UtcDateTime, nullable=False),
     Index("ix_stock_movements_epc", "epc", "at"),
+    # Which items moved at a site since a late reading's time (lot read model, migration 0014).
+    Index("ix_stock_movements_site_at", "site_id", "at"),
 )
 
 # Current stock: the latest movement per (site, epc). ``present`` false = left the site.
@@ -643,6 +645,7 @@ __all__ = [
 
 # Feature packages define their tables on the same ``metadata``; importing them here (after
 # ``metadata`` exists) makes it complete for migrations, the schema test and every query.
+from cloud.coldchain import evidence_tables as _evidence_tables  # noqa: E402, F401
 from cloud.coldchain import tables as _coldchain_tables  # noqa: E402, F401
 from cloud.replenish import tables as _replenish_tables  # noqa: E402, F401
 from cloud.web import tables as _web_tables  # noqa: E402, F401

@@ -42,6 +42,7 @@ from cloud.core.config import ZoneKey
 from cloud.core.errors import CloudError
 from cloud.services.alerts import ColdChainRules, Limits
 from cloud.services.coldchain import Evaluation, Notice, evaluate_batch
+from cloud.services.lot_marks import mark_events
 from cloud.services.projections import Projection, Rows, insert_rows, prepare, rows_by_kind, stamp_for, write
 from shelfsense.config import ZoneLimits
 from shelfsense.contract import Batch, BatchAck, SequencedEvent, event_json
@@ -156,6 +157,7 @@ async def _ingest_in_transaction(
         if len(new_items) != len(batch.events):  # a resend: project only what is new
             projection = prepare(site_id, batch.edge_id, new_items, dialect)
         await write(conn, projection)
+        await mark_events(conn, site_id, new_items)  # for the lot read model's catch-up
         evaluation = await evaluate_batch(conn, site_id, zones, rules or ColdChainRules(), new_items)
 
     duplicates = len(batch.events) - len(new_items)

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.core import db
 from cloud.core.errors import CloudError
+from cloud.services.lot_marks import mark_master
 from cloud.services.projections import dialect_insert
 from shelfsense.contract import EPC_PATTERN, Ident
 
@@ -342,6 +343,7 @@ async def upsert_records(conn: AsyncConnection, kind: str, records: Sequence[Rec
     kind_spec = spec(kind)
     now = db.utcnow()
     rows = [{**r.model_dump(), "updated_at": now} for r in records]
+    await mark_master(conn, kind, rows)  # the lot read model recomputes what this changes
     if kind == "locations":
         await _ensure_sites(conn, (r["site_id"] for r in rows))
         # Parents before children, so the self-referencing foreign key holds at every insert.
@@ -445,6 +447,7 @@ async def delete_record(engine: AsyncEngine, kind: str, key: Mapping[str, Any]) 
     kind_spec = spec(kind)
     table = kind_spec.table
     async with db.write_transaction(engine) as conn:
+        await mark_master(conn, kind, [key])
         result = await conn.execute(table.delete().where(*(table.c[k] == key[k] for k in kind_spec.key)))
     return result.rowcount > 0
 

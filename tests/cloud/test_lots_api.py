@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cloud
+from conftest import Cloud, settle_lots
 from sqlalchemy import select
 
 from cloud.core import db
@@ -100,6 +100,7 @@ async def build(cloud: Cloud, t0: datetime, printed: dict[str, str]) -> None:
     events += [reading(t0 + timedelta(minutes=10 * m), 5.0, "cold-1", "probe-1") for m in range(145)]
     events += [reading(t0 + timedelta(hours=10, minutes=10 * m), 12.0, "dock", "probe-d") for m in range(12)]
     await post(cloud, events, 1)
+    await settle_lots(cloud.engine)
 
 
 async def test_lot_history_mkt_excursion_and_shelf_life(cloud: Cloud) -> None:
