@@ -81,4 +81,15 @@ lot_evidence_marks = Table(
     Index("ix_lot_evidence_marks_due", "due_at", "id"),
 )
 
-__all__ = ["lot_evidence", "lot_evidence_marks", "lot_evidence_stock"]
+# Items per (site, location, product), following every stock upsert (cloud.services.zone_stock,
+# revision 0015): which products a zone holds, without joining the site's on-hand items.
+zone_products = Table(
+    "zone_products",
+    metadata,
+    Column("site_id", ID, primary_key=True),
+    Column("location", ID, primary_key=True),
+    Column("sku", ID, primary_key=True),
+    Column("items", Integer, nullable=False),
+)
+
+__all__ = ["lot_evidence", "lot_evidence_marks", "lot_evidence_stock", "zone_products"]

@@ -45,7 +45,9 @@ NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # FEFO sort key of a lot without any
 class ReadModelOptions:
     enabled: bool = True
     poll_s: float = 2.0
-    min_refresh_s: float = 30.0  # a lot is recomputed at most this often (marks wait meanwhile)
+    # A lot is recomputed at most this often (its marks wait meanwhile): lots in zones with live
+    # sensors change every minute, and a recompute costs the lot's history; expiry is in days.
+    min_refresh_s: float = 300.0
     max_marks: int = 1000  # per refresh
     max_lots: int = 500  # per refresh (new and still-changing lots)
     write_chunk: int = 100  # lots per (short) write transaction
@@ -171,33 +173,43 @@ async def _next_reading(conn: AsyncConnection, mark: Row[Any], now: datetime) ->
     )
 
 
-async def resolve(
-    conn: AsyncConnection, marks: Sequence[Row[Any]], now: datetime
-) -> tuple[set[LotKey], dict[int, datetime]]:
-    """The lots the marks touch, and the marks to keep for later (id -> new due time)."""
-    keys: set[LotKey] = set()
-    later: dict[int, datetime] = {}
+@dataclass(slots=True)
+class Resolved:
+    """What a set of marks touches: lots changed by readings (recomputed at most every
+    ``min_refresh_s``), lots changed by movements or master data (recomputed at once: stock and
+    labels are discrete business facts), and marks to keep for later (id -> new due time)."""
+
+    by_readings: set[LotKey]
+    at_once: set[LotKey]
+    later: dict[int, datetime]
+
+
+async def resolve(conn: AsyncConnection, marks: Sequence[Row[Any]], now: datetime) -> Resolved:
+    out = Resolved(set(), set(), {})
     i, lots = db.items, db.lots
     for mark in marks:
         if mark.zone is not None:
-            keys |= await _zone_lots(conn, mark.site_id, mark.zone, mark.since)
+            out.by_readings |= await _zone_lots(conn, mark.site_id, mark.zone, mark.since)
             if mark.until is not None and db.utc(mark.until) > now:
                 following = await _next_reading(conn, mark, now)
                 if following is not None:
-                    later[mark.id] = db.utc(following)
+                    out.later[mark.id] = db.utc(following)
         elif mark.epc is not None:  # its stock now, and its stays once the movement's time comes
-            keys |= _lot_pairs(await conn.execute(select(i.c.sku, i.c.lot_code).where(i.c.epc == mark.epc)))
+            query = select(i.c.sku, i.c.lot_code).where(i.c.epc == mark.epc)
+            out.at_once |= _lot_pairs(await conn.execute(query))
             if mark.until is not None and db.utc(mark.until) > now:
-                later[mark.id] = db.utc(mark.until)
+                out.later[mark.id] = db.utc(mark.until)
         elif mark.lot_code is not None:
-            keys.add((mark.sku, mark.lot_code))
+            out.at_once.add((mark.sku, mark.lot_code))
         elif mark.sku is not None:
             e = lot_evidence
-            keys |= _lot_pairs(
+            out.at_once |= _lot_pairs(
                 await conn.execute(select(lots.c.sku, lots.c.lot_code).where(lots.c.sku == mark.sku))
             )
-            keys |= _lot_pairs(await conn.execute(select(e.c.sku, e.c.lot_code).where(e.c.sku == mark.sku)))
-    return keys, later
+            out.at_once |= _lot_pairs(
+                await conn.execute(select(e.c.sku, e.c.lot_code).where(e.c.sku == mark.sku))
+            )
+    return out
 
 
 async def _as_of(conn: AsyncConnection, keys: Sequence[LotKey]) -> dict[LotKey, datetime]:
@@ -289,11 +301,12 @@ async def refresh(
                 select(m).where(m.c.due_at <= now).order_by(m.c.due_at, m.c.id).limit(options.max_marks)
             )
         ).all()
-        marked, later = await resolve(conn, marks, now)
-        as_of = await _as_of(conn, sorted(marked))
+        found = await resolve(conn, marks, now)
+        as_of = await _as_of(conn, sorted(found.by_readings - found.at_once))
         keys = await _unmodelled(conn, options.max_lots) | await _changing(conn, recent, options.max_lots)
+    later = found.later
     deferred = {k: t + timedelta(seconds=options.min_refresh_s) for k, t in as_of.items() if t > recent}
-    keys |= marked - set(deferred)
+    keys |= found.at_once | (found.by_readings - set(deferred))
     deleted = 0
     ordered = sorted(keys)
     for start in range(0, len(ordered), options.write_chunk):

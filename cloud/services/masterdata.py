@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.core import db
 from cloud.core.errors import CloudError
+from cloud.services import zone_stock
 from cloud.services.lot_marks import mark_master
 from cloud.services.projections import dialect_insert
 from shelfsense.contract import EPC_PATTERN, Ident
@@ -344,6 +345,8 @@ async def upsert_records(conn: AsyncConnection, kind: str, records: Sequence[Rec
     now = db.utcnow()
     rows = [{**r.model_dump(), "updated_at": now} for r in records]
     await mark_master(conn, kind, rows)  # the lot read model recomputes what this changes
+    if kind == "items":
+        await zone_stock.before_items_upsert(conn, rows)  # present items count under their product
     if kind == "locations":
         await _ensure_sites(conn, (r["site_id"] for r in rows))
         # Parents before children, so the self-referencing foreign key holds at every insert.

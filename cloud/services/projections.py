@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud.core import db
+from cloud.services import zone_stock
 from shelfsense.contract import (
     DeviceHealth,
     LocalAlarm,
@@ -283,6 +284,8 @@ async def upsert_rows(conn: AsyncConnection, upsert: Upsert) -> None:
     if not rows.rows:
         return
     table, names = rows.table, rows.names
+    if table is db.stock_items:  # per-location product counts follow the moves (cloud.services.zone_stock)
+        await zone_stock.before_stock_upsert(conn, names, rows.rows)
     if conn.dialect.name == "sqlite":
         columns = ", ".join(f'"{n}"' for n in names)
         marks = ", ".join("?" * len(names))
