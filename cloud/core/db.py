@@ -211,6 +211,9 @@ sensor_readings = Table(
     Column("zone", ID),
     Column("flags", String(64), nullable=False, default=""),
     Index("ix_sensor_readings_sensor_time", "sensor_id", "time"),
+    # One reading per (site, sensor, quantity, device time), whatever edge sequence carried it
+    # (migration 0016); ingest inserts-or-ignores and counts what it left out.
+    Index("ux_sensor_readings_key", "site_id", "sensor_id", "quantity", "time", unique=True),
     # Alert windows, lot history, EPCIS: readings of a zone over time. Partial: readings without a
     # zone are never asked for by zone, so they skip this index (migration 0008).
     Index(

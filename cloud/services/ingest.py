@@ -72,6 +72,7 @@ class IngestResult:
     new_events: Sequence[SequencedEvent] = ()
     notices: Sequence[Notice] = ()
     zone_limits: Mapping[str, Limits] = field(default_factory=dict)  # limits the batch was judged by
+    duplicate_readings: int = 0  # new events whose reading (site, sensor, quantity, time) was stored
 
 
 _EVENT_COLUMNS = ("edge_id", "seq", "kind", "payload", "received_at")
@@ -152,11 +153,12 @@ async def _ingest_in_transaction(
 
     new_items = await _insert_new_events(conn, batch, prepared)
     evaluation = Evaluation()
+    dropped = 0
     if new_items:
         projection = prepared.projection
         if len(new_items) != len(batch.events):  # a resend: project only what is new
             projection = prepare(site_id, batch.edge_id, new_items, dialect)
-        await write(conn, projection)
+        dropped = await write(conn, projection)
         await mark_events(conn, site_id, new_items)  # for the lot read model's catch-up
         evaluation = await evaluate_batch(conn, site_id, zones, rules or ColdChainRules(), new_items)
 
@@ -171,7 +173,7 @@ async def _ingest_in_transaction(
     acked = int(await conn.scalar(_ADVANCE_EDGE, params))
     ack = BatchAck(acked_through=acked, accepted=len(new_items), duplicates=duplicates)
     kinds = rows_by_kind(new_items)
-    return IngestResult(ack, kinds, site_id, new_items, evaluation.notices, evaluation.limits)
+    return IngestResult(ack, kinds, site_id, new_items, evaluation.notices, evaluation.limits, dropped)
 
 
 async def _insert_new_events(
