@@ -20,20 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cloud.coldchain.evidence_tables import lot_evidence, lot_evidence_stock
 from cloud.coldchain.shelflife import DAY_S
 from cloud.core import db
+from cloud.services.lots import FEFO_FIELDS
 
 LotKey = tuple[str, str]
-_FEFO_FIELDS = (
-    "fefo_rank",
-    "lot_id",
-    "lot_code",
-    "expiry",
-    "dynamic_expiry",
-    "effective_expiry",
-    "expiry_source",
-    "expired",
-    "on_hand",
-    "locations",
-)
 
 
 def _codepoint(conn: AsyncConnection, column: Any) -> Any:
@@ -221,7 +210,7 @@ async def fefo(
     summaries = await _summaries(conn, rows, site, now)
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in summaries:
-        grouped[row["sku"]].append({k: row[k] for k in _FEFO_FIELDS})
+        grouped[row["sku"]].append({k: row[k] for k in FEFO_FIELDS})
     result = [{"product": s, "lots": sorted(grouped[s], key=lambda r: r["fefo_rank"])} for s in skus]
     return result, following
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -336,19 +336,13 @@ async def read_model_loop(engine: AsyncEngine, options: ReadModelOptions) -> Non
     await jobs.run_periodic("lot read model", step, options.poll_s, log)
 
 
-@contextlib.asynccontextmanager
-async def read_model_job(engine: AsyncEngine, options: ReadModelOptions | None = None) -> AsyncIterator[None]:
+def read_model_job(
+    engine: AsyncEngine, options: ReadModelOptions | None = None
+) -> contextlib.AbstractAsyncContextManager[None]:
     """Run the catch-up for the lifetime of the context (the app's lifespan)."""
     options = options or ReadModelOptions()
-    if not options.enabled:
-        yield
-        return
-    task = asyncio.create_task(read_model_loop(engine, options), name="lot-read-model")
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    job = (lambda: read_model_loop(engine, options)) if options.enabled else None
+    return jobs.background("lot-read-model", job)
 
 
 __all__ = [

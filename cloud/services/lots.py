@@ -16,12 +16,11 @@ earlier. The effective expiry is the earlier of the two.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
@@ -523,12 +522,12 @@ async def fefo(
         lots = []
         for rank, lot in enumerate(ordered, start=1):
             row = summary(by_id[lot.lot_id], rank)
-            lots.append({k: row[k] for k in _FEFO_FIELDS})
+            lots.append({k: row[k] for k in FEFO_FIELDS})
         result.append({"product": sku, "lots": lots})
     return result
 
 
-_FEFO_FIELDS = (
+FEFO_FIELDS = (
     "fefo_rank",
     "lot_id",
     "lot_code",
@@ -724,24 +723,17 @@ async def expiry_job_loop(
     await jobs.run_periodic("expiry", step, min(max(options.interval_s / 4, 0.05), 30.0), log)
 
 
-@contextlib.asynccontextmanager
-async def expiry_job(
+def expiry_job(
     engine: AsyncEngine, options: ExpiryOptions | None = None, notifier: AlertNotifier | None = None
-) -> AsyncIterator[None]:
+) -> contextlib.AbstractAsyncContextManager[None]:
     """Run :func:`expiry_job_loop` for the lifetime of the context (the app's lifespan)."""
     options = options or ExpiryOptions()
-    if not options.enabled:
-        yield
-        return
-    task = asyncio.create_task(expiry_job_loop(engine, options, notifier), name="lot-expiry-job")
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    job = (lambda: expiry_job_loop(engine, options, notifier)) if options.enabled else None
+    return jobs.background("lot-expiry-job", job)
 
 
 __all__ = [
+    "FEFO_FIELDS",
     "AlertNotifier",
     "ExpiryCheck",
     "ExpiryOptions",

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from test_lots_api import move, reading
 
 from cloud.admin import create_edge_async
 from cloud.core import db
@@ -74,28 +75,6 @@ def assert_same(expected: list[dict[str, Any]], served: list[dict[str, Any]], wh
             if name == "fefo_rank" and _near_tie(expected, want):
                 continue
             assert _close(value, got[name]), f"{what}: {want['lot_id']}.{name}: {value!r} != {got[name]!r}"
-
-
-def _reading(T0: datetime, t: float, zone: str, sensor: str, value: float) -> dict[str, Any]:
-    return {
-        "kind": "sensor_reading",
-        "sensor_id": sensor,
-        "quantity": "temperature",
-        "value": value,
-        "unit": "degC",
-        "time": (T0 + timedelta(seconds=t)).isoformat(),
-        "zone": zone,
-        "flags": [],
-    }
-
-
-def _move(T0: datetime, t: float, epc: str, to: str | None) -> dict[str, Any]:
-    return {
-        "kind": "stock_movement",
-        "epc": epc,
-        "to_location": to,
-        "at": (T0 + timedelta(seconds=t)).isoformat(),
-    }
 
 
 class World:
@@ -197,15 +176,15 @@ async def _example(world: World, rnd: random.Random) -> None:
             times = sorted(rnd.uniform(0, 60 * H) for _ in range(rnd.randint(0, 4)))
             for k, t in enumerate(times):
                 leaving = k == len(times) - 1 and rnd.random() < 0.2
-                events[site].append(_move(T0, t, item["epc"], None if leaving else rnd.choice(ZONES[site])))
+                to = None if leaving else rnd.choice(ZONES[site])
+                events[site].append(move(T0 + timedelta(seconds=t), item["epc"], to))
         for site, zones in ZONES.items():
             for zone in zones:
                 for sensor in range(rnd.randint(0, 2)):
                     for _ in range(rnd.randint(0, 25)):
                         value = round(rnd.uniform(-4, 25) * 2) / 2
-                        events[site].append(
-                            _reading(T0, rnd.uniform(-H, 70 * H), zone, f"{zone}-{sensor}", value)
-                        )
+                        moment = T0 + timedelta(seconds=rnd.uniform(-H, 70 * H))
+                        events[site].append(reading(moment, value, zone, f"{zone}-{sensor}"))
         checks = [
             *sorted(T0 + timedelta(hours=rnd.uniform(0, 75)) for _ in range(2)),
             T0 + timedelta(hours=90),
