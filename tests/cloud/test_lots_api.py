@@ -212,6 +212,7 @@ async def test_expiry_alerts_once_per_lot_and_location(cloud: Cloud) -> None:
     await build(cloud, t0, {"WARM": "2025-01-20", "COLD": "2025-01-04", "GONE": "2025-01-02"})
     # COLD: printed 4 Jan. WARM is split: one item stays in cold-1, the other goes to shelf-b.
     await post(cloud, [move(t0 + timedelta(hours=13), WARM[1], "shelf-b")], 1000)
+    await settle_lots(cloud.engine)  # the check reads the lot read model
     now = datetime(2025, 1, 2, 12, tzinfo=UTC)
     first = await svc.check_expiry(cloud.engine, within_days=3, now=now)
     again = await svc.check_expiry(cloud.engine, within_days=3, now=now + timedelta(minutes=15))
@@ -245,6 +246,7 @@ async def test_expiry_alerts_once_per_lot_and_location(cloud: Cloud) -> None:
     assert {severity for *_, severity in active} == {"critical"}
     # The COLD item leaves the site: its alert resolves, the others stay; nothing reopens.
     await post(cloud, [move(later, COLD[0], None)], 2000)
+    await settle_lots(cloud.engine)
     after = await svc.check_expiry(cloud.engine, within_days=3, now=later + timedelta(hours=1))
     assert after.opened == [] and len(after.resolved) == 1
 
