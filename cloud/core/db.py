@@ -185,6 +185,7 @@ stock_movements = Table(
     Index("ix_stock_movements_epc", "epc", "at"),
     # Which items moved at a site since a late reading's time (lot read model, migration 0014).
     Index("ix_stock_movements_site_at", "site_id", "at"),
+    Index("ix_stock_movements_at", "at", "id"),  # the ledger's keyset order (GET /movements)
 )
 
 # Current stock: the latest movement per (site, epc). ``present`` false = left the site.

@@ -6,7 +6,8 @@ Revises: 0008
 Each lot's evidence (MKT, excursion time, shelf life, effective expiry) precomputed with its stock
 per location, and the marks of what changed since (tables in cloud/coldchain/evidence_tables.py),
 so ``/lots`` and ``/fefo`` read indexed rows instead of replaying every lot's history. Stock
-movements get an index by (site, time): which items moved at a site since a late reading.
+movements get an index by (site, time): which items moved at a site since a late reading, and by
+(time, id): the ledger's keyset pages.
 Existing lots have no row yet; the catch-up job fills them in.
 """
 
@@ -37,6 +38,9 @@ def _has_table(name: str) -> bool:
 def upgrade() -> None:
     op.create_index(
         "ix_stock_movements_site_at", "stock_movements", ["site_id", "at"], unique=False, if_not_exists=True
+    )
+    op.create_index(
+        "ix_stock_movements_at", "stock_movements", ["at", "id"], unique=False, if_not_exists=True
     )
     if not _has_table("lot_evidence"):
         op.create_table(
@@ -105,3 +109,4 @@ def downgrade() -> None:
     op.drop_table("lot_evidence_stock")
     op.drop_table("lot_evidence")
     op.drop_index("ix_stock_movements_site_at", table_name="stock_movements")
+    op.drop_index("ix_stock_movements_at", table_name="stock_movements")
