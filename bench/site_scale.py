@@ -320,6 +320,8 @@ async def run_site(db_url: str, args: argparse.Namespace, workdir: Path) -> dict
         ) as client:
             out["build_s"] = round(await build_site(client, admin, edges, args), 1)
             print(f"  site built in {out['build_s']} s", flush=True)
+            out["read_model_catchup_s"] = round(await wait_read_model(db_url), 1)
+            print(f"  lot read model caught up {out['read_model_catchup_s']} s later", flush=True)
             reads = await measure_reads(client, admin, args)
             out["reads"] = {name: t.summary() for name, t in reads.items()}
             for name, t in reads.items():
@@ -370,6 +372,33 @@ async def run_site(db_url: str, args: argparse.Namespace, workdir: Path) -> dict
         return out
     finally:
         server.stop()
+
+
+async def wait_read_model(db_url: str, deadline_s: float = 1800.0) -> float:
+    """Seconds until the server's catch-up job has a row for every lot and no mark is due."""
+    from sqlalchemy import func, select
+
+    from cloud.coldchain.evidence_tables import lot_evidence, lot_evidence_marks
+    from cloud.core import db
+
+    engine = db.create_engine(db_url)
+    start = time.perf_counter()
+    try:
+        while time.perf_counter() - start < deadline_s:
+            async with engine.connect() as conn:
+                lots = await conn.scalar(select(func.count()).select_from(db.lots))
+                rows = await conn.scalar(select(func.count()).select_from(lot_evidence))
+                due = await conn.scalar(
+                    select(func.count())
+                    .select_from(lot_evidence_marks)
+                    .where(lot_evidence_marks.c.due_at <= db.utcnow())
+                )
+            if rows == lots and not due:
+                break
+            await asyncio.sleep(1.0)
+        return time.perf_counter() - start
+    finally:
+        await engine.dispose()
 
 
 def rss_mb(pid: int) -> float | None:

@@ -171,6 +171,15 @@ class MovementRow(MovementPublic):
     seq: int
 
 
+class MovementsPage(BaseModel):
+    """A page of the ledger; ``next`` continues after its last row (keyset: the cost of a page does
+    not grow with the ledger); ``total`` is counted on the first page only (null with a cursor)."""
+
+    items: list[MovementRow]
+    total: int | None
+    next: str | None = None
+
+
 class ItemHistory(BaseModel):
     epc: str
     stock: list[StockItemPublic]

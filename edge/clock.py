@@ -5,7 +5,9 @@ by hours when it comes back. Events stamped by the edge itself (Modbus polls, MQ
 a time of their own, tag reads) would silently carry that error.
 
 Each sync response carries the cloud's ``Date`` header (1 s resolution). :meth:`EdgeClock.observe`
-anchors the cloud time to the edge's *monotonic* clock at the middle of the request. From then on
+bounds the skew NTP-style from the request's send and receive times (a slow response widens the
+bounds, it never looks like a skewed clock) and anchors the cloud time to the edge's *monotonic*
+clock at the middle of the request. From then on
 :meth:`EdgeClock.now` is ``cloud time at the anchor + monotonic time elapsed since``, immune to
 steps of the edge's wall clock, but only while the measured skew exceeds ``warn_s``: below it the
 system clock (NTP-disciplined, sub-second) is the better source. Transitions are logged once
@@ -38,6 +40,7 @@ class EdgeClock:
         self._anchor: tuple[float, float] | None = None  # (cloud unix time, monotonic) at the anchor
         self.skew_s: float | None = None  # edge wall clock minus cloud clock at the last observation
         self.skewed = False
+        self.uncertain = 0  # observations whose round trip was too long to decide anything
 
     def observe(self, date_header: str | None, sent_mono: float, received_mono: float) -> None:
         """Record the cloud's ``Date`` of a response received between the two monotonic instants."""
@@ -49,13 +52,27 @@ class EdgeClock:
             return  # a proxy's odd header is not worth an error; the next response will do
         if cloud.tzinfo is None:
             cloud = cloud.replace(tzinfo=UTC)
-        middle = (sent_mono + received_mono) / 2
+        self._update(cloud.timestamp(), sent_mono, received_mono)
+
+    def _update(self, cloud_s: float, sent_mono: float, received_mono: float) -> None:
+        """NTP-style: the cloud stamped its ``Date`` (truncated to ``[cloud_s, cloud_s + 1)``)
+        somewhere between our send and our receive, so the skew lies in
+        ``[wall(sent) - (cloud_s + 1), wall(received) - cloud_s]``. The state changes only when that
+        whole interval says so: a slow response widens the interval by its round trip and can
+        never make a right clock look skewed (or a skewed one look right)."""
+        wall_now, mono_now = self._wall(), self._monotonic()
+        low = wall_now - (mono_now - sent_mono) - (cloud_s + 1.0)
+        high = wall_now - (mono_now - received_mono) - cloud_s
+        self.skew_s = (low + high) / 2
+        if low > self.warn_s or high < -self.warn_s:
+            skewed = True
+        elif -self.warn_s <= low and high <= self.warn_s:
+            skewed = False
+        else:
+            self.uncertain += 1  # too slow a round trip to tell: keep the state and the anchor
+            return
         # The header is truncated to whole seconds: +0.5 s is its expected value.
-        cloud_unix = cloud.timestamp() + 0.5
-        wall_at_middle = self._wall() - (self._monotonic() - middle)
-        self.skew_s = wall_at_middle - cloud_unix
-        self._anchor = (cloud_unix, middle)
-        skewed = abs(self.skew_s) > self.warn_s
+        self._anchor = (cloud_s + 0.5, (sent_mono + received_mono) / 2)
         if skewed and not self.skewed:
             log.warning(
                 "edge clock skewed: %+.1f s against the cloud's; edge-stamped times are corrected "

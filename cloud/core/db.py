@@ -222,6 +222,9 @@ stock_movements = Table(
     Column("reason", String(16), nullable=False),
     Column("at", UtcDateTime, nullable=False),
     Index("ix_stock_movements_epc", "epc", "at"),
+    # Which items moved at a site since a late reading's time (lot read model, migration 0014).
+    Index("ix_stock_movements_site_at", "site_id", "at"),
+    Index("ix_stock_movements_at", "at", "id"),  # the ledger's keyset order (GET /movements)
 )
 
 # Current stock: the latest movement per (site, epc). ``present`` false = left the site.
@@ -248,6 +251,9 @@ sensor_readings = Table(
     Column("zone", ID),
     Column("flags", String(64), nullable=False, default=""),
     Index("ix_sensor_readings_sensor_time", "sensor_id", "time"),
+    # One reading per (site, sensor, quantity, device time), whatever edge sequence carried it
+    # (migration 0016); ingest inserts-or-ignores and counts what it left out.
+    Index("ux_sensor_readings_key", "site_id", "sensor_id", "quantity", "time", unique=True),
     # Alert windows, lot history, EPCIS: readings of a zone over time. Partial: readings without a
     # zone are never asked for by zone, so they skip this index (migration 0008).
     Index(
@@ -706,6 +712,7 @@ __all__ = [
 
 # Feature packages define their tables on the same ``metadata``; importing them here (after
 # ``metadata`` exists) makes it complete for migrations, the schema test and every query.
+from cloud.coldchain import evidence_tables as _evidence_tables  # noqa: E402, F401
 from cloud.coldchain import tables as _coldchain_tables  # noqa: E402, F401
 from cloud.replenish import tables as _replenish_tables  # noqa: E402, F401
 from cloud.web import tables as _web_tables  # noqa: E402, F401

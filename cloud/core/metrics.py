@@ -13,6 +13,7 @@ class Metrics:
     def __init__(self) -> None:
         self.events_ingested: Counter[str] = Counter()  # by event kind
         self.event_duplicates = 0
+        self.reading_duplicates = 0  # new events whose reading was already stored (another seq)
         self.batches_accepted = 0
         self.batches_refused: Counter[str] = Counter()  # by reason
 
@@ -32,6 +33,10 @@ class Metrics:
             "# HELP shelfsense_event_duplicates_total Events received again and ignored (replays).",
             "# TYPE shelfsense_event_duplicates_total counter",
             f"shelfsense_event_duplicates_total {self.event_duplicates}",
+            "# HELP shelfsense_reading_duplicates_total Readings already stored for their sensor, "
+            "quantity and device time (under another sequence number), left out.",
+            "# TYPE shelfsense_reading_duplicates_total counter",
+            f"shelfsense_reading_duplicates_total {self.reading_duplicates}",
             "# HELP shelfsense_batches_accepted_total Batches stored and acknowledged.",
             "# TYPE shelfsense_batches_accepted_total counter",
             f"shelfsense_batches_accepted_total {self.batches_accepted}",

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.coldchain import tables as cc
 from cloud.core import db
 from cloud.core.config import ZoneKey
-from cloud.services import jobs
+from cloud.services import jobs, zone_stock
 from cloud.services.alerts import (
     ACTIVE,
     Alert,
@@ -78,27 +78,22 @@ async def product_limits(
     """
     if not zones:
         return {}
-    s, i, p, loc = db.stock_items, db.items, db.products, db.locations
-    query = (
-        select(s.c.location, loc.c.parent_id, p.c.sku, p.c.storage_temp_min_c, p.c.storage_temp_max_c)
-        .distinct()
-        .select_from(
-            s.join(i, i.c.epc == s.c.epc)
-            .join(p, p.c.sku == i.c.sku)
-            .outerjoin(loc, and_(loc.c.site_id == s.c.site_id, loc.c.location_id == s.c.location))
-        )
-        .where(
-            s.c.site_id == site_id,
-            s.c.present.is_(True),
-            or_(p.c.storage_temp_min_c.is_not(None), p.c.storage_temp_max_c.is_not(None)),
-            or_(s.c.location.in_(list(zones)), loc.c.parent_id.in_(list(zones))),
+    loc, p = db.locations, db.products
+    children = await conn.execute(
+        select(loc.c.location_id, loc.c.parent_id).where(
+            loc.c.site_id == site_id, loc.c.parent_id.in_(list(zones))
         )
     )
+    zone_of = {child: parent for child, parent in children}
+    zone_of.update({zone: zone for zone in zones})  # the location itself wins over its parent
+    present = zone_stock.products_in(site_id, zone_of).subquery()
+    query = select(present.c.location, p.c.sku, p.c.storage_temp_min_c, p.c.storage_temp_max_c).join(
+        p, p.c.sku == present.c.sku
+    )
+    query = query.where(or_(p.c.storage_temp_min_c.is_not(None), p.c.storage_temp_max_c.is_not(None)))
     found: dict[str, dict[str, tuple[float | None, float | None]]] = defaultdict(dict)
     for row in (await conn.execute(query)).all():
-        # The location itself wins over its parent when both are monitored zones.
-        zone = row.location if row.location in zones else row.parent_id
-        found[zone][row.sku] = (row.storage_temp_min_c, row.storage_temp_max_c)
+        found[zone_of[row.location]][row.sku] = (row.storage_temp_min_c, row.storage_temp_max_c)
     out: dict[str, ProductLimits] = {}
     for zone, by_sku in found.items():
         mins = [lo for lo, _ in by_sku.values() if lo is not None]

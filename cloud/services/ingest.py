@@ -49,6 +49,7 @@ from cloud.core.errors import CloudError
 from cloud.services.alerts import ColdChainRules, Limits
 from cloud.services.coldchain import Evaluation, Notice, evaluate_batch
 from cloud.services.edge_streams import StreamConflict, check_resent, note_disk_full, shifted, stream_of
+from cloud.services.lot_marks import mark_events
 from cloud.services.plausibility import PlausibilityWindow
 from cloud.services.projections import Projection, Rows, insert_rows, prepare, rows_by_kind, stamp_for, write
 from shelfsense.config import ZoneLimits
@@ -79,6 +80,7 @@ class IngestResult:
     new_events: Sequence[SequencedEvent] = ()
     notices: Sequence[Notice] = ()
     zone_limits: Mapping[str, Limits] = field(default_factory=dict)  # limits the batch was judged by
+    duplicate_readings: int = 0  # new events whose reading (site, sensor, quantity, time) was stored
 
 
 _EVENT_COLUMNS = ("edge_id", "seq", "kind", "payload", "received_at", "implausible")
@@ -198,11 +200,13 @@ async def _ingest_in_transaction(
     new_items = await _insert_new_events(conn, batch, prepared, sent, stream.offset)
     applied = [item for item in new_items if item.seq not in prepared.implausible]
     evaluation = Evaluation()
+    dropped = 0
     if applied:
         projection = prepared.projection
         if len(new_items) != len(batch.events):  # a resend: project only what is new
             projection = prepare(site_id, batch.edge_id, applied, dialect)
-        await write(conn, projection)
+        dropped = await write(conn, projection)
+        await mark_events(conn, site_id, applied)  # for the lot read model's catch-up
         evaluation = await evaluate_batch(conn, site_id, zones, rules or ColdChainRules(), applied)
 
     duplicates = len(batch.events) - len(new_items)
@@ -219,7 +223,7 @@ async def _ingest_in_transaction(
     ack = BatchAck(acked_through=acked, accepted=len(new_items), duplicates=duplicates)
     kinds = rows_by_kind(new_items)
     notices = [stream.notice, *evaluation.notices] if stream.notice else evaluation.notices
-    return IngestResult(ack, kinds, site_id, applied, notices, evaluation.limits)
+    return IngestResult(ack, kinds, site_id, applied, notices, evaluation.limits, dropped)
 
 
 async def _insert_new_events(

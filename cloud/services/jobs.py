@@ -15,8 +15,9 @@ that never calls :func:`finish_job` gets a lease of one interval, which is the p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -101,3 +102,18 @@ async def run_periodic(
                 log.warning("%s job failing: %s", label, type(exc).__name__)
                 failing = True
         await asyncio.sleep(poll_s)
+
+
+@contextlib.asynccontextmanager
+async def background(name: str, job: Callable[[], Coroutine[None, None, None]] | None) -> AsyncIterator[None]:
+    """Run ``job()`` as a task for the lifetime of the context (the app's lifespan); ``None``: a
+    disabled job, nothing runs."""
+    if job is None:
+        yield
+        return
+    task = asyncio.create_task(job(), name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -16,12 +16,11 @@ earlier. The effective expiry is the earlier of the two.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud.coldchain import evidence_tables as read_model
 from cloud.coldchain import lot_history as lh
 from cloud.coldchain.fefo import LotExpiry, fefo_order
 from cloud.coldchain.mkt import DEFAULT_ACTIVATION_ENERGY_KJ
@@ -523,12 +523,12 @@ async def fefo(
         lots = []
         for rank, lot in enumerate(ordered, start=1):
             row = summary(by_id[lot.lot_id], rank)
-            lots.append({k: row[k] for k in _FEFO_FIELDS})
+            lots.append({k: row[k] for k in FEFO_FIELDS})
         result.append({"product": sku, "lots": lots})
     return result
 
 
-_FEFO_FIELDS = (
+FEFO_FIELDS = (
     "fefo_rank",
     "lot_id",
     "lot_code",
@@ -603,28 +603,53 @@ class AlertNotifier(Protocol):
     def notify(self, notices: Sequence[Notice]) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ExpiringStock:
+    """Items of a lot at one location whose effective expiry is near (from the lot read model)."""
+
+    sku: str
+    lot_code: str
+    lot_id: str
+    effective_expiry: datetime
+    site_id: str
+    location: str
+
+
+async def expiring_stock(conn: AsyncConnection, horizon: datetime) -> list[ExpiringStock]:
+    """Lots on hand per location with an effective expiry up to ``horizon``: an index range of the
+    lot read model (cloud.services.lot_readmodel), not a replay of every lot's history."""
+    e, st = read_model.lot_evidence, read_model.lot_evidence_stock
+    query = (
+        select(e.c.sku, e.c.lot_code, e.c.lot_id, e.c.effective_expiry, st.c.site_id, st.c.location)
+        .join(st, and_(st.c.sku == e.c.sku, st.c.lot_code == e.c.lot_code))
+        .where(
+            e.c.fefo_key <= horizon, e.c.effective_expiry.is_not(None), st.c.quantity > 0, st.c.location != ""
+        )
+    )
+    return [
+        ExpiringStock(r.sku, r.lot_code, r.lot_id, db.utc(r.effective_expiry), r.site_id, r.location)
+        for r in await conn.execute(query)
+    ]
+
+
 def _wanted(
-    evidence: Sequence[LotEvidence], now: datetime, within: timedelta
-) -> dict[tuple[str, str, str], tuple[str, LotEvidence]]:
+    stock: Iterable[ExpiringStock], now: datetime, within: timedelta
+) -> dict[tuple[str, str, str], tuple[str, ExpiringStock]]:
     """``(site, location, rule) -> (kind, lot)`` for every lot+location that needs an alert now."""
-    wanted: dict[tuple[str, str, str], tuple[str, LotEvidence]] = {}
-    for e in evidence:
-        effective = e.effective_expiry
-        if effective is None or effective > now + within:
+    wanted: dict[tuple[str, str, str], tuple[str, ExpiringStock]] = {}
+    for lot in stock:
+        effective = lot.effective_expiry
+        if effective > now + within:
             continue
         kind = "expired_on_hand" if effective <= now else "expiry_soon"
-        key = (e.history.sku, e.history.lot_code)
-        for (site, location), n in e.history.on_hand.items():
-            if n > 0 and location is not None:
-                wanted[(site, location, alert_rule(kind, key))] = (kind, e)
+        wanted[(lot.site_id, lot.location, alert_rule(kind, (lot.sku, lot.lot_code)))] = (kind, lot)
     return wanted
 
 
 def _alert_row(
-    site: str, location: str, rule: str, kind: str, e: LotEvidence, now: datetime
+    site: str, location: str, rule: str, kind: str, lot: ExpiringStock, now: datetime
 ) -> dict[str, Any]:
-    effective = e.effective_expiry
-    assert effective is not None
+    effective = lot.effective_expiry
     days_left = (effective - now).total_seconds() / 86400
     return {
         "site_id": site,
@@ -640,7 +665,7 @@ def _alert_row(
         "last_breach_at": now,
         "kind": kind,
         "severity": "critical" if kind == "expired_on_hand" else "warning",
-        "limit_source": f"lot {e.history.id} expiry {effective.isoformat()}"[:160],
+        "limit_source": f"lot {lot.lot_id} expiry {effective.isoformat()}"[:160],
     }
 
 
@@ -649,11 +674,13 @@ async def check_expiry(
 ) -> ExpiryCheck:
     """Open ``expiry_soon`` / ``expired_on_hand`` alerts, one per lot+location, and resolve this
     check's own alerts whose condition is gone (the lot left the location, or a soon-alert became
-    an expired one). Other alert kinds are never touched."""
+    an expired one). Other alert kinds are never touched. Reads the lot read model: what the
+    catch-up job has folded in (within seconds for movements, minutes for readings)."""
     now = db.utc(now) if now is not None else db.utcnow()
+    within = timedelta(days=within_days)
     async with engine.connect() as conn:
-        evidence = await all_evidence(conn, now=now)
-    wanted = _wanted(evidence, now, timedelta(days=within_days))
+        stock = await expiring_stock(conn, now + within)
+    wanted = _wanted(stock, now, within)
     a = db.alerts
     opened: list[int] = []
     resolved: list[int] = []
@@ -724,24 +751,17 @@ async def expiry_job_loop(
     await jobs.run_periodic("expiry", step, min(max(options.interval_s / 4, 0.05), 30.0), log)
 
 
-@contextlib.asynccontextmanager
-async def expiry_job(
+def expiry_job(
     engine: AsyncEngine, options: ExpiryOptions | None = None, notifier: AlertNotifier | None = None
-) -> AsyncIterator[None]:
+) -> contextlib.AbstractAsyncContextManager[None]:
     """Run :func:`expiry_job_loop` for the lifetime of the context (the app's lifespan)."""
     options = options or ExpiryOptions()
-    if not options.enabled:
-        yield
-        return
-    task = asyncio.create_task(expiry_job_loop(engine, options, notifier), name="lot-expiry-job")
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    job = (lambda: expiry_job_loop(engine, options, notifier)) if options.enabled else None
+    return jobs.background("lot-expiry-job", job)
 
 
 __all__ = [
+    "FEFO_FIELDS",
     "AlertNotifier",
     "ExpiryCheck",
     "ExpiryOptions",

@@ -30,6 +30,8 @@ from cloud.coldchain.mkt import MAX_ACTIVATION_ENERGY_KJ, MIN_ACTIVATION_ENERGY_
 from cloud.core import csvsafe, db
 from cloud.core.errors import CloudError
 from cloud.epcis.uris import gln_valid
+from cloud.services import zone_stock
+from cloud.services.lot_marks import mark_master
 from cloud.services.projections import dialect_insert
 from shelfsense.contract import EPC_PATTERN, Ident
 
@@ -374,6 +376,9 @@ async def upsert_records(conn: AsyncConnection, kind: str, records: Sequence[Rec
     kind_spec = spec(kind)
     now = db.utcnow()
     rows = [{**r.model_dump(), "updated_at": now} for r in records]
+    await mark_master(conn, kind, rows)  # the lot read model recomputes what this changes
+    if kind == "items":
+        await zone_stock.before_items_upsert(conn, rows)  # present items count under their product
     if kind == "locations":
         await _ensure_sites(conn, (r["site_id"] for r in rows))
         # Parents before children, so the self-referencing foreign key holds at every insert.
@@ -490,6 +495,7 @@ async def delete_record(engine: AsyncEngine, kind: str, key: Mapping[str, Any]) 
     kind_spec = spec(kind)
     table = kind_spec.table
     async with db.write_transaction(engine) as conn:
+        await mark_master(conn, kind, [key])
         result = await conn.execute(table.delete().where(*(table.c[k] == key[k] for k in kind_spec.key)))
     return result.rowcount > 0
 

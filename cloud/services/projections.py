@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud.core import db
+from cloud.services import zone_stock
 from shelfsense.contract import (
     DeviceHealth,
     LocalAlarm,
@@ -274,18 +275,23 @@ def _keep_latest(best: dict[Any, tuple[Any, int, Any]], key: Any, stamp: Any, se
         best[key] = (stamp, seq, ev)
 
 
-async def insert_rows(conn: AsyncConnection, rows: Rows, *, ignore_conflicts: bool = False) -> None:
-    """One multi-row insert (SQLite: the driver's ``executemany`` on the prepared tuples)."""
+async def insert_rows(conn: AsyncConnection, rows: Rows, *, ignore_conflicts: bool = False) -> int:
+    """One multi-row insert (SQLite: the driver's ``executemany`` on the prepared tuples); returns
+    the rows inserted (fewer than given when ``ignore_conflicts`` skipped some)."""
     if not rows.rows:
-        return
+        return 0
     table, names = rows.table, rows.names
     if conn.dialect.name == "sqlite":
-        await conn.exec_driver_sql(db.sqlite_insert_sql(table, names, ignore_conflicts), rows.rows)
-        return
+        result = await conn.exec_driver_sql(db.sqlite_insert_sql(table, names, ignore_conflicts), rows.rows)
+        return int(result.rowcount)
     stmt: Any = dialect_insert(conn, table)
-    if ignore_conflicts:
-        stmt = stmt.on_conflict_do_nothing()
-    await conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in rows.rows])
+    params = [dict(zip(names, row, strict=True)) for row in rows.rows]
+    if not ignore_conflicts:
+        await conn.execute(stmt, params)
+        return len(params)
+    # asyncpg reports no row count for an executemany: RETURNING lists the rows actually inserted.
+    stmt = stmt.on_conflict_do_nothing().returning(next(iter(table.primary_key.columns)))
+    return len((await conn.execute(stmt, params)).all())
 
 
 async def upsert_rows(conn: AsyncConnection, upsert: Upsert) -> None:
@@ -294,6 +300,8 @@ async def upsert_rows(conn: AsyncConnection, upsert: Upsert) -> None:
     if not rows.rows:
         return
     table, names = rows.table, rows.names
+    if table is db.stock_items:  # per-location product counts follow the moves (cloud.services.zone_stock)
+        await zone_stock.before_stock_upsert(conn, names, rows.rows)
     if conn.dialect.name == "sqlite":
         columns = ", ".join(f'"{n}"' for n in names)
         marks = ", ".join("?" * len(names))
@@ -314,12 +322,19 @@ async def upsert_rows(conn: AsyncConnection, upsert: Upsert) -> None:
     await conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in rows.rows])
 
 
-async def write(conn: AsyncConnection, projection: Projection) -> None:
-    """Run the statements of a prepared projection (inside the caller's transaction)."""
+async def write(conn: AsyncConnection, projection: Projection) -> int:
+    """Run the statements of a prepared projection (inside the caller's transaction); returns the
+    sensor readings left out because one with the same (site, sensor, quantity, device time) is
+    stored (a wiped edge or a publisher's re-send under a new sequence number, migration 0016)."""
+    dropped = 0
     for rows in projection.history:
-        await insert_rows(conn, rows)
+        is_reading = rows.table is db.sensor_readings
+        inserted = await insert_rows(conn, rows, ignore_conflicts=is_reading)
+        if is_reading:
+            dropped += len(rows.rows) - inserted
     for upsert in projection.latest:
         await upsert_rows(conn, upsert)
+    return dropped
 
 
 async def insert_history(

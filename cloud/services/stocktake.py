@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cloud.core import db
 from cloud.core.errors import CloudError
 from cloud.services import jobs
+from cloud.services.lot_marks import mark_events
 from cloud.services.projections import insert_history, upsert_latest
 from cloud.services.reconcile import ReconcileInput, ReconcileParams, ReconcileResult, reconcile
 from shelfsense.contract import SequencedEvent, StockMovement
@@ -338,6 +339,7 @@ async def decide(engine: AsyncEngine, discrepancy_id: int, decision: str, user: 
             item = SequencedEvent(seq=discrepancy_id, event=_adjustment(row, now))
             await insert_history(conn, row.site_id, CLOUD_EDGE_ID, [item])
             await upsert_latest(conn, row.site_id, CLOUD_EDGE_ID, [item])
+            await mark_events(conn, row.site_id, [item])  # the lot read model follows the adjustment
             await conn.execute(
                 db.stocktake_streaks.delete().where(
                     and_(

@@ -142,6 +142,14 @@ def settings(db_url: str) -> Settings:
     )
 
 
+async def settle_lots(engine: AsyncEngine) -> None:
+    """Fold everything written so far into the lot read model (what its catch-up job does within
+    seconds), so a test reads ``/lots`` and ``/fefo`` as of now."""
+    from cloud.services.lot_readmodel import ReadModelOptions, refresh
+
+    await refresh(engine, options=ReadModelOptions(min_refresh_s=0.0))
+
+
 @dataclass
 class Cloud:
     """An app with its lifespan running, an ASGI client and a few registered principals."""

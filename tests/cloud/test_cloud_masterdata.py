@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cloud, at
+from conftest import Cloud, at, settle_lots
 
 from cloud.services import masterdata as md
 from cloud.services.masterdata import MasterDataError
@@ -83,6 +83,7 @@ async def test_cli_import_then_read_api_and_export_round_trip(
     children = await cloud.get_ok("/api/v1/locations", site="site-1", parent="hall")
     assert [c["location_id"] for c in children["items"]] == ["cold-1", "dock-1"]
     assert (await cloud.get_ok("/api/v1/locations/site-1/shelf-a"))["parent_id"] == "cold-1"
+    await settle_lots(cloud.engine)
     assert [
         lot["lot_code"] for lot in (await cloud.get_ok("/api/v1/lots", expires_before="2025-03-01"))["items"]
     ] == ["L001"]

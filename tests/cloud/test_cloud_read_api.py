@@ -188,3 +188,12 @@ async def test_movements_ledger_filters_and_pages(cloud: Cloud) -> None:
     page = await cloud.get_ok("/api/v1/movements", limit=2, offset=2, edge="edge-1")
     assert ([m["seq"] for m in page["items"]], page["total"]) == ([2, 1], 4)
     assert (await cloud.get_ok("/api/v1/movements", reason="adjustment"))["total"] == 0
+    # Keyset pages: the same rows in the same order as one big page, with no count after the first.
+    first = await cloud.get_ok("/api/v1/movements", limit=2)
+    pages, cursor = [first], first["next"]
+    while cursor is not None:
+        pages.append(await cloud.get_ok("/api/v1/movements", limit=2, cursor=cursor))
+        cursor = pages[-1]["next"]
+    assert [m["id"] for p in pages for m in p["items"]] == [m["id"] for m in everything["items"]]
+    assert first["total"] == 5 and {p["total"] for p in pages[1:]} == {None}
+    assert (await cloud.get("/api/v1/movements", cursor="yesterday")).status_code == 422

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cloud
+from conftest import Cloud, settle_lots
 from sqlalchemy import select
 
 from cloud.core import db
@@ -100,6 +100,7 @@ async def build(cloud: Cloud, t0: datetime, printed: dict[str, str]) -> None:
     events += [reading(t0 + timedelta(minutes=10 * m), 5.0, "cold-1", "probe-1") for m in range(145)]
     events += [reading(t0 + timedelta(hours=10, minutes=10 * m), 12.0, "dock", "probe-d") for m in range(12)]
     await post(cloud, events, 1)
+    await settle_lots(cloud.engine)
 
 
 async def test_lot_history_mkt_excursion_and_shelf_life(cloud: Cloud) -> None:
@@ -211,6 +212,7 @@ async def test_expiry_alerts_once_per_lot_and_location(cloud: Cloud) -> None:
     await build(cloud, t0, {"WARM": "2025-01-20", "COLD": "2025-01-04", "GONE": "2025-01-02"})
     # COLD: printed 4 Jan. WARM is split: one item stays in cold-1, the other goes to shelf-b.
     await post(cloud, [move(t0 + timedelta(hours=13), WARM[1], "shelf-b")], 1000)
+    await settle_lots(cloud.engine)  # the check reads the lot read model
     now = datetime(2025, 1, 2, 12, tzinfo=UTC)
     first = await svc.check_expiry(cloud.engine, within_days=3, now=now)
     again = await svc.check_expiry(cloud.engine, within_days=3, now=now + timedelta(minutes=15))
@@ -244,6 +246,7 @@ async def test_expiry_alerts_once_per_lot_and_location(cloud: Cloud) -> None:
     assert {severity for *_, severity in active} == {"critical"}
     # The COLD item leaves the site: its alert resolves, the others stay; nothing reopens.
     await post(cloud, [move(later, COLD[0], None)], 2000)
+    await settle_lots(cloud.engine)
     after = await svc.check_expiry(cloud.engine, within_days=3, now=later + timedelta(hours=1))
     assert after.opened == [] and len(after.resolved) == 1
 

@@ -218,3 +218,21 @@ async def test_skew_measured_against_the_real_clouds_date_header(
     assert fast.skewed and 597 < (fast.skew_s or 0) < 602
     assert abs(fast.now().timestamp() - time.time()) < 3
     assert not honest.skewed and abs(honest.skew_s or 99) < 2
+
+
+def test_a_slow_response_never_looks_like_a_skewed_clock() -> None:
+    """NTP-style bounds (RFC 5905 section 8: offset from the send and receive times): the cloud's
+    Date lies somewhere inside the round trip, so a 30 s round trip to an honest cloud leaves the
+    state alone, while a short one still detects a real skew and a long one a huge skew."""
+    wall, mono = [1_000_000.5], [100.0]  # honest wall clock
+    clock = EdgeClock(5.0, wall=lambda: wall[0], monotonic=lambda: mono[0])
+    # Sent at mono 70 (wall 999_970.5), received now: the cloud answered mid-way, at 999_985.
+    clock.observe("Mon, 12 Jan 1970 13:46:25 GMT", 70.0, 100.0)
+    assert not clock.skewed and clock.uncertain == 1
+    clock.observe("Mon, 12 Jan 1970 13:46:40 GMT", 99.8, 100.0)  # quick: certainly in sync
+    assert not clock.skewed and clock.uncertain == 1
+    wall[0] += 60  # stepped a minute ahead: a quick round trip proves it
+    clock.observe("Mon, 12 Jan 1970 13:46:40 GMT", 99.8, 100.0)
+    assert clock.skewed and 59 < (clock.skew_s or 0) < 61
+    clock.observe("Mon, 12 Jan 1970 13:46:25 GMT", 70.0, 100.0)  # slow again: no flapping back
+    assert clock.skewed

@@ -418,3 +418,62 @@ def test_logout_returns_to_login_and_ends_the_session(cloud: LiveCloud, new_page
     assert status == 401
     page.reload()
     page.wait_for_selector("#login-user")  # no session survives a reload
+
+
+# A cloud answering every API call after 3.5 s (longer than the 3 s poll period), and a tab whose
+# visibility the test controls.
+SLOW_CLOUD = """
+(() => {
+  window.__hidden = false;
+  window.__delay = 3500;
+  Object.defineProperty(document, "hidden", { get: () => window.__hidden, configurable: true });
+  const real = window.fetch.bind(window);
+  window.__inflight = {};
+  window.__count = {};
+  window.__maxInflight = 0;
+  window.fetch = async (url, options) => {
+    const path = String(url);
+    if (!path.startsWith("/api/")) return real(url, options);
+    window.__count[path] = (window.__count[path] || 0) + 1;
+    window.__inflight[path] = (window.__inflight[path] || 0) + 1;
+    window.__maxInflight = Math.max(window.__maxInflight, window.__inflight[path]);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, window.__delay));
+      return await real(url, options);
+    } finally {
+      window.__inflight[path] -= 1;
+    }
+  };
+})();
+"""
+MOST_FETCHED = "() => Math.max(0, ...Object.values(window.__count))"
+IN_FLIGHT = "() => Object.values(window.__inflight).reduce((a, b) => a + b, 0)"
+
+
+def _until(page: Any, script: str, predicate: Callable[[Any], bool], timeout_s: float = 60) -> Any:
+    """Poll ``page.evaluate(script)`` until ``predicate`` holds (the page's CSP forbids the eval that
+    ``wait_for_function`` needs)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate(value := page.evaluate(script)):
+        assert time.monotonic() < deadline, f"{script} stayed {value!r}"
+        page.wait_for_timeout(100)
+    return value
+
+
+def test_page_polls_one_at_a_time_backs_off_and_pauses_when_hidden(
+    cloud: LiveCloud, new_page: PageFactory
+) -> None:
+    page = new_page()
+    page.context.add_init_script(SLOW_CLOUD)
+    login(page, "olga")
+    _until(page, MOST_FETCHED, lambda n: n >= 2)  # the first load and at least one poll
+    assert page.evaluate("window.__maxInflight") == 1  # never a poll on top of a running request
+    page.evaluate("window.__delay = 0")
+    page.evaluate("window.__hidden = true; document.dispatchEvent(new Event('visibilitychange'))")
+    _until(page, IN_FLIGHT, lambda n: n == 0)
+    hidden_count = page.evaluate(MOST_FETCHED)
+    page.wait_for_timeout(7000)  # two poll periods (a negative check needs a span of time)
+    assert page.evaluate(MOST_FETCHED) == hidden_count  # nothing asked while hidden
+    page.evaluate("window.__hidden = false; document.dispatchEvent(new Event('visibilitychange'))")
+    _until(page, MOST_FETCHED, lambda n: n > hidden_count)  # back in view: polled at once
+    assert page.js_errors == []

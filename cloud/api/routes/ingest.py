@@ -129,6 +129,7 @@ async def post_batch(
         raise ApiError(503, "conflict", str(exc), headers={"Retry-After": "1"}) from exc
     metrics.batches_accepted += 1
     metrics.event_duplicates += result.ack.duplicates
+    metrics.reading_duplicates += result.duplicate_readings
     metrics.events_ingested.update(result.accepted_by_kind)
     if runtime is not None:
         runtime.after_ingest(result, edge.edge_id)  # after the commit; only enqueues

@@ -24,6 +24,7 @@ from cloud.coldchain.mkt import (
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
+from cloud.services import lot_pages as pages
 from cloud.services import lot_report
 from cloud.services import lots as svc
 
@@ -75,22 +76,34 @@ async def list_lots_with_expiry(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    rows = await svc.list_lots(
+    """Served from the lot-evidence read model (cloud.services.lot_pages): a page costs its rows."""
+    rows, total = await pages.list_lots(
         conn,
         product=product or sku,
         site=one_site(user, site),
         expiring_within_days=expiring_within_days,
         expires_before=expires_before,
+        limit=limit,
+        offset=offset,
     )
-    return {"items": rows[offset : offset + limit], "total": len(rows)}
+    return {"items": rows, "total": total}
 
 
 @router.get("/fefo")
 async def fefo(
-    conn: DbConn, user: ViewerUser, product: str | None = None, site: str | None = None
+    conn: DbConn,
+    user: ViewerUser,
+    product: str | None = None,
+    site: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="products per page")] = 100,
+    after: Annotated[str | None, Query(description="the previous page's `next` (a SKU)")] = None,
 ) -> dict[str, Any]:
-    """First-expired-first-out pick order per product by effective expiry (lots on hand only)."""
-    return {"products": await svc.fefo(conn, product=product, site=one_site(user, site))}
+    """First-expired-first-out pick order per product by effective expiry (lots on hand only),
+    ``limit`` products per page; ``next`` is the cursor of the following page (null: the last)."""
+    products, following = await pages.fefo(
+        conn, product=product, site=one_site(user, site), limit=limit, after=after
+    )
+    return {"products": products, "next": following}
 
 
 @router.get("/lots/{lot_id}/report", response_model=None, dependencies=ChainOfCustody)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from cloud.api.deps import DbConn, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
 from cloud.api.sites import site_clause
 from cloud.core import db
+from cloud.core.errors import ApiError
 from cloud.core.security import Role
 from cloud.schemas import (
     ItemHistory,
     MovementPublic,
     MovementRow,
+    MovementsPage,
     ObservationPublic,
     Page,
     PassagePublic,
@@ -64,7 +66,24 @@ async def list_stock(
     )
 
 
-@router.get("/movements", response_model=Page[MovementRow])
+def _movement_cursor(row: Any) -> str:
+    return f"{db.utc(row['at']).isoformat()},{row['id']}"
+
+
+def _after_cursor(cursor: str) -> Any:
+    """Rows after ``cursor`` in the ledger's order (newest first: earlier time, or same time and lower id)."""
+    t = db.stock_movements
+    try:
+        at_text, id_text = cursor.rsplit(",", 1)
+        at, row_id = db.utc(datetime.fromisoformat(at_text)), int(id_text)
+    except ValueError:
+        raise ApiError(
+            422, "validation_error", "cursor: not a value this endpoint returned as next"
+        ) from None
+    return or_(t.c.at < at, and_(t.c.at == at, t.c.id < row_id))
+
+
+@router.get("/movements", response_model=MovementsPage)
 async def list_movements(
     conn: DbConn,
     user: ViewerUser,
@@ -77,7 +96,8 @@ async def list_movements(
     until: Annotated[datetime | None, Query(description="before (naive = UTC)")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
-) -> Page[MovementRow]:
+    cursor: Annotated[str | None, Query(description="the previous page's `next` (instead of offset)")] = None,
+) -> MovementsPage:
     """The stock movement ledger, newest first."""
     t = db.stock_movements
     query = select(t).order_by(t.c.at.desc(), t.c.id.desc())
@@ -93,8 +113,13 @@ async def list_movements(
         query = query.where(t.c.at >= db.utc(since))
     if until is not None:
         query = query.where(t.c.at < db.utc(until))
-    rows, total = await paginate(conn, query, limit, offset)
-    return Page[MovementRow](items=[MovementRow.model_validate(r) for r in rows], total=total)
+    total: int | None = None
+    if cursor is None:
+        rows, total = await paginate(conn, query, limit, offset)
+    else:
+        rows = (await conn.execute(query.where(_after_cursor(cursor)).limit(limit))).mappings().all()
+    following = _movement_cursor(rows[-1]) if len(rows) == limit else None
+    return MovementsPage(items=[MovementRow.model_validate(r) for r in rows], total=total, next=following)
 
 
 @router.get("/passages", response_model=Page[PassageRow])

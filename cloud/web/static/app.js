@@ -6,6 +6,7 @@
 // shows as text. The server's Content-Security-Policy forbids inline scripts as a second wall.
 
 const POLL_MS = 3000;
+const POLL_MAX_MS = 60000; // back-off ceiling when the cloud is slow or failing
 
 // --- translations --------------------------------------------------------------------------------
 
@@ -1130,22 +1131,54 @@ async function refresh() {
   const content = document.getElementById("content");
   if (!content) return;
   let node;
+  let ok = true;
+  state.loading = (state.loading || 0) + 1;
   try {
     node = await view.render(current.arg);
   } catch (err) {
+    ok = false;
     node = message("error", failureText(err));
+  } finally {
+    state.loading -= 1;
   }
-  if (generation !== state.generation) return; // a newer refresh or navigation won
+  if (generation !== state.generation) return ok; // a newer refresh or navigation won
   content.replaceChildren(node);
   const updated = document.getElementById("updated");
   if (updated && current.name !== "login") updated.textContent = t("updated", { time: fmt.time(new Date()) });
+  return ok;
 }
 
-function poll() {
+// Polling: one poll at a time (the next is scheduled only when this one has finished), at least
+// three times as far apart as the last refresh took (a slow cloud gets fewer requests), doubling
+// after a failure up to POLL_MAX_MS, and none at all while the tab is hidden.
+async function poll() {
+  state.timer = null;
+  if (document.hidden || state.polling) return; // visibilitychange / the running poll schedules the next
+  if (state.loading) {
+    schedulePoll(POLL_MS); // a navigation's load is in flight: never a second request on top
+    return;
+  }
   const view = views[current.name];
   const dialogOpen = document.getElementById("prompt").open;
   const typing = document.activeElement && ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
-  if (state.user && view && view.polls !== false && !dialogOpen && !typing && !document.hidden) refresh();
+  const started = performance.now();
+  let ok = true;
+  state.polling = true;
+  try {
+    if (state.user && view && view.polls !== false && !dialogOpen && !typing) ok = await refresh();
+  } finally {
+    state.polling = false;
+  }
+  const took = performance.now() - started;
+  state.pollDelay = ok
+    ? Math.min(Math.max(POLL_MS, 3 * took), POLL_MAX_MS)
+    : Math.min(2 * (state.pollDelay || POLL_MS), POLL_MAX_MS);
+  schedulePoll(state.pollDelay);
+}
+
+function schedulePoll(delay) {
+  clearTimeout(state.timer);
+  state.timer = setTimeout(poll, delay);
 }
 
 async function logout() {
@@ -1167,7 +1200,11 @@ async function start() {
     state.user = null;
   }
   window.addEventListener("hashchange", route);
-  state.timer = setInterval(poll, POLL_MS);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && !state.polling) schedulePoll(0); // back in view: fresh data now
+    else clearTimeout(state.timer);
+  });
+  schedulePoll(POLL_MS);
   await route();
   document.body.dataset.ready = "1";
 }
