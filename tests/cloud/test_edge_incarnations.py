@@ -18,7 +18,9 @@ NEW = "b" * 32
 
 def readings(seqs: range, base: float, incarnation: str | None) -> dict:
     extra = {"incarnation": incarnation} if incarnation else {}
-    return batch("edge-1", [(s, reading(s, base + s)) for s in seqs], **extra)
+    # Device times follow ``base`` too: a wiped edge's new readings are new readings, not re-sends of
+    # the old ones (one reading per sensor, quantity and device time; migration 0016).
+    return batch("edge-1", [(s, reading(base * 60 + s, base + s)) for s in seqs], **extra)
 
 
 async def stored_values(cloud: Cloud) -> list[tuple[int, float]]:
