@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cloud.whatif.engine import simulate
+from cloud.whatif.engine import default_workers, simulate
 from cloud.whatif.model import from_synthetic
 from cloud.whatif.policies import policy_arrays
 from cloud.whatif.scenario import Policy, Product, Simulation, Site, Supplier
@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--poisson-share", type=float, default=0.0)
     parser.add_argument("--perishable-share", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=0, help="chunk threads (0: one per core)")
     args = parser.parse_args()
     start = time.perf_counter()
     site = synthetic_site(args.skus, args.locations, args.poisson_share, args.perishable_share, args.seed)
@@ -83,7 +84,7 @@ def main() -> None:
     policy, plan = policy_arrays(model, Policy()), compile_shocks(model, [], args.days)
     setup = time.perf_counter() - start
     start, cpu_start = time.perf_counter(), time.process_time()
-    result = simulate(model, policy, plan, sim)
+    result = simulate(model, policy, plan, sim, workers=args.workers)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     load = os.getloadavg()[0]
     lanes = model.n_items * args.runs
@@ -102,6 +103,7 @@ def main() -> None:
                 "cpu_seconds": round(cpu_seconds, 3),
                 "load_average_1m": round(load, 2),
                 "cores": os.cpu_count(),
+                "workers": args.workers or default_workers(),
                 "setup_seconds": round(setup, 3),
                 "lane_days_per_second": round(lanes * args.days / seconds),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
