@@ -278,7 +278,7 @@ class Engine:
         np.maximum(need_days, self.zeros, out=need_days)
         np.minimum(need_days, self.max_plan, out=need_days)
         if p.transfer_first and self.S > 1:
-            need -= self._transfers(t, review, needs, need, need_days)
+            self._transfers(t, review, needs, need, need_days)
         offset = need_days - self.lead
         np.maximum(offset, self.zeros, out=offset)
         # An order placed later tops up a position that has dropped by the demand until then.
@@ -305,7 +305,7 @@ class Engine:
         # Every lane at once (most order on a review day): its arrival slot in the ring, then one
         # scatter-add; a lane appears once, so a plain fancy += is exact (0 where nothing is ordered).
         due += t % self.H
-        due -= self.H * (due >= self.H)
+        due -= (due >= self.H) * np.float32(self.H)  # float32 throughout: no int64 temporary
         target = due.astype(np.int64).reshape(-1) * qty.size + self.lane_index
         self.pipe.reshape(-1)[target] += qty.reshape(-1)
         self.on_order += qty
@@ -319,8 +319,9 @@ class Engine:
 
     def _transfers(
         self, t: int, review: NDArray[np.bool_], needs: NDArray[np.bool_], need: F32, need_days: F32
-    ) -> F32:
-        """Move surplus (on hand above the order-up-to level) to short locations of the same SKU."""
+    ) -> None:
+        """Move surplus (on hand above the order-up-to level) to short locations of the same SKU;
+        what a location receives is taken off its ``need`` (in place: only the rows that move)."""
         open_ = ~self.plan.closed[t]
         free = self.oh - self.reserved - self.p.max_qty
         free *= (free > EPS) & ~needs
@@ -330,11 +331,11 @@ class Engine:
         shape = (self.R * (self.I // self.S), self.S)
         sur, want = surplus.reshape(shape), wanted.reshape(shape)
         if self.S == 2:
-            return self._transfers_between_two(t, sur, want)
+            self._transfers_between_two(t, sur, want, need.reshape(shape))
+            return
         rows = np.flatnonzero(_any_column(sur > EPS) & _any_column(want > EPS))
-        inflow = np.zeros_like(self.oh)
         if rows.size == 0:
-            return inflow
+            return
         sur, want = sur[rows], want[rows]
         # The cloud's order of needs: earliest need date, then the largest need, then the location.
         days = need_days.reshape(shape)[rows].astype(np.float64)
@@ -351,23 +352,20 @@ class Engine:
                 want[lanes, dest] -= take
                 into[lanes, dest] += take
                 out[lanes, src] += take
-        inflow.reshape(shape)[rows] = into
+        need.reshape(shape)[rows] -= into
         self._ship(t, rows, out, into)
-        return inflow
 
-    def _transfers_between_two(self, t: int, sur: F32, want: F32) -> F32:
+    def _transfers_between_two(self, t: int, sur: F32, want: F32, need: F32) -> None:
         """Two locations: a short one takes from the other's surplus (the greedy rule, in closed form:
         a location that needs has no surplus, so at most one direction per SKU and run)."""
         into = np.empty_like(want)
         np.minimum(want[:, 0], sur[:, 1], out=into[:, 0])
         np.minimum(want[:, 1], sur[:, 0], out=into[:, 1])
         rows = np.flatnonzero((into[:, 0] > EPS) | (into[:, 1] > EPS))
-        inflow = np.zeros_like(self.oh)
         if rows.size:
             moved = into[rows]
-            inflow.reshape(into.shape)[rows] = moved
+            need[rows] -= moved
             self._ship(t, rows, moved[:, ::-1].copy(), moved)
-        return inflow
 
     def _ship(self, t: int, rows: NDArray[np.intp], out: F32, into: F32) -> None:
         base = (rows * self.S)[:, None] + np.arange(self.S)
