@@ -84,6 +84,14 @@ def _any_column(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return out
 
 
+def _min_column(values: F32) -> F32:
+    """``values.min(axis=1)`` for a few columns (as :func:`_any_column`)."""
+    out = values[:, 0].copy()
+    for col in range(1, values.shape[1]):
+        np.minimum(out, values[:, col], out=out)
+    return out
+
+
 class Engine:
     """One (scenario, policy) simulation; :meth:`run` returns its :class:`SimResult`."""
 
@@ -379,7 +387,7 @@ class Engine:
             earliest = np.full(src.shape, NEVER, dtype=np.float32)
             earliest[perishable] = self.lots.take_from(lanes, amount[perishable])
             per_row[out > 0] = earliest
-        row_expiry = np.broadcast_to(per_row.min(axis=1)[:, None], out.shape)
+        row_expiry = np.broadcast_to(_min_column(per_row)[:, None], out.shape)
         dst = base[into > 0]
         slot = (t + self.tlt) % self.Ht
         self.tr_q[slot].reshape(-1)[dst] += into[into > 0]

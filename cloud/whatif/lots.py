@@ -88,10 +88,16 @@ class LotBuckets:
     def compact(self) -> None:
         """Lanes whose oldest bucket is empty move every bucket down by one."""
         shift = ((self.q[0] <= 0) & (self.count > 0)).astype(np.float32)
+        keep, moved = 1 - shift, np.empty_like(shift)
         for k in range(self.K - 1):
-            self.q[k] += (self.q[k + 1] - self.q[k]) * shift
-            self.e[k] = self.e[k] * (1 - shift) + self.e[k + 1] * shift
-        self.q[self.K - 1] *= 1 - shift
+            np.subtract(self.q[k + 1], self.q[k], out=moved)
+            moved *= shift
+            self.q[k] += moved
+            # e * keep + e_next * shift, exactly (NEVER is finite): no temporaries
+            self.e[k] *= keep
+            np.multiply(self.e[k + 1], shift, out=moved)
+            self.e[k] += moved
+        self.q[self.K - 1] *= keep
         self.e[self.K - 1] += (NEVER - self.e[self.K - 1]) * shift
         self.count -= shift
 
