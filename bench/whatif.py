@@ -1,16 +1,17 @@
 """What-if simulator throughput: SKUs x locations x days x Monte Carlo runs, one policy, one scenario row.
 
 Run: ``.venv/bin/python bench/whatif.py [--skus 2000] [--locations 2] [--days 180] [--runs 200]
-[--poisson-share 0] [--perishable-share 0.5] [--seed 3]``.
+[--poisson-share 0] [--perishable-share 0.5] [--seed 3] [--workers 0]``.
 
 A fixed-seed synthetic site: every SKU has a supplier (lead time 2-14 days, some with lead-time
 spread), pack sizes 1-24, normal demand with the forecast's error sigma as the database loader
 produces (``--poisson-share`` of the SKUs Poisson instead, for synthetic slow movers), half perishable
 (shelf life 5-60 days), stock for a few days at each location, the cloud's default policy with
 transfers first. ``seconds`` is the wall time of the simulation alone (model building excluded; it
-is reported as ``setup_seconds``); ``cpu_seconds`` the CPU time it took (numpy runs single-threaded
-here, so on a shared machine this is what the wall time would be without the other load, which
-``load_average_1m`` shows); ``peak_rss_mb`` the process's peak resident memory. The target is
+is reported as ``setup_seconds``); ``cpu_seconds`` the CPU time of all its threads (chunks of runs go
+to ``--workers`` threads, 0: one per core; each thread is single-threaded numpy, so on an otherwise idle
+machine the wall time is about ``cpu_seconds / workers``; ``load_average_1m`` shows the other load);
+``peak_rss_mb`` the process's peak resident memory. The target is
 2000 x 2 x 180 x 200 in < 10 s and < 2 GB on the 2-core machine. The last line is one JSON object.
 """
 
