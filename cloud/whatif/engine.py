@@ -374,7 +374,8 @@ class Engine:
         into = np.empty_like(want)
         np.minimum(want[:, 0], sur[:, 1], out=into[:, 0])
         np.minimum(want[:, 1], sur[:, 0], out=into[:, 1])
-        rows = np.flatnonzero((into[:, 0] > EPS) | (into[:, 1] > EPS))
+        moving = into > EPS  # one contiguous comparison, then the cheap bool columns
+        rows = np.flatnonzero(moving[:, 0] | moving[:, 1])
         if rows.size:
             moved = into[rows]
             need[rows] -= moved
