@@ -26,6 +26,8 @@ Only per-lane totals and per-day aggregates are kept, never full paths.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -79,6 +81,14 @@ def _any_column(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     out = mask[:, 0].copy()
     for col in range(1, mask.shape[1]):
         out |= mask[:, col]
+    return out
+
+
+def _min_column(values: F32) -> F32:
+    """``values.min(axis=1)`` for a few columns (as :func:`_any_column`)."""
+    out = values[:, 0].copy()
+    for col in range(1, values.shape[1]):
+        np.minimum(out, values[:, col], out=out)
     return out
 
 
@@ -174,6 +184,11 @@ class Engine:
                 self.pipe[min(r.day, self.H - 1), :, r.item] += r.quantity
                 self.on_order[:, r.item] += r.quantity
         self.fresh_expiry = np.minimum(self.shelf[: self.P], NEVER)
+        # Bounds as full arrays: numpy's maximum/minimum against a scalar skip their SIMD loop and
+        # cost about 8x the same call against a contiguous array of the bound.
+        self.zeros, self.ones = z(), np.ones(shape, dtype=np.float32)
+        self.last_slot = np.full(shape, self.H - 1, dtype=np.float32)
+        self.max_plan = np.full(shape, MAX_PLAN_DAYS, dtype=np.float32)
 
     # --- the day ----------------------------------------------------------------------------------
 
@@ -268,10 +283,12 @@ class Engine:
         need = (p.max_qty - position) * needs
         # Days until the position falls below safety stock at the forecast rate (the cloud's need_date).
         need_days = np.floor((position - p.safety_stock) * self.inv_mean)
-        np.clip(need_days, 0, MAX_PLAN_DAYS, out=need_days)
+        np.maximum(need_days, self.zeros, out=need_days)
+        np.minimum(need_days, self.max_plan, out=need_days)
         if p.transfer_first and self.S > 1:
-            need -= self._transfers(t, review, needs, need, need_days)
-        offset = np.maximum(need_days - self.lead, 0)
+            self._transfers(t, review, needs, need, need_days)
+        offset = need_days - self.lead
+        np.maximum(offset, self.zeros, out=offset)
         # An order placed later tops up a position that has dropped by the demand until then.
         wanted = (need + p.demand_mean * offset) * ((need > EPS) & self.has_supplier)
         self._order(t, wanted, offset, lead_z, rounded=False)
@@ -280,19 +297,30 @@ class Engine:
         """Place the orders of every lane at once (dense: most lanes order on most review days)."""
         qty = wanted if rounded else round_order_quantities(wanted, self.pack, self.moq, FLOAT32_TOLERANCE)
         lead = self.lead * self.plan.lead_factor[t]
-        if lead_z is not None:
+        if lead_z is None:
+            lead = np.maximum(np.rint(lead), 1)  # per item: small
+        else:
             lead = lead + self.lead_std * lead_z
-        lead = np.maximum(np.rint(lead), 1)
+            np.rint(lead, out=lead)
+            np.maximum(lead, self.ones, out=lead)
         stopped = (self.plan.supplier_stopped_until[t] - t).astype(np.float32)  # waits for the restart
-        due = np.maximum(offset + self.sim.approval_delay_days, stopped)
+        due = offset  # the caller's scratch array: reused in place
+        if self.sim.approval_delay_days:
+            due += self.sim.approval_delay_days
+        np.maximum(due, stopped, out=due)
         due += lead
-        np.minimum(due, self.H - 1, out=due)
+        np.minimum(due, self.last_slot, out=due)
         # Every lane at once (most order on a review day): its arrival slot in the ring, then one
         # scatter-add; a lane appears once, so a plain fancy += is exact (0 where nothing is ordered).
         due += t % self.H
-        due -= self.H * (due >= self.H)
-        target = due.astype(np.int64).reshape(-1) * qty.size + self.lane_index
-        self.pipe.reshape(-1)[target] += qty.reshape(-1)
+        due -= (due >= self.H) * np.float32(self.H)  # float32 throughout: no int64 temporary
+        # Only the lanes that order (about 2 in 3 on a review day): the scatter is the costly part.
+        flat_qty = qty.reshape(-1)
+        lanes = np.flatnonzero(flat_qty != 0)
+        target = due.reshape(-1)[lanes].astype(np.int64)
+        target *= qty.size
+        target += lanes
+        self.pipe.reshape(-1)[target] += flat_qty[lanes]
         self.on_order += qty
         self.tot["spend"] += qty * (self.cost * self.plan.price_factor[t])
         self.tot["ordered"] += qty
@@ -304,21 +332,23 @@ class Engine:
 
     def _transfers(
         self, t: int, review: NDArray[np.bool_], needs: NDArray[np.bool_], need: F32, need_days: F32
-    ) -> F32:
-        """Move surplus (on hand above the order-up-to level) to short locations of the same SKU."""
+    ) -> None:
+        """Move surplus (on hand above the order-up-to level) to short locations of the same SKU;
+        what a location receives is taken off its ``need`` (in place: only the rows that move)."""
         open_ = ~self.plan.closed[t]
         free = self.oh - self.reserved - self.p.max_qty
         free *= (free > EPS) & ~needs
         surplus = free * (review & open_)  # item-level mask: broadcast, no extra full-size pass
-        wanted = np.maximum(need * open_, 0)  # a position above the max is no need (never negative)
+        wanted = need * open_
+        np.maximum(wanted, self.zeros, out=wanted)  # a position above the max is no need (never negative)
         shape = (self.R * (self.I // self.S), self.S)
         sur, want = surplus.reshape(shape), wanted.reshape(shape)
         if self.S == 2:
-            return self._transfers_between_two(t, sur, want)
+            self._transfers_between_two(t, sur, want, need.reshape(shape))
+            return
         rows = np.flatnonzero(_any_column(sur > EPS) & _any_column(want > EPS))
-        inflow = np.zeros_like(self.oh)
         if rows.size == 0:
-            return inflow
+            return
         sur, want = sur[rows], want[rows]
         # The cloud's order of needs: earliest need date, then the largest need, then the location.
         days = need_days.reshape(shape)[rows].astype(np.float64)
@@ -335,23 +365,21 @@ class Engine:
                 want[lanes, dest] -= take
                 into[lanes, dest] += take
                 out[lanes, src] += take
-        inflow.reshape(shape)[rows] = into
+        need.reshape(shape)[rows] -= into
         self._ship(t, rows, out, into)
-        return inflow
 
-    def _transfers_between_two(self, t: int, sur: F32, want: F32) -> F32:
+    def _transfers_between_two(self, t: int, sur: F32, want: F32, need: F32) -> None:
         """Two locations: a short one takes from the other's surplus (the greedy rule, in closed form:
         a location that needs has no surplus, so at most one direction per SKU and run)."""
         into = np.empty_like(want)
         np.minimum(want[:, 0], sur[:, 1], out=into[:, 0])
         np.minimum(want[:, 1], sur[:, 0], out=into[:, 1])
-        rows = np.flatnonzero((into[:, 0] > EPS) | (into[:, 1] > EPS))
-        inflow = np.zeros_like(self.oh)
+        moving = into > EPS  # one contiguous comparison, then the cheap bool columns
+        rows = np.flatnonzero(moving[:, 0] | moving[:, 1])
         if rows.size:
             moved = into[rows]
-            inflow.reshape(into.shape)[rows] = moved
+            need[rows] -= moved
             self._ship(t, rows, moved[:, ::-1].copy(), moved)
-        return inflow
 
     def _ship(self, t: int, rows: NDArray[np.intp], out: F32, into: F32) -> None:
         base = (rows * self.S)[:, None] + np.arange(self.S)
@@ -365,7 +393,7 @@ class Engine:
             earliest = np.full(src.shape, NEVER, dtype=np.float32)
             earliest[perishable] = self.lots.take_from(lanes, amount[perishable])
             per_row[out > 0] = earliest
-        row_expiry = np.broadcast_to(per_row.min(axis=1)[:, None], out.shape)
+        row_expiry = np.broadcast_to(_min_column(per_row)[:, None], out.shape)
         dst = base[into > 0]
         slot = (t + self.tlt) % self.Ht
         self.tr_q[slot].reshape(-1)[dst] += into[into > 0]
@@ -381,7 +409,7 @@ class Engine:
         d = self._normals(self.rng_demand, self.oh.shape)  # drawn for every lane: common random numbers
         d *= self.demand_std
         d += lam
-        np.maximum(d, 0, out=d)
+        np.maximum(d, self.zeros, out=d)
         if self.poisson.size:
             d[:, self.poisson] = self.rng_demand.poisson(lam[self.poisson], size=(self.R, self.poisson.size))
         return d
@@ -434,11 +462,32 @@ class Engine:
 LANES_PER_CHUNK = 1 << 16
 
 
-def simulate(model: SiteModel, policy: PolicyArrays, plan: ShockPlan, sim: Simulation) -> SimResult:
-    """All runs, in chunks of runs (chunk ``c`` draws from the same seed under every policy)."""
+def default_workers() -> int:
+    """One chunk thread per core this process may use (numpy's passes release the GIL)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def simulate(
+    model: SiteModel, policy: PolicyArrays, plan: ShockPlan, sim: Simulation, *, workers: int = 0
+) -> SimResult:
+    """All runs, in chunks of runs (chunk ``c`` draws from the same seed under every policy).
+
+    Chunks are independent, so ``workers`` threads (0: one per core) run them side by side; the
+    result does not depend on the number of workers (each chunk has its own seed, parts are joined
+    in chunk order).
+    """
     per_chunk = max(1, LANES_PER_CHUNK // max(1, model.n_items))
     sizes = [min(per_chunk, sim.runs - start) for start in range(0, sim.runs, per_chunk)]
-    parts = [Engine(model, policy, plan, sim, runs=r, chunk=c).run() for c, r in enumerate(sizes)]
+    threads = min(workers or default_workers(), len(sizes))
+
+    def run_chunk(c: int) -> SimResult:
+        return Engine(model, policy, plan, sim, runs=sizes[c], chunk=c).run()
+
+    if threads <= 1:
+        parts = [run_chunk(c) for c in range(len(sizes))]
+    else:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="whatif") as pool:
+            parts = list(pool.map(run_chunk, range(len(sizes))))
     if len(parts) == 1:
         return parts[0]
     weights = np.array(sizes, dtype=np.float64) / sim.runs

@@ -42,10 +42,12 @@ class LotBuckets:
 
     def receive(self, arriving: F32, expiry: F32) -> None:
         """Arriving units join each lane's first free bucket (only the lanes that receive are touched)."""
-        flat = arriving.reshape(-1)
-        lanes = np.flatnonzero(flat)
+        # The mask first: nonzero over a bool array is several times faster than over floats, and
+        # ``arriving`` is usually a column slice (its flat copy is only made when something arrives).
+        lanes = np.flatnonzero(arriving != 0)
         if lanes.size == 0:
             return
+        flat = arriving.reshape(-1)
         qf, ef = self.q.reshape(-1), self.e.reshape(-1)
         width = arriving.shape[-1]
         # Fresh receipts: one expiry per item (no full-size copy); transfers: one per lane.
@@ -86,10 +88,16 @@ class LotBuckets:
     def compact(self) -> None:
         """Lanes whose oldest bucket is empty move every bucket down by one."""
         shift = ((self.q[0] <= 0) & (self.count > 0)).astype(np.float32)
+        keep, moved = 1 - shift, np.empty_like(shift)
         for k in range(self.K - 1):
-            self.q[k] += (self.q[k + 1] - self.q[k]) * shift
-            self.e[k] = self.e[k] * (1 - shift) + self.e[k + 1] * shift
-        self.q[self.K - 1] *= 1 - shift
+            np.subtract(self.q[k + 1], self.q[k], out=moved)
+            moved *= shift
+            self.q[k] += moved
+            # e * keep + e_next * shift, exactly (NEVER is finite): no temporaries
+            self.e[k] *= keep
+            np.multiply(self.e[k + 1], shift, out=moved)
+            self.e[k] += moved
+        self.q[self.K - 1] *= keep
         self.e[self.K - 1] += (NEVER - self.e[self.K - 1]) * shift
         self.count -= shift
 
