@@ -883,6 +883,7 @@ function proposalValue(key, value) {
   if (key.endsWith("_at")) return fmt.date(value);
   if (["order_by", "need_by", "expected_arrival"].includes(key)) return fmt.day(value);
   if (key === "status") return statusLabel(value);
+  if (key === "kind" && t("kind_" + value) !== "kind_" + value) return t("kind_" + value);
   if (key === "amount") return fmt.num(value, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   return renderValue(value);
 }
@@ -1112,7 +1113,8 @@ views.whatif = {
 // --- live sensors, stock, KPI table, proposal reasoning (issue 15): self-contained block ----------
 
 Object.assign(MESSAGES.en, {
-  nav_sensors: "Sensors", nav_stock: "Stock",
+  nav_sensors: "Sensors", nav_stock: "Stock", sku: "SKU", kpi_note: "Notes",
+  kind_purchase: "Purchase order", kind_transfer: "Transfer", kind_markdown: "Markdown",
   sensors: "Live sensors", quantity_label: "Quantity", current: "Current", last_reading: "Last reading",
   spark_24h: "Last 24 h", sensor_state: "State", state_ok: "Within limits", state_breach: "Out of limits",
   state_stale: "No recent reading", state_nolimits: "No limits", no_sensors: "No sensors have reported yet.",
@@ -1135,7 +1137,7 @@ Object.assign(MESSAGES.en, {
   why_expiry: "Lot {lot} expires {expiry} ({days_left} days): {on_hand} on hand, {sells} sell at {forecast}/day before then, {excess} in excess — {why}.",
 });
 Object.assign(MESSAGES["zh-CN"], {
-  nav_sensors: "传感器", nav_stock: "库存",
+  nav_sensors: "传感器", nav_stock: "库存", kpi_note: "说明", kind_purchase: "采购订单", kind_transfer: "调拨", kind_markdown: "降价",
   sensors: "实时传感器", quantity_label: "测量量", current: "当前值", last_reading: "最近读数",
   spark_24h: "最近 24 小时", sensor_state: "状态", state_ok: "在限值内", state_breach: "超出限值",
   state_stale: "近期无读数", state_nolimits: "无限值", no_sensors: "尚无传感器上报。",
@@ -1358,7 +1360,7 @@ function kpiTable(k) {
     ["avg_value", t("kpi_avg_value"), money(tot.average_inventory_value), t("units", { n: fmt.num(tot.average_inventory_units, { maximumFractionDigits: 1 }) })],
     ["outbound", t("kpi_outbound"), fmt.num(tot.outbound_units), t("per_day", { n: fmt.num(tot.outbound_units / k.days, { maximumFractionDigits: 1 }) })],
   ];
-  const summary = table([t("kpi"), t("kpi_value"), ""], rows.map(([, label, value, note]) => [label, value, el("span", { class: "muted", text: note })]), { class: "kpis", id: "kpi-table" });
+  const summary = table([t("kpi"), t("kpi_value"), t("kpi_note")], rows.map(([, label, value, note]) => [label, value, el("span", { class: "muted", text: note })]), { class: "kpis", id: "kpi-table" });
   summary.querySelectorAll("tbody tr").forEach((tr, i) => {
     tr.dataset.kpi = rows[i][0];
     tr.children[1].className = "num";
