@@ -230,6 +230,7 @@ def test_alert_bugs(cloud: LiveCloud, new_page: PageFactory, locale: str, size: 
     page.select_option("#alert-status", "all")
     page.click(".toolbar button[type=submit]")
     rows = page.locator("#alert-table tbody tr")
+    expect(rows.filter(has_text="max_temperature")).to_have_count(1)  # acknowledged: listed under "all"
     expiry = rows.filter(has_text="expiry_soon")
     expect(expiry).to_have_count(1)
     expect(expiry).to_contain_text("days" if locale == "en" else "天")
