@@ -148,8 +148,10 @@ def test_live_sensors(cloud: LiveCloud, new_page: PageFactory, locale: str, size
     assert int(ok.locator("svg.spark").get_attribute("data-points")) >= 45  # the day's readings
     assert ok.locator("svg.spark polyline").count() == 1
     if (locale, size) == ("en", "desktop"):  # live: a new reading shows without a reload
+        points = int(ok.locator("svg.spark").get_attribute("data-points"))
         cloud.post_events([probe("probe-ok", 0, 7.3)])
         expect(ok).to_contain_text("7.3")
+        expect(ok.locator("svg.spark")).to_have_attribute("data-points", str(points + 1))
     finish(page, f"view-sensors-{locale}-{size}")
 
 

@@ -1177,16 +1177,25 @@ function sensorState(sensor, limits) {
   return limits.min === null && limits.max === null ? "nolimits" : "ok";
 }
 
-// The last 24 h of one sensor, a few pages at most (a sparkline needs no more).
+// The last 24 h of each sensor, kept between polls: a poll fetches only readings newer than the
+// newest one held (none when the sensor's last_time has not moved), and drops those older than 24 h.
+const sparkCache = new Map(); // "site/sensor/quantity" -> readings, oldest first
+
 async function sensorDay(sensor) {
-  const since = new Date(Date.now() - SPARK_WINDOW_MS).toISOString();
-  const base = `/api/v1/sensors/${encodeURIComponent(sensor.sensor_id)}/readings`;
-  let items = [];
-  for (let offset = 0, total = 1; offset < total && offset < 5000; offset += 1000) {
-    const page = await api(base + qs({ site: sensor.site_id, quantity: sensor.quantity, since, limit: 1000, offset }));
-    items = items.concat(page.items);
-    total = page.total;
+  const key = `${sensor.site_id}/${sensor.sensor_id}/${sensor.quantity}`;
+  const cutoff = Date.now() - SPARK_WINDOW_MS;
+  let items = (sparkCache.get(key) || []).filter((r) => new Date(r.time).getTime() >= cutoff);
+  const newest = items.length ? new Date(items[items.length - 1].time).getTime() : null;
+  if (newest === null || new Date(sensor.last_time).getTime() > newest) {
+    const since = new Date(newest ?? cutoff).toISOString();
+    const base = `/api/v1/sensors/${encodeURIComponent(sensor.sensor_id)}/readings`;
+    for (let offset = 0, total = 1; offset < total && offset < 5000; offset += 1000) {
+      const page = await api(base + qs({ site: sensor.site_id, quantity: sensor.quantity, since, limit: 1000, offset }));
+      items = items.concat(page.items.filter((r) => newest === null || new Date(r.time).getTime() > newest));
+      total = page.total;
+    }
   }
+  sparkCache.set(key, items);
   return items;
 }
 
