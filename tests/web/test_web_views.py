@@ -36,7 +36,21 @@ __all__ = ["browser", "new_page"]  # fixtures used by name
 
 SIZES = {"desktop": {"width": 1280, "height": 900}, "tablet": {"width": 820, "height": 1180}}
 LOCALES = {"en": "en-US", "zh": "zh-CN"}
+FOREIGN_EPC = "3034257BF46DB64000000888"  # read in the cold room, never booked
 UNKNOWN_EPC = "3034257BF46DB64000000777"  # a passage whose direction the portal could not tell
+
+
+def seen(epc: str) -> dict[str, Any]:
+    return {
+        "kind": "tag_observation",
+        "epc": epc,
+        "reader": "uhf-cold-1",
+        "antenna": 1,
+        "first_seen": now_iso(-20),
+        "last_seen": now_iso(-15),
+        "count": 4,
+        "location": "cold-1",
+    }
 
 
 def probe(sensor: str, offset_s: float, value: float) -> dict[str, Any]:
@@ -66,6 +80,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCloud]:
         ).status_code
         == 200
     )
+    cold_room = {"site_id": "site-1", "location_id": "cold-1", "kind": "zone", "rfid_coverage": True}
+    assert live.admin("PUT", "/api/v1/locations/site-1/cold-1", cold_room).status_code == 200
     live.post_events(
         [
             {
@@ -93,6 +109,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCloud]:
         ]
     )
     assert asyncio.run(run_expiry_check(db_url)) >= 1
+    # The cold room's reader sees the item and a tag no one booked: the stocktake flags the stranger.
+    live.post_events([seen(EPC), seen(FOREIGN_EPC)])
+    assert live.admin("POST", "/api/v1/stocktakes/run").status_code == 200
     alerts = live.admin("GET", "/api/v1/alerts?status=open&zone=cold-1").json()["items"]
     warm = next(a for a in alerts if a["sensor_id"] == "probe-warm")
     acked = httpx.post(
@@ -182,6 +201,7 @@ def test_stock(cloud: LiveCloud, new_page: PageFactory, locale: str, size: str) 
     counts.locator("button").click()
     expect(items).to_contain_text(EPC)
     expect(page.locator("#unknown-passages")).to_contain_text(UNKNOWN_EPC)
+    expect(page.locator("#stock-flags")).to_contain_text(FOREIGN_EPC)
     finish(page, f"view-stock-{locale}-{size}")
 
 
