@@ -133,9 +133,11 @@ async def run_expiry_check(db_url: str) -> int:
         await engine.dispose()
 
 
-def open_page(new_page: PageFactory, locale: str, size: str) -> Any:
+def open_page(new_page: PageFactory, locale: str, size: str, view: str | None = None) -> Any:
     page = new_page(locale=LOCALES[locale], viewport=SIZES[size])
     login(page, "olga")
+    if view is not None:
+        page.click(f"nav a[data-view={view}]")
     return page
 
 
@@ -149,9 +151,8 @@ def finish(page: Any, name: str) -> None:
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("locale", LOCALES)
 def test_live_sensors(cloud: LiveCloud, new_page: PageFactory, locale: str, size: str) -> None:
-    page = open_page(new_page, locale, size)
+    page = open_page(new_page, locale, size, "sensors")
     expect = sync_api.expect
-    page.click("nav a[data-view=sensors]")
     zone = page.locator("section[data-zone='site-1/cold-1']")
     expect(zone.locator("tr[data-sensor]")).to_have_count(3)
     warm, ok, old = (zone.locator(f"tr[data-sensor={s}]") for s in ("probe-warm", "probe-ok", "probe-old"))
@@ -177,9 +178,8 @@ def test_live_sensors(cloud: LiveCloud, new_page: PageFactory, locale: str, size
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("locale", LOCALES)
 def test_stock(cloud: LiveCloud, new_page: PageFactory, locale: str, size: str) -> None:
-    page = open_page(new_page, locale, size)
+    page = open_page(new_page, locale, size, "stock")
     expect = sync_api.expect
-    page.click("nav a[data-view=stock]")
     counts = page.locator("#stock-counts")
     expect(counts).to_contain_text("site-1 / cold-1")
     page.select_option("#stock-group", "product")
@@ -211,9 +211,8 @@ def test_kpis_and_reasoning(cloud: LiveCloud, new_page: PageFactory, locale: str
     global PROPOSAL
     if PROPOSAL is None:
         PROPOSAL = make_proposal(cloud)
-    page = open_page(new_page, locale, size)
+    page = open_page(new_page, locale, size, "proposals")
     expect = sync_api.expect
-    page.click("nav a[data-view=proposals]")
     kpis = page.locator("#kpi-table")
     labels = {
         "en": ("Inventory turnover", "Days of cover", "Fill rate", "On-time delivery", "Dead stock value"),
