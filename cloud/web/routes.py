@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.staticfiles import StaticFiles
 
 from cloud.api import deps
-from cloud.api.deps import DbConn, Engine, SettingsDep, UserPrincipal, ViewerUser
-from cloud.api.sites import site_clause
+from cloud.api.deps import DbConn, Engine, SettingsDep, UserPrincipal, ViewerUser, ZonesDep
+from cloud.api.sites import sees, site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.web import sessions
@@ -239,6 +239,22 @@ async def item_identity(conn: DbConn, _user: ViewerUser, epc: str) -> dict[str, 
         "serial": identity.serial,
         "registered": dict(row) if row is not None else None,
     }
+
+
+@router.get("/web/api/zones")
+async def zone_limits(zones: ZonesDep, user: ViewerUser, site: str | None = None) -> list[dict[str, Any]]:
+    """The configured limits of the zones of the user's sites (the live-sensor view draws them)."""
+    return [
+        {
+            "site_id": z.site_id,
+            "zone": z.id,
+            "min_temp_c": z.min_temp_c,
+            "max_temp_c": z.max_temp_c,
+            "max_humidity": z.max_humidity,
+        }
+        for z in sorted(zones.values(), key=lambda z: (z.site_id, z.id))
+        if sees(user, z.site_id) and (site is None or z.site_id == site)
+    ]
 
 
 # --- the page -------------------------------------------------------------------------------------

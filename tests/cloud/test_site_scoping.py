@@ -238,6 +238,7 @@ def rules(ids: dict[str, Any]) -> dict[tuple[str, str], Rule]:
         ("GET", "/web/api/items/{epc}/identity"): filtered(
             Call(f"/web/api/items/{EPC_A}/identity"), own="sku-1"
         ),
+        ("GET", "/web/api/zones"): filtered(*on_both("/web/api/zones"), own="zone-a"),
     }
 
 

@@ -245,6 +245,20 @@ async def test_item_identity_returns_registered_product(web: WebApp) -> None:
 
 
 @SQLITE_ONLY
+async def test_zone_limits_for_the_live_sensor_view(web: WebApp) -> None:
+    headers = {"Authorization": f"Bearer {web.viewer_token}"}
+    r = await web.client.get("/web/api/zones", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json() == [
+        {"site_id": "site-1", "zone": "cold-1", "min_temp_c": 2.0, "max_temp_c": 8.0, "max_humidity": None}
+    ]
+    other = await web.client.get("/web/api/zones", params={"site": "site-2"}, headers=headers)
+    assert other.json() == []
+    anonymous = await web.client.get("/web/api/zones")
+    assert anonymous.status_code == 401
+
+
+@SQLITE_ONLY
 async def test_page_and_static_files_carry_security_headers(web: WebApp) -> None:
     page = await web.client.get("/ui/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -24,7 +24,7 @@ const MESSAGES = {
     loading: "Loading…", updated: "Updated {time}", not_available: "Not available on this server yet.",
     forbidden: "Your role may not do this.", error: "Error: {detail}", none: "None",
     items_on_hand: "Items on hand", by_location: "By location", location: "Location", count: "Count",
-    open_alerts: "Open alerts", edges: "Edges and devices", edge: "Edge", last_seen: "Last seen",
+    open_alerts: "Active alerts (open or acknowledged)", edges: "Edges and devices", edge: "Edge", last_seen: "Last seen",
     sync_lag: "Sync lag", acked: "Acknowledged through", events: "Events", devices: "Devices",
     connected: "connected", disconnected: "disconnected", frames_bad: "bad frames", never: "never",
     no_locations: "No items on hand.", no_edges: "No edges registered.",
@@ -72,7 +72,7 @@ const MESSAGES = {
     loading: "加载中…", updated: "更新于 {time}", not_available: "此服务器暂不支持该功能。",
     forbidden: "您的角色无权执行此操作。", error: "错误：{detail}", none: "无",
     items_on_hand: "在库物品", by_location: "按位置", location: "位置", count: "数量",
-    open_alerts: "未处理告警", edges: "边缘网关与设备", edge: "网关", last_seen: "最近通信",
+    open_alerts: "活动告警（未处理或已确认）", edges: "边缘网关与设备", edge: "网关", last_seen: "最近通信",
     sync_lag: "同步延迟", acked: "已确认序号", events: "事件数", devices: "设备",
     connected: "已连接", disconnected: "已断开", frames_bad: "错误帧", never: "从未",
     no_locations: "没有在库物品。", no_edges: "没有已注册的网关。",
@@ -478,7 +478,7 @@ views.overview = {
     const site = state.site;
     const [stock, alerts, edges] = await Promise.all([
       api("/api/v1/stock" + qs({ site, limit: 1 })),
-      api("/api/v1/alerts" + qs({ site, status: "open", limit: 20 })),
+      api("/api/v1/alerts" + qs({ site, status: "active", limit: 20 })),
       api("/api/v1/edges" + qs({ site, limit: 200 })),
     ]);
     const locations = Object.entries(stock.by_location).sort(([a], [b]) => a.localeCompare(b));
@@ -489,9 +489,10 @@ views.overview = {
         : message("muted", t("no_locations")));
     const alertCard = section(t("open_alerts"),
       el("p", { class: "big" + (alerts.total ? " danger" : ""), id: "alerts-open", text: fmt.num(alerts.total) }),
-      alerts.items.length ? table(["#", t("zone"), t("rule"), t("peak"), t("first_breach")], alerts.items.map((a) => [
+      alerts.items.length ? table(["#", t("zone"), t("rule"), t("status"), t("peak"), t("first_breach")], alerts.items.map((a) => [
         el("a", { href: "#/alerts/" + encodeURIComponent(a.id), text: String(a.id) }), a.site_id + " / " + a.zone,
-        a.rule, alertValue(a, a.peak_value), fmt.ago(a.first_breach_at)]), { id: "overview-alerts" })
+        a.rule, el("span", { class: "status " + a.status, text: statusLabel(a.status) }),
+        alertValue(a, a.peak_value), fmt.ago(a.first_breach_at)]), { id: "overview-alerts" })
         : message("muted", t("no_alerts")));
     const edgeRows = edges.items.map((e) => [
       e.edge_id, e.site_id, fmt.ago(e.last_seen),
@@ -527,13 +528,25 @@ function alertList(items) {
       el("div", { class: "actions" }, actions),
     ];
   });
-  return table([
+  const wrap = table([
     "#", t("site"), t("zone"), t("rule"), t("severity"), t("status"), t("peak"), t("first_breach"),
     t("last_breach"), t("actions"),
   ], rows, { class: "alerts", id: "alert-table" });
+  labelCells(wrap);
+  return wrap;
+}
+
+// Each cell gets its column header as data-label: narrow screens show rows as labelled cards.
+function labelCells(wrap) {
+  const headers = [...wrap.querySelectorAll("thead th")].map((th) => th.textContent);
+  for (const tr of wrap.querySelectorAll("tbody tr")) {
+    [...tr.children].forEach((td, i) => td.setAttribute("data-label", headers[i] || ""));
+  }
 }
 
 function alertValue(alert, value) {
+  // Expiry alerts (kind expiry_soon / expired_on_hand) carry the days left to the effective expiry.
+  if (/^expir/.test(String(alert.kind || "")) || /^expir/.test(String(alert.rule))) return fmt.days(value);
   return String(alert.rule).includes("humidity") ? fmt.measure(value, "%RH") : fmt.temp(value);
 }
 
@@ -861,8 +874,8 @@ views.proposals = {
       parts.push(section(t("proposals"), items.length ? el("div", { class: "proposals", id: "proposal-list" }, items.map(proposalCard))
         : message("muted", t("no_proposals"))));
     }
-    parts.push(section(t("kpis"), kpis === undefined ? message("muted", t("not_available")) : el("div", { id: "kpis" }, renderValue(kpis))));
-    parts[0].classList.add("wide");
+    parts.push(section(t("kpis"), kpis === undefined ? message("muted", t("not_available")) : el("div", { id: "kpis" }, kpis && kpis.totals ? kpiTable(kpis) : renderValue(kpis))));
+    parts.forEach((part) => part.classList.add("wide"));
     return el("div", { class: "grid" }, parts);
   },
 };
@@ -871,6 +884,7 @@ function proposalValue(key, value) {
   if (key.endsWith("_at")) return fmt.date(value);
   if (["order_by", "need_by", "expected_arrival"].includes(key)) return fmt.day(value);
   if (key === "status") return statusLabel(value);
+  if (key === "kind" && t("kind_" + value) !== "kind_" + value) return t("kind_" + value);
   if (key === "amount") return fmt.num(value, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   return renderValue(value);
 }
@@ -883,7 +897,7 @@ function proposalCard(p) {
     el("h3", { text: "#" + p.id }),
     keyValues(facts),
     el("h4", { text: t("reasoning") }),
-    el("div", { class: "reasoning" }, renderValue(p.reasoning ?? p.reason ?? p.explanation)),
+    el("div", { class: "reasoning" }, reasoningText(p.reasoning, p) ?? renderValue(p.reasoning ?? p.reason ?? p.explanation)),
     canAct() && pending ? el("div", { class: "actions" },
       button(t("approve"), async () => {
         const comment = await askComment(t("approve") + " #" + p.id, t("comment"), false);
@@ -1096,6 +1110,305 @@ views.whatif = {
     return el("div", { class: "grid" }, parts);
   },
 };
+
+// --- live sensors, stock, KPI table, proposal reasoning (issue 15): self-contained block ----------
+
+Object.assign(MESSAGES.en, {
+  nav_sensors: "Sensors", nav_stock: "Stock", sku: "SKU", kpi_note: "Notes",
+  kind_purchase: "Purchase order", kind_transfer: "Transfer", kind_markdown: "Markdown",
+  sensors: "Live sensors", quantity_label: "Quantity", current: "Current", last_reading: "Last reading",
+  spark_24h: "Last 24 h", sensor_state: "State", state_ok: "Within limits", state_breach: "Out of limits",
+  state_stale: "No recent reading", state_nolimits: "No limits", no_sensors: "No sensors have reported yet.",
+  q_temperature: "Temperature", q_humidity: "Humidity",
+  stock: "Stock", group_by: "Group by", stock_search: "Search EPC, product, lot or location",
+  group_product: "Product", group_lot: "Lot", group_location: "Location", items_in: "Items: {group}",
+  updated_at: "Updated", stock_flags: "Flagged by the stocktake", shown_of: "{shown} of {total} shown",
+  no_stock: "No items match.", pick_count: "Pick a count to list its items.", unregistered: "(not registered)",
+  kpi: "KPI", kpi_value: "Value", kpi_period: "Period", kpi_turnover: "Inventory turnover",
+  kpi_turnover_units: "Turnover (units)", kpi_cover: "Days of cover", kpi_fill: "Fill rate",
+  kpi_on_time: "On-time delivery", kpi_dead: "Dead stock value", kpi_stockout: "Stock-out days",
+  kpi_avg_value: "Average inventory value", kpi_outbound: "Units shipped",
+  kpi_per_year: "{value} × per year", kpi_dead_note: "on hand, nothing shipped in the period",
+  kpi_orders: "{on_time} of {orders} orders", kpi_by_item: "By product and location",
+  period_days: "{since} – {until} ({days} days)", units: "{n} units", per_day: "{n}/day",
+  why_replenish: "Forecast {forecast} per day ({method}, σ {std}); safety stock {safety}, reorder point {rop}, order-up-to {max}. Position {position} (on hand {on_hand}, on order {on_order}, in transit {in_transit}) is below the reorder point: {uncovered} needed by {need_by}.",
+  why_purchase: "Ordering {quantity}: the need plus {drop} sold until the order date, rounded up to packs of {pack}{moq}. Order by {order_by}, expected {arrival}{late}.",
+  why_moq: " and at least the MOQ of {moq}", why_late: " (late: after the need date)",
+  why_transfer: "Transfer {quantity} from {source} (surplus {surplus}), {days} days on the way.",
+  why_expiry: "Lot {lot} expires {expiry} ({days_left} days): {on_hand} on hand, {sells} sell at {forecast}/day before then, {excess} in excess — {why}.",
+});
+Object.assign(MESSAGES["zh-CN"], {
+  nav_sensors: "传感器", nav_stock: "库存", kpi_note: "说明", kind_purchase: "采购订单", kind_transfer: "调拨", kind_markdown: "降价",
+  sensors: "实时传感器", quantity_label: "测量量", current: "当前值", last_reading: "最近读数",
+  spark_24h: "最近 24 小时", sensor_state: "状态", state_ok: "在限值内", state_breach: "超出限值",
+  state_stale: "近期无读数", state_nolimits: "无限值", no_sensors: "尚无传感器上报。",
+  q_temperature: "温度", q_humidity: "湿度",
+  stock: "库存", group_by: "分组", stock_search: "搜索 EPC、产品、批次或位置",
+  group_product: "产品", group_lot: "批次", group_location: "位置", items_in: "物品：{group}",
+  updated_at: "更新时间", stock_flags: "盘点标记", shown_of: "显示 {shown} / 共 {total}",
+  no_stock: "没有匹配的物品。", pick_count: "点击数量以列出其物品。", unregistered: "（未登记）",
+  kpi: "指标", kpi_value: "数值", kpi_period: "期间", kpi_turnover: "库存周转率",
+  kpi_turnover_units: "周转率（件数）", kpi_cover: "可供天数", kpi_fill: "订单满足率",
+  kpi_on_time: "准时交货率", kpi_dead: "呆滞库存金额", kpi_stockout: "缺货天数",
+  kpi_avg_value: "平均库存金额", kpi_outbound: "出库件数",
+  kpi_per_year: "每年 {value} 次", kpi_dead_note: "在库但期间内无出库",
+  kpi_orders: "{orders} 单中 {on_time} 单", kpi_by_item: "按产品和位置",
+  period_days: "{since} – {until}（{days} 天）", units: "{n} 件", per_day: "每天 {n}",
+  why_replenish: "预测每天 {forecast}（{method}，σ {std}）；安全库存 {safety}，再订货点 {rop}，补至 {max}。库存头寸 {position}（在库 {on_hand}，在订 {on_order}，在途 {in_transit}）低于再订货点：需在 {need_by} 前补充 {uncovered}。",
+  why_purchase: "订购 {quantity}：需求量加上下单前将售出的 {drop}，按每包 {pack} 向上取整{moq}。请于 {order_by} 前下单，预计 {arrival} 到货{late}。",
+  why_moq: "，且不少于最小起订量 {moq}", why_late: "（迟到：晚于需求日期）",
+  why_transfer: "从 {source} 调拨 {quantity}（富余 {surplus}），在途 {days} 天。",
+  why_expiry: "批次 {lot} 于 {expiry} 到期（剩 {days_left} 天）：在库 {on_hand}，按每天 {forecast} 到期前可售 {sells}，多出 {excess}——{why}。",
+});
+NAV.splice(1, 0, ["sensors", "nav_sensors"], ["stock", "nav_stock"]);
+
+const SENSOR_STALE_MS = 15 * 60000; // no reading for 15 minutes: the value shown is no longer live
+const SPARK_WINDOW_MS = 24 * 3600000;
+
+function sensorLimits(zone, quantity) {
+  if (!zone) return { min: null, max: null };
+  if (quantity === "humidity") return { min: null, max: zone.max_humidity ?? null };
+  return { min: zone.min_temp_c ?? null, max: zone.max_temp_c ?? null };
+}
+
+function sensorState(sensor, limits) {
+  if (Date.now() - new Date(sensor.last_time).getTime() > SENSOR_STALE_MS) return "stale";
+  const v = sensor.last_value;
+  if ((limits.max !== null && v > limits.max) || (limits.min !== null && v < limits.min)) return "breach";
+  return limits.min === null && limits.max === null ? "nolimits" : "ok";
+}
+
+// The last 24 h of each sensor, kept between polls: a poll fetches only readings newer than the
+// newest one held (none when the sensor's last_time has not moved), and drops those older than 24 h.
+const sparkCache = new Map(); // "site/sensor/quantity" -> readings, oldest first
+
+async function sensorDay(sensor) {
+  const key = `${sensor.site_id}/${sensor.sensor_id}/${sensor.quantity}`;
+  const cutoff = Date.now() - SPARK_WINDOW_MS;
+  let items = (sparkCache.get(key) || []).filter((r) => new Date(r.time).getTime() >= cutoff);
+  const newest = items.length ? new Date(items[items.length - 1].time).getTime() : null;
+  if (newest === null || new Date(sensor.last_time).getTime() > newest) {
+    const since = new Date(newest ?? cutoff).toISOString();
+    const base = `/api/v1/sensors/${encodeURIComponent(sensor.sensor_id)}/readings`;
+    for (let offset = 0, total = 1; offset < total && offset < 5000; offset += 1000) {
+      const page = await api(base + qs({ site: sensor.site_id, quantity: sensor.quantity, since, limit: 1000, offset }));
+      items = items.concat(page.items.filter((r) => newest === null || new Date(r.time).getTime() > newest));
+      total = page.total;
+    }
+  }
+  sparkCache.set(key, items);
+  return items;
+}
+
+function sparkline(readings, limits, stateName) {
+  const W = 160, H = 36, P = 3;
+  const pts = readings.map((r) => ({ x: new Date(r.time).getTime(), y: Number(r.value) }))
+    .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+  const spark = svg("svg", { class: "spark " + stateName, viewBox: `0 0 ${W} ${H}`, role: "img",
+    "aria-label": t("spark_24h"), "data-points": pts.length });
+  if (!pts.length) return spark;
+  const ys = pts.map((p) => p.y).concat([limits.min, limits.max].filter((v) => v !== null));
+  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (y1 - y0 < 1) { y0 -= 0.5; y1 += 0.5; }
+  const x1 = Date.now(), x0 = x1 - SPARK_WINDOW_MS;
+  const sx = (x) => P + ((x - x0) / (x1 - x0)) * (W - 2 * P);
+  const sy = (y) => P + (1 - (y - y0) / (y1 - y0)) * (H - 2 * P);
+  const lo = limits.min ?? y0, hi = limits.max ?? y1;
+  if (limits.min !== null || limits.max !== null) {
+    spark.append(svg("rect", { class: "band", x: P, width: W - 2 * P, y: sy(hi), height: Math.max(0, sy(lo) - sy(hi)) }));
+  }
+  spark.append(svg("polyline", { class: "line", points: pts.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(" ") }));
+  const last = pts[pts.length - 1];
+  spark.append(svg("circle", { class: "last", cx: sx(last.x).toFixed(1), cy: sy(last.y).toFixed(1), r: 2.5 }));
+  return spark;
+}
+
+function limitText(limits, unit) {
+  const f = (v) => fmt.measure(v, unit);
+  if (limits.min !== null && limits.max !== null) return f(limits.min) + " – " + f(limits.max);
+  if (limits.max !== null) return "≤ " + f(limits.max);
+  if (limits.min !== null) return "≥ " + f(limits.min);
+  return "—";
+}
+
+const STATE_ORDER = { breach: 0, stale: 1, ok: 2, nolimits: 3 };
+
+views.sensors = {
+  async render() {
+    const site = state.site;
+    const [sensors, zones] = await Promise.all([
+      api("/api/v1/sensors" + qs({ site, limit: 1000 })),
+      optional("/web/api/zones" + qs({ site })),
+    ]);
+    if (!sensors.items.length) return section(t("sensors"), message("muted", t("no_sensors")));
+    const zoneOf = new Map((zones || []).map((z) => [z.site_id + "/" + z.zone, z]));
+    const days = await Promise.all(sensors.items.map(sensorDay));
+    const groups = new Map();
+    sensors.items.forEach((s, i) => {
+      const key = s.site_id + "/" + (s.zone || "—");
+      const limits = sensorLimits(zoneOf.get(key), s.quantity);
+      const row = { s, limits, state: sensorState(s, limits), readings: days[i] };
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(row);
+    });
+    const cards = [...groups.entries()].map(([key, rows]) => {
+      rows.sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] || a.s.sensor_id.localeCompare(b.s.sensor_id));
+      const worst = rows[0].state;
+      const wrap = table([t("sensor"), t("quantity_label"), t("current"), t("limits"), t("last_reading"), t("spark_24h"), t("sensor_state")],
+        rows.map(({ s, limits, state: st, readings }) => [
+          s.sensor_id, t("q_" + s.quantity) === "q_" + s.quantity ? s.quantity : t("q_" + s.quantity),
+          el("span", { class: "sensor-value " + st, text: fmt.measure(s.last_value, s.unit) }),
+          limitText(limits, s.unit),
+          el("span", { title: fmt.date(s.last_time), text: fmt.ago(s.last_time) }),
+          sparkline(readings, limits, st),
+          el("span", { class: "sensor-state " + st, text: t("state_" + st) }),
+        ]), { class: "sensors" });
+      wrap.querySelectorAll("tbody tr").forEach((tr, i) => {
+        tr.className = rows[i].state;
+        tr.dataset.sensor = rows[i].s.sensor_id;
+        tr.dataset.state = rows[i].state;
+      });
+      const card = section(key, el("span", { class: "sensor-state " + worst, text: t("state_" + worst) }), wrap);
+      card.dataset.zone = key;
+      card.classList.add("wide");
+      return card;
+    });
+    cards.sort((a, b) => STATE_ORDER[a.querySelector(".sensor-state").className.split(" ")[1]] -
+      STATE_ORDER[b.querySelector(".sensor-state").className.split(" ")[1]]);
+    return el("div", { class: "grid", id: "sensor-zones" }, cards);
+  },
+};
+
+// --- stock ----------------------------------------------------------------------------------------
+
+state.filters.stock = { search: "", group: "location", pick: null };
+
+views.stock = {
+  toolbar() {
+    const f = state.filters.stock;
+    const search = el("input", { id: "stock-search", type: "search", placeholder: t("stock_search"), value: f.search,
+      "aria-label": t("stock_search") });
+    const group = el("select", { id: "stock-group", "aria-label": t("group_by") },
+      ["location", "product", "lot"].map((g) => el("option", { value: g, text: t("group_by") + ": " + t("group_" + g) })));
+    group.value = f.group;
+    return el("form", { class: "toolbar", onsubmit: (e) => {
+      e.preventDefault();
+      Object.assign(f, { search: search.value.trim(), group: group.value, pick: null });
+      refresh();
+    } }, search, group, el("button", { type: "submit", text: t("search") }));
+  },
+  async render() {
+    const site = state.site;
+    const f = state.filters.stock;
+    const [stock, registered, products, passages, flags] = await Promise.all([
+      api("/api/v1/stock" + qs({ site, limit: 1000 })),
+      api("/api/v1/items" + qs({ limit: 1000 })),
+      api("/api/v1/products" + qs({ limit: 1000 })),
+      api("/api/v1/passages" + qs({ site, unresolved: "true", limit: 200 })),
+      api("/api/v1/stocktakes/discrepancies" + qs({ site, status: "open", limit: 200 })),
+    ]);
+    const itemOf = new Map(registered.items.map((i) => [i.epc, i]));
+    const nameOf = new Map(products.items.map((p) => [p.sku, p.name]));
+    const rows = stock.items.map((s) => {
+      const reg = itemOf.get(s.epc);
+      const sku = reg ? reg.sku : null;
+      return { ...s, sku, lot: reg ? reg.lot_code : null, name: sku ? nameOf.get(sku) || sku : null };
+    });
+    const needle = f.search.toLowerCase();
+    const matches = rows.filter((r) => !needle || [r.epc, r.sku, r.name, r.lot, r.location, r.site_id]
+      .some((v) => v && String(v).toLowerCase().includes(needle)));
+    const keyOf = (r) => f.group === "product" ? (r.name ? `${r.name} (${r.sku})` : t("unregistered"))
+      : f.group === "lot" ? (r.sku ? `${r.sku} / ${r.lot || "—"}` : t("unregistered"))
+      : `${r.site_id} / ${r.location || "—"}`;
+    const groups = new Map();
+    for (const r of matches) groups.set(keyOf(r), [...(groups.get(keyOf(r)) || []), r]);
+    const sorted = [...groups.entries()].sort(([a], [b]) => a.localeCompare(b));
+    const countRows = sorted.map(([key, list]) => [key, button(fmt.num(list.length), () => { f.pick = key; refresh(); },
+      { class: "link", "data-group": key })]);
+    const note = stock.total > stock.items.length ? message("muted", t("shown_of", { shown: fmt.num(stock.items.length), total: fmt.num(stock.total) })) : null;
+    const counts = section(t("stock") + " · " + t("group_" + f.group) + " (" + fmt.num(matches.length) + ")", note,
+      countRows.length ? table([t("group_" + f.group), t("count")], countRows, { id: "stock-counts" }) : message("muted", t("no_stock")));
+    const picked = f.pick !== null && groups.has(f.pick) ? groups.get(f.pick) : null;
+    const list = section(picked ? t("items_in", { group: f.pick }) : t("items_in", { group: "—" }), picked
+      ? table([t("epc"), t("product"), t("lot"), t("location"), t("updated_at")], picked.map((r) => [
+        el("a", { href: "#/trace/" + encodeURIComponent(r.epc), class: "mono", text: r.epc }),
+        r.name || t("unregistered"), r.lot || "—", `${r.site_id} / ${r.location || "—"}`, fmt.ago(r.updated_at)]),
+      { id: "stock-items" }) : message("muted", t("pick_count")));
+    const flagged = section(t("stock_flags") + " (" + fmt.num(flags.total) + ")", flags.items.length
+      ? table([t("kind"), t("epc"), t("location"), t("book_location")], flags.items.map((d) => [t(d.kind),
+        el("a", { href: "#/trace/" + encodeURIComponent(d.epc), class: "mono", text: d.epc }), d.location || "—",
+        d.book_location || "—"]), { id: "stock-flags" }) : message("muted", t("none")));
+    flagged.classList.add("wide");
+    return el("div", { class: "grid" }, counts, list, unknownPassageCard(passages), flagged);
+  },
+};
+
+// --- KPIs as a table ------------------------------------------------------------------------------
+
+function kpiTable(k) {
+  const tot = k.totals || {};
+  const items = k.items || [];
+  const period = t("period_days", { since: fmt.day(k.since), until: fmt.day(k.until), days: fmt.num(k.days) });
+  const money = (v) => fmt.num(v, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const yearly = (v) => v === null || v === undefined ? "—" : t("kpi_per_year", { value: fmt.num(v * 365 / k.days, { maximumFractionDigits: 1 }) });
+  const dead = items.filter((r) => r.outbound_units === 0 && r.closing_units > 0);
+  const deadValue = dead.reduce((sum, r) => sum + r.closing_units * (r.unit_cost || 0), 0);
+  const fills = items.map((r) => r.fill_rate).filter((v) => v !== null && v !== undefined);
+  const weighted = items.filter((r) => r.fill_rate !== null && r.fill_rate !== undefined);
+  const shipped = weighted.reduce((s, r) => s + r.outbound_units, 0);
+  const fill = shipped > 0 ? shipped / weighted.reduce((s, r) => s + r.outbound_units / (r.fill_rate || 1), 0)
+    : fills.length ? fills.reduce((a, b) => a + b, 0) / fills.length : null;
+  const otd = k.on_time_delivery || {};
+  const rows = [
+    ["turnover", t("kpi_turnover"), tot.turnover === null ? "—" : fmt.num(tot.turnover, { maximumFractionDigits: 2 }) + "×", yearly(tot.turnover)],
+    ["cover", t("kpi_cover"), tot.days_of_cover === null ? "—" : fmt.days(tot.days_of_cover), ""],
+    ["fill", t("kpi_fill"), fill === null ? "—" : fmt.percent(fill), ""],
+    ["on_time", t("kpi_on_time"), otd.rate === null || otd.rate === undefined ? "—" : fmt.percent(otd.rate),
+      t("kpi_orders", { on_time: fmt.num(otd.on_time_orders ?? 0), orders: fmt.num(otd.received_orders ?? 0) })],
+    ["dead", t("kpi_dead"), money(deadValue), t("kpi_dead_note") + " (" + fmt.num(dead.length) + ")"],
+    ["stockout", t("kpi_stockout"), fmt.num(tot.stock_out_days), ""],
+    ["avg_value", t("kpi_avg_value"), money(tot.average_inventory_value), t("units", { n: fmt.num(tot.average_inventory_units, { maximumFractionDigits: 1 }) })],
+    ["outbound", t("kpi_outbound"), fmt.num(tot.outbound_units), t("per_day", { n: fmt.num(tot.outbound_units / k.days, { maximumFractionDigits: 1 }) })],
+  ];
+  const summary = table([t("kpi"), t("kpi_value"), t("kpi_note")], rows.map(([, label, value, note]) => [label, value, el("span", { class: "muted", text: note })]), { class: "kpis", id: "kpi-table" });
+  summary.querySelectorAll("tbody tr").forEach((tr, i) => {
+    tr.dataset.kpi = rows[i][0];
+    tr.children[1].className = "num";
+  });
+  const perItem = items.length ? table([t("product"), t("location"), t("kpi_turnover_units"), t("kpi_cover"), t("kpi_fill"), t("kpi_stockout")],
+    items.map((r) => [r.sku, `${r.site_id} / ${r.location_id}`, fmt.num(r.turnover_units, { maximumFractionDigits: 2 }),
+      r.days_of_cover === null ? "—" : fmt.days(r.days_of_cover), r.fill_rate === null ? "—" : fmt.percent(r.fill_rate),
+      fmt.num(r.stock_out_days)]), { class: "kpis", id: "kpi-items" }) : null;
+  return el("div", {}, el("p", { class: "muted", id: "kpi-period", text: t("kpi_period") + ": " + period }), summary,
+    perItem ? el("h3", { text: t("kpi_by_item") }) : null, perItem);
+}
+
+// --- proposal reasoning as sentences --------------------------------------------------------------
+
+function reasoningText(r, p) {
+  if (!r || typeof r !== "object") return null;
+  const n = (v, d) => fmt.num(v, { maximumFractionDigits: d ?? 1 });
+  const out = [];
+  if (r.reason === "expiring_stock") {
+    out.push(t("why_expiry", { lot: r.lot_id, expiry: fmt.day(r.effective_expiry), days_left: n(r.days_left), on_hand: n(r.on_hand, 0),
+      sells: n(r.sells_before_expiry), forecast: n(r.forecast_per_day, 2), excess: n(r.excess, 0), why: r.why || "" }));
+  } else if (r.reorder_point !== undefined) {
+    out.push(t("why_replenish", { forecast: n(r.forecast_per_day, 2), method: r.forecast_method || "—", std: n(r.demand_std, 2),
+      safety: n(r.safety_stock), rop: n(r.reorder_point), max: n(r.order_up_to), position: n(r.position),
+      on_hand: n(r.on_hand, 0), on_order: n(r.on_order, 0), in_transit: n(r.in_transit, 0),
+      uncovered: n(r.uncovered ?? (r.order_up_to - r.position)), need_by: fmt.day(r.need_by) }));
+    if (r.pack_size !== undefined) {
+      out.push(t("why_purchase", { quantity: n(p.quantity, 0), drop: n(r.demand_until_order), pack: n(r.pack_size, 0),
+        moq: r.moq ? t("why_moq", { moq: n(r.moq, 0) }) : "", order_by: fmt.day(r.order_by), arrival: fmt.day(r.expected_arrival),
+        late: r.late ? t("why_late") : "" }));
+    }
+    if (r.source_surplus !== undefined) {
+      out.push(t("why_transfer", { quantity: n(p.quantity, 0), source: p.source_location || "—", surplus: n(r.source_surplus, 0),
+        days: n(r.transfer_lead_time_days) }));
+    }
+  }
+  return out.length ? el("div", {}, out.map((s) => el("p", { class: "reasoning-text", text: s }))) : null;
+}
 
 // --- router and polling ---------------------------------------------------------------------------
 
