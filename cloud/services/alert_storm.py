@@ -172,6 +172,7 @@ class Transition:
     zone: str
     raised: bool
     messages: Mapping[str, AlertMessage]  # channel name -> message in its language
+    at: datetime  # when it happened (the gate may decide a little later)
 
 
 Send = Callable[[str, AlertMessage], None]
@@ -188,7 +189,7 @@ class StormGate:
         self.languages = {c.name: c.language for c in settings.channels}
         self.quiet = list(settings.quiet)
         self.active = bool(self.quiet) or any(v is not None for v in self.limits.values())
-        self._send, self._clock = send, clock
+        self._send, self.clock = send, clock
         self._queue: deque[Transition] = deque()
         self._wakeup = asyncio.Event()
         self._busy = False
@@ -218,7 +219,7 @@ class StormGate:
             await asyncio.sleep(0.01)
 
     async def _admit(self, tr: Transition) -> None:
-        now = self._clock()
+        now = tr.at
         quiet = quiet_now(self.quiet, tr.site_id, tr.zone, now)
         try:
             sends, digests = await self._decide(tr, now, quiet)
@@ -277,7 +278,13 @@ class StormGate:
         why = word("digest.why.quiet" if d.quiet else "digest.why.rate", lang)
         since = d.since.strftime("%Y-%m-%d %H:%M UTC")
         text = word(
-            "digest", lang, excursions=d.excursions, zone=d.zone, since=since, messages=d.messages, why=why
+            "digest.one" if d.excursions == 1 else "digest",
+            lang,
+            excursions=d.excursions,
+            zone=d.zone,
+            since=since,
+            messages=d.messages,
+            why=why,
         )
         return AlertMessage(
             alert_id="digest",

@@ -324,7 +324,8 @@ class ColdChainRuntime:
             if self.storm.active:
                 a = notice.alert
                 raised = notice.state == "raised"
-                self.storm.submit(Transition(str(a["site_id"]), str(a["zone"]), raised, chosen))
+                at = self.storm.clock()
+                self.storm.submit(Transition(str(a["site_id"]), str(a["zone"]), raised, chosen, at))
                 continue
             for name, each in chosen.items():
                 self._send(name, each)
@@ -453,6 +454,7 @@ class ColdChainRuntime:
             after = timedelta(minutes=self.settings.escalation_minutes)
             notices += await escalation_tick(self.engine, after, len(self.groups), now)
         self.notify(notices)
+        await self.storm.drain()  # transitions still queued for the gate count first
         await self.storm.flush(now)  # digests of what quiet hours or the rate limit held
         return notices
 

@@ -178,3 +178,28 @@ def test_daily_quiet_hours_cross_midnight_in_local_time() -> None:
     assert not quiet_now([night], "site-1", "cold-2", datetime(2026, 1, 1, 14, 30, tzinfo=UTC))
     with pytest.raises(ValueError, match="either daily"):
         QuietWindow(daily="22:00-06:00", start=T10, end=T10 + timedelta(hours=1))
+
+
+async def test_the_limit_and_what_is_held_survive_a_restart(
+    settings: Settings, receiver: Receiver, clock: Clock
+) -> None:
+    """The counters live in the database: a restarted (or another) replica keeps to the limit."""
+    for run in (1, 2):
+        app = create_app(settings, coldchain=ColdChainOptions(job_enabled=False, clock=clock))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as client:
+                c = Cloud(app=app, client=client, engine=app.state.engine)
+                if run == 1:
+                    c.edge_tokens["edge-1"] = (await create_edge_async(c.engine, "site-1", "edge-1"))[1]
+                    token = c.edge_tokens["edge-1"]
+                    await flap(c, 1, 3)  # 6 transitions: 4 sent, 2 held
+                else:
+                    c.edge_tokens["edge-1"] = token
+                    await flap(c, 50, 1)  # same hour, after the restart: both held
+                    clock.now = T10 + timedelta(minutes=61)
+                    await tick(c, clock.now)
+                await delivered(c)
+    assert receiver.states("/ops") == ["raised", "resolved", "raised", "resolved", "digest"]
+    assert receiver.bodies("/ops")[-1]["text"].startswith("2 more excursions in cold-1 since")
+    assert "(4 messages held, rate limit)" in receiver.bodies("/ops")[-1]["text"]
