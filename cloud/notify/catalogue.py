@@ -121,17 +121,8 @@ _UNITS: dict[str, str] = {
     "humidity": "%RH",
     "days": "days",
 }
-_RULE_QUANTITY = {
-    "max_temperature": "temperature",
-    "min_temperature": "temperature",
-    "max_temperature_instant": "temperature",
-    "min_temperature_instant": "temperature",
-    "max_temperature_cumulative": "temperature",
-    "max_humidity": "humidity",
-    "expiry_soon": "days",
-    "expired_on_hand": "days",
-    "dead_stock": "days",
-}
+# Alert kinds counted in days (the cold-chain rules' quantities come from cloud.services.alerts).
+_DAY_KINDS = frozenset({"expiry_soon", "expired_on_hand", "dead_stock"})
 _DAYS = {"en": "{n} days", "zh-CN": "{n} 天"}
 
 
@@ -147,9 +138,13 @@ def rule_title(rule: str, language: str = "en") -> str:
     return word(key, language) if key in _EN else rule
 
 
-def unit_of(rule: str) -> str | None:
-    quantity = _RULE_QUANTITY.get(rule)
-    return _UNITS[quantity] if quantity is not None else None
+def unit_of(quantity: str | None) -> str | None:
+    """The unit of a quantity ("temperature", "humidity", "days"); None when there is none."""
+    return _UNITS.get(quantity) if quantity is not None else None
+
+
+def quantity_of_kind(kind: str) -> str | None:
+    return "days" if kind in _DAY_KINDS else None
 
 
 def number(value: float | int) -> str:

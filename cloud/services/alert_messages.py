@@ -13,12 +13,17 @@ from typing import Any
 from cloud.core import db
 from cloud.notify import AlertMessage
 from cloud.notify.base import Severity
-from cloud.notify.catalogue import rule_title, unit_of, with_unit, word
+from cloud.notify.catalogue import quantity_of_kind, rule_title, unit_of, with_unit, word
+from cloud.services.alerts import RULE_QUANTITY
 from cloud.services.coldchain import Notice
 
 
+def _unit(rule: str, kind: str) -> str | None:
+    return unit_of(RULE_QUANTITY.get(rule) or quantity_of_kind(kind))
+
+
 def _body(a: Mapping[str, Any], rule: str, kind: str, at: datetime, lang: str) -> str:
-    unit = unit_of(rule) or unit_of(kind)
+    unit = _unit(rule, kind)
     if kind == "edge_incarnation":
         return f"{a.get('limit_source')}."
     if kind in ("expiry_soon", "expired_on_hand"):
@@ -89,7 +94,7 @@ def alert_message(
         limit=a.get("limit"),
         url=url_template.format(id=a["id"]) if url_template else None,
         language=language,
-        unit=unit_of(rule) or unit_of(kind),
+        unit=_unit(rule, kind),
     )
 
 
