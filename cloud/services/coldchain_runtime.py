@@ -30,7 +30,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from influxdb_client import Point
@@ -41,13 +40,10 @@ from cloud.coldchain import tables as cc
 from cloud.core import db
 from cloud.core.config import zone_limits
 from cloud.influx import (
-    InfluxWriter,
     alert_point,
     device_health_point,
     edge_health_point,
     reading_point,
-    v1_writer,
-    v2_writer,
     zone_limits_point,
 )
 from cloud.notify import (
@@ -56,14 +52,9 @@ from cloud.notify import (
     Channel,
     DeliveryLog,
     DeliveryResult,
-    DingTalkChannel,
-    EmailChannel,
-    FeishuChannel,
-    MqttChannel,
-    WebhookChannel,
-    WeComChannel,
 )
-from cloud.notify.destinations import ANY_PUBLIC, Destinations
+from cloud.notify.destinations import Destinations
+from cloud.services.alert_channels import build_channel, build_influx
 from cloud.services.alert_messages import alert_message
 from cloud.services.alert_storm import StormGate, Transition
 from cloud.services.alerts import ColdChainRules, Limits
@@ -78,13 +69,7 @@ from cloud.services.coldchain import (
 from cloud.services.ingest import IngestResult
 from cloud.services.jobs import run_periodic
 from shelfsense.config import (
-    ChannelSettings,
-    DingTalkChannelSettings,
-    FeishuChannelSettings,
-    InfluxSettings,
     Settings,
-    WebhookChannelSettings,
-    WeComChannelSettings,
 )
 from shelfsense.contract import DeviceHealth, SensorReading
 
@@ -106,62 +91,6 @@ class ColdChainOptions:
     )
     drain_timeout_s: float = 10.0
     clock: Callable[[], datetime] = db.utcnow  # what the alert-storm gate calls "now"
-
-
-def build_channel(config: ChannelSettings, destinations: Destinations = ANY_PUBLIC) -> Channel:
-    """A delivery channel from its ``[[cloud.coldchain.channels]]`` entry (secrets unwrapped here);
-    :class:`DestinationRefused` when its host is not an allowed destination."""
-    if config.type == "smtp":
-        destinations.check_host(config.host)
-        password = config.password.get_secret_value() if config.password else None
-        return EmailChannel(
-            config.host,
-            config.port,
-            config.from_addr,
-            config.to,
-            username=config.username,
-            password=password,
-            starttls=config.starttls,
-            name=config.name,
-        )
-    url = config.url.get_secret_value() if config.type == "wecom" else config.url
-    destinations.check_host(urlsplit(url).hostname or "")
-    if config.type == "mqtt":
-        password = config.password.get_secret_value() if config.password else None
-        return MqttChannel(url, username=config.username, password=password, name=config.name)
-    return _http_channel(config, url, destinations)
-
-
-def _http_channel(
-    config: WebhookChannelSettings | DingTalkChannelSettings | WeComChannelSettings | FeishuChannelSettings,
-    url: str,
-    destinations: Destinations,
-) -> Channel:
-    if config.type == "webhook":
-        secret = config.secret.get_secret_value()
-        return WebhookChannel(url, secret, name=config.name, destinations=destinations)
-    if config.type == "wecom":
-        return WeComChannel(url, name=config.name, destinations=destinations)
-    secret_or_none = config.secret.get_secret_value() if config.secret else None
-    if config.type == "dingtalk":
-        return DingTalkChannel(url, secret_or_none, name=config.name, destinations=destinations)
-    return FeishuChannel(url, secret_or_none, name=config.name, destinations=destinations)
-
-
-def build_influx(config: InfluxSettings) -> InfluxWriter:
-    if config.token is not None and config.org and config.bucket:
-        return v2_writer(
-            config.url, org=config.org, bucket=config.bucket, token=config.token.get_secret_value()
-        )
-    assert config.database is not None  # the settings validator guarantees v1 or v2
-    password = config.password.get_secret_value() if config.password else None
-    return v1_writer(
-        config.url,
-        config.database,
-        retention_policy=config.retention_policy,
-        username=config.username,
-        password=password,
-    )
 
 
 def _event_time(notice: Notice, now: datetime) -> datetime:

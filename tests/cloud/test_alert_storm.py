@@ -203,3 +203,13 @@ async def test_the_limit_and_what_is_held_survive_a_restart(
     assert receiver.states("/ops") == ["raised", "resolved", "raised", "resolved", "digest"]
     assert receiver.bodies("/ops")[-1]["text"].startswith("2 more excursions in cold-1 since")
     assert "(4 messages held, rate limit)" in receiver.bodies("/ops")[-1]["text"]
+
+
+def test_a_channel_of_no_known_type_is_refused_not_built_as_mqtt() -> None:
+    from cloud.notify.base import ChannelConfigError
+    from cloud.services.coldchain_runtime import build_channel
+    from shelfsense.config import MqttChannelSettings
+
+    odd = MqttChannelSettings.model_construct(type="pager", name="odd", url="mqtt://127.0.0.1:1883")
+    with pytest.raises(ChannelConfigError, match="unknown channel type 'pager'"):
+        build_channel(odd)
