@@ -17,8 +17,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -76,38 +78,43 @@ class ZoneLimits(_Section):
         return self
 
 
-class WebhookChannelSettings(_Section):
+class _ChannelBase(_Section):
+    """What every channel has: its name, its readers' language and its alert-storm limit."""
+
+    name: Ident
+    language: Literal["en", "zh-CN"] = "en"  # of every message this channel sends
+    # At most this many messages per (site, zone) per hour on this channel, digests included;
+    # what is over is held and summarised in one digest when the hour is over. None: no limit.
+    max_messages_per_zone_per_hour: Annotated[int, Field(ge=1)] | None = None
+
+
+class WebhookChannelSettings(_ChannelBase):
     """A generic HMAC-signed webhook (``X-ShelfSense-Signature``)."""
 
     type: Literal["webhook"] = "webhook"
-    name: Ident
     url: str
     secret: SecretStr
 
 
-class DingTalkChannelSettings(_Section):
+class DingTalkChannelSettings(_ChannelBase):
     type: Literal["dingtalk"] = "dingtalk"
-    name: Ident
     url: str  # including access_token
     secret: SecretStr | None = None  # the robot's signing secret (加签)
 
 
-class WeComChannelSettings(_Section):
+class WeComChannelSettings(_ChannelBase):
     type: Literal["wecom"] = "wecom"
-    name: Ident
     url: SecretStr  # the webhook key in the URL is the secret
 
 
-class FeishuChannelSettings(_Section):
+class FeishuChannelSettings(_ChannelBase):
     type: Literal["feishu"] = "feishu"
-    name: Ident
     url: str
     secret: SecretStr | None = None
 
 
-class SmtpChannelSettings(_Section):
+class SmtpChannelSettings(_ChannelBase):
     type: Literal["smtp"] = "smtp"
-    name: Ident
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 25
     from_addr: str
@@ -117,9 +124,8 @@ class SmtpChannelSettings(_Section):
     starttls: bool = False
 
 
-class MqttChannelSettings(_Section):
+class MqttChannelSettings(_ChannelBase):
     type: Literal["mqtt"] = "mqtt"
-    name: Ident
     url: str  # alerts go to shelfsense/alerts/<site>
     username: str | None = None
     password: SecretStr | None = None
@@ -134,6 +140,31 @@ ChannelSettings = Annotated[
     | MqttChannelSettings,
     Field(discriminator="type"),
 ]
+
+
+class QuietWindow(_Section):
+    """``[[cloud.coldchain.quiet]]``: no messages for these zones while it holds (quiet hours
+    every day, or a maintenance window from ``start`` to ``end``); what was held is summarised in
+    one digest per channel and zone afterwards. The alerts themselves are recorded as always."""
+
+    zones: list[Ident] = []  # empty: every zone
+    site_id: Ident | None = None  # None: every site
+    daily: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")] | None = None
+    timezone: str = "UTC"  # of ``daily`` (an IANA name such as Asia/Shanghai)
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> QuietWindow:
+        if (self.daily is None) == (self.start is None or self.end is None):
+            raise ValueError("a quiet window is either daily = 'HH:MM-HH:MM' or start and end")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError("a maintenance window's start must be before its end")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {self.timezone!r}") from exc
+        return self
 
 
 class ColdChainSettings(_Section):
@@ -162,6 +193,7 @@ class ColdChainSettings(_Section):
     # public address. Loopback, private and link-local addresses only when listed here.
     allowed_destinations: list[str] = []
     alert_url: str | None = None  # e.g. "https://cloud.example/alerts/{id}" for message links
+    quiet: list[QuietWindow] = []  # quiet hours and maintenance windows (alert storms)
 
     @model_validator(mode="after")
     def _groups_name_channels(self) -> ColdChainSettings:

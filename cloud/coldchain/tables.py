@@ -66,4 +66,20 @@ alert_deliveries = Table(
     Index("ix_alert_deliveries_alert", "alert_id", "id"),
 )
 
-__all__ = ["alert_deliveries", "coldchain_sensor_state", "excursion_events", "metadata"]
+# Alert-storm control per (channel, site, zone) (revision 0017, cloud.services.alert_storm): the
+# current hour's window and messages sent in it, and what is held for the next digest.
+alert_storm = Table(
+    "alert_storm",
+    metadata,
+    Column("channel", ID, primary_key=True),
+    Column("site_id", ID, primary_key=True),
+    Column("zone", ID, primary_key=True),
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("sent", Integer, nullable=False),
+    Column("held", Integer, nullable=False),  # messages held since held_since
+    Column("held_raised", Integer, nullable=False),  # of which new alerts (excursions)
+    Column("held_since", UtcDateTime),
+    Column("held_quiet", Boolean, nullable=False),  # held (also) by quiet hours / maintenance
+)
+
+__all__ = ["alert_deliveries", "alert_storm", "coldchain_sensor_state", "excursion_events", "metadata"]

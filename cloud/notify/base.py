@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from cloud.notify.catalogue import with_unit, word
 from shelfsense.redact import mask_text
 
 Severity = Literal["info", "warning", "critical"]
@@ -49,6 +50,8 @@ class AlertMessage:
     limit: float | None = None
     url: str | None = None
     delivery_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    language: str = "en"  # of title, text and the fact labels (cloud.notify.catalogue)
+    unit: str | None = None  # of value and limit: "°C", "%RH", "days"
 
     def to_json(self) -> dict[str, Any]:
         """The generic webhook / MQTT payload (stable field names, ISO-8601 UTC time)."""
@@ -67,32 +70,41 @@ class AlertMessage:
             "limit": self.limit,
             "at": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "url": self.url,
+            "language": self.language,
+            "unit": self.unit,
         }
 
+    def word(self, key: str) -> str:
+        return word(key, self.language)
+
+    def headline(self) -> str:
+        """``[CRITICAL] title`` / ``[严重] title``."""
+        return f"[{self.word('severity.' + self.severity)}] {self.title}"
+
     def facts(self) -> list[tuple[str, str]]:
-        rows = [("Site", self.site_id)]
+        rows = [(self.word("fact.site"), self.site_id)]
         if self.zone:
-            rows.append(("Zone", self.zone))
-        rows.append(("State", self.state))
+            rows.append((self.word("fact.zone"), self.zone))
+        rows.append((self.word("fact.state"), self.word(f"state.{self.state}")))
         if self.value is not None:
-            rows.append(("Value", f"{self.value:g}"))
+            rows.append((self.word("fact.value"), with_unit(self.value, self.unit, self.language)))
         if self.limit is not None:
-            rows.append(("Limit", f"{self.limit:g}"))
-        rows.append(("At", self.to_json()["at"]))
+            rows.append((self.word("fact.limit"), with_unit(self.limit, self.unit, self.language)))
+        rows.append((self.word("fact.at"), self.to_json()["at"]))
         return rows
 
     def plain(self) -> str:
-        lines = [f"[{self.severity.upper()}] {self.title}", self.text]
+        lines = [self.headline(), self.text]
         lines += [f"{key}: {value}" for key, value in self.facts()]
         if self.url:
             lines.append(self.url)
         return "\n".join(line for line in lines if line)
 
     def markdown(self) -> str:
-        lines = [f"### [{self.severity.upper()}] {self.title}", "", self.text, ""]
+        lines = [f"### {self.headline()}", "", self.text, ""]
         lines += [f"- **{key}**: {value}" for key, value in self.facts()]
         if self.url:
-            lines += ["", f"[Open alert]({self.url})"]
+            lines += ["", f"[{self.word('open_alert')}]({self.url})"]
         return "\n".join(lines)
 
 

@@ -51,7 +51,8 @@ class EmailChannel:
 
     def message(self, alert: AlertMessage) -> EmailMessage:
         msg = EmailMessage()
-        msg["Subject"] = f"[ShelfSense {alert.severity}] {alert.title}"
+        severity = alert.severity if alert.language == "en" else alert.word(f"severity.{alert.severity}")
+        msg["Subject"] = f"[ShelfSense {severity}] {alert.title}"
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.recipients)
         msg["Date"] = format_datetime(alert.at if alert.at.tzinfo else alert.at.astimezone())

@@ -282,9 +282,11 @@ class FeishuChannel(HttpChannel):
             lines: list[list[dict[str, str]]] = [[{"tag": "text", "text": alert.text}]]
             lines += [[{"tag": "text", "text": f"{key}: {value}"}] for key, value in alert.facts()]
             if alert.url:
-                lines.append([{"tag": "a", "text": "Open alert", "href": alert.url}])
-            title = f"[{alert.severity.upper()}] {alert.title}"
-            payload = {"msg_type": "post", "content": {"post": {"zh_cn": {"title": title, "content": lines}}}}
+                lines.append([{"tag": "a", "text": alert.word("open_alert"), "href": alert.url}])
+            # Feishu picks the block of the reader's client language: one block, in the channel's.
+            block = "zh_cn" if alert.language == "zh-CN" else "en_us"
+            post = {block: {"title": alert.headline(), "content": lines}}
+            payload = {"msg_type": "post", "content": {"post": post}}
         if self._secret:
             timestamp = str(int(time.time()))
             payload = {"timestamp": timestamp, "sign": feishu_sign(self._secret, timestamp), **payload}

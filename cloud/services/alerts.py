@@ -54,7 +54,7 @@ ACTIVE = ("open", "acknowledged")
 # warm cold room); they are still stored.
 IGNORED_FLAGS = frozenset({"out_of_range"})
 GAP_RULE = "gap"
-_RULE_QUANTITY: dict[str, Quantity] = {
+RULE_QUANTITY: dict[str, Quantity] = {  # also gives messages their units
     "max_temperature": "temperature",
     "min_temperature": "temperature",
     "max_temperature_instant": "temperature",
@@ -422,7 +422,7 @@ class AlertBook:
     def _follow_reading(self, zone: str, reading: SensorReading, at: datetime, limits: Limits) -> None:
         """Peak and last value of the zone's active alerts; resolve those back inside."""
         for (alert_zone, rule), alert in list(self._open.items()):
-            if alert_zone != zone or _RULE_QUANTITY.get(rule) != reading.quantity:
+            if alert_zone != zone or RULE_QUANTITY.get(rule) != reading.quantity:
                 continue
             value = reading.value
             if _beyond(rule, value, alert.limit):

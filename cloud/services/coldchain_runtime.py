@@ -26,11 +26,10 @@ import os
 import secrets
 import socket
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from influxdb_client import Point
@@ -41,13 +40,10 @@ from cloud.coldchain import tables as cc
 from cloud.core import db
 from cloud.core.config import zone_limits
 from cloud.influx import (
-    InfluxWriter,
     alert_point,
     device_health_point,
     edge_health_point,
     reading_point,
-    v1_writer,
-    v2_writer,
     zone_limits_point,
 )
 from cloud.notify import (
@@ -56,15 +52,11 @@ from cloud.notify import (
     Channel,
     DeliveryLog,
     DeliveryResult,
-    DingTalkChannel,
-    EmailChannel,
-    FeishuChannel,
-    MqttChannel,
-    WebhookChannel,
-    WeComChannel,
 )
-from cloud.notify.base import Severity
-from cloud.notify.destinations import ANY_PUBLIC, Destinations
+from cloud.notify.destinations import Destinations
+from cloud.services.alert_channels import build_channel, build_influx
+from cloud.services.alert_messages import alert_message
+from cloud.services.alert_storm import StormGate, Transition
 from cloud.services.alerts import ColdChainRules, Limits
 from cloud.services.coldchain import (
     Notice,
@@ -77,30 +69,12 @@ from cloud.services.coldchain import (
 from cloud.services.ingest import IngestResult
 from cloud.services.jobs import run_periodic
 from shelfsense.config import (
-    ChannelSettings,
-    DingTalkChannelSettings,
-    FeishuChannelSettings,
-    InfluxSettings,
     Settings,
-    WebhookChannelSettings,
-    WeComChannelSettings,
 )
 from shelfsense.contract import DeviceHealth, SensorReading
 
 log = logging.getLogger(__name__)
 
-_RULE_TITLES = {
-    "max_temperature": "Temperature above the limit",
-    "min_temperature": "Temperature below the limit",
-    "max_humidity": "Humidity above the limit",
-    "max_temperature_instant": "Temperature far above the limit",
-    "min_temperature_instant": "Temperature far below the limit",
-    "max_temperature_cumulative": "Cumulative time above the limit exceeded",
-    "gap": "No data",
-    "expiry_soon": "Lot expiring soon",  # alert kinds of cloud.services.lots (rule = kind:lot digest)
-    "expired_on_hand": "Expired lot on hand",
-    "edge_incarnation": "Edge database replaced",  # cloud.services.edge_streams (zone = edge id)
-}
 _MAX_PENDING_RESULTS = 10_000
 LIMITS_REFRESH = timedelta(hours=1)
 _MAX_TRACKED_DELIVERIES = 50_000
@@ -116,110 +90,7 @@ class ColdChainOptions:
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     )
     drain_timeout_s: float = 10.0
-
-
-def build_channel(config: ChannelSettings, destinations: Destinations = ANY_PUBLIC) -> Channel:
-    """A delivery channel from its ``[[cloud.coldchain.channels]]`` entry (secrets unwrapped here);
-    :class:`DestinationRefused` when its host is not an allowed destination."""
-    if config.type == "smtp":
-        destinations.check_host(config.host)
-        password = config.password.get_secret_value() if config.password else None
-        return EmailChannel(
-            config.host,
-            config.port,
-            config.from_addr,
-            config.to,
-            username=config.username,
-            password=password,
-            starttls=config.starttls,
-            name=config.name,
-        )
-    url = config.url.get_secret_value() if config.type == "wecom" else config.url
-    destinations.check_host(urlsplit(url).hostname or "")
-    if config.type == "mqtt":
-        password = config.password.get_secret_value() if config.password else None
-        return MqttChannel(url, username=config.username, password=password, name=config.name)
-    return _http_channel(config, url, destinations)
-
-
-def _http_channel(
-    config: WebhookChannelSettings | DingTalkChannelSettings | WeComChannelSettings | FeishuChannelSettings,
-    url: str,
-    destinations: Destinations,
-) -> Channel:
-    if config.type == "webhook":
-        secret = config.secret.get_secret_value()
-        return WebhookChannel(url, secret, name=config.name, destinations=destinations)
-    if config.type == "wecom":
-        return WeComChannel(url, name=config.name, destinations=destinations)
-    secret_or_none = config.secret.get_secret_value() if config.secret else None
-    if config.type == "dingtalk":
-        return DingTalkChannel(url, secret_or_none, name=config.name, destinations=destinations)
-    return FeishuChannel(url, secret_or_none, name=config.name, destinations=destinations)
-
-
-def build_influx(config: InfluxSettings) -> InfluxWriter:
-    if config.token is not None and config.org and config.bucket:
-        return v2_writer(
-            config.url, org=config.org, bucket=config.bucket, token=config.token.get_secret_value()
-        )
-    assert config.database is not None  # the settings validator guarantees v1 or v2
-    password = config.password.get_secret_value() if config.password else None
-    return v1_writer(
-        config.url,
-        config.database,
-        retention_policy=config.retention_policy,
-        username=config.username,
-        password=password,
-    )
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float | int) else str(value)
-
-
-def alert_message(notice: Notice, *, at: datetime, url_template: str | None = None) -> AlertMessage:
-    """What people read about one alert transition."""
-    a = notice.alert
-    rule, zone, state = str(a["rule"]), str(a["zone"]), notice.state
-    kind = str(a.get("kind") or rule)
-    title = f"{_RULE_TITLES.get(rule, _RULE_TITLES.get(kind, rule))} in zone {zone} ({a['site_id']}): {state}"
-    if kind == "edge_incarnation":
-        text = f"{a.get('limit_source')}."
-    elif kind in ("expiry_soon", "expired_on_hand"):
-        text = f"{a.get('limit_source')}: {_fmt(round(float(a['peak_value']), 2))} days left."
-    elif rule == "gap":
-        minutes = (at - db.utc(a["first_breach_at"])).total_seconds() / 60
-        text = f"No data for zone {zone} for {minutes:.0f} minutes (sensor {a.get('sensor_id')})."
-    else:
-        text = f"Peak {_fmt(a['peak_value'])}, last {_fmt(a['last_value'])}, limit {_fmt(a['limit'])}"
-        text += f" ({a.get('limit_source') or 'zone'}), since {db.utc(a['first_breach_at']).isoformat()}."
-    if state == "acknowledged":
-        text += f" Acknowledged by {a.get('acknowledged_by')}: {a.get('ack_comment')}"
-    elif state == "resolved":
-        who = a.get("resolved_by")
-        text += f" Resolved{' by ' + str(who) if who else ''}: {a.get('resolve_reason') or 'back inside'}"
-    elif state == "escalated":
-        text += f" Not acknowledged: escalated to contact group {int(a.get('escalation_level') or 0) + 1}."
-    severity: Severity = "warning"
-    if state in ("resolved", "acknowledged"):
-        severity = "info"
-    elif a.get("severity") == "critical":
-        severity = "critical"
-    return AlertMessage(
-        alert_id=str(a["id"]),
-        site_id=str(a["site_id"]),
-        kind=str(a.get("kind") or rule),
-        state=state,
-        title=title,
-        text=text,
-        at=at,
-        severity=severity,
-        zone=zone,
-        value=a.get("peak_value") if rule != "gap" else None,
-        limit=a.get("limit"),
-        url=url_template.format(id=a["id"]) if url_template else None,
-    )
+    clock: Callable[[], datetime] = db.utcnow  # what the alert-storm gate calls "now"
 
 
 def _event_time(notice: Notice, now: datetime) -> datetime:
@@ -257,6 +128,8 @@ class ColdChainRuntime:
         allowed = Destinations.parse(cs.allowed_destinations)
         self.channels: dict[str, Channel] = {c.name: build_channel(c, allowed) for c in cs.channels}
         self.groups: list[tuple[str, ...]] = [tuple(g) for g in cs.contact_groups]
+        self.languages: dict[str, str] = {c.name: c.language for c in cs.channels}
+        self._languages = ("en", *sorted(set(self.languages.values()) - {"en"}))
         self.log = DeliveryLog(maxlen=1000, sink=self._on_result)
         self.influx = build_influx(settings.cloud.influx) if settings.cloud.influx is not None else None
         self.results_dropped = 0
@@ -268,6 +141,7 @@ class ColdChainRuntime:
         self._deliveries: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._job_task: asyncio.Task[None] | None = None
         self._limits_written: dict[tuple[str, str], tuple[Limits, datetime]] = {}
+        self.storm = StormGate(engine, cs, self._send, self.options.clock)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -275,6 +149,8 @@ class ColdChainRuntime:
         if self.influx is not None:
             self.influx.start()
         self._spawn(self._persist_loop(), "alert-deliveries")
+        if self.storm.active:
+            self._spawn(self.storm.run(), "alert-storm-gate")
         if self.options.job_enabled:
             self._job_task = self._spawn(self._job_loop(), "coldchain-job")
 
@@ -292,7 +168,7 @@ class ColdChainRuntime:
         dispatchers = list(self._dispatchers.values())
         drained = True
         try:
-            await asyncio.wait_for(asyncio.gather(*(d.drain() for d in dispatchers)), deadline)
+            await asyncio.wait_for(self._drain_all(), deadline)
         except TimeoutError:
             drained = False
         for task in self._tasks:  # dispatcher loops and the log writer; deliveries in flight stay
@@ -335,11 +211,22 @@ class ColdChainRuntime:
             self._spawn(dispatcher.run(), f"alert-dispatch-{name}")
         return dispatcher
 
+    def _send(self, name: str, message: AlertMessage) -> None:
+        self._dispatcher(name).submit(message)
+
+    async def _drain_all(self) -> None:
+        await self.storm.drain()
+        await asyncio.gather(*(d.drain() for d in list(self._dispatchers.values())))
+
     def notify(self, notices: Sequence[Notice]) -> None:
         """Queue messages for these transitions (returns at once) and log them to InfluxDB."""
         now = db.utcnow()
         for notice in notices:
-            message = alert_message(notice, at=now, url_template=self.settings.alert_url)
+            messages = {
+                lang: alert_message(notice, at=now, url_template=self.settings.alert_url, language=lang)
+                for lang in self._languages
+            }
+            message = messages["en"]
             if self.influx is not None:
                 a = notice.alert
                 self.influx.write(
@@ -358,11 +245,19 @@ class ColdChainRuntime:
             names = self.audience(notice.state, int(notice.alert.get("escalation_level") or 0))
             if not names:
                 continue
-            self._deliveries[message.delivery_id] = (int(notice.alert["id"]), notice.state)
+            for each in messages.values():
+                self._deliveries[each.delivery_id] = (int(notice.alert["id"]), notice.state)
             while len(self._deliveries) > _MAX_TRACKED_DELIVERIES:
                 self._deliveries.popitem(last=False)
-            for name in names:
-                self._dispatcher(name).submit(message)
+            chosen = {name: messages[self.languages[name]] for name in names}
+            if self.storm.active:
+                a = notice.alert
+                raised = notice.state == "raised"
+                at = self.storm.clock()
+                self.storm.submit(Transition(str(a["site_id"]), str(a["zone"]), raised, chosen, at))
+                continue
+            for name, each in chosen.items():
+                self._send(name, each)
 
     def submit(self, channels: Sequence[str], message: AlertMessage) -> list[str]:
         """Queue ``message`` on the named channels (rules' ``notify`` actions, not an alert
@@ -475,7 +370,7 @@ class ColdChainRuntime:
 
     async def wait_delivered(self) -> None:
         """Until every queued message is delivered and its results stored (tests, benches)."""
-        await asyncio.gather(*(d.drain() for d in self._dispatchers.values()))
+        await self._drain_all()
         await self._store_pending()
 
     # --- periodic tick ------------------------------------------------------------------------
@@ -488,6 +383,8 @@ class ColdChainRuntime:
             after = timedelta(minutes=self.settings.escalation_minutes)
             notices += await escalation_tick(self.engine, after, len(self.groups), now)
         self.notify(notices)
+        await self.storm.drain()  # transitions still queued for the gate count first
+        await self.storm.flush(now)  # digests of what quiet hours or the rate limit held
         return notices
 
     async def _job_loop(self) -> None:

@@ -95,6 +95,20 @@ async def test_email_reaches_a_real_smtp_server(smtp_server: tuple[Mailbox, int]
     assert "Zone: cold-2" in message.get_payload(decode=True).decode()  # type: ignore[union-attr]
 
 
+async def test_email_in_chinese_for_a_chinese_channel(smtp_server: tuple[Mailbox, int]) -> None:
+    from dataclasses import replace
+    from email.header import decode_header, make_header
+
+    mailbox, port = smtp_server
+    channel = EmailChannel("127.0.0.1", port, "alerts@shelfsense.test", ["ops@example.com"])
+    chinese = replace(alert(), language="zh-CN", title="冷库 cold-2 无数据")
+    assert (await channel.send(chinese)).ok
+    [(_, _, message)] = mailbox.messages
+    assert str(make_header(decode_header(message["Subject"]))) == "[ShelfSense 警告] 冷库 cold-2 无数据"
+    body = message.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    assert "区域: cold-2" in body and "状态: 已触发" in body and "Zone" not in body
+
+
 async def test_email_retries_a_temporary_failure_not_a_permanent_one(
     smtp_server: tuple[Mailbox, int],
 ) -> None:

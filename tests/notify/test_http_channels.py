@@ -41,6 +41,7 @@ def alert(**overrides: Any) -> AlertMessage:
         "value": 9.4,
         "limit": 8.0,
         "url": "https://shelfsense.example/alerts/42",
+        "unit": "°C",
     }
     fields.update(overrides)
     return AlertMessage(**fields)
@@ -208,14 +209,35 @@ async def test_feishu_post_with_a_valid_sign(http_server: RecordingServer) -> No
     assert result.ok, result.error
     body = http_server.requests("/open-apis/bot/v2/hook/x")[0].json()
     assert body["msg_type"] == "post"
-    post = body["content"]["post"]["zh_cn"]
+    post = body["content"]["post"]["en_us"]  # an English channel fills Feishu's English block
     assert post["title"] == "[CRITICAL] Cold room 1 above 8 °C"
     assert [seg["text"] for line in post["content"] for seg in line if "Zone" in seg["text"]] == [
         "Zone: cold-1"
     ]
+    assert [seg["text"] for line in post["content"] for seg in line if "Value" in seg["text"]] == [
+        "Value: 9.4 °C"
+    ]
     assert post["content"][-1] == [
         {"tag": "a", "text": "Open alert", "href": "https://shelfsense.example/alerts/42"}
     ]
+
+
+async def test_feishu_post_in_chinese_fills_the_zh_cn_block(http_server: RecordingServer) -> None:
+    # Feishu custom bot "post" message: content.post.<zh_cn|en_us|ja_jp> blocks
+    # (https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot, rich text section).
+    http_server.responders["/open-apis/bot/v2/hook/x"] = feishu_server_check("fs-secret")
+    channel = FeishuChannel(f"{http_server.url}/open-apis/bot/v2/hook/x", "fs-secret")
+    result = await channel.send(
+        alert(language="zh-CN", title="冷库 1 超温", state="resolved", severity="info")
+    )
+    await channel.aclose()
+    assert result.ok, result.error
+    post = http_server.requests("/open-apis/bot/v2/hook/x")[0].json()["content"]["post"]
+    assert set(post) == {"zh_cn"}
+    texts = [seg["text"] for line in post["zh_cn"]["content"] for seg in line]
+    assert post["zh_cn"]["title"] == "[信息] 冷库 1 超温"
+    assert "区域: cold-1" in texts and "状态: 已恢复" in texts and "数值: 9.4 °C" in texts
+    assert "限值: 8 °C" in texts and texts[-1] == "查看告警"
 
 
 async def test_feishu_text_with_a_wrong_secret_fails(http_server: RecordingServer) -> None:
