@@ -1,7 +1,7 @@
 """alert storm control
 
 Revision ID: 0017
-Revises: 0012
+Revises: 0016
 
 One row per (channel, site, zone): the hour window a channel's rate limit counts in, how many
 messages it sent in it, and what quiet hours or the limit held back for the next digest. In the
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | None = "0012"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
