@@ -86,6 +86,10 @@ def config_toml(db_url: str, robot: str, hook_url: str, smtp_port: int, broker: 
     return f"""
 [cloud]
 db_url = "{db_with_password}"
+max_event_age_s = 3153600000  # the flow replays events dated 2025
+
+[cloud.coldchain]
+allowed_destinations = ["127.0.0.1"]  # the test's own robot, webhook, SMTP and MQTT receivers
 
 [[cloud.coldchain.channels]]
 type = "dingtalk"
@@ -284,7 +288,7 @@ async def run_alert_flow(path: Path) -> tuple[list[dict[str, Any]], str, str]:
     async with app.router.lifespan_context(app):
         engine = app.state.engine
         edge_token = (await create_edge_async(engine, "site-7", "edge-7"))[1]
-        user_token = await create_user_async(engine, "vera", "viewer")
+        user_token = await create_user_async(engine, "vera", "admin")  # admins see delivery errors
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as client:
             response = await client.post(
