@@ -54,11 +54,15 @@ def fresh_url(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> It
 
 
 async def _dump(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, sorted: two databases with equal dumps hold the same data."""
+    """Every row of every table, sorted: two databases with equal dumps hold the same data.
+
+    Except the lot read model (``lot_evidence*``): derived rows and their work queue, which the
+    catch-up job of either app may process at any moment; its answers are compared through
+    ``/api/v1/lots`` instead."""
     async with engine.connect() as conn:
         names = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
         out: dict[str, list[tuple[Any, ...]]] = {}
-        for name in sorted(names):
+        for name in sorted(n for n in names if not n.startswith("lot_evidence")):
             rows = (await conn.execute(text(f'SELECT * FROM "{name}"'))).all()
             out[name] = sorted((tuple(r) for r in rows), key=repr)
     return out
@@ -91,7 +95,8 @@ async def test_backup_restore_round_trip_and_edges_keep_syncing(
     assert await _cli("cloud", "restore", str(backup_dir), "--db", fresh_url) == 0
     assert await _cli("cloud", "restore", str(backup_dir), "--db", fresh_url) == 1  # not into live data
 
-    app = create_app(Settings(cloud=CloudSettings(db_url=fresh_url)))
+    # max_event_age_s=None: the edge goes on with events dated 2025, like the rest of this test.
+    app = create_app(Settings(cloud=CloudSettings(db_url=fresh_url, max_event_age_s=None)))
     async with app.router.lifespan_context(app):
         engine: AsyncEngine = app.state.engine
         assert await _dump(engine) == before
