@@ -225,7 +225,7 @@ def test_cli_dry_run_prints_json_and_writes_nothing(db_url: str, capsys: object)
 
     asyncio.run(seed())
     plain = db_url.replace("+aiosqlite", "").replace("+asyncpg", "")
-    assert cli_main(["cloud", "replenish", "--dry-run", "--db", plain, "--site", SITE]) == 0
+    assert cli_main(["cloud", "replenish", "--dry-run", "--json", "--db", plain, "--site", SITE]) == 0
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     report = json.loads(out)
     assert report["dry_run"] is True

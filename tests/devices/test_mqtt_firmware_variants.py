@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from devices.errors import DecodeError
 from devices.mqtt_formats import decode_payload
-from shelfsense.cli_tools import infer_format
+from shelfsense.cli_decode import infer_format
 
 
 def _by_quantity(out: list) -> dict[str, float]:  # type: ignore[type-arg]
