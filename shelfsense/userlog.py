@@ -36,6 +36,8 @@ def configure_logging(*, verbose: bool) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(_ClientDisconnectFilter())
+    # uvicorn logs with its own handlers (configured later, by the server); a logger filter stays.
+    logging.getLogger("uvicorn.error").addFilter(_ClientDisconnectFilter())
     if not verbose:
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
