@@ -1,7 +1,8 @@
 """``shelfsense edge run`` at the default log level, syncing to a real cloud: no line per request.
 
 httpx logs every request at INFO ("HTTP Request: POST ... 200 OK"); at the default level the CLI
-keeps it (and pymodbus' raw frames) at WARNING, so the edge log holds state changes only.
+keeps it (and pymodbus' raw frames) at WARNING, so the edge log holds state changes only; the
+cloud writes no access-log line per batch.
 """
 
 from __future__ import annotations
@@ -40,3 +41,6 @@ async def test_edge_syncing_to_a_real_cloud_logs_no_request_lines(tmp_path: Path
     log = (edge.workdir / "edge.log").read_text(errors="replace")
     assert "HTTP Request:" not in log and " httpx:" not in log, log
     assert "Traceback" not in log, log
+    # The cloud's side: no access-log line per batch either (uvicorn's access log needs `-v`).
+    cloud_log = (cloud.workdir / "cloud.log").read_text(errors="replace")
+    assert "POST /api/v1/edges" not in cloud_log and "Traceback" not in cloud_log, cloud_log
