@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from shelfsense import cli_render as render
 from shelfsense.config import ConfigError, Settings, effective_config, load_settings, require_edge_token
-from shelfsense.output import add_json_flags, emit, progress_bars
+from shelfsense.output import add_json_flags, emit, key_values, progress_bars
 from shelfsense.redact import install_log_masking
 from shelfsense.userlog import configure_logging, one_line, user_errors
 
@@ -99,7 +99,11 @@ def cmd_cloud_create_user(args: argparse.Namespace) -> int:
     settings = _settings_from(args, **_cloud_overrides(args))
     sites = args.sites.split(",") if args.sites is not None else None
     token = _admin_call(lambda: create_user(settings.cloud.db_url, args.name, args.role, sites=sites))
-    emit(args, {"user": args.name, "role": args.role, "sites": sites, "token": token})
+    emit(
+        args,
+        {"user": args.name, "role": args.role, "sites": sites, "token": token},
+        lambda d: key_values({**d, "sites": d["sites"] or "every site (or unchanged)"}),
+    )
     return 0
 
 
