@@ -122,6 +122,7 @@ class CloudChild:
                 "create-edge",
                 site_id,
                 edge_id,
+                "--json",
                 *self._cfg(),
             ],
             cwd=self.workdir,

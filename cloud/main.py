@@ -116,6 +116,8 @@ def build_server(settings: Settings, *, log_level: str = "info") -> uvicorn.Serv
         host=settings.cloud.host,
         port=settings.cloud.port,
         log_level=log_level,
+        # One access-log line per request (an edge syncs every few seconds) only with `-v`.
+        access_log=logging.getLogger().isEnabledFor(logging.DEBUG),
         proxy_headers=False,  # create_app trusts forwarded headers from cloud.trusted_proxies only
     )
     return uvicorn.Server(config)

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from shelfsense import cli_render as render
+from shelfsense.cli_analytics import add_analytics_commands
 from shelfsense.config import ConfigError, Settings, effective_config, load_settings, require_edge_token
-from shelfsense.redact import install_log_masking, mask_text
+from shelfsense.output import add_json_flags, emit, key_values, progress_bars
+from shelfsense.redact import install_log_masking
+from shelfsense.userlog import configure_logging, one_line, user_errors
 
 T = TypeVar("T")
 
@@ -35,7 +37,7 @@ def _settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.file))
-    print(json.dumps(effective_config(settings), indent=2, sort_keys=True))
+    emit(args, effective_config(settings), render.config_check, indent=2, sort_keys=True)
     return 0
 
 
@@ -78,7 +80,7 @@ def cmd_cloud_create_edge(args: argparse.Namespace) -> int:
     settings = _settings_from(args, **_cloud_overrides(args))
     edge_id, token = create_edge(settings.cloud.db_url, args.site, args.name)
     # The token is shown once, here, and stored only as a hash.
-    print(json.dumps({"edge_id": edge_id, "site_id": args.site, "token": token}))
+    emit(args, {"edge_id": edge_id, "site_id": args.site, "token": token})
     return 0
 
 
@@ -98,7 +100,11 @@ def cmd_cloud_create_user(args: argparse.Namespace) -> int:
     settings = _settings_from(args, **_cloud_overrides(args))
     sites = args.sites.split(",") if args.sites is not None else None
     token = _admin_call(lambda: create_user(settings.cloud.db_url, args.name, args.role, sites=sites))
-    print(json.dumps({"user": args.name, "role": args.role, "sites": sites, "token": token}))
+    emit(
+        args,
+        {"user": args.name, "role": args.role, "sites": sites, "token": token},
+        lambda d: key_values({**d, "sites": d["sites"] or "every site (or unchanged)"}),
+    )
     return 0
 
 
@@ -108,12 +114,12 @@ def cmd_cloud_revoke_token(args: argparse.Namespace) -> int:
     settings = _settings_from(args, **_cloud_overrides(args))
     if args.user is not None:
         revoked = _admin_call(lambda: revoke_user_tokens(settings.cloud.db_url, args.user))
-        print(json.dumps({"user": args.user, "revoked": revoked}))
+        emit(args, {"user": args.user, "revoked": revoked})
         return 0
     # Read from stdin, never from argv: command lines end up in shell history and `ps`.
     token = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass("token: ").strip()
     found = revoke_token(settings.cloud.db_url, token)
-    print(json.dumps({"revoked": found}))
+    emit(args, {"revoked": found})
     return 0 if found else 1
 
 
@@ -122,7 +128,7 @@ def cmd_cloud_set_disabled(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args, **_cloud_overrides(args))
     _admin_call(lambda: set_user_disabled(settings.cloud.db_url, args.name, args.disabled))
-    print(json.dumps({"user": args.name, "disabled": args.disabled}))
+    emit(args, {"user": args.name, "disabled": args.disabled})
     return 0
 
 
@@ -138,7 +144,7 @@ def cmd_cloud_set_password(args: argparse.Namespace) -> int:
     except AdminError as exc:
         print(f"shelfsense: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(json.dumps({"user": args.name, "password": "set"}))
+    emit(args, {"user": args.name, "password": "set"})
     return 0
 
 
@@ -146,7 +152,7 @@ def cmd_cloud_migrate(args: argparse.Namespace) -> int:
     from cloud.core.migrate import migrate
 
     settings = _settings_from(args, **_cloud_overrides(args))
-    print(json.dumps({"revision": migrate(settings.cloud.db_url)}))
+    emit(args, {"revision": migrate(settings.cloud.db_url)})
     return 0
 
 
@@ -159,7 +165,7 @@ def cmd_cloud_import(args: argparse.Namespace) -> int:
     except MasterDataError as exc:  # all-or-nothing: nothing was written
         print(f"shelfsense: import refused, nothing written: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"kind": args.kind, "imported": count}))
+    emit(args, {"kind": args.kind, "imported": count}, lambda d: f"imported {d['imported']} {d['kind']}")
     return 0
 
 
@@ -172,7 +178,7 @@ def cmd_cloud_export(args: argparse.Namespace) -> int:
     except MasterDataError as exc:  # e.g. a symlink where a file would go
         print(f"shelfsense: export refused: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"files": [str(p) for p in paths]}))
+    emit(args, {"files": [str(p) for p in paths]}, render.files_written)
     return 0
 
 
@@ -191,7 +197,7 @@ def cmd_cloud_replenish(args: argparse.Namespace) -> int:
     except ReplenishError as exc:  # bad rules file, unusable demand or policy input
         print(f"shelfsense: replenish refused: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(json.dumps(report, indent=2, sort_keys=True, default=str))
+    emit(args, report, render.replenish_report, indent=2, sort_keys=True)
     return 0
 
 
@@ -200,17 +206,20 @@ def cmd_cloud_lot_report(args: argparse.Namespace) -> int:
     from cloud.services.lot_report import report_sync
 
     settings = _settings_from(args, **_cloud_overrides(args))
+    fmt: str = args.format or ("json" if args.json or args.out else "text")
     try:
-        data = report_sync(settings.cloud.db_url, args.lot, args.format)
+        data = report_sync(settings.cloud.db_url, args.lot, args.format or "json")
     except CloudError as exc:  # unknown or ambiguous lot, PNG without matplotlib
         print(f"shelfsense: {exc}", file=sys.stderr)
         return 1
     if args.out:
         Path(args.out).write_bytes(data)
-        print(json.dumps({"lot": args.lot, "format": args.format, "out": args.out, "bytes": len(data)}))
-    elif args.format == "png":
+        emit(args, {"lot": args.lot, "format": fmt, "out": args.out, "bytes": len(data)})
+    elif fmt == "png":
         print("shelfsense: a PNG needs --out FILE", file=sys.stderr)
         return EXIT_USAGE
+    elif fmt == "text":
+        print(render.lot_report(data))
     else:
         sys.stdout.write(data.decode())
     return 0
@@ -227,7 +236,7 @@ def cmd_cloud_backup_restore(args: argparse.Namespace) -> int:
     except ops.BackupError as exc:
         print(f"shelfsense: {'restore refused' if restoring else 'backup failed'}: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"dir": args.dir, **result}))
+    emit(args, {"dir": args.dir, **result})
     return 0
 
 
@@ -244,7 +253,7 @@ def cmd_edge_backup(args: argparse.Namespace) -> int:
     except BackupError as exc:
         print(f"shelfsense: backup failed: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"db": str(db_path), "backup": str(target)}))
+    emit(args, {"db": str(db_path), "backup": str(target)})
     return 0
 
 
@@ -260,7 +269,7 @@ def cmd_edge_status(args: argparse.Namespace) -> int:
     from edge.status import read_status
 
     db_path = Path(args.db) if args.db else _settings_from(args).edge.db_path
-    print(json.dumps(read_status(db_path), indent=2, sort_keys=True, default=str))
+    emit(args, read_status(db_path), render.edge_status, indent=2, sort_keys=True)
     return 0
 
 
@@ -271,7 +280,7 @@ def cmd_edge_new_incarnation(args: argparse.Namespace) -> int:
 
     db_path = Path(args.db) if args.db else _settings_from(args).edge.db_path
     try:
-        print(json.dumps({"db": str(db_path), "incarnation": start_new(db_path)}))
+        emit(args, {"db": str(db_path), "incarnation": start_new(db_path)})
     except OutboxError as exc:
         print(f"shelfsense: {exc}", file=sys.stderr)
         return 1
@@ -292,104 +301,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(options)
 
 
-# --- coldchain / dashboards ---------------------------------------------------------------------
-
-
-def cmd_coldchain_mkt(args: argparse.Namespace) -> int:
-    from cloud.coldchain.mkt import MktError, mean_kinetic_temperature, read_readings_csv
-
-    try:
-        times, temps = read_readings_csv(Path(args.file))
-        mkt = mean_kinetic_temperature(times, temps, activation_energy_kj=args.activation_energy)
-    except MktError as exc:
-        print(f"shelfsense: {args.file}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(json.dumps({"mkt_c": round(mkt, 4), "readings": len(times)}))
-    return 0
-
-
-def cmd_dashboards_export(args: argparse.Namespace) -> int:
-    from dashboards.provision import export_provisioning
-
-    try:
-        paths = export_provisioning(Path(args.dir), influx_url=args.influx_url, database=args.database)
-    except OSError as exc:
-        print(f"shelfsense: cannot write to {args.dir}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(json.dumps({"files": [str(p) for p in paths]}))
-    return 0
-
-
-def cmd_dashboards_push(args: argparse.Namespace) -> int:
-    from dashboards.provision import ProvisionError, push_to_grafana
-
-    try:
-        result = push_to_grafana(
-            args.grafana_url, args.token, influx_url=args.influx_url, database=args.database
-        )
-    except ProvisionError as exc:
-        print(f"shelfsense: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result))
-    return 0
-
-
-def _add_coldchain_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    coldchain = commands.add_parser("coldchain", help="cold-chain evidence").add_subparsers(
-        dest="coldchain_command", required=True
-    )
-    mkt = coldchain.add_parser("mkt", help="mean kinetic temperature of a timestamp,temperature CSV")
-    mkt.add_argument("file", help="CSV of timestamp (ISO-8601 or epoch seconds),temperature (°C)")
-    mkt.add_argument(
-        "--activation-energy", type=float, default=83.144, metavar="KJ_PER_MOL", help="ΔH (default 83.144)"
-    )
-    mkt.set_defaults(handler=cmd_coldchain_mkt)
-
-    dashboards = commands.add_parser("dashboards", help="Grafana dashboards").add_subparsers(
-        dest="dashboards_command", required=True
-    )
-    export = dashboards.add_parser("export", help="write Grafana provisioning files to DIR")
-    export.add_argument("dir")
-    push = dashboards.add_parser("push", help="upload the datasource and dashboards to Grafana")
-    push.add_argument("--grafana-url", required=True)
-    push.add_argument("--token", required=True, help="Grafana service account token")
-    for sub in (export, push):
-        sub.add_argument("--influx-url", default="http://127.0.0.1:8086", help="InfluxDB 1.x URL for Grafana")
-        sub.add_argument("--database", default="shelfsense", help="InfluxDB database")
-    export.set_defaults(handler=cmd_dashboards_export)
-    push.set_defaults(handler=cmd_dashboards_push)
-
-
-# --- forecast -----------------------------------------------------------------------------------
-
-
-def cmd_forecast(args: argparse.Namespace) -> int:
-    """Forecast one demand series from a file so planners can check a series by hand."""
-    from cloud.replenish.forecast import forecast
-    from cloud.replenish.series_io import parse_series
-
-    try:
-        text = Path(args.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"shelfsense: cannot read {args.file}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        series = parse_series(text)
-        result = forecast(series, args.method, horizon=args.horizon, alpha=args.alpha, beta=args.beta)
-    except ValueError as exc:  # ForecastInputError is a ValueError
-        print(f"shelfsense: {args.file}: {' '.join(str(exc).split())}", file=sys.stderr)
-        return EXIT_USAGE
-    print(json.dumps(result.series(0)))
-    return 0
-
-
 # --- parser -------------------------------------------------------------------------------------
 
 
 def _add_cloud_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the cloud's database is; only ``cloud serve`` also listens (``--host``/``--port``)."""
     parser.add_argument("--config", help="TOML config file")
-    parser.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="listen port (0 picks a free one)")
     parser.add_argument("--db", help="database URL: sqlite:///FILE or postgresql://USER@HOST/DB")
 
 
@@ -411,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve = cloud.add_parser("serve", help="run the HTTP API")
     _add_cloud_flags(serve)
+    serve.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (0 picks a free one)")
     serve.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
     serve.set_defaults(handler=cmd_cloud_serve)
     migrate = cloud.add_parser("migrate", help="upgrade the database schema to the latest revision")
@@ -426,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     _add_cloud_flags(export)
     export.set_defaults(handler=cmd_cloud_export)
-    replenish = cloud.add_parser("replenish", help="run the restocking planner once (JSON report)")
+    replenish = cloud.add_parser("replenish", help="run the restocking planner once (report of proposals)")
     replenish.add_argument("--dry-run", action="store_true", help="print the proposals, write nothing")
     replenish.add_argument("--site", help="only this site")
     replenish.add_argument("--today", help="plan as of this day (YYYY-MM-DD; default: today, UTC)")
@@ -436,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
         "lot-report", help="a lot's cold-chain report (stays, readings, excursions, MKT)"
     )
     lot_report.add_argument("lot", help="SKU:LOT_CODE (or a lot code only one product uses)")
-    lot_report.add_argument("--format", choices=["json", "csv", "png"], default="json")
+    lot_report.add_argument(
+        "--format", choices=["json", "csv", "png"], help="full evidence (default: a human summary)"
+    )
     lot_report.add_argument("--out", help="write to FILE instead of stdout (required for png)")
     _add_cloud_flags(lot_report)
     lot_report.set_defaults(handler=cmd_cloud_lot_report)
@@ -516,18 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(handler=cmd_config_check)
 
-    _add_coldchain_commands(commands)
-    fc = commands.add_parser("forecast", help="forecast one daily demand series (qty or date,qty lines)")
-    fc.add_argument("file", help="FILE.csv: one quantity per line, or date,qty")
-    fc.add_argument(
-        "--method", choices=["ses", "holt_winters", "croston", "sba", "tsb", "auto"], default="auto"
-    )
-    fc.add_argument("--alpha", type=float, help="smoothing of level / demand size (fitted if omitted)")
-    fc.add_argument("--beta", type=float, help="TSB probability / Holt-Winters trend smoothing")
-    fc.add_argument("--horizon", type=int, default=7, help="days to forecast (default 7)")
-    fc.set_defaults(handler=cmd_forecast)
+    add_analytics_commands(commands)  # coldchain, dashboards, forecast
 
     _add_optional_commands(commands)
+    add_json_flags(parser)
     return parser
 
 
@@ -564,16 +477,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     install_log_masking()
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(verbose=args.verbose)
     handler: Handler = args.handler
     try:
-        return handler(args)
-    except ConfigError as exc:
-        print(f"shelfsense: {mask_text(str(exc))}", file=sys.stderr)
+        with progress_bars():  # long jobs draw a bar on stderr when it is a terminal
+            return handler(args)
+    except user_errors() as exc:
+        if args.verbose:
+            raise  # -v: the traceback is for developers
+        print(f"shelfsense: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

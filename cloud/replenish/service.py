@@ -60,6 +60,7 @@ from cloud.services import jobs, lots
 from cloud.services.projections import dialect_insert
 from cloud.services.stocktake import default_runner_id
 from shelfsense.config import ReplenishSettings
+from shelfsense.output import progress_step
 
 log = logging.getLogger(__name__)
 
@@ -787,6 +788,7 @@ async def replenish(
             engine, site_id, today, forecasts, history.last_outbound, options, dry_run=dry_run
         )
         runs.append(run)
+        progress_step("replenish sites", len(runs), len(sites))
         for channels, message in run.notifications:
             if notifier is None:
                 unknown.update(channels)

@@ -20,6 +20,7 @@ from cloud.coldchain import lot_history as lh
 from cloud.core import csvsafe
 from cloud.core.errors import CloudError
 from cloud.services.lots import LotEvidence, summary
+from shelfsense.output import progress_step
 
 ReportFormat = Literal["json", "csv", "png"]
 CSV_FIELDS = ("record", "start", "end", "site_id", "location", "sensor_id", "value_c", "items", "detail")
@@ -228,8 +229,12 @@ def report_sync(db_url: str, lot: str, fmt: ReportFormat, now: datetime | None =
         try:
             await ensure_schema(engine)
             async with engine.connect() as conn:
+                progress_step("lot report", 0, 2)
                 evidence = await lot_evidence(conn, lot, now=now)
-            return render(evidence, fmt)
+            progress_step("lot report", 1, 2)  # evidence loaded; rendering (a PNG takes a while)
+            data = render(evidence, fmt)
+            progress_step("lot report", 2, 2)
+            return data
         finally:
             await engine.dispose()
 

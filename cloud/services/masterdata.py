@@ -34,6 +34,7 @@ from cloud.services import zone_stock
 from cloud.services.lot_marks import mark_master
 from cloud.services.projections import dialect_insert
 from shelfsense.contract import EPC_PATTERN, Ident
+from shelfsense.output import progress_step
 
 MAX_REPORTED_PROBLEMS = 50
 Kind = Literal["products", "locations", "lots", "items"]
@@ -388,11 +389,10 @@ async def upsert_records(conn: AsyncConnection, kind: str, records: Sequence[Rec
         index_elements=list(kind_spec.key),
         set_={c: stmt.excluded[c] for c in rows[0] if c not in kind_spec.key},
     )
-    if kind == "locations":
-        for row in rows:  # order matters for the self-reference
-            await conn.execute(stmt, [row])
-    else:
-        await conn.execute(stmt, rows)
+    chunk = 1 if kind == "locations" else 500  # locations: order matters for the self-reference
+    for start in range(0, len(rows), chunk):
+        await conn.execute(stmt, rows[start : start + chunk])
+        progress_step(f"import {kind}", min(start + chunk, len(rows)), len(rows))
     return len(rows)
 
 
@@ -472,6 +472,7 @@ async def export_dir(engine: AsyncEngine, directory: Path, fmt: Literal["csv", "
             path = directory / f"{kind}.{fmt}"
             _write_no_follow(path, render_csv(kind, rows) if fmt == "csv" else render_json(kind, rows))
             written.append(path)
+            progress_step("export", len(written), len(KINDS))
     return written
 
 

@@ -133,7 +133,9 @@ async def test_lot_history_mkt_excursion_and_shelf_life(cloud: Cloud) -> None:
     assert warm.shelf_life.remaining_days == pytest.approx((printed - lost - now) / timedelta(days=1))
 
 
-async def test_api_lots_fefo_zone_mkt_and_report(cloud: Cloud, tmp_path: Path, db_url: str) -> None:
+async def test_api_lots_fefo_zone_mkt_and_report(
+    cloud: Cloud, tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     t0 = (datetime.now(UTC) - timedelta(hours=24)).replace(microsecond=0)
     day = (t0 + timedelta(days=9)).date().isoformat()
     await build(cloud, t0, {"WARM": day, "COLD": day, "GONE": day})
@@ -205,6 +207,14 @@ async def test_api_lots_fefo_zone_mkt_and_report(cloud: Cloud, tmp_path: Path, d
     assert await asyncio.to_thread(cli_main, args) == 0
     assert png_out.read_bytes()[:4] == b"\x89PNG"
     assert await asyncio.to_thread(cli_main, ["cloud", "lot-report", "NOPE", "--db", db_url]) == 1
+    capsys.readouterr()
+    # Without --format: a summary for people, with units, and the excursion as a table row.
+    assert await asyncio.to_thread(cli_main, ["cloud", "lot-report", "MILK:WARM", "--db", db_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["lot", "MILK:WARM"]
+    assert next(line for line in lines if line.startswith("mkt ")).endswith(" °C")
+    header = lines.index(next(line for line in lines if line.startswith("direction")))
+    assert "12 °C" in lines[header + 1] and lines[header + 2] == ""
 
 
 async def test_expiry_alerts_once_per_lot_and_location(cloud: Cloud) -> None:

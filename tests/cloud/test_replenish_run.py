@@ -225,11 +225,19 @@ def test_cli_dry_run_prints_json_and_writes_nothing(db_url: str, capsys: object)
 
     asyncio.run(seed())
     plain = db_url.replace("+aiosqlite", "").replace("+asyncpg", "")
-    assert cli_main(["cloud", "replenish", "--dry-run", "--db", plain, "--site", SITE]) == 0
+    assert cli_main(["cloud", "replenish", "--dry-run", "--json", "--db", plain, "--site", SITE]) == 0
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     report = json.loads(out)
     assert report["dry_run"] is True
     assert [p["kind"] for p in report["sites"][0]["proposals"]] == ["purchase"]
+    # Without --json: a summary line per site and a table of the proposals with their units.
+    assert cli_main(["cloud", "replenish", "--dry-run", "--db", plain, "--site", SITE]) == 0
+    lines = capsys.readouterr().out.splitlines()  # type: ignore[attr-defined]
+    assert "dry run, nothing written" in lines[0]
+    assert any(line.strip().startswith(f"site {SITE}: ") and "1 proposals" in line for line in lines)
+    header = lines.index(next(line for line in lines if line.startswith("site ") and "quantity" in line))
+    purchase = lines[header + 1].split()
+    assert purchase[:2] == [SITE, "purchase"] and purchase[-1] == "units"
 
     async def count() -> int:
         engine = await _engine(db_url)

@@ -215,7 +215,9 @@ async def test_cloud_serve_process_at_debug_logs_no_secret(
         path.write_text(config_toml(pg_url, robot, receiver.url("/hook"), smtp_port, mosquitto_broker))
         admin = [sys.executable, "-m", "shelfsense", "cloud", "admin"]
         made = [
-            subprocess.run([*admin, *args, "--config", str(path)], capture_output=True, text=True, timeout=60)
+            subprocess.run(
+                [*admin, *args, "--config", str(path), "--json"], capture_output=True, text=True, timeout=60
+            )
             for args in (["create-edge", "site-7", "edge-7"], ["create-user", "vera"])
         ]
         edge_token, user_token = (json.loads(m.stdout)["token"] for m in made)

@@ -117,7 +117,7 @@ def test_command_reads_iso_and_epoch_rows_with_a_header(
         "1767225600,20\n"  # the same instant as epoch seconds
         "2026-01-01T00:10:00+00:00,30.0\n"
     )
-    code, out, _ = run_cli(capsys, "coldchain", "mkt", str(path))
+    code, out, _ = run_cli(capsys, "coldchain", "mkt", "--json", str(path))
     assert code == 0
     result = json.loads(out)
     assert result["readings"] == 3
@@ -129,7 +129,7 @@ def test_command_without_header_and_custom_activation_energy(
 ) -> None:
     path = tmp_path / "log.csv"
     path.write_text("0,20\n600,30\n")
-    code, out, _ = run_cli(capsys, "coldchain", "mkt", str(path), "--activation-energy", "50")
+    code, out, _ = run_cli(capsys, "coldchain", "mkt", "--json", str(path), "--activation-energy", "50")
     expected = (
         50
         / 8.3144e-3

@@ -285,7 +285,7 @@ class CloudReplica:
 
 def create_edge(replica: CloudReplica, site: str, edge_id: str) -> str:
     """``cloud admin create-edge`` against the replica's database; returns the token."""
-    argv = [sys.executable, "-m", "shelfsense", "cloud", "admin", "create-edge", site, edge_id]
+    argv = [sys.executable, "-m", "shelfsense", "cloud", "admin", "create-edge", site, edge_id, "--json"]
     out = subprocess.run(
         [*argv, "--config", str(replica.config)],
         cwd=replica.workdir,

@@ -73,7 +73,7 @@ async def test_edge_status_lists_per_device_counters(tmp_path: Path) -> None:
         "probe-1": {"frames_ok": 0, "frames_bad": 0, "reconnects": 2},
     }
     result = subprocess.run(
-        [sys.executable, "-m", "shelfsense", "edge", "status", "--db", str(db)],
+        [sys.executable, "-m", "shelfsense", "edge", "status", "--json", "--db", str(db)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -189,7 +189,16 @@ def test_export_writes_concrete_provisioning_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(
-        ["dashboards", "export", str(tmp_path), "--influx-url", "http://influx:8086", "--database", "cc"]
+        [
+            "dashboards",
+            "export",
+            "--json",
+            str(tmp_path),
+            "--influx-url",
+            "http://influx:8086",
+            "--database",
+            "cc",
+        ]
     )
     assert code == 0
     files = {Path(p).relative_to(tmp_path).as_posix() for p in json.loads(capsys.readouterr().out)["files"]}
@@ -273,6 +282,7 @@ def test_push_uploads_datasource_folder_and_dashboards(
         [
             "dashboards",
             "push",
+            "--json",
             "--grafana-url",
             fake_grafana.url,
             "--token",

@@ -240,7 +240,10 @@ def test_parse_series_layouts() -> None:
 def test_cli_forecast_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "s.csv"
     path.write_text("0\n3\n0\n0\n5\n2\n0\n1\n")
-    assert main(["forecast", str(path), "--method", "croston", "--alpha", "0.1", "--horizon", "2"]) == 0
+    assert (
+        main(["forecast", "--json", str(path), "--method", "croston", "--alpha", "0.1", "--horizon", "2"])
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["method"] == "croston"
     assert out["params"] == {"alpha": 0.1}

@@ -19,7 +19,8 @@ from devices import uhf
 from devices.readings import TagRead
 from edge.supervisor import DeviceHealthState, supervise
 from edge.transports.llrp import LlrpTransport
-from shelfsense.cli_tools import BadInput, parse_llrp_tags
+from shelfsense.cli_sim import parse_llrp_tags
+from shelfsense.cli_tools import BadInput
 from shelfsense.config import LlrpAntennaConfig, LlrpReaderConfig
 
 EPC_A = "3074257BF7194E4000001A85"
@@ -118,7 +119,7 @@ def test_sim_scenario_applies_its_fault_events(tmp_path: Path) -> None:
         '[[events]]\nkind = "corrupt"\nat_s = 0.5\ntarget = "d.outer"\ncount = 4\n'
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shelfsense", "sim", "scenario", str(scenario)],
+        [sys.executable, "-m", "shelfsense", "sim", "scenario", "--json", str(scenario)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -145,7 +146,7 @@ def test_sim_scenario_with_an_event_for_no_simulator_exits_2(tmp_path: Path) -> 
     scenario = tmp_path / "bad_event.toml"
     scenario.write_text('[[events]]\nkind = "collision"\nat = 0.5\ntarget = "probe"\n')
     result = subprocess.run(
-        [sys.executable, "-m", "shelfsense", "sim", "scenario", str(scenario)],
+        [sys.executable, "-m", "shelfsense", "sim", "scenario", "--json", str(scenario)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -52,7 +52,7 @@ def assert_bad_input(result: subprocess.CompletedProcess[str], *fragments: str) 
 
 
 def test_decode_epc_prints_one_object_per_line() -> None:
-    result = shelfsense("decode", "epc", SGTIN, SSCC.lower(), "E2801160600002054CC2096F")
+    result = shelfsense("decode", "epc", "--json", SGTIN, SSCC.lower(), "E2801160600002054CC2096F")
     assert result.returncode == 0, result.stderr
     sgtin, sscc, raw = (json.loads(line) for line in result.stdout.splitlines())
     assert sgtin["scheme"] == "sgtin-96"
@@ -67,12 +67,12 @@ def test_decode_epc_prints_one_object_per_line() -> None:
 @pytest.mark.parametrize("bad", ["zz", "307", ""])
 def test_decode_epc_invalid_input_exits_2_with_one_line(bad: str) -> None:
     # All or nothing: a bad argument after a good one prints nothing at all.
-    assert_bad_input(shelfsense("decode", "epc", SGTIN, bad), "EPC")
+    assert_bad_input(shelfsense("decode", "epc", "--json", SGTIN, bad), "EPC")
 
 
 def test_decode_mqtt_partly_understood_payload_prints_what_it_can() -> None:
     payload = json.dumps({"temperature": 4.2, "humidity": 130, "battery": "37.00"})
-    result = shelfsense("decode", "mqtt", "--topic", "zigbee2mqtt/door", "--payload", payload)
+    result = shelfsense("decode", "mqtt", "--json", "--topic", "zigbee2mqtt/door", "--payload", payload)
     assert result.returncode == 0, result.stderr
     assert [(r["quantity"], r["value"], r["battery"]) for r in json.loads(result.stdout)] == [
         ("temperature", 4.2, 37.0)
@@ -83,7 +83,7 @@ def test_decode_mqtt_partly_understood_payload_prints_what_it_can() -> None:
 def test_decode_epc_every_tds_scheme_and_raw_reasons() -> None:
     # GSRN-96 and ADI-var vectors of epcpy's test suite (see tests/devices/test_epc_schemes.py).
     result = shelfsense(
-        "decode", "epc", "2D14257BF4499602D2000000", "3B157E316390F32CCE78D106310325CD06DD7200",
+        "decode", "epc", "--json", "2D14257BF4499602D2000000", "3B157E316390F32CCE78D106310325CD06DD7200",
         "E2801160600002054CC2096F",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -102,7 +102,7 @@ def test_decode_epc_every_tds_scheme_and_raw_reasons() -> None:
     ],
 )
 def test_decode_epc_invalid_gs1_exits_2_with_the_reason(bad: str, reason: str) -> None:
-    assert_bad_input(shelfsense("decode", "epc", SGTIN, bad), reason)
+    assert_bad_input(shelfsense("decode", "epc", "--json", SGTIN, bad), reason)
 
 
 # --------------------------------------------------------------------------- decode mqtt
@@ -110,7 +110,9 @@ def test_decode_epc_invalid_gs1_exits_2_with_the_reason(bad: str, reason: str) -
 
 def test_decode_mqtt_zigbee2mqtt_inferred_with_battery() -> None:
     payload = json.dumps({"temperature": 4.2, "humidity": 61.5, "battery": 97, "linkquality": 120})
-    result = shelfsense("decode", "mqtt", "--topic", "zigbee2mqtt/coldroom_door", "--payload", payload)
+    result = shelfsense(
+        "decode", "mqtt", "--json", "--topic", "zigbee2mqtt/coldroom_door", "--payload", payload
+    )
     assert result.returncode == 0, result.stderr
     readings = {r["quantity"]: r for r in json.loads(result.stdout)}
     assert set(readings) == {"temperature", "humidity", "linkquality"}
@@ -127,7 +129,7 @@ def test_decode_mqtt_zigbee2mqtt_inferred_with_battery() -> None:
 def test_decode_mqtt_tasmota_fahrenheit_from_stdin() -> None:
     payload = '{"Time":"2026-01-05T10:00:00","AM2301":{"Temperature":39.2,"Humidity":61.0},"TempUnit":"F"}'
     result = shelfsense(
-        "decode", "mqtt", "--topic", "tele/coldroom_back/SENSOR", "--payload", "-", stdin=payload
+        "decode", "mqtt", "--json", "--topic", "tele/coldroom_back/SENSOR", "--payload", "-", stdin=payload
     )
     assert result.returncode == 0, result.stderr
     (temperature,) = [r for r in json.loads(result.stdout) if r["quantity"] == "temperature"]
@@ -145,7 +147,9 @@ def test_decode_mqtt_shelly_battery_rides_on_the_readings() -> None:
         "devicepower:0": {"id": 0, "battery": {"V": 5.8, "percent": 87}},
     }
     payload = json.dumps({"src": "shellyhtg3-1", "dst": "x", "method": "NotifyStatus", "params": status})
-    result = shelfsense("decode", "mqtt", "--topic", "shellyhtg3-1/events/rpc", "--payload", payload)
+    result = shelfsense(
+        "decode", "mqtt", "--json", "--topic", "shellyhtg3-1/events/rpc", "--payload", payload
+    )
     assert result.returncode == 0, result.stderr
     readings = json.loads(result.stdout)
     assert {(r["quantity"], r["value"], r["battery"]) for r in readings} == {
@@ -157,7 +161,9 @@ def test_decode_mqtt_shelly_battery_rides_on_the_readings() -> None:
 
 def test_decode_mqtt_esphome_plain_value_with_quantity_hint() -> None:
     topic = "coldroom/sensor/probe/state"
-    result = shelfsense("decode", "mqtt", "--topic", topic, "--payload", "4.5", "--quantity", "temperature")
+    result = shelfsense(
+        "decode", "mqtt", "--json", "--topic", topic, "--payload", "4.5", "--quantity", "temperature"
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [
         {"sensor": "coldroom/probe", "quantity": "temperature", "value": 4.5, "unit": "degC"}
@@ -166,13 +172,16 @@ def test_decode_mqtt_esphome_plain_value_with_quantity_hint() -> None:
 
 def test_decode_mqtt_errors_exit_2() -> None:
     assert_bad_input(
-        shelfsense("decode", "mqtt", "--topic", "zigbee2mqtt/x", "--payload", '{"temperature": 4.2,'), "JSON"
+        shelfsense(
+            "decode", "mqtt", "--json", "--topic", "zigbee2mqtt/x", "--payload", '{"temperature": 4.2,'
+        ),
+        "JSON",
     )
     assert_bad_input(
-        shelfsense("decode", "mqtt", "--topic", "some/other/thing", "--payload", "{}"), "--format"
+        shelfsense("decode", "mqtt", "--json", "--topic", "some/other/thing", "--payload", "{}"), "--format"
     )
     assert_bad_input(
-        shelfsense("decode", "mqtt", "--topic", "x", "--payload", "{}", "--format", "lorawan"),
+        shelfsense("decode", "mqtt", "--json", "--topic", "x", "--payload", "{}", "--format", "lorawan"),
         "not supported",
         "zigbee2mqtt",
     )
@@ -199,7 +208,7 @@ def test_format_inference_from_topics(topic: str, expected: tuple[str | None, st
 
 
 def decode_frame(protocol: str, *hex_parts: str) -> dict[str, Any]:
-    result = shelfsense("decode", "frame", "--protocol", protocol, *hex_parts)
+    result = shelfsense("decode", "frame", "--json", "--protocol", protocol, *hex_parts)
     assert result.returncode == 0, result.stderr
     decoded: dict[str, Any] = json.loads(result.stdout)
     assert decoded["protocol"] == protocol
@@ -245,22 +254,31 @@ def test_decode_frame_chafon_answers_and_host_commands() -> None:
     )
     assert answer["tags"] == [{"epc": "000000000000000000000313", "rssi": None, "antenna": 1}]
     result = shelfsense(
-        "decode", "frame", "--protocol", "chafon", "--variant", "288", "0d000103010104111001ba465d27"
+        "decode",
+        "frame",
+        "--json",
+        "--protocol",
+        "chafon",
+        "--variant",
+        "288",
+        "0d000103010104111001ba465d27",
     )
     (capture,) = json.loads(result.stdout)["frames"]
     assert capture["tags"] == [{"epc": "111001BA", "rssi": -70.0, "antenna": 1}]
-    result = shelfsense("decode", "frame", "--protocol", "chafon", "--from-host", "04 FF 01 1B B4")
+    result = shelfsense("decode", "frame", "--json", "--protocol", "chafon", "--from-host", "04 FF 01 1B B4")
     (command,) = json.loads(result.stdout)["frames"]
     assert command == {"address": "0xFF", "command": "0x01", "data": ""}
-    assert_bad_input(shelfsense("decode", "frame", "--protocol", "chafon", "04FF011BB5"), "no valid frame")
+    assert_bad_input(
+        shelfsense("decode", "frame", "--json", "--protocol", "chafon", "04FF011BB5"), "no valid frame"
+    )
 
 
 def test_decode_frame_bad_input_exits_2() -> None:
-    assert_bad_input(shelfsense("decode", "frame", "--protocol", "uhf", "BB0222"), "no valid frame")
-    assert_bad_input(shelfsense("decode", "frame", "--protocol", "pn532", "xyz"), "not hex")
+    assert_bad_input(shelfsense("decode", "frame", "--json", "--protocol", "uhf", "BB0222"), "no valid frame")
+    assert_bad_input(shelfsense("decode", "frame", "--json", "--protocol", "pn532", "xyz"), "not hex")
     bad_crc = bytearray(read_input_registers_request(1, 1, 2))
     bad_crc[-1] ^= 0xFF
-    assert_bad_input(shelfsense("decode", "frame", "--protocol", "modbus", bad_crc.hex()), "CRC")
+    assert_bad_input(shelfsense("decode", "frame", "--json", "--protocol", "modbus", bad_crc.hex()), "CRC")
 
 
 # --------------------------------------------------------------------------- sim
@@ -396,7 +414,7 @@ def test_sim_uhf_with_a_bad_epc_exits_2() -> None:
 
 
 def test_sim_scenario_prints_its_ports_and_the_probe_answers() -> None:
-    with sim("scenario", str(SCENARIO_DIR / "dock.toml")) as (_, line):
+    with sim("scenario", "--json", str(SCENARIO_DIR / "dock.toml")) as (_, line):
         where = json.loads(line)
         assert where["scenario"] == "dock"
         assert set(where["portals"]) == {"dock-1", "dock-2"}
@@ -444,5 +462,5 @@ def test_sim_mqtt_publishes_on_the_printed_topic(mosquitto_broker: Any) -> None:
         client.loop_stop()
         client.disconnect()
     assert got_topic == topic
-    decoded = shelfsense("decode", "mqtt", "--topic", topic, "--payload", payload.decode())
+    decoded = shelfsense("decode", "mqtt", "--json", "--topic", topic, "--payload", payload.decode())
     assert {r["quantity"]: r["value"] for r in json.loads(decoded.stdout)}["temperature"] == 5.5

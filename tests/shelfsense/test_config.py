@@ -95,7 +95,7 @@ def test_loopback_http_is_allowed(tmp_path: Path) -> None:
 
 def test_config_check_cli_prints_effective_config_with_secrets_masked(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "shelfsense", "config", "check", str(write(tmp_path, GOOD))],
+        [sys.executable, "-m", "shelfsense", "config", "check", "--json", str(write(tmp_path, GOOD))],
         capture_output=True,
         text=True,
         check=True,

@@ -130,7 +130,7 @@ def test_config_check_masks_urls_and_database_password(tmp_path: Path) -> None:
     )
     path = write(tmp_path, toml)
     result = subprocess.run(
-        [sys.executable, "-m", "shelfsense", "config", "check", str(path)],
+        [sys.executable, "-m", "shelfsense", "config", "check", "--json", str(path)],
         capture_output=True,
         text=True,
         check=True,

@@ -28,7 +28,7 @@ async def cli(db_url: str, *args: str, stdin: str = "") -> subprocess.CompletedP
     """The real CLI, in a thread: the app's event loop (and its database jobs) keeps running."""
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "shelfsense", "cloud", "admin", *args, "--db", db_url],
+        [sys.executable, "-m", "shelfsense", "cloud", "admin", *args, "--db", db_url, "--json"],
         input=stdin,
         capture_output=True,
         text=True,
