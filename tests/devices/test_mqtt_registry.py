@@ -14,7 +14,7 @@ from devices import mqtt_registry
 from devices.errors import DecodeError
 from devices.mqtt_registry import MqttFormat, SimSample, decode_payload, infer_format, register_format
 from devices.readings import Measurement
-from shelfsense.cli_tools import cmd_decode_mqtt
+from shelfsense.cli_decode import cmd_decode_mqtt
 from shelfsense.config import MqttSensorConfig
 from simulators.mqtt_sensors import SimulatedMqttSensor
 
@@ -56,7 +56,9 @@ def test_a_registered_format_is_usable_everywhere_without_other_edits(
     sensor = SimulatedMqttSensor("toy/sim/reading", "toyfw", lambda: (4.25, 60.0))
     assert decode_payload("toyfw", sensor.topic, sensor.payload(NOW))[0].value == 4.25
 
-    args = argparse.Namespace(topic="toy/cold-1/reading", payload='{"t": 2.0}', format=None, quantity=None)
+    args = argparse.Namespace(
+        topic="toy/cold-1/reading", payload='{"t": 2.0}', format=None, quantity=None, json=True
+    )
     assert cmd_decode_mqtt(args) == 0
     (view,) = json.loads(capsys.readouterr().out)
     assert view == {"sensor": "cold-1", "quantity": "temperature", "value": 2.0, "unit": "degC"}
