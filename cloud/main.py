@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud.api.openapi import install_docs
 from cloud.api.routes import (
     alerts,
     edges,
@@ -118,6 +119,8 @@ def create_app(
         version="0.1.0",
         summary="Edge sync ingest, stock, sensors and cold-chain alerts",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by install_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -134,6 +137,7 @@ def create_app(
     for module in (proposals, kpis, epcis):  # restocking (issue 7)
         app.include_router(module.router)
     web_install(app)  # the operator page (/ui/) and its session login
+    install_docs(app)  # /docs without internet, openapi.json with the real error body
     return app
 
 

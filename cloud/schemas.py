@@ -21,9 +21,22 @@ class Page(BaseModel, Generic[T]):
     total: int
 
 
+class FieldError(BaseModel):
+    """One invalid input: where (``body.events.0.at``, ``query.limit``) and what is wrong."""
+
+    loc: str
+    msg: str
+
+
 class ErrorBody(BaseModel):
+    """Every error response: a human ``detail``, a stable machine ``code`` (``validation_error``,
+    ``unauthenticated``, ``forbidden``, ``not_found``, ...) and, for invalid input, ``errors``."""
+
     detail: str
     code: str
+    errors: list[FieldError] | None = Field(
+        default=None, description="each invalid field (validation errors only, at most 10)"
+    )
 
 
 class StockItemPublic(_Public):
@@ -243,6 +256,7 @@ __all__ = [
     "EdgeCreated",
     "EdgePublic",
     "ErrorBody",
+    "FieldError",
     "ItemHistory",
     "MovementPublic",
     "MovementRow",

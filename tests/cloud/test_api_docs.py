@@ -1,0 +1,84 @@
+"""``/docs`` works without internet and ``openapi.json`` describes the API as it really answers:
+a bearer security scheme, the real error body, typed responses that validate."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+from replenish_fixtures import App, replenish_settings, running_app
+
+from cloud.api.openapi import swagger_assets_dir
+
+
+@pytest.fixture
+async def app(tmp_path: Any) -> AsyncIterator[App]:
+    async for a in running_app(replenish_settings(f"sqlite+aiosqlite:///{tmp_path}/docs.db")):
+        yield a
+
+
+async def test_docs_page_references_only_local_assets_and_they_are_served(app: App) -> None:
+    page = await app.client.get("/docs")
+    assert page.status_code == 200
+    html = page.text
+    urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html)
+    assert urls, html
+    external = [u for u in urls if re.match(r"(?i)^(https?:)?//", u)]
+    assert external == [], external
+    assert "cdn" not in html.lower()
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs/static/{asset}" in urls
+        response = await app.client.get(f"/docs/static/{asset}")
+        assert response.status_code == 200
+        assert len(response.content) > 10_000
+        with open(f"{swagger_assets_dir()}/{asset}", "rb") as f:
+            assert response.content == f.read()
+    # Swagger UI 5 renders OpenAPI 3.1 (4.x shows "Unable to render this definition").
+    bundle = (await app.client.get("/docs/static/swagger-ui-bundle.js")).text
+    assert "isOAS31" in bundle
+    assert (await app.client.get("/redoc")).status_code == 404  # no CDN-only page left behind
+
+
+async def test_openapi_declares_bearer_scheme_and_real_error_body(app: App) -> None:
+    spec = (await app.client.get("/openapi.json")).json()
+    assert spec["components"]["securitySchemes"] == {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": spec["components"]["securitySchemes"]["bearer"]["description"],
+        }
+    }
+    stock = spec["paths"]["/api/v1/stock"]["get"]
+    assert stock["security"] == [{"bearer": []}]
+    assert "authorization" not in {p["name"].lower() for p in stock.get("parameters", [])}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            for status, response in op["responses"].items():
+                if status[0] in "45":
+                    assert response["content"]["application/json"]["schema"] == error_ref, (method, path)
+            if op.get("security"):
+                assert {"401", "403"} <= set(op["responses"]), (method, path)
+    # The documented body is the one the app sends: an invalid query answers with it.
+    response = await app.get("vera", "/api/v1/stock", limit=0)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "validation_error" and body["errors"][0]["loc"] == "query.limit"
+    _validate(spec, error_ref, body)
+    unauthenticated = await app.client.get("/api/v1/stock")
+    assert unauthenticated.status_code == 401
+    _validate(spec, error_ref, unauthenticated.json())
+
+
+def _validate(spec: dict[str, Any], schema: dict[str, Any], instance: Any) -> None:
+    """Validate ``instance`` against ``schema`` (a part of ``spec``; OpenAPI 3.1 = JSON Schema 2020-12)."""
+    anchored = json.loads(json.dumps(schema).replace('"#/components/', '"urn:openapi#/components/'))
+    registry = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(spec))
+    Draft202012Validator(anchored, registry=registry).validate(instance)
