@@ -118,9 +118,7 @@ async def _token_row(engine: AsyncEngine, authorization: str | None) -> Row[Any,
     return row
 
 
-async def current_edge(
-    engine: Engine, metrics: MetricsDep, authorization: Authorization
-) -> EdgePrincipal:
+async def current_edge(engine: Engine, metrics: MetricsDep, authorization: Authorization) -> EdgePrincipal:
     try:
         row = await _token_row(engine, authorization)
     except ApiError:
@@ -145,9 +143,7 @@ async def bearer_user(engine: AsyncEngine, authorization: str | None) -> UserPri
     return UserPrincipal(name=row.user_name, role=Role[row.role])
 
 
-async def current_user(
-    request: Request, engine: Engine, authorization: Authorization
-) -> UserPrincipal:
+async def current_user(request: Request, engine: Engine, authorization: Authorization) -> UserPrincipal:
     """The user of the bearer token, or whoever ``app.state.user_resolver`` (if set) accepts.
 
     A hook on ``app.state`` rather than ``app.dependency_overrides``: with any override registered,

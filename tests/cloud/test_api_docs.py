@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
-from replenish_fixtures import App, replenish_settings, running_app
+from replenish_fixtures import SITE, App, history, master_data, replenish_settings, running_app
 
 from cloud.api.openapi import swagger_assets_dir
 
@@ -82,3 +82,63 @@ def _validate(spec: dict[str, Any], schema: dict[str, Any], instance: Any) -> No
     anchored = json.loads(json.dumps(schema).replace('"#/components/', '"urn:openapi#/components/'))
     registry = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(spec))
     Draft202012Validator(anchored, registry=registry).validate(instance)
+
+
+@pytest.fixture
+async def planned(app: App) -> tuple[App, int]:
+    """A cloud with master data, 30 days of history and one replenishment run."""
+    await master_data(app.engine)
+    await history(app.engine)
+    run = await app.post("ada", "/api/v1/proposals/run", {"site": SITE})
+    assert run.status_code == 200, run.text
+    spec = (await app.client.get("/openapi.json")).json()
+    _validate(spec, _response_schema(spec, "/api/v1/proposals/run", "post"), run.json())
+    return app, run.json()["sites"][0]["proposals"][0]["id"]
+
+
+def _response_schema(spec: dict[str, Any], path: str, method: str, status: str = "200") -> dict[str, Any]:
+    content = spec["paths"][path][method]["responses"][status]["content"]
+    schema: dict[str, Any] = content["application/json"]["schema"]
+    return schema
+
+
+def _untyped(spec: dict[str, Any], schema: dict[str, Any]) -> bool:
+    """An answer documented as any object (or nothing at all)."""
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    if schema == {}:
+        return True
+    values = schema.get("additionalProperties", True)
+    return schema.get("type") == "object" and "properties" not in schema and not isinstance(values, dict)
+
+
+# Path parameters of the GET operations checked below; each names something the fixture made.
+_PATH_VALUES = {"proposal_id": "1", "sku": "P1", "site_id": SITE, "location_id": "backroom"}
+# Answers that are not one JSON schema: text (CSV, Prometheus), JSON-LD, or a choice of formats.
+_NOT_JSON = {"/metrics", "/api/v1/master/{kind}/export", "/api/v1/proposals/export", "/api/v1/epcis/events"}
+
+
+async def test_every_get_answer_validates_against_its_documented_schema(planned: tuple[App, int]) -> None:
+    app, proposal_id = planned
+    approve = await app.post("oscar", f"/api/v1/proposals/{proposal_id}/approve", {"comment": "ok"})
+    assert approve.status_code == 200, approve.text
+    spec = (await app.client.get("/openapi.json")).json()
+    _validate(spec, _response_schema(spec, "/api/v1/proposals/{proposal_id}/approve", "post"), approve.json())
+    checked, skipped = [], []
+    for path, operations in spec["paths"].items():
+        if "get" not in operations or path in _NOT_JSON or path.startswith("/web/"):  # page session API
+            continue
+        names = re.findall(r"{(\w+)}", path)
+        if any(n not in _PATH_VALUES for n in names):
+            skipped.append(path)
+            continue
+        url = re.sub(r"{(\w+)}", lambda m: _PATH_VALUES[m.group(1)], path)
+        response = await app.get("ada", url)
+        assert response.status_code in (200, 404), (url, response.text)
+        schema = _response_schema(spec, path, "get", str(response.status_code))
+        assert not _untyped(spec, schema), f"GET {path} documents an untyped answer"
+        _validate(spec, schema, response.json())
+        checked.append(path)
+    for must in ("/api/v1/proposals", "/api/v1/proposals/{proposal_id}", "/api/v1/forecasts", "/api/v1/kpis"):
+        assert must in checked
+    assert len(checked) >= 20, (checked, skipped)

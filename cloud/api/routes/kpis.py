@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from cloud.api.deps import DbConn, require_role
+from cloud.api.replenish_schemas import KpiReport
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
@@ -18,7 +19,7 @@ router = APIRouter(
 )
 
 
-@router.get("/kpis")
+@router.get("/kpis", response_model=KpiReport)
 async def kpis(
     conn: DbConn,
     site: str | None = None,

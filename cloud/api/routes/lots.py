@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, Response
 
 from cloud.api.deps import DbConn, require_role
+from cloud.api.lots_schemas import FefoAnswer, LotDetail, LotPage, LotReport, ZoneMkt
 from cloud.api.pagination import Limit, Offset
 from cloud.coldchain.mkt import DEFAULT_ACTIVATION_ENERGY_KJ
 from cloud.core import db
@@ -29,6 +30,15 @@ ActivationEnergy = Annotated[
 ]
 Since = Annotated[datetime | None, Query(description="window start (naive = UTC)")]
 Until = Annotated[datetime | None, Query(description="window end (naive = UTC)")]
+_REPORT_FORMATS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": LotReport,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
 def _window(since: datetime | None, until: datetime | None) -> None:
@@ -48,7 +58,7 @@ async def _evidence(
         raise ApiError(409, "ambiguous_lot", str(exc)) from None
 
 
-@router.get("/lots")
+@router.get("/lots", response_model=LotPage)
 async def list_lots_with_expiry(
     conn: DbConn,
     site: Annotated[str | None, Query(description="only lots with items on hand at this site")] = None,
@@ -71,13 +81,13 @@ async def list_lots_with_expiry(
     return {"items": rows[offset : offset + limit], "total": len(rows)}
 
 
-@router.get("/fefo")
+@router.get("/fefo", response_model=FefoAnswer)
 async def fefo(conn: DbConn, product: str | None = None, site: str | None = None) -> dict[str, Any]:
     """First-expired-first-out pick order per product by effective expiry (lots on hand only)."""
     return {"products": await svc.fefo(conn, product=product, site=site)}
 
 
-@router.get("/lots/{lot_id}/report", response_model=None)
+@router.get("/lots/{lot_id}/report", response_model=None, responses=_REPORT_FORMATS)
 async def lot_report_route(
     conn: DbConn,
     lot_id: str,
@@ -85,7 +95,7 @@ async def lot_report_route(
     since: Since = None,
     until: Until = None,
     activation_energy_kj: ActivationEnergy = DEFAULT_ACTIVATION_ENERGY_KJ,
-) -> Response | dict[str, Any]:
+) -> Response | LotReport:
     evidence = await _evidence(conn, lot_id, since, until, activation_energy_kj)
     name = lot_id.replace(":", "_")
     if format == "csv":
@@ -97,10 +107,10 @@ async def lot_report_route(
         except lot_report.ReportUnavailable as exc:
             raise ApiError(501, "not_implemented", str(exc)) from None
         return Response(png, media_type="image/png")
-    return lot_report.report_dict(evidence)
+    return LotReport.model_validate(lot_report.report_dict(evidence))
 
 
-@router.get("/lots/{lot_id}")
+@router.get("/lots/{lot_id}", response_model=LotDetail)
 async def get_lot(
     conn: DbConn,
     lot_id: str,
@@ -121,7 +131,7 @@ async def get_lot(
     }
 
 
-@router.get("/zones/{zone}/mkt")
+@router.get("/zones/{zone}/mkt", response_model=ZoneMkt)
 async def zone_mkt(
     conn: DbConn,
     zone: str,
