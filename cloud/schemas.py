@@ -21,10 +21,17 @@ class Page(BaseModel, Generic[T]):
     total: int
 
 
-class FieldError(BaseModel):
-    """One invalid input: where (``body.events.0.at``, ``query.limit``) and what is wrong."""
+class CursorPage(Page[T], Generic[T]):
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
 
-    loc: str
+
+class FieldError(BaseModel):
+    """One invalid input: where (``loc`` such as ``body.events.0.at``, ``query.limit``; or ``row`` and
+    ``column`` of an imported file) and what is wrong."""
+
+    loc: str | None = None
+    row: int | None = Field(default=None, description="imports: 1-based data row")
+    column: str | None = Field(default=None, description="imports: the column")
     msg: str
 
 
@@ -42,13 +49,17 @@ class ErrorBody(BaseModel):
 class StockItemPublic(_Public):
     site_id: str
     epc: str
+    sku: str | None = Field(default=None, description="from the item register; null: unregistered tag")
+    lot_code: str | None = None
     location: str | None
     present: bool
     updated_at: datetime
 
 
 class StockPage(Page[StockItemPublic]):
-    by_location: dict[str, int] = Field(description="items on hand per location (site filter applied)")
+    by_location: dict[str, int] = Field(
+        description="items on hand per location (site, location, product and lot filters applied)"
+    )
 
 
 class AlertPublic(_Public):
@@ -249,6 +260,7 @@ class StocktakeRunDetail(StocktakeRunPublic):
 
 __all__ = [
     "AlertPublic",
+    "CursorPage",
     "DeviceHealthPublic",
     "DiscrepancyPublic",
     "EdgeBrief",

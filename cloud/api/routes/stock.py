@@ -9,15 +9,15 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, or_, select
 
 from cloud.api.deps import DbConn, require_role
-from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.pagination import Cursor, Limit, Offset, count_rows, encode_cursor, keyset_page, paginate
 from cloud.core import db
 from cloud.core.security import Role
 from cloud.schemas import (
+    CursorPage,
     ItemHistory,
     MovementPublic,
     MovementRow,
     ObservationPublic,
-    Page,
     PassagePublic,
     StockItemPublic,
     StockPage,
@@ -38,7 +38,12 @@ async def list_stock(
     offset: Offset = 0,
 ) -> StockPage:
     t = db.stock_items
-    query = select(t).order_by(t.c.site_id, t.c.location, t.c.epc)
+    registry = db.items.c
+    query = (
+        select(t, registry.sku, registry.lot_code)
+        .select_from(t.outerjoin(db.items, registry.epc == t.c.epc))
+        .order_by(t.c.site_id, t.c.location, t.c.epc)
+    )
     counts = select(t.c.location, func.count()).where(t.c.present.is_(True)).group_by(t.c.location)
     if product is not None or lot is not None:
         registered = select(db.items.c.epc)
@@ -53,6 +58,7 @@ async def list_stock(
         counts = counts.where(t.c.site_id == site)
     if location is not None:
         query = query.where(t.c.location == location)
+        counts = counts.where(t.c.location == location)
     if not include_gone:
         query = query.where(t.c.present.is_(True))
     rows, total = await paginate(conn, query, limit, offset)
@@ -62,7 +68,7 @@ async def list_stock(
     )
 
 
-@router.get("/movements", response_model=Page[MovementRow])
+@router.get("/movements", response_model=CursorPage[MovementRow])
 async def list_movements(
     conn: DbConn,
     site: str | None = None,
@@ -73,9 +79,11 @@ async def list_movements(
     since: Annotated[datetime | None, Query(description="at or after (naive = UTC)")] = None,
     until: Annotated[datetime | None, Query(description="before (naive = UTC)")] = None,
     limit: Limit = 100,
-    offset: Offset = 0,
-) -> Page[MovementRow]:
-    """The stock movement ledger, newest first."""
+    offset: Annotated[int, Query(ge=0, description="rows to skip (prefer `cursor`)")] = 0,
+    cursor: Cursor = None,
+) -> CursorPage[MovementRow]:
+    """The stock movement ledger, newest first (by time, then id). Page with ``cursor``: each page
+    gives ``next_cursor``, exact even while movements arrive (an offset shifts with new rows)."""
     t = db.stock_movements
     query = select(t).order_by(t.c.at.desc(), t.c.id.desc())
     for column, value in (("site_id", site), ("reason", reason), ("edge_id", edge)):
@@ -89,8 +97,15 @@ async def list_movements(
         query = query.where(t.c.at >= db.utc(since))
     if until is not None:
         query = query.where(t.c.at < db.utc(until))
-    rows, total = await paginate(conn, query, limit, offset)
-    return Page[MovementRow](items=[MovementRow.model_validate(r) for r in rows], total=total)
+    total = await count_rows(conn, query)
+    if offset and cursor is None:
+        rows, _ = await paginate(conn, query, limit, offset)
+        more = offset + len(rows) < total and rows
+        next_cursor = encode_cursor([rows[-1]["at"], rows[-1]["id"]]) if more else None
+    else:
+        rows, next_cursor = await keyset_page(conn, query, (t.c.at, t.c.id), (datetime, int), cursor, limit)
+    items = [MovementRow.model_validate(r) for r in rows]
+    return CursorPage[MovementRow](items=items, total=total, next_cursor=next_cursor)
 
 
 @router.get("/items/{epc}", response_model=ItemHistory)
