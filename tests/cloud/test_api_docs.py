@@ -138,7 +138,20 @@ async def test_every_get_answer_validates_against_its_documented_schema(planned:
         schema = _response_schema(spec, path, "get", str(response.status_code))
         assert not _untyped(spec, schema), f"GET {path} documents an untyped answer"
         _validate(spec, schema, response.json())
+        offsets = [t for t in _timestamps(response.json()) if not t.endswith("Z")]
+        assert offsets == [], f"GET {path}: timestamps not in UTC 'Z' form: {offsets[:3]}"
         checked.append(path)
     for must in ("/api/v1/proposals", "/api/v1/proposals/{proposal_id}", "/api/v1/forecasts", "/api/v1/kpis"):
         assert must in checked
     assert len(checked) >= 20, (checked, skipped)
+
+
+def _timestamps(value: Any) -> list[str]:
+    """Every date-time string in a JSON answer."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _timestamps(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _timestamps(v)]
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?", value):
+        return [value]
+    return []

@@ -3,10 +3,8 @@ pages by cursor exactly while movements arrive, and timestamps are all written o
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from conftest import EPC_A, EPC_B, Cloud, batch, movement
+from test_api_docs import _timestamps
 
 EPC_C = "3034257BF400B78000000C0C"
 
@@ -42,16 +40,6 @@ async def test_stock_rows_carry_sku_and_lot_and_by_location_follows_location(clo
     assert (shelf["total"], shelf["by_location"]) == (2, {"shelf": 2})
     milk = await cloud.get_ok("/api/v1/stock", product="MILK", lot="L7")
     assert ([i["epc"] for i in milk["items"]], milk["by_location"]) == ([EPC_A], {"backroom": 1})
-
-
-def _timestamps(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _timestamps(v)]
-    if isinstance(value, list):
-        return [t for v in value for t in _timestamps(v)]
-    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?", value):
-        return [value]
-    return []
 
 
 async def test_movement_cursor_pages_exactly_while_movements_arrive(cloud: Cloud) -> None:
