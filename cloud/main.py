@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud.api.http_metrics import HttpMetrics
 from cloud.api.openapi import install_docs
 from cloud.api.routes import (
     alerts,
@@ -138,6 +139,7 @@ def create_app(
         app.include_router(module.router)
     web_install(app)  # the operator page (/ui/) and its session login
     install_docs(app)  # /docs without internet, openapi.json with the real error body
+    app.add_middleware(HttpMetrics)  # request counts and latencies per route on /metrics
     return app
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -19,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core import db
+from cloud.core.metrics import JOB_DURATION, JOB_RUNS
 from cloud.services.projections import dialect_insert
 
 
@@ -64,14 +66,20 @@ async def run_periodic(
     "<label> job recovered") and tried again at the next poll; anything else is a bug and propagates.
     """
     failing = False
+    runs, duration = JOB_RUNS.labels(label, "ok"), JOB_DURATION.labels(label)
     while True:
+        started = time.perf_counter()
         try:
             await step()
+            runs.inc()
             if failing:
                 log.info("%s job recovered", label)
                 failing = False
         except (SQLAlchemyError, DBAPIError, OSError) as exc:
+            JOB_RUNS.labels(label, "failed").inc()
             if not failing:
                 log.warning("%s job failing: %s", label, type(exc).__name__)
                 failing = True
+        finally:
+            duration.observe(time.perf_counter() - started)
         await asyncio.sleep(poll_s)

@@ -36,5 +36,6 @@ async def readyz(engine: Engine) -> dict[str, str]:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(metrics: MetricsDep) -> PlainTextResponse:
-    return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+async def metrics(metrics: MetricsDep, engine: Engine) -> PlainTextResponse:
+    """Prometheus text format: ingest, HTTP per route, ingest lag per edge, deliveries, jobs, DB pool."""
+    return PlainTextResponse(metrics.render(engine), media_type="text/plain; version=0.0.4")

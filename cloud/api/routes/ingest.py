@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from cloud.api.body import read_limited_body
 from cloud.api.deps import CurrentEdge, Engine, MetricsDep, SettingsDep, ZonesDep
+from cloud.core import db
 from cloud.core.errors import ApiError
+from cloud.core.metrics import observe_batch
 from cloud.schemas import ErrorBody
 from cloud.services.coldchain_runtime import runtime_of
 from cloud.services.ingest import (
@@ -69,6 +73,18 @@ def _parse_and_prepare(body: bytes, site_id: str, dialect: str) -> tuple[Batch, 
     return batch, prepare_batch(batch, site_id, dialect, offset_hint(batch.edge_id))
 
 
+def _event_time(batch: Batch) -> datetime | None:
+    """When the batch's first (lowest seq, so oldest) event happened, whatever its kind calls it."""
+    if not batch.events:
+        return None
+    event = batch.events[0].event
+    for name in ("time", "at", "last_seen"):
+        value = getattr(event, name, None)
+        if isinstance(value, datetime):
+            return db.utc(value)
+    return None
+
+
 @router.post(
     "/edges/{edge_id}/batches",
     response_model=BatchAck,
@@ -122,6 +138,7 @@ async def post_batch(
         metrics.refused("conflict")
         raise ApiError(503, "conflict", str(exc), headers={"Retry-After": "1"}) from exc
     metrics.batches_accepted += 1
+    observe_batch(edge.edge_id, _event_time(batch), db.utcnow())
     metrics.event_duplicates += result.ack.duplicates
     metrics.events_ingested.update(result.accepted_by_kind)
     if runtime is not None:
