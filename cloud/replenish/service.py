@@ -44,6 +44,7 @@ from cloud.core.security import Role
 from cloud.notify.base import AlertMessage, DeliveryResult
 from cloud.replenish import tables as rt
 from cloud.replenish.forecast import forecast
+from cloud.replenish.money import money
 from cloud.replenish.policy import ALL_WEEKDAYS
 from cloud.replenish.proposals import (
     ExpiringLot,
@@ -501,12 +502,14 @@ def plan_rows(
                 "approvals_required": approval_steps(settings, 0.0),
             }
         )
+    currency = settings.currency
     for draft in plan.purchases:
         required = draft.decision.approvals if draft.decision is not None else ()
         steps = approval_steps(settings, draft.value, required)
         for line in draft.lines:
+            order_value = money(draft.value, currency)
             reasoning = dict(
-                line.reasoning, kind="purchase", supplier=draft.supplier, order_value=draft.value
+                line.reasoning, kind="purchase", supplier=draft.supplier, order_value=order_value
             )
             if draft.decision is not None:
                 reasoning["rules"] = {
@@ -524,9 +527,11 @@ def plan_rows(
                     "supplier_id": draft.supplier,
                     "group_ref": f"{group}:{site_id}:{draft.supplier}",
                     "quantity": line.quantity,
-                    "unit_cost": line.value / line.quantity if line.quantity else 0.0,
-                    "amount": line.value,
-                    "order_amount": draft.value,
+                    "unit_cost": money(
+                        line.value / line.quantity if line.quantity else 0.0, settings.currency
+                    ),
+                    "amount": money(line.value, currency),
+                    "order_amount": order_value,
                     "order_by": line.order_by,
                     "expected_arrival": line.expected_arrival,
                     "need_by": line.need_by,
