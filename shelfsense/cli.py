@@ -357,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
             "product_suppliers",
             "params",
             "purchase_orders",
+            "demand",
         ],
         help="columns of each kind: docs/import-formats.md",
     )

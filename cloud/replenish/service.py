@@ -166,11 +166,32 @@ async def load_demand(
         cells.append((index.setdefault(key, len(index)), (day - start).days))
         if key not in last or day > last[key]:
             last[key] = day
+    imported = await _imported_demand(conn, site_ids, start, days)
+    for key, _, _ in imported:
+        index.setdefault(key, len(index))
     matrix = np.zeros((len(index), days))
     if cells:
         rows_idx, cols = np.array(cells).T
         np.add.at(matrix, (rows_idx, cols), 1.0)
+    for key, day, quantity in imported:  # an imported day replaces what the tags counted that day
+        matrix[index[key], (day - start).days] = quantity
+        if quantity > 0 and (key not in last or day > last[key]):
+            last[key] = day
     return DemandHistory(start, list(index), matrix, last)
+
+
+async def _imported_demand(
+    conn: AsyncConnection, site_ids: Sequence[str] | None, start: date, days: int
+) -> list[tuple[SeriesKey, date, float]]:
+    """Imported demand (``cloud import --kind demand``) of the window's days."""
+    d = rt.demand_history
+    query = select(d.c.site_id, d.c.location_id, d.c.sku, d.c.day, d.c.quantity).where(
+        d.c.day >= start, d.c.day < start + timedelta(days=days)
+    )
+    if site_ids is not None:
+        query = query.where(d.c.site_id.in_(list(site_ids)))
+    rows = (await conn.execute(query)).all()
+    return [((site, location, sku), day, float(quantity)) for site, location, sku, day, quantity in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ MAX_REPORTED_PROBLEMS = 50
 Kind = Literal["products", "locations", "lots", "items"]
 KINDS: tuple[Kind, ...] = ("products", "locations", "lots", "items")
 # Replenishment data (cloud.replenish.masterdata) imported from files through import_file too.
-REPLENISH_KINDS = ("suppliers", "product_suppliers", "params", "purchase_orders")
+REPLENISH_KINDS = ("suppliers", "product_suppliers", "params", "purchase_orders", "demand")
 
 
 @dataclass(frozen=True, slots=True)

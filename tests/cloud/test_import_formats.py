@@ -4,9 +4,12 @@ replenishment kinds import from the CLI like master data."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from replenish_fixtures import SITE, TODAY, App, master_data, replenish_settings, running_app
 from sqlalchemy import create_engine, select
 
 from cloud.replenish import masterdata as rmd
@@ -53,3 +56,30 @@ def test_cli_imports_replenishment_kinds(tmp_path: Path, capsys: pytest.CaptureF
         rows = conn.execute(select(rt.product_suppliers.c.sku, rt.product_suppliers.c.pack_size)).all()
     engine.dispose()
     assert [tuple(r) for r in rows] == [("P1", 12.0)]
+
+
+@pytest.fixture
+async def app(db_url: str) -> AsyncIterator[App]:
+    async for a in running_app(replenish_settings(db_url)):
+        await master_data(a.engine)
+        yield a
+
+
+async def test_imported_demand_feeds_the_forecast(app: App) -> None:
+    days = [TODAY - timedelta(days=d) for d in range(1, 91)]
+    csv_text = "site_id,location_id,sku,day,quantity\n" + "".join(f"{SITE},till,P2,{d},5\n" for d in days)
+    headers = {**app.auth("ada"), "Content-Type": "text/csv"}
+    refused = await app.client.post(
+        "/api/v1/replenish/demand/import",
+        content="site_id,location_id,sku,day,quantity\ns,l,P2,x,-1\n",
+        headers=headers,
+    )
+    assert refused.status_code == 422
+    assert {e["column"] for e in refused.json()["errors"]} == {"day", "quantity"}
+    imported = await app.client.post("/api/v1/replenish/demand/import", content=csv_text, headers=headers)
+    assert imported.json() == {"imported": 90}
+    run = await app.post("ada", "/api/v1/proposals/run", {"site": SITE})
+    assert run.status_code == 200, run.text
+    forecasts = (await app.get("vera", "/api/v1/forecasts", product="P2")).json()["items"]
+    assert [(f["location_id"], f["history_days"]) for f in forecasts] == [("till", 90)]
+    assert forecasts[0]["forecast"] == pytest.approx(5.0, abs=0.5)

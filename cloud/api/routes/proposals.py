@@ -181,7 +181,7 @@ async def reject(
 
 @router.post("/replenish/{kind}/import", response_model=ImportResult)
 async def import_replenish_data(
-    kind: Literal["suppliers", "product_suppliers", "params", "purchase_orders"],
+    kind: Literal["suppliers", "product_suppliers", "params", "purchase_orders", "demand"],
     request: Request,
     engine: Engine,
     settings: SettingsDep,
