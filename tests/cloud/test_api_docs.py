@@ -155,3 +155,16 @@ def _timestamps(value: Any) -> list[str]:
     if isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?", value):
         return [value]
     return []
+
+
+def test_documented_webhook_signature_example_is_what_the_cloud_sends() -> None:
+    from pathlib import Path
+
+    from cloud.notify.webhooks import verify_webhook, webhook_signature
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    example = re.search(r"`sha256=([0-9a-f]{64})`", doc)
+    assert example is not None
+    body = b'{"alert_id":"42","state":"raised"}'
+    assert webhook_signature("my-secret", "1767225600", body) == f"sha256={example.group(1)}"
+    assert verify_webhook("my-secret", "1767225600", body, f"sha256={example.group(1)}", now=1767225700)
