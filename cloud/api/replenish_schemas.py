@@ -128,32 +128,28 @@ class ForecastPublic(BaseModel):
     computed_at: datetime
 
 
-class KpiRow(BaseModel):
+class KpiFigures(BaseModel):
+    outbound_units: float
+    cogs: float = Field(description="cost of goods sent out (money)")
+    average_inventory_units: float
+    average_inventory_value: float
+    turnover: float | None
+    turnover_units: float | None
+    days_of_cover: float | None
+    stock_out_days: int
+
+
+class KpiRow(KpiFigures):
     site_id: str
     location_id: str | None
     sku: str
-    unit_cost: float
-    outbound_units: float
-    cogs: float
-    average_inventory_units: float
-    average_inventory_value: float
-    turnover: float | None
-    turnover_units: float | None
+    unit_cost: float | None
     closing_units: float
-    days_of_cover: float | None
-    stock_out_days: int
     fill_rate: float | None
 
 
-class KpiTotals(BaseModel):
-    outbound_units: float
-    cogs: float
-    average_inventory_units: float
-    average_inventory_value: float
-    turnover: float | None
-    turnover_units: float | None
-    days_of_cover: float | None
-    stock_out_days: int
+class KpiTotals(KpiFigures):
+    """The figures over every row."""
 
 
 class KpiFilters(BaseModel):
