@@ -14,7 +14,7 @@ from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.metrics import observe_batch
 from cloud.schemas import ErrorBody
-from cloud.services.coldchain_runtime import runtime_of
+from cloud.services.coldchain_runtime import event_moment, runtime_of
 from cloud.services.ingest import (
     IngestConflict,
     PreparedBatch,
@@ -74,15 +74,8 @@ def _parse_and_prepare(body: bytes, site_id: str, dialect: str) -> tuple[Batch, 
 
 
 def _event_time(batch: Batch) -> datetime | None:
-    """When the batch's first (lowest seq, so oldest) event happened, whatever its kind calls it."""
-    if not batch.events:
-        return None
-    event = batch.events[0].event
-    for name in ("time", "at", "last_seen"):
-        value = getattr(event, name, None)
-        if isinstance(value, datetime):
-            return db.utc(value)
-    return None
+    """When the batch's first (lowest seq, so oldest) event happened."""
+    return event_moment(batch.events[0].event) if batch.events else None
 
 
 @router.post(
