@@ -79,7 +79,7 @@ def datasource_model(influx_url: str, database: str) -> dict[str, Any]:
         "type": "influxdb",
         "access": "proxy",
         "url": influx_url,
-        "isDefault": True,
+        "isDefault": False,  # the boards name it by uid; the site's default stays what it was
         "jsonData": {"dbName": database, "httpMode": "POST", "timeInterval": "10s"},
     }
 
