@@ -198,6 +198,8 @@ def test_export_writes_concrete_provisioning_files(
         "provisioning/dashboards/shelfsense.yaml",
         "dashboards/cold-chain.json",
         "dashboards/site-health.json",
+        "import/cold-chain.json",
+        "import/site-health.json",
     }
     datasource = yaml.safe_load((tmp_path / "provisioning/datasources/shelfsense.yaml").read_text())
     [ds] = datasource["datasources"]
@@ -343,3 +345,22 @@ def test_our_datasource_does_not_take_over_the_default() -> None:
     )
     assert [d["isDefault"] for d in shipped["datasources"]] == [False]
     assert datasource_model("http://influx:8086", "shelfsense")["isDefault"] is False
+
+
+def test_export_writes_boards_for_the_ui_import_page(tmp_path: Path) -> None:
+    from dashboards.provision import IMPORT_INPUT
+
+    args = ["dashboards", "export", str(tmp_path), "--influx-url", "http://i:8086", "--database", "d"]
+    assert main(args) == 0
+    for name, board in load_dashboards().items():
+        variant = json.loads((tmp_path / "import" / f"{name}.json").read_text(encoding="utf-8"))
+        (wanted,) = variant["__inputs"]
+        assert (wanted["name"], wanted["type"]) == (IMPORT_INPUT, "datasource")
+        assert wanted["pluginId"] == "influxdb"
+        text = json.dumps(variant)
+        assert DATASOURCE_UID not in text  # every reference asks for the chosen datasource
+        assert text.count("${" + IMPORT_INPUT + "}") >= len(queries(board))
+        # What Grafana's import does: put the chosen datasource's uid in; the board is ours again.
+        imported = json.loads(text.replace("${" + IMPORT_INPUT + "}", DATASOURCE_UID))
+        del imported["__inputs"], imported["__requires"]
+        assert imported == {k: v for k, v in board.items() if k != "id"}
