@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from cloud.api.handlers import install_error_handlers
+from cloud.api.http_metrics import HttpMetrics
+from cloud.api.openapi import install_docs
 from cloud.api.routes import (
     alerts,
     edges,
@@ -86,6 +88,8 @@ def create_app(
         version="0.1.0",
         summary="Edge sync ingest, stock, sensors and cold-chain alerts",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by install_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -106,6 +110,8 @@ def create_app(
         # Only a configured proxy may name the client (X-Forwarded-For) and scheme (-Proto);
         # uvicorn's own handling is off (build_server), it would believe any loopback peer.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.cloud.trusted_proxies))
+    install_docs(app)  # /docs without internet, openapi.json with the real error body
+    app.add_middleware(HttpMetrics)  # request counts and latencies per route on /metrics
     return app
 
 

@@ -21,21 +21,45 @@ class Page(BaseModel, Generic[T]):
     total: int
 
 
+class CursorPage(Page[T], Generic[T]):
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+class FieldError(BaseModel):
+    """One invalid input: where (``loc`` such as ``body.events.0.at``, ``query.limit``; or ``row`` and
+    ``column`` of an imported file) and what is wrong."""
+
+    loc: str | None = None
+    row: int | None = Field(default=None, description="imports: 1-based data row")
+    column: str | None = Field(default=None, description="imports: the column")
+    msg: str
+
+
 class ErrorBody(BaseModel):
+    """Every error response: a human ``detail``, a stable machine ``code`` (``validation_error``,
+    ``unauthenticated``, ``forbidden``, ``not_found``, ...) and, for invalid input, ``errors``."""
+
     detail: str
     code: str
+    errors: list[FieldError] | None = Field(
+        default=None, description="each invalid field (validation errors only, at most 10)"
+    )
 
 
 class StockItemPublic(_Public):
     site_id: str
     epc: str
+    sku: str | None = Field(default=None, description="from the item register; null: unregistered tag")
+    lot_code: str | None = None
     location: str | None
     present: bool
     updated_at: datetime
 
 
 class StockPage(Page[StockItemPublic]):
-    by_location: dict[str, int] = Field(description="items on hand per location (site filter applied)")
+    by_location: dict[str, int] = Field(
+        description="items on hand per location (site, location, product and lot filters applied)"
+    )
 
 
 class AlertPublic(_Public):
@@ -260,6 +284,7 @@ class StocktakeRunDetail(StocktakeRunPublic):
 
 __all__ = [
     "AlertPublic",
+    "CursorPage",
     "DeviceHealthPublic",
     "DiscrepancyPublic",
     "EdgeBrief",
@@ -267,6 +292,7 @@ __all__ = [
     "EdgeCreated",
     "EdgePublic",
     "ErrorBody",
+    "FieldError",
     "ItemHistory",
     "MovementPublic",
     "MovementRow",

@@ -19,6 +19,9 @@ FOLDER_UID = "shelfsense"
 FOLDER_TITLE = "ShelfSense"
 
 
+IMPORT_INPUT = "DS_SHELFSENSE_INFLUXDB"
+
+
 class ProvisionError(Exception):
     """Grafana refused or could not be reached; the message says which call and why."""
 
@@ -35,6 +38,25 @@ def load_dashboards() -> dict[str, dict[str, Any]]:
         for entry in sorted(folder.iterdir(), key=lambda e: e.name)
         if entry.name.endswith(".json")
     }
+
+
+def import_variant(board: dict[str, Any]) -> dict[str, Any]:
+    """The board for Grafana's *Import dashboard* page: an ``__inputs`` entry asks which InfluxDB
+    datasource to use, and every datasource reference points at that choice."""
+    ours = json.dumps({"type": "influxdb", "uid": DATASOURCE_UID})
+    chosen = json.dumps({"type": "influxdb", "uid": "${" + IMPORT_INPUT + "}"})
+    variant: dict[str, Any] = json.loads(json.dumps(board).replace(ours, chosen))
+    variant.pop("id", None)
+    inputs = {
+        "name": IMPORT_INPUT,
+        "label": DATASOURCE_NAME,
+        "description": "InfluxDB 1.x (InfluxQL) holding the measurements the ShelfSense cloud writes",
+        "type": "datasource",
+        "pluginId": "influxdb",
+        "pluginName": "InfluxDB",
+    }
+    requires = [{"type": "datasource", "id": "influxdb", "name": "InfluxDB", "version": "1.0.0"}]
+    return {"__inputs": [inputs], "__requires": requires, **variant}
 
 
 def _render(relative: str, values: dict[str, str]) -> str:
@@ -64,10 +86,15 @@ def export_provisioning(directory: Path, *, influx_url: str, database: str) -> l
         target.write_text(_render(relative, values), encoding="utf-8")
         written.append(target)
     dashboards_dir.mkdir(parents=True, exist_ok=True)
+    import_dir = directory / "import"  # for Grafana's Import page, not for provisioning
+    import_dir.mkdir(parents=True, exist_ok=True)
     for name, board in load_dashboards().items():
-        target = dashboards_dir / f"{name}.json"
-        target.write_text(json.dumps(board, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        written.append(target)
+        for target, content in (
+            (dashboards_dir / f"{name}.json", board),
+            (import_dir / f"{name}.json", import_variant(board)),
+        ):
+            target.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            written.append(target)
     return written
 
 
@@ -79,7 +106,7 @@ def datasource_model(influx_url: str, database: str) -> dict[str, Any]:
         "type": "influxdb",
         "access": "proxy",
         "url": influx_url,
-        "isDefault": True,
+        "isDefault": False,  # the boards name it by uid; the site's default stays what it was
         "jsonData": {"dbName": database, "httpMode": "POST", "timeInterval": "10s"},
     }
 
@@ -131,6 +158,7 @@ __all__ = [
     "ProvisionError",
     "datasource_model",
     "export_provisioning",
+    "import_variant",
     "load_dashboards",
     "push_to_grafana",
 ]

@@ -337,7 +337,22 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(handler=cmd_cloud_migrate)
     import_ = cloud.add_parser("import", help="import master data from a CSV or JSON file (all rows or none)")
     import_.add_argument("file", help="FILE.csv or FILE.json")
-    import_.add_argument("--kind", required=True, choices=["products", "locations", "lots", "items"])
+    import_.add_argument(
+        "--kind",
+        required=True,
+        choices=[
+            "products",
+            "locations",
+            "lots",
+            "items",
+            "suppliers",
+            "product_suppliers",
+            "params",
+            "purchase_orders",
+            "demand",
+        ],
+        help="columns of each kind: docs/import-formats.md",
+    )
     _add_cloud_flags(import_)
     import_.set_defaults(handler=cmd_cloud_import)
     export = cloud.add_parser("export", help="export master data to DIR/<kind>.csv|json")

@@ -245,6 +245,8 @@ class ReplenishSettings(_Section):
     """
 
     enabled: bool = True  # the periodic run (one replica at a time)
+    # ISO 4217 code of unit costs and amounts: money is rounded to its minor unit (cloud.replenish.money)
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     interval_s: Annotated[float, Field(gt=0)] = 86400.0
     history_days: Annotated[int, Field(ge=7, le=3650)] = 90
     method: Literal["ses", "holt_winters", "croston", "sba", "tsb", "auto"] = "auto"

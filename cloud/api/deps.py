@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -19,6 +20,25 @@ from cloud.core.security import Role, hash_token, parse_bearer, parse_sites
 from shelfsense.config import Settings, ZoneLimits
 
 BEARER = {"WWW-Authenticate": "Bearer"}
+
+# Declares the bearer scheme in openapi.json (Swagger UI's Authorize button); the header itself is
+# read and checked below, so that every failure answers with our 401 body.
+_bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An edge token (ingest) or a user token (`shelfsense cloud user create`).",
+)
+
+
+async def authorization_header(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)],
+) -> str | None:
+    """The raw ``Authorization`` header."""
+    return request.headers.get("authorization")
+
+
+Authorization = Annotated[str | None, Depends(authorization_header)]
 
 
 def get_engine(request: Request) -> AsyncEngine:
@@ -103,9 +123,7 @@ async def _token_row(
     return row
 
 
-async def current_edge(
-    engine: Engine, metrics: MetricsDep, authorization: Annotated[str | None, Header()] = None
-) -> EdgePrincipal:
+async def current_edge(engine: Engine, metrics: MetricsDep, authorization: Authorization) -> EdgePrincipal:
     try:
         row = await _token_row(engine, authorization)
     except ApiError:
@@ -133,9 +151,7 @@ async def bearer_user(engine: AsyncEngine, authorization: str | None) -> UserPri
     return UserPrincipal(name=row.user_name, role=Role[row.role], sites=parse_sites(row.sites))
 
 
-async def current_user(
-    request: Request, engine: Engine, authorization: Annotated[str | None, Header()] = None
-) -> UserPrincipal:
+async def current_user(request: Request, engine: Engine, authorization: Authorization) -> UserPrincipal:
     """The user of the bearer token, or whoever ``app.state.user_resolver`` (if set) accepts.
 
     A hook on ``app.state`` rather than ``app.dependency_overrides``: with any override registered,

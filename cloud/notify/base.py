@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from cloud.core.metrics import DELIVERIES, DELIVERY_ATTEMPTS
 from cloud.notify.catalogue import with_unit, word
 from shelfsense.redact import mask_text
 
@@ -208,6 +209,8 @@ async def deliver_with_retries(
         error=None if outcome.ok else outcome.error,
         attempt_errors=tuple(errors),
     )
+    DELIVERIES.labels(channel, "ok" if result.ok else "failed").inc()
+    DELIVERY_ATTEMPTS.labels(channel).inc(tries)
     if log is not None:
         log.record(result)
     return result

@@ -23,8 +23,8 @@ from cloud.services.masterdata import MasterDataError, Problem, read_csv, read_j
 from cloud.services.projections import dialect_insert
 from shelfsense.contract import Ident
 
-Kind = Literal["suppliers", "product_suppliers", "params", "purchase_orders"]
-KINDS: tuple[Kind, ...] = ("suppliers", "product_suppliers", "params", "purchase_orders")
+Kind = Literal["suppliers", "product_suppliers", "params", "purchase_orders", "demand"]
+KINDS: tuple[Kind, ...] = ("suppliers", "product_suppliers", "params", "purchase_orders", "demand")
 
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -106,19 +106,32 @@ class PurchaseOrderLineRecord(_Record):
         return self
 
 
-Record = SupplierRecord | ProductSupplierRecord | ParamsRecord | PurchaseOrderLineRecord
+class DemandRecord(_Record):
+    """Units sold or consumed of a product at a location on one day (UTC): the forecast's history
+    where the tags do not show it (sales at a till, consumption in a kitchen)."""
+
+    site_id: Ident
+    location_id: Ident
+    sku: Ident
+    day: date
+    quantity: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False, description="units that day")]
+
+
+Record = SupplierRecord | ProductSupplierRecord | ParamsRecord | PurchaseOrderLineRecord | DemandRecord
 
 MODELS: Mapping[str, type[_Record]] = {
     "suppliers": SupplierRecord,
     "product_suppliers": ProductSupplierRecord,
     "params": ParamsRecord,
     "purchase_orders": PurchaseOrderLineRecord,
+    "demand": DemandRecord,
 }
 KEYS: Mapping[str, tuple[str, ...]] = {
     "suppliers": ("supplier_id",),
     "product_suppliers": ("sku", "supplier_id"),
     "params": ("site_id", "location_id", "sku"),
     "purchase_orders": ("po_number", "sku", "location_id"),
+    "demand": ("site_id", "location_id", "sku", "day"),
 }
 # Fields that must agree on every line of one purchase order.
 _ORDER_FIELDS = ("supplier_id", "site_id", "status", "ordered_at", "expected_date", "received_date")
@@ -252,9 +265,11 @@ async def upsert_records(conn: AsyncConnection, kind: str, records: Sequence[Rec
     if kind == "purchase_orders":
         await _store_orders(conn, [r for r in records if isinstance(r, PurchaseOrderLineRecord)])
         return len(records)
-    table = {"suppliers": rt.suppliers, "product_suppliers": rt.product_suppliers}.get(
-        kind, rt.replenishment_params
-    )
+    table = {
+        "suppliers": rt.suppliers,
+        "product_suppliers": rt.product_suppliers,
+        "demand": rt.demand_history,
+    }.get(kind, rt.replenishment_params)
     now = db.utcnow()
     await _upsert(conn, table, KEYS[kind], [{**r.model_dump(), "updated_at": now} for r in records])
     return len(records)

@@ -44,6 +44,7 @@ from cloud.core.security import Role
 from cloud.notify.base import AlertMessage, DeliveryResult
 from cloud.replenish import tables as rt
 from cloud.replenish.forecast import forecast
+from cloud.replenish.money import money
 from cloud.replenish.policy import ALL_WEEKDAYS
 from cloud.replenish.proposals import (
     ExpiringLot,
@@ -166,11 +167,32 @@ async def load_demand(
         cells.append((index.setdefault(key, len(index)), (day - start).days))
         if key not in last or day > last[key]:
             last[key] = day
+    imported = await _imported_demand(conn, site_ids, start, days)
+    for key, _, _ in imported:
+        index.setdefault(key, len(index))
     matrix = np.zeros((len(index), days))
     if cells:
         rows_idx, cols = np.array(cells).T
         np.add.at(matrix, (rows_idx, cols), 1.0)
+    for key, day, quantity in imported:  # an imported day replaces what the tags counted that day
+        matrix[index[key], (day - start).days] = quantity
+        if quantity > 0 and (key not in last or day > last[key]):
+            last[key] = day
     return DemandHistory(start, list(index), matrix, last)
+
+
+async def _imported_demand(
+    conn: AsyncConnection, site_ids: Sequence[str] | None, start: date, days: int
+) -> list[tuple[SeriesKey, date, float]]:
+    """Imported demand (``cloud import --kind demand``) of the window's days."""
+    d = rt.demand_history
+    query = select(d.c.site_id, d.c.location_id, d.c.sku, d.c.day, d.c.quantity).where(
+        d.c.day >= start, d.c.day < start + timedelta(days=days)
+    )
+    if site_ids is not None:
+        query = query.where(d.c.site_id.in_(list(site_ids)))
+    rows = (await conn.execute(query)).all()
+    return [((site, location, sku), day, float(quantity)) for site, location, sku, day, quantity in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,12 +524,14 @@ def plan_rows(
                 "approvals_required": approval_steps(settings, 0.0),
             }
         )
+    currency = settings.currency
     for draft in plan.purchases:
         required = draft.decision.approvals if draft.decision is not None else ()
         steps = approval_steps(settings, draft.value, required)
         for line in draft.lines:
+            order_value = money(draft.value, currency)
             reasoning = dict(
-                line.reasoning, kind="purchase", supplier=draft.supplier, order_value=draft.value
+                line.reasoning, kind="purchase", supplier=draft.supplier, order_value=order_value
             )
             if draft.decision is not None:
                 reasoning["rules"] = {
@@ -525,9 +549,11 @@ def plan_rows(
                     "supplier_id": draft.supplier,
                     "group_ref": f"{group}:{site_id}:{draft.supplier}",
                     "quantity": line.quantity,
-                    "unit_cost": line.value / line.quantity if line.quantity else 0.0,
-                    "amount": line.value,
-                    "order_amount": draft.value,
+                    "unit_cost": money(
+                        line.value / line.quantity if line.quantity else 0.0, settings.currency
+                    ),
+                    "amount": money(line.value, currency),
+                    "order_amount": order_value,
                     "order_by": line.order_by,
                     "expected_arrival": line.expected_arrival,
                     "need_by": line.need_by,

@@ -162,6 +162,19 @@ proposals = Table(
     CheckConstraint("kind IN ('purchase', 'transfer', 'markdown')", name="ck_proposals_kind"),
 )
 
+# Imported demand (sales / consumption) per series and day (``cloud import --kind demand``): where a
+# day is imported it replaces the outbound movements counted for that series and day.
+demand_history = Table(
+    "demand_history",
+    metadata,
+    Column("site_id", ID, primary_key=True),
+    Column("location_id", ID, primary_key=True),
+    Column("sku", ID, ForeignKey("products.sku"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("quantity", Float, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 # Forecast accuracy per series and run day: a day's runs all fit the same history (whole days up to
 # yesterday), so one row per series and day, the last run of the day winning.
 forecast_errors = Table(
@@ -202,6 +215,7 @@ __all__ = [
     "PROPOSAL_KINDS",
     "PROPOSAL_STATUSES",
     "approvals",
+    "demand_history",
     "forecast_errors",
     "metadata",
     "product_suppliers",

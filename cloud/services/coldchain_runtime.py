@@ -103,7 +103,7 @@ def _event_time(notice: Notice, now: datetime) -> datetime:
     return now
 
 
-def _event_moment(event: object) -> datetime | None:
+def event_moment(event: object) -> datetime | None:
     """The edge-side time of an event (what the sync lag is measured from)."""
     for name in ("time", "at", "last_seen"):
         value = getattr(event, name, None)
@@ -282,7 +282,7 @@ class ColdChainRuntime:
                 points.append(reading_point(event, site=site))
             elif isinstance(event, DeviceHealth):
                 points.append(device_health_point(event, site=site, edge=edge_id))
-            at = _event_moment(event)
+            at = event_moment(event)
             if at is not None and (oldest is None or at < oldest):
                 oldest = at
         lag_s = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0

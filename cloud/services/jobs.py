@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core import db
+from cloud.core.metrics import JOB_DURATION, JOB_RUNS
 from cloud.services.projections import dialect_insert
 
 
@@ -91,16 +93,22 @@ async def run_periodic(
     "<label> job recovered") and tried again at the next poll; anything else is a bug and propagates.
     """
     failing = False
+    runs, duration = JOB_RUNS.labels(label, "ok"), JOB_DURATION.labels(label)
     while True:
+        started = time.perf_counter()
         try:
             await step()
+            runs.inc()
             if failing:
                 log.info("%s job recovered", label)
                 failing = False
         except (SQLAlchemyError, DBAPIError, OSError) as exc:
+            JOB_RUNS.labels(label, "failed").inc()
             if not failing:
                 log.warning("%s job failing: %s", label, type(exc).__name__)
                 failing = True
+        finally:
+            duration.observe(time.perf_counter() - started)
         await asyncio.sleep(poll_s)
 
 

@@ -39,6 +39,8 @@ from shelfsense.output import progress_step
 MAX_REPORTED_PROBLEMS = 50
 Kind = Literal["products", "locations", "lots", "items"]
 KINDS: tuple[Kind, ...] = ("products", "locations", "lots", "items")
+# Replenishment data (cloud.replenish.masterdata) imported from files through import_file too.
+REPLENISH_KINDS = ("suppliers", "product_suppliers", "params", "purchase_orders", "demand")
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +433,11 @@ async def import_file(engine: AsyncEngine, kind: str, path: Path) -> int:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise MasterDataError(kind, [Problem(None, None, f"cannot read {path}: {exc}")]) from exc
+    if kind in REPLENISH_KINDS:
+        # Imported here: cloud.replenish.masterdata builds on this module.
+        from cloud.replenish.masterdata import import_text as import_replenish_text
+
+        return await import_replenish_text(engine, kind, text, fmt)
     return await import_text(engine, kind, text, fmt)
 
 

@@ -125,7 +125,8 @@ def concrete(query: str, site: str) -> str:
     start_ms = int(START.timestamp() * 1000)
     end_ms = int((START + timedelta(hours=HOURS)).timestamp() * 1000)
     query = query.replace("$timeFilter", f"time >= {start_ms}ms AND time <= {end_ms}ms")
-    query = query.replace("$__interval", "5m").replace("$site", re.escape(site)).replace("$zone", ".*")
+    query = query.replace("$__interval", "5m").replace("$site", re.escape(site))
+    query = query.replace("$zone", ".*").replace("$sensor", ".*")
     assert not re.search(r"\$[A-Za-z_]", query), query  # only regex anchors are left
     return query
 
@@ -207,6 +208,8 @@ def test_export_writes_concrete_provisioning_files(
         "provisioning/dashboards/shelfsense.yaml",
         "dashboards/cold-chain.json",
         "dashboards/site-health.json",
+        "import/cold-chain.json",
+        "import/site-health.json",
     }
     datasource = yaml.safe_load((tmp_path / "provisioning/datasources/shelfsense.yaml").read_text())
     [ds] = datasource["datasources"]
@@ -325,3 +328,50 @@ def test_push_to_nothing_fails_with_a_clear_message(capsys: pytest.CaptureFixtur
     code = main(["dashboards", "push", "--grafana-url", f"http://127.0.0.1:{port}", "--token", "t"])
     assert code == 1
     assert "Grafana datasource" in capsys.readouterr().err
+
+
+def test_sensor_variable_lists_each_sensor_and_its_repeated_panel_shows_only_it(
+    influxdb: InfluxdProcess, simulated_site: str
+) -> None:
+    board = load_dashboards()["cold-chain"]
+    variable = next(v for v in board["templating"]["list"] if v["name"] == "sensor")
+    answer = json.loads(influxdb.query(concrete(variable["query"], simulated_site), influxdb.database))
+    sensors = {row[1] for s in answer["results"][0]["series"] for row in s["values"]}
+    assert sensors == {"zb-1", "zb-2"}
+    (panel,) = [p for p in board["panels"] if p.get("repeat") == "sensor"]
+    for sensor in sorted(sensors):
+        query = concrete(panel["targets"][0]["query"].replace("$sensor", re.escape(sensor)), simulated_site)
+        series = json.loads(influxdb.query(query, influxdb.database))["results"][0]["series"]
+        assert [s["tags"]["sensor"] for s in series] == [sensor]
+
+
+def test_our_datasource_does_not_take_over_the_default() -> None:
+    from dashboards.provision import datasource_model
+
+    shipped = yaml.safe_load(
+        (
+            Path(__file__).resolve().parents[2]
+            / "dashboards/grafana/provisioning/datasources/shelfsense.yaml"
+        ).read_text(encoding="utf-8")
+    )
+    assert [d["isDefault"] for d in shipped["datasources"]] == [False]
+    assert datasource_model("http://influx:8086", "shelfsense")["isDefault"] is False
+
+
+def test_export_writes_boards_for_the_ui_import_page(tmp_path: Path) -> None:
+    from dashboards.provision import IMPORT_INPUT
+
+    args = ["dashboards", "export", str(tmp_path), "--influx-url", "http://i:8086", "--database", "d"]
+    assert main(args) == 0
+    for name, board in load_dashboards().items():
+        variant = json.loads((tmp_path / "import" / f"{name}.json").read_text(encoding="utf-8"))
+        (wanted,) = variant["__inputs"]
+        assert (wanted["name"], wanted["type"]) == (IMPORT_INPUT, "datasource")
+        assert wanted["pluginId"] == "influxdb"
+        text = json.dumps(variant)
+        assert DATASOURCE_UID not in text  # every reference asks for the chosen datasource
+        assert text.count("${" + IMPORT_INPUT + "}") >= len(queries(board))
+        # What Grafana's import does: put the chosen datasource's uid in; the board is ours again.
+        imported = json.loads(text.replace("${" + IMPORT_INPUT + "}", DATASOURCE_UID))
+        del imported["__inputs"], imported["__requires"]
+        assert imported == {k: v for k, v in board.items() if k != "id"}

@@ -63,7 +63,60 @@ def _time(*values: datetime | None) -> datetime | None:
     return given[0] if given else None
 
 
-@router.get("/events", dependencies=Viewer)
+# The envelope; each event follows the GS1 EPCIS 2.0 JSON schema (ObjectEvent, with sensorElementList
+# for readings), referenced rather than copied here.
+_DOCUMENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["@context", "type", "schemaVersion", "creationDate", "epcisBody"],
+    "properties": {
+        "@context": {"type": "array", "items": {"type": "string"}},
+        "type": {"const": "EPCISQueryDocument"},
+        "schemaVersion": {"const": "2.0"},
+        "creationDate": {"type": "string", "format": "date-time"},
+        "epcisBody": {
+            "type": "object",
+            "required": ["queryResults"],
+            "properties": {
+                "queryResults": {
+                    "type": "object",
+                    "required": ["queryName", "resultsBody"],
+                    "properties": {
+                        "queryName": {"type": "string"},
+                        "resultsBody": {
+                            "type": "object",
+                            "required": ["eventList"],
+                            "properties": {
+                                "eventList": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["type", "eventTime"],
+                                        "description": "an EPCIS 2.0 event (https://ref.gs1.org/standards/epcis/)",
+                                    },
+                                }
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
+
+
+class LdJsonResponse(JSONResponse):
+    media_type = "application/ld+json"
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "An EPCIS 2.0 EPCISQueryDocument (JSON-LD)",
+        "content": {"application/ld+json": {"schema": _DOCUMENT}},
+    }
+}
+
+
+@router.get("/events", dependencies=Viewer, response_class=LdJsonResponse, responses=_RESPONSES)
 async def epcis_events(
     conn: DbConn,
     since: Annotated[datetime | None, Query(description="events at or after (naive = UTC)")] = None,
@@ -91,7 +144,7 @@ async def epcis_events(
         limit=limit,
     )
     events = await query_events(conn, query=query)
-    return JSONResponse(query_document(events), media_type="application/ld+json")
+    return LdJsonResponse(query_document(events))
 
 
 def _may_write(user: UserPrincipal) -> Callable[[str], bool]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -13,13 +14,17 @@ from cloud.core.errors import ApiError
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+class Status(BaseModel):
+    status: str
+
+
+@router.get("/healthz", response_model=Status)
 async def healthz() -> dict[str, str]:
     """The process is up (no dependency checked)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Status)
 async def readyz(engine: Engine) -> dict[str, str]:
     """The database answers."""
     try:
@@ -31,5 +36,6 @@ async def readyz(engine: Engine) -> dict[str, str]:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(metrics: MetricsDep) -> PlainTextResponse:
-    return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+async def metrics(metrics: MetricsDep, engine: Engine) -> PlainTextResponse:
+    """Prometheus text format: ingest, HTTP per route, ingest lag per edge, deliveries, jobs, DB pool."""
+    return PlainTextResponse(metrics.render(engine), media_type="text/plain; version=0.0.4")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from cloud.api.body import read_limited_body
 from cloud.api.deps import CurrentEdge, Engine, MetricsDep, SettingsDep, ZonesDep
+from cloud.core import db
 from cloud.core.errors import ApiError
+from cloud.core.metrics import observe_batch
 from cloud.schemas import ErrorBody
-from cloud.services.coldchain_runtime import runtime_of
+from cloud.services.coldchain_runtime import event_moment, runtime_of
 from cloud.services.ingest import (
     IngestConflict,
     PreparedBatch,
@@ -72,6 +76,11 @@ def _parse_and_prepare(
     return batch, prepare_batch(batch, site_id, dialect, offset_hint(batch.edge_id), window)
 
 
+def _event_time(batch: Batch) -> datetime | None:
+    """When the batch's first (lowest seq, so oldest) event happened."""
+    return event_moment(batch.events[0].event) if batch.events else None
+
+
 @router.post(
     "/edges/{edge_id}/batches",
     response_model=BatchAck,
@@ -128,6 +137,7 @@ async def post_batch(
         metrics.refused("conflict")
         raise ApiError(503, "conflict", str(exc), headers={"Retry-After": "1"}) from exc
     metrics.batches_accepted += 1
+    observe_batch(edge.edge_id, _event_time(batch), db.utcnow())
     metrics.event_duplicates += result.ack.duplicates
     metrics.reading_duplicates += result.duplicate_readings
     metrics.events_ingested.update(result.accepted_by_kind)

@@ -7,22 +7,27 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from cloud.api.deps import DbConn, ViewerUser, require_role
+from cloud.api.deps import DbConn, SettingsDep, ViewerUser, require_role
+from cloud.api.replenish_schemas import KpiReport
 from cloud.api.sites import one_site
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
 from cloud.replenish.kpis import KpiQuery, compute_kpis
+from cloud.replenish.money import round_money
+
+MONEY = ("unit_cost", "cogs", "average_inventory_value")
 
 router = APIRouter(
     prefix="/api/v1", tags=["replenishment"], dependencies=[Depends(require_role(Role.viewer))]
 )
 
 
-@router.get("/kpis")
+@router.get("/kpis", response_model=KpiReport)
 async def kpis(
     conn: DbConn,
     user: ViewerUser,
+    settings: SettingsDep,
     site: str | None = None,
     product: str | None = None,
     location: str | None = None,
@@ -32,6 +37,10 @@ async def kpis(
     end = until or db.utcnow().date()
     start = since or end - timedelta(days=30)
     try:
-        return await compute_kpis(conn, KpiQuery(start, end, one_site(user, site), product, location))
+        report = await compute_kpis(conn, KpiQuery(start, end, one_site(user, site), product, location))
     except ValueError as exc:
         raise ApiError(422, "invalid_period", str(exc)) from exc
+    currency = settings.cloud.replenish.currency
+    report["items"] = [round_money(row, MONEY, currency) for row in report["items"]]
+    report["totals"] = round_money(report["totals"], MONEY, currency)
+    return report

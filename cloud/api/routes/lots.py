@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, Response
 
 from cloud.api.deps import DbConn, ViewerUser, require_role
+from cloud.api.lots_schemas import FefoAnswer, LotDetail, LotPage, LotReport, ZoneMkt
 from cloud.api.pagination import Limit, Offset
 from cloud.api.sites import all_sites, one_site
 from cloud.coldchain.mkt import (
@@ -42,6 +43,15 @@ ActivationEnergy = Annotated[
 ChainOfCustody = [Depends(all_sites(Role.viewer))]
 Since = Annotated[datetime | None, Query(description="window start (naive = UTC)")]
 Until = Annotated[datetime | None, Query(description="window end (naive = UTC)")]
+_REPORT_FORMATS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": LotReport,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
 def _window(since: datetime | None, until: datetime | None) -> None:
@@ -61,7 +71,7 @@ async def _evidence(
         raise ApiError(409, "ambiguous_lot", str(exc)) from None
 
 
-@router.get("/lots")
+@router.get("/lots", response_model=LotPage)
 async def list_lots_with_expiry(
     conn: DbConn,
     user: ViewerUser,
@@ -89,7 +99,7 @@ async def list_lots_with_expiry(
     return {"items": rows, "total": total}
 
 
-@router.get("/fefo")
+@router.get("/fefo", response_model=FefoAnswer)
 async def fefo(
     conn: DbConn,
     user: ViewerUser,
@@ -106,7 +116,9 @@ async def fefo(
     return {"products": products, "next": following}
 
 
-@router.get("/lots/{lot_id}/report", response_model=None, dependencies=ChainOfCustody)
+@router.get(
+    "/lots/{lot_id}/report", response_model=None, dependencies=ChainOfCustody, responses=_REPORT_FORMATS
+)
 async def lot_report_route(
     conn: DbConn,
     lot_id: str,
@@ -114,7 +126,7 @@ async def lot_report_route(
     since: Since = None,
     until: Until = None,
     activation_energy_kj: ActivationEnergy = DEFAULT_ACTIVATION_ENERGY_KJ,
-) -> Response | dict[str, Any]:
+) -> Response | LotReport:
     evidence = await _evidence(conn, lot_id, since, until, activation_energy_kj)
     name = lot_id.replace(":", "_")
     if format == "csv":
@@ -126,10 +138,10 @@ async def lot_report_route(
         except lot_report.ReportUnavailable as exc:
             raise ApiError(501, "not_implemented", str(exc)) from None
         return Response(png, media_type="image/png")
-    return lot_report.report_dict(evidence)
+    return LotReport.model_validate(lot_report.report_dict(evidence))
 
 
-@router.get("/lots/{lot_id}", dependencies=ChainOfCustody)
+@router.get("/lots/{lot_id}", response_model=LotDetail, dependencies=ChainOfCustody)
 async def get_lot(
     conn: DbConn,
     lot_id: str,
@@ -150,7 +162,7 @@ async def get_lot(
     }
 
 
-@router.get("/zones/{zone}/mkt")
+@router.get("/zones/{zone}/mkt", response_model=ZoneMkt)
 async def zone_mkt(
     conn: DbConn,
     user: ViewerUser,

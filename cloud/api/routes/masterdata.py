@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from cloud.api.body import read_limited_body
 from cloud.api.deps import AdminUser, DbConn, Engine, SettingsDep, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.replenish_schemas import ImportResult
 from cloud.api.sites import AllSitesAdmin, check_site, site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
@@ -190,7 +191,7 @@ async def delete_item(epc: str, engine: Engine, _admin: AllSitesAdmin) -> Respon
     return await _delete(engine, "items", "item", epc=epc.upper())
 
 
-@router.post("/master/{kind}/import")
+@router.post("/master/{kind}/import", response_model=ImportResult)
 async def import_master(
     kind: KindParam, request: Request, engine: Engine, settings: SettingsDep, _admin: AllSitesAdmin
 ) -> dict[str, int]:

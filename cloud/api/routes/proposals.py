@@ -18,6 +18,14 @@ from sqlalchemy import select
 from cloud.api.body import read_limited_body
 from cloud.api.deps import AdminUser, DbConn, Engine, OperatorUser, SettingsDep, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.replenish_schemas import (
+    ExportedResult,
+    ForecastPage,
+    ImportResult,
+    ProposalDetail,
+    ProposalPage,
+    RunResult,
+)
 from cloud.api.routes.masterdata import invalid
 from cloud.api.sites import AllSitesAdmin, check_site, one_site, site_clause
 from cloud.core import csvsafe
@@ -60,7 +68,7 @@ def _error(exc: svc.ReplenishServiceError) -> ApiError:
     return ApiError(409, "conflict", str(exc))
 
 
-@router.get("/proposals", dependencies=Viewer)
+@router.get("/proposals", response_model=ProposalPage, dependencies=Viewer)
 async def list_proposals(
     conn: DbConn,
     user: ViewerUser,
@@ -75,7 +83,7 @@ async def list_proposals(
     return {"items": [svc.public_row(r) for r in rows], "total": total}
 
 
-@router.get("/forecasts", dependencies=Viewer)
+@router.get("/forecasts", response_model=ForecastPage, dependencies=Viewer)
 async def list_forecasts(
     conn: DbConn,
     user: ViewerUser,
@@ -116,7 +124,7 @@ async def export_proposals(
     return PlainTextResponse(out.getvalue(), media_type="text/csv")
 
 
-@router.post("/proposals/exported")
+@router.post("/proposals/exported", response_model=ExportedResult)
 async def mark_exported(body: ExportedBody, engine: Engine, _admin: AllSitesAdmin) -> dict[str, list[int]]:
     """An ERP that pulled the export confirms what it took: approved -> exported."""
     from cloud.core import db
@@ -126,7 +134,7 @@ async def mark_exported(body: ExportedBody, engine: Engine, _admin: AllSitesAdmi
     return {"exported": done}
 
 
-@router.post("/proposals/run")
+@router.post("/proposals/run", response_model=RunResult)
 async def run_replenishment(
     body: RunBody, request: Request, engine: Engine, admin: AdminUser
 ) -> dict[str, Any]:
@@ -139,7 +147,7 @@ async def run_replenishment(
         raise ApiError(422, "invalid_replenishment_input", str(exc)) from exc
 
 
-@router.get("/proposals/{proposal_id}", dependencies=Viewer)
+@router.get("/proposals/{proposal_id}", response_model=ProposalDetail, dependencies=Viewer)
 async def get_proposal(proposal_id: int, conn: DbConn, user: ViewerUser) -> dict[str, Any]:
     try:
         proposal = await svc.get_proposal(conn, proposal_id)
@@ -170,7 +178,7 @@ async def _decide(
         raise _error(exc) from exc
 
 
-@router.post("/proposals/{proposal_id}/approve")
+@router.post("/proposals/{proposal_id}/approve", response_model=ProposalDetail)
 async def approve(
     proposal_id: int, body: DecisionBody, engine: Engine, settings: SettingsDep, user: OperatorUser
 ) -> dict[str, Any]:
@@ -178,16 +186,16 @@ async def approve(
     return await _decide(proposal_id, "approve", body, engine, settings, user)
 
 
-@router.post("/proposals/{proposal_id}/reject")
+@router.post("/proposals/{proposal_id}/reject", response_model=ProposalDetail)
 async def reject(
     proposal_id: int, body: DecisionBody, engine: Engine, settings: SettingsDep, user: OperatorUser
 ) -> dict[str, Any]:
     return await _decide(proposal_id, "reject", body, engine, settings, user)
 
 
-@router.post("/replenish/{kind}/import")
+@router.post("/replenish/{kind}/import", response_model=ImportResult)
 async def import_replenish_data(
-    kind: Literal["suppliers", "product_suppliers", "params", "purchase_orders"],
+    kind: Literal["suppliers", "product_suppliers", "params", "purchase_orders", "demand"],
     request: Request,
     engine: Engine,
     settings: SettingsDep,

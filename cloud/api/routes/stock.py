@@ -43,7 +43,12 @@ async def list_stock(
     offset: Offset = 0,
 ) -> StockPage:
     t = db.stock_items
-    query = select(t).order_by(t.c.site_id, t.c.location, t.c.epc)
+    registry = db.items.c
+    query = (
+        select(t, registry.sku, registry.lot_code)
+        .select_from(t.outerjoin(db.items, registry.epc == t.c.epc))
+        .order_by(t.c.site_id, t.c.location, t.c.epc)
+    )
     counts = select(t.c.location, func.count()).where(t.c.present.is_(True)).group_by(t.c.location)
     if product is not None or lot is not None:
         registered = select(db.items.c.epc)
@@ -57,6 +62,7 @@ async def list_stock(
     query, counts = query.where(visible), counts.where(visible)
     if location is not None:
         query = query.where(t.c.location == location)
+        counts = counts.where(t.c.location == location)
     if not include_gone:
         query = query.where(t.c.present.is_(True))
     rows, total = await paginate(conn, query, limit, offset)
