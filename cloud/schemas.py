@@ -21,10 +21,6 @@ class Page(BaseModel, Generic[T]):
     total: int
 
 
-class CursorPage(Page[T], Generic[T]):
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
-
-
 class FieldError(BaseModel):
     """One invalid input: where (``loc`` such as ``body.events.0.at``, ``query.limit``; or ``row`` and
     ``column`` of an imported file) and what is wrong."""
@@ -284,7 +280,6 @@ class StocktakeRunDetail(StocktakeRunPublic):
 
 __all__ = [
     "AlertPublic",
-    "CursorPage",
     "DeviceHealthPublic",
     "DiscrepancyPublic",
     "EdgeBrief",

@@ -45,7 +45,7 @@ def test_cli_imports_replenishment_kinds(tmp_path: Path, capsys: pytest.CaptureF
     for kind, text in files.items():
         path = tmp_path / f"{kind}.csv"
         path.write_text(text, encoding="utf-8")
-        assert cli_main(["cloud", "import", str(path), "--kind", kind, "--db", db]) == 0
+        assert cli_main(["cloud", "import", str(path), "--kind", kind, "--db", db, "--json"]) == 0
         assert '"imported": 1' in capsys.readouterr().out
     bad = tmp_path / "bad.csv"
     bad.write_text("sku,supplier_id,pack_size\nP1,NOBODY,0\n", encoding="utf-8")

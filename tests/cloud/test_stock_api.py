@@ -55,19 +55,19 @@ async def test_movement_cursor_pages_exactly_while_movements_arrive(cloud: Cloud
         seq += 1
         newer = movement(1000 + seq, epcs[0], "shelf", frm="backroom")
         assert (await cloud.post(batch("edge-1", [(seq, newer)]))).status_code == 200
-        if page["next_cursor"] is None:
+        if page["next"] is None:
             break
-        page = await cloud.get_ok("/api/v1/movements", limit=3, cursor=page["next_cursor"])
+        page = await cloud.get_ok("/api/v1/movements", limit=3, cursor=page["next"])
     assert len(seen) == len(set(seen)) == len(first)
     ledger = await cloud.get_ok("/api/v1/movements", limit=1000)
     original = [m["id"] for m in ledger["items"] if m["to_location"] == "backroom"]
     assert seen == original  # newest first, none skipped, none twice
-    assert ledger["next_cursor"] is None and ledger["total"] == seq
+    assert ledger["next"] is None and ledger["total"] == seq
     stamps = _timestamps(ledger) + _timestamps(await cloud.get_ok("/api/v1/stock"))
     assert stamps and all(s.endswith("Z") for s in stamps), [s for s in stamps if not s.endswith("Z")]
     # An offset page still works and hands over a cursor to continue from.
     by_offset = await cloud.get_ok("/api/v1/movements", limit=2, offset=2)
-    after = await cloud.get_ok("/api/v1/movements", limit=2, cursor=by_offset["next_cursor"])
+    after = await cloud.get_ok("/api/v1/movements", limit=2, cursor=by_offset["next"])
     assert [m["id"] for m in after["items"]] == [m["id"] for m in ledger["items"][4:6]]
 
 

@@ -83,9 +83,7 @@ def _after_cursor(cursor: str) -> Any:
         at_text, id_text = cursor.rsplit(",", 1)
         at, row_id = db.utc(datetime.fromisoformat(at_text)), int(id_text)
     except ValueError:
-        raise ApiError(
-            422, "validation_error", "cursor: not a value this endpoint returned as next"
-        ) from None
+        raise ApiError(422, "invalid_cursor", "cursor: not a value this endpoint returned as next") from None
     return or_(t.c.at < at, and_(t.c.at == at, t.c.id < row_id))
 
 
