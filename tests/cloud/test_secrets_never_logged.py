@@ -158,6 +158,13 @@ async def test_no_secret_in_logs_delivery_records_or_config_check(
     tmp_path: Path, pg_url: str, robot: str, smtp_port: int, mosquitto_broker: MosquittoProcess
 ) -> None:
     capture, root = Capture(), logging.getLogger()
+    # Every logger at DEBUG, also those the CLI quiets by default (httpx, ...) if an earlier test in
+    # this process ran it: the point is to see the most a log could carry.
+    quieted = {
+        n: lg.level for n, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)
+    }
+    for name in quieted:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     old_level = root.level
     root.addHandler(capture)
     root.setLevel(logging.DEBUG)
@@ -170,6 +177,8 @@ async def test_no_secret_in_logs_delivery_records_or_config_check(
     finally:
         root.removeHandler(capture)
         root.setLevel(old_level)
+        for name, level in quieted.items():
+            logging.getLogger(name).setLevel(level)
     by_channel = {r["channel"]: r for r in records}
     assert {name: r["ok"] for name, r in by_channel.items()} == {
         "ding": True,

@@ -18,7 +18,8 @@ from edge.sync import SyncClient, sync_loop
 from edge.tls import cloud_ssl_context
 from shelfsense.contract import SensorReading
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# Recent device times: the cloud applies only events inside its plausibility window (30 days).
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 
 def readings(sensor: str, first: int, count: int) -> list[SensorReading]:

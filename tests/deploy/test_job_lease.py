@@ -35,6 +35,7 @@ def coldchain_toml(hook_url: str, tick_s: float = TICK_S) -> str:
     return (
         f"[cloud.replenish]\ninterval_s = {REPLENISH_S}\n"
         f"[cloud.coldchain]\ntick_s = {tick_s}\ngap_minutes = 0.02\nescalation_minutes = 600\n"
+        'allowed_destinations = ["127.0.0.1"]\n'  # the test's own webhook receiver
         f'[[cloud.coldchain.channels]]\ntype = "webhook"\nname = "hook"\nurl = "{hook_url}"\n'
         f'secret = "{SECRET}"\n'
         '[[zones]]\nid = "cold-1"\nsite_id = "site-1"\nmin_temp_c = 2.0\nmax_temp_c = 8.0\n'

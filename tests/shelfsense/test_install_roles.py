@@ -36,6 +36,8 @@ DISTRIBUTION = {
     "pydantic_core": "pydantic",
     "starlette": "fastapi",  # FastAPI's own dependency, imported for its types
     "urllib3": "influxdb-client",  # its transport, whose errors cloud/influx translates
+    "prometheus_client": "prometheus-client",
+    "swagger_ui": "swagger-ui-py",
 }
 
 
