@@ -89,6 +89,7 @@ class EdgeAgent:
         # Logical reader id -> (its device's health, the device's silence limit): the portals'
         # liveness input. Filled by _devices().
         self.reader_liveness: dict[str, tuple[DeviceHealthState, float]] = {}
+        self._reconnects_seen: dict[str, int] = {}  # reader id -> its reconnect count last cycle
 
     # ------------------------------------------------------------------ event intake
 
@@ -257,9 +258,9 @@ class EdgeAgent:
             if known is None:
                 continue  # not a reader of this agent (config validation names it): unmonitored
             health, limit_s = known
-            portal.reader_status(
-                reader_id, alive=health.alive(now, limit_s), last_heard=health.last_frame_at, now=now
-            )
+            reconnected = health.reconnects != self._reconnects_seen.setdefault(reader_id, health.reconnects)
+            self._reconnects_seen[reader_id] = health.reconnects
+            report_reader(portal, reader_id, health, limit_s, now, reconnected=reconnected)
 
     async def _flush_downsampled(self, stop: asyncio.Event) -> None:
         """Queue the downsampled telemetry of closed buckets (only exist while degraded)."""
@@ -378,3 +379,27 @@ def run_edge(settings: Settings) -> int:
     for exc in failures:
         log.error("edge agent failed: %s", exc)
     return 1 if failures else 0
+
+
+def report_reader(
+    portal: PortalTracker,
+    reader_id: str,
+    health: DeviceHealthState,
+    limit_s: float,
+    now: datetime,
+    *,
+    reconnected: bool,
+) -> None:
+    """One cycle's liveness of one portal reader.
+
+    A connection reset can be lost and re-established within one cycle (LLRP reconnects in tens of
+    milliseconds): sampled once a cycle the reader would look up throughout, and the reads it missed
+    would make its peak a lie. So a reconnect since the last cycle is reported as an outage from the
+    last frame before the loss until the reader is heard again (no earlier than now)."""
+    if reconnected:
+        portal.reader_status(reader_id, alive=False, last_heard=health.heard_before_loss, now=now)
+    alive = health.alive(now, limit_s)
+    last_heard = health.last_frame_at
+    if reconnected and alive and (last_heard is None or last_heard == health.heard_before_loss):
+        last_heard = now  # connected again but nothing heard yet: the outage ends now
+    portal.reader_status(reader_id, alive=alive, last_heard=last_heard, now=now)

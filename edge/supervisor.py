@@ -66,6 +66,9 @@ class DeviceHealthState:
     frames_bad: int = 0
     reconnects: int = 0
     lost: bool = False  # set after a failure, cleared (and logged) by the next successful connect
+    # The last frame before the latest failure: a reconnect faster than the agent's cycle still
+    # shows the portal an outage from here (see edge.agent.report_reader).
+    heard_before_loss: datetime | None = None
 
     def mark_connected(self) -> None:
         if not self.connected and self.lost:
@@ -161,6 +164,7 @@ async def supervise(
             reason = f"{type(exc).__name__}: {exc}"
         was_connected = health.connected
         health.connected = False
+        health.heard_before_loss = health.last_frame_at
         if stop.is_set():
             return
         if loop.time() - started >= healthy_s:

@@ -11,7 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_smoothing_portal import EPC, PORTAL, at  # settle 1.5 s, no dwell: decisions at once
 
+from edge.agent import report_reader
 from edge.portal import MAX_LIVENESS_WAIT_S, PortalTracker
+from edge.supervisor import DeviceHealthState
 from shelfsense.contract import PortalPassage, StockMovement
 
 SILENCE_S = 3.0  # the serial transport's limit: three unanswered 1 s heartbeats
@@ -135,3 +137,47 @@ def test_an_outage_overlapping_the_passage_never_books_the_wrong_direction(
         assert passage.direction in ("in", "unknown")
         if passage.direction == "unknown":
             assert passage.unknown_reason in ("reader_down", "one_zone")
+
+
+def run_with_agent_liveness(reset_at: float | None, until: float = 20.0) -> list[PortalPassage]:
+    """The agent's own liveness report (:func:`edge.agent.report_reader`) per 0.1 s cycle, with the
+    inner reader's connection reset at ``reset_at`` and back before the next cycle (LLRP reconnects
+    in tens of milliseconds), so no cycle ever sees it disconnected."""
+    tracker = PortalTracker(PORTAL)
+    health = {reader: DeviceHealthState(reader, connected=True) for reader in ("outer", "inner")}
+    seen = {reader: 0 for reader in health}
+    events: list[object] = []
+    t = 0.0
+    while t <= until + 1e-9:
+        for reader, state in health.items():
+            state.heard(at(t))
+            first, last, peak = ENTERING[reader]
+            if first <= t <= last:
+                tracker.observe(reader, EPC, -40.0 - 10 * abs(t - peak), at(t))
+        if reset_at is not None and abs(t - reset_at) < 1e-6:
+            inner = health["inner"]  # what supervise() records on the failure, then the reconnect
+            inner.connected = False
+            inner.heard_before_loss = inner.last_frame_at
+            inner.reconnects += 1
+            inner.mark_connected()
+        for reader, state in health.items():
+            reconnected = state.reconnects != seen[reader]
+            seen[reader] = state.reconnects
+            report_reader(tracker, reader, state, SILENCE_S, at(t), reconnected=reconnected)
+        events.extend(tracker.poll(at(t)))
+        t = round(t + 0.1, 6)
+    return [e for e in events if isinstance(e, PortalPassage)]
+
+
+def test_a_reset_shorter_than_a_cycle_still_makes_the_passage_unknown() -> None:
+    """tests/edge/test_llrp_transport.py's reader reset, made deterministic: the reconnect beat the
+    agent's cycle, the reader never looked down, and a passage whose inner reads had a gap was
+    booked with a direction."""
+    assert [(p.direction, p.unknown_reason) for p in run_with_agent_liveness(None)] == [("in", None)]
+    reset = run_with_agent_liveness(3.0)
+    assert [(p.direction, p.unknown_reason) for p in reset] == [("unknown", "reader_down")]
+
+
+def test_a_reset_long_before_the_passage_changes_nothing() -> None:
+    late = run_with_agent_liveness(0.2)  # the passage starts at 1.0 s
+    assert [(p.direction, p.unknown_reason) for p in late] == [("in", None)]
