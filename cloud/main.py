@@ -12,11 +12,13 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from cloud.api.handlers import install_error_handlers
 from cloud.api.http_metrics import HttpMetrics
 from cloud.api.openapi import install_docs
+from cloud.api.read_gate import ReadGate, ReadLoop
 from cloud.api.routes import (
     alerts,
     edges,
@@ -37,6 +39,7 @@ from cloud.core import db
 from cloud.core.config import zone_limits
 from cloud.core.metrics import Metrics
 from cloud.core.migrate import migrate, upgrade_to_head
+from cloud.core.pools import create_read_engine
 from cloud.replenish.service import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
 from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
@@ -67,9 +70,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings.cloud.db_url)
+        read_loop = ReadLoop()
         try:
             await upgrade_to_head(engine)  # serialised across replicas, see cloud.core.migrate
             app.state.engine = engine
+            app.state.read_engine = read_engine(settings)
+            read_loop.start(heavy_read_engines(settings))
+            app.state.read_loop = read_loop
             log.info("cloud database ready (%s)", engine.url.get_backend_name())
             # The cold-chain runtime first: it delivers for the jobs after it, so it stops last.
             async with (
@@ -81,6 +88,9 @@ def create_app(
             ):
                 yield
         finally:
+            await read_loop.stop()
+            if getattr(app.state, "read_engine", None) is not None:
+                await app.state.read_engine.dispose()
             await engine.dispose()
 
     app = FastAPI(
@@ -111,8 +121,27 @@ def create_app(
         # uvicorn's own handling is off (build_server), it would believe any loopback peer.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.cloud.trusted_proxies))
     install_docs(app)  # /docs without internet, openapi.json with the real error body
+    app.add_middleware(ReadGate, settings=settings.cloud.reads)  # heavy reads bounded, off this loop
     app.add_middleware(HttpMetrics)  # request counts and latencies per route on /metrics
     return app
+
+
+def read_engine(settings: Settings) -> AsyncEngine:
+    """The API loop's read pool (the ``DbConn`` dependency)."""
+    reads = settings.cloud.reads
+    return create_read_engine(
+        settings.cloud.db_url, pool_size=reads.pool_size, statement_timeout_s=reads.statement_timeout_s
+    )
+
+
+def heavy_read_engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine]:
+    """The read loop's engines: a small main pool (authentication) and one read connection per
+    admitted heavy read."""
+    reads = settings.cloud.reads
+    url, slots = settings.cloud.db_url, reads.heavy_concurrency
+    main = db.create_engine(url, pool_size=2, max_overflow=slots)
+    heavy = create_read_engine(url, pool_size=slots, statement_timeout_s=reads.statement_timeout_s)
+    return main, heavy
 
 
 def build_server(settings: Settings, *, log_level: str = "info") -> uvicorn.Server:

@@ -282,6 +282,29 @@ class WebSettings(_Section):
     session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
 
 
+class ReadSettings(_Section):
+    """``[cloud.reads]``: how reads are kept from stalling ingest and health (cloud.core.pools,
+    cloud.api.read_gate). Reads use their own connection pools; every read statement is cut off
+    after ``statement_timeout_s`` (503 ``query_timeout``). The ``heavy_paths`` (GET, by path prefix)
+    run on a separate event loop, at most ``heavy_concurrency`` at once; up to ``heavy_queue`` more
+    wait at most ``heavy_wait_s`` for a slot, anything beyond gets 503 ``busy`` with Retry-After."""
+
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 4
+    statement_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    heavy_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    heavy_queue: Annotated[int, Field(ge=0, le=1000)] = 2
+    heavy_wait_s: Annotated[float, Field(ge=0, le=60)] = 5.0
+    retry_after_s: Annotated[int, Field(ge=1, le=3600)] = 2
+    heavy_paths: list[str] = [
+        "/api/v1/lots",
+        "/api/v1/fefo",
+        "/api/v1/kpis",
+        "/api/v1/epcis/events",
+        "/api/v1/movements",
+        "/api/v1/proposals",
+    ]
+
+
 class CloudSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8600
@@ -304,6 +327,7 @@ class CloudSettings(_Section):
     influx: InfluxSettings | None = None
     replenish: ReplenishSettings = ReplenishSettings()
     web: WebSettings = WebSettings()
+    reads: ReadSettings = ReadSettings()
 
     @model_validator(mode="after")
     def _proxies_are_networks(self) -> CloudSettings:

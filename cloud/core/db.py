@@ -560,16 +560,17 @@ def _sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_engine(db_url: str) -> AsyncEngine:
-    """An async engine for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``."""
+def create_engine(db_url: str, **options: Any) -> AsyncEngine:
+    """An async engine for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``; ``options``
+    go to ``create_async_engine`` (pool sizes: cloud.core.pools)."""
     backend = make_url(db_url).get_backend_name()
     if backend == "sqlite":
         _ensure_sqlite_dir(db_url)
-        engine = create_async_engine(db_url)
+        engine = create_async_engine(db_url, **options)
         _sqlite_hooks(engine)
         return engine
     if backend == "postgresql":
-        return create_async_engine(db_url, pool_pre_ping=True)
+        return create_async_engine(db_url, pool_pre_ping=True, **options)
     raise ValueError(f"cloud.db_url: unsupported database backend {backend!r} (use sqlite or postgresql)")
 
 
