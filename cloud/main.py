@@ -79,12 +79,15 @@ def create_app(
             app.state.read_loop = read_loop
             log.info("cloud database ready (%s)", engine.url.get_backend_name())
             # The cold-chain runtime first: it delivers for the jobs after it, so it stops last.
+            jobs_engine = read_loop.engines[0] if read_loop.engines else engine
             async with (
                 coldchain_runtime(app, settings, engine, coldchain) as runtime,  # alerts, InfluxDB, gaps
-                background_job(engine, stocktake_options),
+                read_loop.hosting(  # off the API loop: these two need nothing of it
+                    lambda: background_job(jobs_engine, stocktake_options),
+                    lambda: read_model_job(jobs_engine),  # the lot-evidence read model's catch-up
+                ),
                 replenish_job(engine, app.state.replenish, notifier=runtime),  # rules' notify actions
                 expiry_job(engine, notifier=runtime),  # lot expiry alerts (cloud.services.lots)
-                read_model_job(engine),  # the lot-evidence read model's catch-up
             ):
                 yield
         finally:

@@ -22,7 +22,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,6 +38,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
+JobContext = contextlib.AbstractAsyncContextManager[None]
 
 # Where a request run on the read loop finds that loop's engines (cloud.api.deps reads it).
 ENGINES_KEY = "shelfsense.engines"
@@ -45,7 +46,8 @@ ENGINES_KEY = "shelfsense.engines"
 
 class ReadLoop:
     """An event loop in a daemon thread, with the engines its requests use (main, read); they
-    connect on that loop only, and :meth:`stop` disposes them there."""
+    connect on that loop only, and :meth:`stop` disposes them there. It also hosts the background
+    jobs that need nothing of the API loop (:meth:`hosting`)."""
 
     def __init__(self, name: str = "heavy-reads") -> None:
         self.loop = asyncio.new_event_loop()
@@ -62,6 +64,32 @@ class ReadLoop:
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    @contextlib.asynccontextmanager
+    async def hosting(self, *contexts: Callable[[], JobContext]) -> AsyncIterator[None]:
+        """Enter ``contexts`` (background jobs) on this loop for the lifetime of the context, so
+        their work runs here and not on the API's loop; exits them there, in reverse order."""
+        ready: concurrent.futures.Future[asyncio.Event] = concurrent.futures.Future()
+
+        async def host() -> None:
+            stop = asyncio.Event()
+            async with contextlib.AsyncExitStack() as stack:
+                for make in contexts:
+                    await stack.enter_async_context(make())
+                ready.set_result(stop)
+                await stop.wait()
+
+        hosted: asyncio.Future[None] = asyncio.wrap_future(self.submit(host()))
+        started: asyncio.Future[Any] = asyncio.wrap_future(ready)
+        await asyncio.wait([hosted, started], return_when=asyncio.FIRST_COMPLETED)
+        if hosted.done():
+            hosted.result()  # failed while starting: raise it here
+        stop = ready.result()
+        try:
+            yield
+        finally:
+            self.loop.call_soon_threadsafe(stop.set)
+            await hosted
 
     async def stop(self) -> None:
         if self.engines is not None:

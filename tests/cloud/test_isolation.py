@@ -207,3 +207,15 @@ async def test_a_client_that_disconnects_stops_its_read(settings: Settings) -> N
         held.release.set()
         server.should_exit = True
         await asyncio.wait_for(task, 60)
+
+
+async def test_stocktake_and_read_model_jobs_run_off_the_api_loop(gated: Gated) -> None:
+    read_loop = gated.app.state.read_loop
+    here = {task.get_name() for task in asyncio.all_tasks()}
+    there = await asyncio.wrap_future(read_loop.submit(_task_names()))
+    assert {"stocktake-job", "lot-read-model"} <= there
+    assert not {"stocktake-job", "lot-read-model"} & here
+
+
+async def _task_names() -> set[str]:
+    return {task.get_name() for task in asyncio.all_tasks()}
