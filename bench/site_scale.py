@@ -296,9 +296,12 @@ async def hammer(
     headers = {"Authorization": f"Bearer {token}"}
     done, k = 0, worker
     while not stop.is_set():
-        busy = seen.statuses.get(503, 0)
-        await timed_get(client, READS[HEAVY[k % len(HEAVY)]], headers, seen, timeout_s)
-        if seen.statuses.get(503, 0) > busy:
+        mine = Timings()
+        await timed_get(client, READS[HEAVY[k % len(HEAVY)]], headers, mine, timeout_s)
+        seen.timeouts += mine.timeouts
+        for status, n in mine.statuses.items():
+            seen.statuses[status] = seen.statuses.get(status, 0) + n
+        if 503 in mine.statuses:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
             continue
