@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -53,6 +54,8 @@ from shelfsense.process import tune_gc
 from shelfsense.redact import install_log_masking, register_settings_secrets
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.001
 
 
 def create_app(
@@ -172,6 +175,10 @@ def serve(settings: Settings) -> None:
 def _run_server(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     server = build_server(settings)
     tune_gc()  # this process is the server: its start-up objects live as long as it does
+    # The heavy reads' loop (cloud.api.read_gate) is CPU-bound; the API loop waits on I/O many times
+    # per batch and, after each wait, for the interpreter lock: up to the switch interval (5 ms by
+    # default) every time, the convoy effect. 1 ms bounds that wait for ingest and /healthz.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     server.run(sockets=sockets)
 
 
