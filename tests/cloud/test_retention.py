@@ -1,0 +1,204 @@
+"""Readings retention (cloud.retention) on SQLite and PostgreSQL: the roll-up equals an aggregate of
+the raw rows it replaced, exactly the old raw rows go, late readings for a rolled-up period are
+refused and counted, and the lot read model still equals a full recomputation afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+from test_lot_readmodel import START as LOTS_START
+from test_lot_readmodel import World, _compare, _example
+
+from cloud.admin import create_edge_async
+from cloud.core import db
+from cloud.core.migrate import upgrade_to_head
+from cloud.retention.rollup import PAST_RETENTION, bucket_floor, horizon, roll_up
+from cloud.retention.tables import sensor_reading_rollups
+from cloud.services.ingest import ingest_batch
+from shelfsense.contract import Batch
+
+H = 3600.0
+SPAN = timedelta(days=12)  # each example after the previous one: the horizon only moves forward
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(days=400)
+
+
+class Site:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.examples = itertools.count()
+        self.seq: dict[str, int] = {}
+        self.migrated = False
+
+
+async def post(engine: Any, site: Site, edge: str, events: list[dict[str, Any]]) -> int:
+    """Ingest as an edge would; returns the events accepted (stored in the log)."""
+    first = site.seq.get(edge, 1)
+    body = {
+        "v": 1,
+        "edge_id": edge,
+        "created_at": datetime.now(UTC).isoformat(),
+        "events": [{"seq": first + i, "event": e} for i, e in enumerate(events)],
+    }
+    site.seq[edge] = first + len(events)
+    return (await ingest_batch(engine, Batch.model_validate(body), {})).ack.accepted
+
+
+def reading(
+    moment: datetime, value: float, sensor: str, zone: str | None, quantity: str, flags: list[str]
+) -> dict[str, Any]:
+    return {
+        "kind": "sensor_reading",
+        "sensor_id": sensor,
+        "quantity": quantity,
+        "value": value,
+        "unit": "degC" if quantity == "temperature" else "%RH",
+        "time": moment.isoformat(),
+        "zone": zone,
+        "flags": flags,
+    }
+
+
+async def raw_rows(conn: Any, site_id: str) -> list[dict[str, Any]]:
+    r = db.sensor_readings
+    rows = await conn.execute(select(r).where(r.c.site_id == site_id).order_by(r.c.time, r.c.id))
+    return [dict(row) for row in rows.mappings()]
+
+
+def expected_rollup(
+    rows: list[dict[str, Any]], cutoff: datetime, bucket_s: int
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if db.utc(row["time"]) < cutoff and "out_of_range" not in row["flags"].split(","):
+            key = (row["sensor_id"], row["quantity"], row["zone"] or "", bucket_floor(row["time"], bucket_s))
+            groups[key].append(row)
+    return {
+        key: {
+            "count": len(group),
+            "min_value": min(g["value"] for g in group),
+            "max_value": max(g["value"] for g in group),
+            "mean_value": sum(g["value"] for g in group) / len(group),
+            "first_time": min(db.utc(g["time"]) for g in group),
+            "last_time": max(db.utc(g["time"]) for g in group),
+        }
+        for key, group in groups.items()
+    }
+
+
+async def _rollup_example(site: Site, rnd: random.Random) -> None:
+    n = next(site.examples)
+    t0 = START + n * SPAN
+    site_id = f"site-{n}"
+    engine = db.create_engine(site.url)
+    try:
+        if not site.migrated:
+            await upgrade_to_head(engine)
+            site.migrated = True
+        edge = (await create_edge_async(engine, site_id, f"edge-{n}"))[0]
+        events = []
+        for _ in range(rnd.randint(0, 120)):
+            quantity = rnd.choice(["temperature", "temperature", "humidity"])
+            moment = t0 + timedelta(seconds=rnd.randint(0, 10 * 86400))
+            flags = ["out_of_range"] if rnd.random() < 0.1 else []
+            zone = rnd.choice(["cold-1", "cold-2", None])
+            value = round(rnd.uniform(-30, 40), 2)
+            events.append(reading(moment, value, rnd.choice(["p1", "p2"]), zone, quantity, flags))
+        for start in range(0, len(events), 40):
+            await post(engine, site, edge, events[start : start + 40])
+        async with engine.connect() as conn:
+            before = await raw_rows(conn, site_id)
+        bucket_s = rnd.choice([900, 3600, 86400])
+        cutoff = bucket_floor(t0 + timedelta(seconds=rnd.randint(0, 11 * 86400)), bucket_s)
+        result = await roll_up(engine, cutoff, bucket_s, max_buckets=100_000)
+        assert result.horizon == cutoff
+        roll = sensor_reading_rollups
+        async with engine.connect() as conn:
+            after = await raw_rows(conn, site_id)
+            stored = (await conn.execute(select(roll).where(roll.c.site_id == site_id))).mappings().all()
+        want = expected_rollup(before, cutoff, bucket_s)
+        got = {(r["sensor_id"], r["quantity"], r["zone"], db.utc(r["bucket"])): dict(r) for r in stored}
+        assert set(got) == set(want)
+        for key, values in want.items():
+            for name, value in values.items():
+                if isinstance(value, float):
+                    assert math.isclose(got[key][name], value, rel_tol=1e-9, abs_tol=1e-9), (key, name)
+                else:
+                    assert (
+                        db.utc(got[key][name]) == value if name.endswith("_time") else got[key][name] == value
+                    )
+        # Exactly the raw rows before the cut-off went (PostgreSQL: these old times are all in the
+        # default partition, where rows are deleted; named partitions are dropped whole, see below).
+        assert after == [row for row in before if db.utc(row["time"]) >= cutoff]
+
+        # A late reading for the rolled-up period: stored in the log, refused as a row, counted.
+        refused = PAST_RETENTION._value.get()
+        late = reading(cutoff - timedelta(seconds=1), 5.0, "p9", "cold-1", "temperature", [])
+        fresh = reading(cutoff, 6.0, "p9", "cold-1", "temperature", [])
+        assert await post(engine, site, edge, [late, fresh]) == 2
+        assert PAST_RETENTION._value.get() == refused + 1
+        async with engine.connect() as conn:
+            r = db.sensor_readings
+            kept = await conn.scalars(select(r.c.time).where(r.c.site_id == site_id, r.c.sensor_id == "p9"))
+            assert [db.utc(t) for t in kept] == [cutoff]
+    finally:
+        await engine.dispose()
+
+
+_SITES: dict[str, Site] = {}
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    database=None,
+)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_rollup_equals_the_raw_aggregate_and_removes_exactly_the_old_rows(db_url: str, seed: int) -> None:
+    site = _SITES.setdefault(db_url, Site(db_url))
+    asyncio.run(_rollup_example(site, random.Random(seed)))
+
+
+async def _lots_example(world: World, index: int, rnd: random.Random) -> None:
+    await _example(world, rnd)  # a random lot history, read model checked against the oracle
+    t0 = LOTS_START + timedelta(seconds=index * 100 * H)  # that example's start (its EXAMPLE_SPAN)
+    engine = db.create_engine(world.url)
+    try:
+        cutoff = t0 + timedelta(hours=rnd.uniform(0, 60))
+        result = await roll_up(engine, cutoff, rnd.choice([900, 3600]), max_buckets=100_000)
+        async with engine.connect() as conn:
+            assert await horizon(conn) == result.horizon
+            r = db.sensor_readings
+            left = await conn.scalar(select(func.count()).where(r.c.time < result.horizon))
+        assert left == 0  # all in the default partition on PostgreSQL: deleted with their bucket
+        await _compare(engine, t0 + timedelta(hours=90))  # the read model still equals the oracle
+    finally:
+        await engine.dispose()
+
+
+_LOT_WORLDS: dict[str, tuple[World, itertools.count[int]]] = {}
+
+
+@pytest.mark.parametrize("examples", [4])
+@settings(
+    max_examples=4,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    database=None,
+)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_lot_evidence_equals_its_recomputation_after_retention(db_url: str, examples: int, seed: int) -> None:
+    world, counter = _LOT_WORLDS.setdefault(db_url, (World(db_url), itertools.count()))
+    asyncio.run(_lots_example(world, next(counter), random.Random(seed)))
