@@ -13,6 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from conftest import T0, Cloud
+from conftest import batch as conftest_batch
+from conftest import reading as conftest_reading
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -202,3 +205,25 @@ _LOT_WORLDS: dict[str, tuple[World, itertools.count[int]]] = {}
 def test_lot_evidence_equals_its_recomputation_after_retention(db_url: str, examples: int, seed: int) -> None:
     world, counter = _LOT_WORLDS.setdefault(db_url, (World(db_url), itertools.count()))
     asyncio.run(_lots_example(world, next(counter), random.Random(seed)))
+
+
+async def test_old_readings_are_served_as_rollups_and_late_ones_refused(cloud: Cloud) -> None:
+    # Readings every 10 min from 12:00 (T0) for 3 h, plus an ignored out-of-range one at 12:05.
+    events = [(k + 1, conftest_reading(k * 600, 3.0 + k)) for k in range(18)]
+    events.append((19, conftest_reading(300, 99.0, flags=("out_of_range",))))
+    assert (await cloud.post(conftest_batch("edge-1", events))).status_code == 200
+    result = await roll_up(cloud.engine, T0 + timedelta(hours=2), 3600, max_buckets=10)
+    assert (result.buckets, result.readings) == (2, 12)
+    page = await cloud.get_ok("/api/v1/sensors/probe-1/rollups", quantity="temperature")
+    assert [(b["bucket"][11:16], b["count"], b["min_value"], b["max_value"]) for b in page["items"]] == [
+        ("12:00", 6, 3.0, 8.0),
+        ("13:00", 6, 9.0, 14.0),
+    ]
+    assert page["items"][0]["mean_value"] == pytest.approx(5.5) and page["items"][0]["zone"] == "cold-1"
+    raw = await cloud.get_ok("/api/v1/sensors/probe-1/readings")
+    assert [r["value"] for r in raw["items"]] == [15.0, 16.0, 17.0, 18.0, 19.0, 20.0]
+    late = await cloud.post(conftest_batch("edge-1", [(20, conftest_reading(3600, 50.0))]))
+    assert late.status_code == 200 and late.json()["acked_through"] == 20  # acknowledged, not stored
+    assert (await cloud.get_ok("/api/v1/sensors/probe-1/readings"))["total"] == 6
+    metrics = (await cloud.client.get("/metrics")).text
+    assert "shelfsense_readings_past_retention_total" in metrics
