@@ -18,6 +18,7 @@ from conftest import batch as conftest_batch
 from conftest import reading as conftest_reading
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from test_lot_readmodel import START as LOTS_START
 from test_lot_readmodel import World, _compare, _example
@@ -28,6 +29,7 @@ from cloud.core.migrate import upgrade_to_head
 from cloud.retention.rollup import PAST_RETENTION, bucket_floor, horizon, roll_up
 from cloud.retention.tables import sensor_reading_rollups
 from cloud.services.ingest import ingest_batch
+from shelfsense.config import RetentionSettings
 from shelfsense.contract import Batch
 
 H = 3600.0
@@ -227,3 +229,11 @@ async def test_old_readings_are_served_as_rollups_and_late_ones_refused(cloud: C
     assert (await cloud.get_ok("/api/v1/sensors/probe-1/readings"))["total"] == 6
     metrics = (await cloud.client.get("/metrics")).text
     assert "shelfsense_readings_past_retention_total" in metrics
+
+
+def test_retention_settings_are_validated() -> None:
+    assert RetentionSettings().readings_days == 90.0
+    with pytest.raises(ValidationError, match="divide a day"):
+        RetentionSettings(bucket_s=7000)
+    with pytest.raises(ValidationError):
+        RetentionSettings(readings_days=0)
