@@ -38,9 +38,11 @@ def _field_is(fields: tuple[str, ...] | list[str]) -> str:
     return " or ".join(f"r._field == {_string(f)}" for f in fields)
 
 
-def _one_column(query: Query, column: Column) -> str:
+def _one_column(query: Query, column: Column, indent: str = "    ") -> str:
     """One named series per group: the field, aggregated as the query's kind says."""
     steps = [f"filter(fn: (r) => {_field_is([column.field])})", f"group(columns: {_list(query.by)})"]
+    if column.function == "last":  # regrouped series are concatenated, not merged in time order
+        steps.append('sort(columns: ["_time"])')
     if query.kind == "latest":
         steps.append(f"{column.function}()")
     else:
@@ -52,13 +54,15 @@ def _one_column(query: Query, column: Column) -> str:
         if query.kind == "counter":
             steps.append("difference(nonNegative: true)")
     steps.append(f"set(key: {_string('_field')}, value: {_string(column.name)})")
-    return "data\n    |> " + "\n    |> ".join(steps)
+    return f"data\n{indent}|> " + f"\n{indent}|> ".join(steps)
 
 
 def _series(query: Query) -> str:
+    regroup = f"\n  |> group(columns: {_list([*query.by, '_field'])})"
+    if len(query.columns) == 1:
+        return _one_column(query, query.columns[0], "  ") + regroup
     parts = [_one_column(query, column) for column in query.columns]
-    body = parts[0] if len(parts) == 1 else "union(tables: [\n  " + ",\n  ".join(parts) + "\n])"
-    return f"{body}\n  |> group(columns: {_list([*query.by, '_field'])})"
+    return "union(tables: [\n  " + ",\n  ".join(parts) + "\n])" + regroup
 
 
 def _rows(query: Query) -> str:
@@ -88,7 +92,7 @@ def _limits() -> str:
     ]
     return (
         f"latest = data\n  |> filter(fn: (r) => {_field_is(['value', 'limit_min', 'limit_max'])})\n"
-        '  |> group(columns: ["_field"])\n  |> last()\n  |> group()\n'
+        '  |> group(columns: ["_field"])\n  |> sort(columns: ["_time"])\n  |> last()\n  |> group()\n'
         "union(tables: [\n  " + ",\n  ".join(parts) + "\n])\n"
         '  |> pivot(rowKey: ["_measurement"], columnKey: ["_field"], valueColumn: "_value")'
     )

@@ -283,3 +283,20 @@ def test_flux_and_influxql_ask_for_the_same_things() -> None:
             assert m1 == m2, where
             assert f1 - t1 <= f2 | c2 and f2 <= f1, f"{where}: {f1} vs {f2}"
             assert t1 <= c2, f"{where}: {t1} vs {c2}"
+            assert functions(influxql) == functions(flux), where
+            assert grouped(influxql) == grouped(flux), where
+
+
+def functions(query: str) -> set[str]:
+    """Aggregations and selectors (InfluxQL ``max("f")``, Flux ``fn: max`` or ``|> last()``)."""
+    found = set(re.findall(r'\b(max|min|last)\("', query)) | set(re.findall(r"fn: (max|min|last)\b", query))
+    return found | set(re.findall(r"\|> (last)\(\)", query))
+
+
+def grouped(query: str) -> set[str]:
+    """The tags a panel's series are split by (InfluxQL GROUP BY, Flux's final group())."""
+    if "GROUP BY" in query or query.startswith(("SELECT", "SHOW")):
+        by = re.findall(r"GROUP BY (.*?)(?: fill|$)", query)
+        return {t for b in by for t in re.findall(r'"(\w+)"', b)}
+    final = re.findall(r"group\(columns: \[([^\]]*)\]\)\s*$", query)
+    return set(re.findall(r'"(\w+)"', final[0])) - {"_field"} if final else set()
