@@ -48,6 +48,7 @@ class Truth:
     humidity: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     battery: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     linkquality: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    health: list[dict[str, Any]] = field(default_factory=list)  # the coordinator's, in order
 
     def zone_temperatures(self, zone: str) -> list[float]:
         return [v for s, z in SENSORS.items() if z == zone for _, v in self.temperature[s]]
@@ -92,7 +93,7 @@ def events(truth: Truth, hour: int) -> list[dict[str, Any]]:
                 series = getattr(truth, m.quantity)
                 series[sensor].append((at, m.value) if m.quantity == "temperature" else m.value)
         if step % 10 == 0:
-            found.append(
+            truth.health.append(
                 {
                     "kind": "device_health",
                     "device_id": "zigbee-coordinator",
@@ -103,6 +104,7 @@ def events(truth: Truth, hour: int) -> list[dict[str, Any]]:
                     "at": at.isoformat(),
                 }
             )
+            found.append(truth.health[-1])
     return found
 
 

@@ -233,16 +233,27 @@ def test_site_health_board(influxdb: InfluxdProcess, site: Truth) -> None:
     def answer(title: str) -> list[dict[str, Any]]:
         return ask(influxdb, concrete(target(panel(board, title), "A"), site))
 
+    def values(series: dict[str, Any]) -> list[Any]:
+        return [v for _, v in series["values"] if v is not None]
+
     (online,) = answer("Edges online")
     assert (online["tags"], online["values"][0][1]) == ({"edge": "edge-1"}, 1)
     (lag,) = answer("Sync lag")
-    assert max(v for _, v in lag["values"] if v is not None) > 0
+    # the first batch's oldest reading was two hours old when it arrived
+    assert 7200 <= max(values(lag)) < 7800
+    (depth,) = answer("Outbox depth")
+    assert set(values(depth)) == {0}  # the cloud does not know the edge's outbox: it writes 0
     (connected,) = answer("Devices connected")
     assert connected["tags"] == {"edge": "edge-1", "device": "zigbee-coordinator"}
-    (frames,) = answer("Frame errors per interval")
-    increases = [v for _, v in frames["values"] if v is not None]
-    assert sum(increases) > 0 and min(increases) >= 0
-    assert answer("Outbox depth") and answer("Reconnects per interval")
+    assert connected["values"][0][1] == int(site.health[-1]["connected"])
+    for title, counter in (
+        ("Frame errors per interval", "frames_bad"),
+        ("Reconnects per interval", "reconnects"),
+    ):
+        (series,) = answer(title)
+        increases = values(series)
+        assert min(increases) >= 0
+        assert sum(increases) == site.health[-1][counter] - site.health[0][counter], title
 
 
 def test_every_influxql_query_runs(influxdb: InfluxdProcess, site: Truth) -> None:
