@@ -293,7 +293,8 @@ class RetentionSettings(_Section):
     """
 
     enabled: bool = True
-    readings_days: Annotated[float, Field(ge=1)] | None = 90.0  # None: keep raw readings for ever
+    # None: keep raw readings for ever. At least a day: ingest skips the horizon check for newer ones.
+    readings_days: Annotated[float, Field(ge=1)] | None = 90.0
     bucket_s: Annotated[int, Field(ge=60, le=86400)] = 3600
     interval_s: Annotated[float, Field(gt=0)] = 21600.0  # how often one replica runs the job
     max_buckets_per_run: Annotated[int, Field(ge=1)] = 2000  # each bucket is one short transaction

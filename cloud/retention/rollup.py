@@ -39,6 +39,9 @@ ROLLUP_LOCK_KEY = 0x5348_5345_5245_544E
 # Flags whose readings every reader leaves out (cloud.services.alerts.IGNORED_FLAGS): so does the roll-up.
 _IGNORED = "out_of_range"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Retention keeps at least a day (RetentionSettings.readings_days >= 1), so no roll-up reaches a
+# reading younger than this (an hour's margin for clocks differing between replicas).
+ALWAYS_KEPT = timedelta(hours=23)
 
 PAST_RETENTION = PromCounter(
     "shelfsense_readings_past_retention_total",
@@ -225,7 +228,12 @@ async def refuse_past_horizon(
     conn: AsyncConnection, rows: list[tuple[Any, ...]], time_index: int
 ) -> list[tuple[Any, ...]]:
     """Ingest's readings (prepared rows, inside its transaction) without those dated before the
-    horizon, which are counted. On PostgreSQL this takes the roll-up lock shared until commit."""
+    horizon, which are counted. On PostgreSQL this takes the roll-up lock shared until commit,
+    unless every reading is recent: the usual batch costs nothing."""
+    if not rows:
+        return rows
+    if min(row[time_index] for row in rows) >= _stored_time(db.utcnow() - ALWAYS_KEPT, conn.dialect.name):
+        return rows
     await _lock(conn, shared=True)
     current = await horizon(conn)
     if current is None:
