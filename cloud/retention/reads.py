@@ -76,4 +76,18 @@ async def rolled_zone_readings(
     return current, rows
 
 
-__all__ = ["ROLLUP_FLAG", "rolled_zone_readings"]
+async def zone_rollups(
+    conn: AsyncConnection, site_id: str, zone: str, start: datetime, end: datetime, quantity: str | None
+) -> list[dict[str, Any]]:
+    """A zone's buckets overlapping ``[start, end]`` (an old alert's chart: its raw readings are gone)."""
+    r = sensor_reading_rollups
+    query = select(r).where(
+        r.c.site_id == site_id, r.c.zone == zone, r.c.last_time >= start, r.c.first_time <= end
+    )
+    if quantity is not None:
+        query = query.where(r.c.quantity == quantity)
+    rows = await conn.execute(query.order_by(r.c.bucket, r.c.sensor_id, r.c.quantity))
+    return [{**row, "zone": row["zone"] or None} for row in rows.mappings()]
+
+
+__all__ = ["ROLLUP_FLAG", "rolled_zone_readings", "zone_rollups"]

@@ -17,6 +17,8 @@ inserts, so no reading can slip into a bucket being folded; on SQLite writers ar
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -204,9 +206,13 @@ async def roll_up(engine: AsyncEngine, cutoff: datetime, bucket_s: int, max_buck
     zones: dict[tuple[str, str], datetime] = {}
     last = cutoff
     while buckets < max_buckets:
+        started = time.perf_counter()
         step = await roll_step(engine, cutoff, bucket_s)
         if step is None:
             break
+        # At most half the time: a long catch-up (a first run over months of history) leaves
+        # ingest the database (and this process) every other moment. Steady state is a few buckets.
+        await asyncio.sleep(time.perf_counter() - started)
         buckets += 1
         readings += step.readings
         last = step.start

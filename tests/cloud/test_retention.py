@@ -229,6 +229,12 @@ async def test_old_readings_are_served_as_rollups_and_late_ones_refused(cloud: C
     assert (await cloud.get_ok("/api/v1/sensors/probe-1/readings"))["total"] == 6
     metrics = (await cloud.client.get("/metrics")).text
     assert "shelfsense_readings_past_retention_total" in metrics
+    # The alert raised at 13:00 (9 °C) and still open: its chart's older readings are rolled up.
+    alert = (await cloud.get_ok("/api/v1/alerts"))["items"][0]
+    detail = await cloud.get_ok(f"/api/v1/alerts/{alert['id']}")
+    assert [r["value"] for r in detail["readings"]] == [15.0, 16.0, 17.0, 18.0, 19.0, 20.0]
+    rollups = [(b["bucket"][11:16], b["max_value"]) for b in detail["rollups"]]
+    assert rollups == [("12:00", 8.0), ("13:00", 14.0)]
 
 
 def test_retention_settings_are_validated() -> None:
