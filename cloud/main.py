@@ -43,6 +43,7 @@ from cloud.core.migrate import migrate, upgrade_to_head
 from cloud.core.pools import create_read_engine
 from cloud.replenish.service import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
+from cloud.retention.job import retention_job
 from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
 from cloud.services.lot_readmodel import read_model_job
 from cloud.services.lots import expiry_job
@@ -91,6 +92,7 @@ def create_app(
                 ),
                 replenish_job(engine, app.state.replenish, notifier=runtime),  # rules' notify actions
                 expiry_job(engine, notifier=runtime),  # lot expiry alerts (cloud.services.lots)
+                retention_job(engine, settings.cloud.retention),  # readings roll-up, partitions
             ):
                 yield
         finally:
