@@ -38,9 +38,7 @@ import contextlib
 import logging
 import ssl
 from collections import Counter
-from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from devices.errors import DecodeError, TransportError
@@ -67,12 +65,13 @@ from devices.mqtt_packets import (
     encode_subscribe,
 )
 from edge import receipts
-from edge.clock import utcnow
-from edge.outbox import LedgerWrite, Outbox
+from edge.clock import Clock
+from edge.outbox import Outbox
 from edge.receipts import Receipts
 from edge.rejects import Rejects
 from edge.supervisor import DeviceHealthState
 from edge.transports.mqtt_intake import MqttIntake
+from edge.transports.protocol import Committed, Emit, Events
 from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import MqttConfig
 from shelfsense.contract import Event
@@ -83,14 +82,6 @@ BATCH_MAX = 2000  # messages decoded and committed together
 PIPELINE_DEPTH = 4  # batches committing at once; with queue_max this bounds unacked messages
 READ_BYTES = 1 << 16
 SUBSCRIBE_PACKET_ID = 1
-
-
-class MqttSink(Protocol):
-    """Commits events and the batch's ledger writes durably, returns only then (the agent's submit)."""
-
-    def __call__(
-        self, events: Sequence[Event], *, extras: Sequence[LedgerWrite] = ...
-    ) -> Awaitable[object]: ...
 
 
 def client_id_for(config: MqttConfig, edge_id: str) -> str:
@@ -146,7 +137,7 @@ class _Session:
 
 
 # A batch in the pipeline: its commit (None when it had no readings) and the messages to acknowledge.
-_InFlight = tuple["asyncio.Future[object] | None", list[Publish], int]  # ..., batch number
+_InFlight = tuple["asyncio.Future[Committed] | None", list[Publish], int]  # ..., batch number
 
 
 class MqttTransport:
@@ -155,8 +146,9 @@ class MqttTransport:
         config: MqttConfig,
         edge_id: str,
         health: DeviceHealthState,
-        sink: MqttSink,
+        emit: Emit,
         *,
+        clock: Clock,
         queue_max: int = 4000,
         keepalive_s: int = 30,
         connect_timeout_s: float = 10.0,
@@ -167,7 +159,8 @@ class MqttTransport:
         self.config = config
         self.client_id = client_id_for(config, edge_id)
         self.health = health
-        self.sink = sink
+        self.emit = emit  # durable emissions: their futures resolve once committed (then PUBACK)
+        self.clock = clock
         self.queue_max = queue_max
         self.keepalive_s = keepalive_s
         self.connect_timeout_s = connect_timeout_s
@@ -217,7 +210,7 @@ class MqttTransport:
         window = _Window(self.queue_max)
         batches: asyncio.Queue[list[Publish]] = asyncio.Queue()  # bounded by the window
         in_flight: asyncio.Queue[_InFlight] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
-        commits: set[asyncio.Future[object]] = set()
+        commits: set[asyncio.Future[Committed]] = set()
         self.health.mark_connected()
         tasks = [
             asyncio.create_task(self._receive(session, early, window, batches)),
@@ -233,7 +226,7 @@ class MqttTransport:
         finally:
             self._session = None
             self.intake.device_times.forget_unconfirmed()  # their messages come again, or were committed
-            pending: list[asyncio.Future[object] | asyncio.Task[None]] = [*tasks, *commits]
+            pending: list[asyncio.Future[Committed] | asyncio.Task[None]] = [*tasks, *commits]
             for future in pending:
                 future.cancel()
             # A commit cancelled here may still land: its messages are redelivered (at-least-once).
@@ -388,8 +381,8 @@ class MqttTransport:
         if not redelivered or self.outbox is None:
             return set()
         # Barrier: commits of an earlier connection may still be queued in the writer (cancelled
-        # futures, but their rows land). An empty submit returns after all of them.
-        await self.sink([])
+        # futures, but their rows land). An empty durable emission resolves after all of them.
+        await self.emit(Events([], durable=True))
         ids = [m.packet_id for m in redelivered]
         found = await self.outbox.read("read MQTT receipts", lambda db: receipts.committed(db, ids))
         return {id(m) for m in redelivered if found.get(m.packet_id) == receipts.digest(m.topic, m.payload)}
@@ -398,7 +391,7 @@ class MqttTransport:
         self,
         batches: asyncio.Queue[list[Publish]],
         in_flight: asyncio.Queue[_InFlight],
-        commits: set[asyncio.Future[object]],
+        commits: set[asyncio.Future[Committed]],
     ) -> None:
         """Decode and hand batches to the outbox while earlier ones are still committing.
 
@@ -409,7 +402,7 @@ class MqttTransport:
             batch = await batches.get()
             while not batches.empty() and len(batch) < BATCH_MAX:
                 batch += batches.get_nowait()
-            received_at = utcnow()
+            received_at = self.clock.now()
             duplicates = await self._already_committed(batch)
             events: list[Event] = []
             rejects = Rejects()
@@ -431,7 +424,7 @@ class MqttTransport:
                 committed = Receipts(
                     [(m.packet_id, receipts.digest(m.topic, m.payload)) for m in batch if m.qos]
                 )
-                commit = asyncio.ensure_future(self.sink(events, extras=(committed, rejects)))
+                commit = self.emit(Events(events, durable=True, extras=(committed, rejects)))
                 commits.add(commit)
                 commit.add_done_callback(commits.discard)
             self._batches += 1
@@ -465,7 +458,8 @@ def _build(wiring: DeviceWiring, config: MqttConfig) -> Device:
         config,
         wiring.edge.edge_id,
         health,
-        wiring.submit_durably,
+        wiring.emit,
+        clock=wiring.clock,
         counters=wiring.counters,
         outbox=wiring.outbox,
     )

@@ -489,7 +489,7 @@ async def test_broker_and_serial_devices_restart_reading_resumes_by_itself(
         for name, health in agent.health.items():
             assert health.reconnects >= 1, name
         # The health report the cloud would receive says so too.
-        events = [h.to_event() for h in agent.health.values()]
+        events = [h.to_event(agent.clock.now()) for h in agent.health.values()]
         assert all(e.connected and e.reconnects >= 1 for e in events)
     finally:
         if publisher is not None:
