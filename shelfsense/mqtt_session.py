@@ -197,9 +197,13 @@ class MqttSession:
             self._waiters.pop(packet_id, None)
 
     def handle_control(
-        self, packets: Sequence[Packet], on_suback: Callable[[Suback], None] | None = None
+        self,
+        packets: Sequence[Packet],
+        on_suback: Callable[[Suback], None] | None = None,
+        on_puback: Callable[[int], None] | None = None,
     ) -> None:
-        """The broker's non-PUBLISH packets; a DISCONNECT raises TransportError."""
+        """The broker's non-PUBLISH packets; a DISCONNECT raises TransportError. ``on_puback``
+        hears the PUBACKs of fire-and-forget :meth:`publish` calls (a simulator counts them)."""
         for packet in packets:
             if isinstance(packet, Disconnect):
                 detail = f" ({packet.reason_string})" if packet.reason_string else ""
@@ -211,6 +215,8 @@ class MqttSession:
                     waiter = self._waiters.get(packet.packet_id)
                     if waiter is not None and not waiter.done():
                         waiter.set_result(None)
+                    elif waiter is None and on_puback is not None:
+                        on_puback(packet.packet_id)
             elif isinstance(packet, Suback) and on_suback is not None:
                 on_suback(packet)
             # PINGRESP: last_received already says the broker is there.
@@ -231,6 +237,24 @@ class MqttSession:
             if self.reading and loop.time() - self.last_received > 1.5 * keepalive_s:
                 raise TransportError(f"MQTT broker silent for {1.5 * keepalive_s:.0f} s")
             self.send(encode_pingreq())
+
+    async def serve_acks(self, on_puback: Callable[[int], None] | None = None) -> None:
+        """For a client that only publishes: read the broker's answers and keep the connection
+        alive until it fails (raises TransportError); cancel it to stop."""
+        keepalive = asyncio.create_task(self.keepalive())
+        reading: asyncio.Future[list[Packet]] | None = None
+        try:
+            while True:
+                reading = asyncio.ensure_future(self.read())
+                done, _ = await asyncio.wait({reading, keepalive}, return_when=asyncio.FIRST_COMPLETED)
+                if keepalive in done:
+                    keepalive.result()  # raises: the broker went silent
+                packets = [p for p in reading.result() if not isinstance(p, Publish)]
+                self.handle_control(packets, on_puback=on_puback)
+        finally:
+            keepalive.cancel()
+            if reading is not None:
+                reading.cancel()
 
     def abort(self) -> None:
         """Drop the TCP connection WITHOUT a DISCONNECT packet, as a power cut or cable pull would:
@@ -344,20 +368,11 @@ class MqttPublisher:
         await session.publish_acked(topic, payload)
 
     async def _read(self, session: MqttSession) -> None:
-        keepalive = asyncio.create_task(session.keepalive())
         try:
-            while True:
-                reading = asyncio.ensure_future(session.read())
-                done, _ = await asyncio.wait({reading, keepalive}, return_when=asyncio.FIRST_COMPLETED)
-                if keepalive in done:
-                    reading.cancel()
-                    keepalive.result()  # raises: the broker went silent
-                session.handle_control([p for p in reading.result() if not isinstance(p, Publish)])
+            await session.serve_acks()
         except TransportError as exc:
             log.warning("MQTT publisher lost its connection to %s: %s", self.url, exc)
             await session.close(polite=False)  # fails the publishes still waiting for a PUBACK
-        finally:
-            keepalive.cancel()  # cancelled by _drop: it closes the session politely
 
     async def _drop(self) -> None:
         reader, self._reader = self._reader, None
