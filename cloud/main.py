@@ -40,6 +40,7 @@ from cloud.core.migrate import migrate, upgrade_to_head
 from cloud.replenish.service import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
 from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
+from cloud.services.dead_stock import dead_stock_job, dead_stock_options
 from cloud.services.lot_readmodel import read_model_job
 from cloud.services.lots import expiry_job
 from cloud.services.stocktake import StocktakeOptions, background_job
@@ -77,6 +78,7 @@ def create_app(
                 background_job(engine, stocktake_options),
                 replenish_job(engine, app.state.replenish, notifier=runtime),  # rules' notify actions
                 expiry_job(engine, notifier=runtime),  # lot expiry alerts (cloud.services.lots)
+                dead_stock_job(engine, dead_stock_options(settings), notifier=runtime),  # dead stock alerts
                 read_model_job(engine),  # the lot-evidence read model's catch-up
             ):
                 yield
