@@ -62,7 +62,7 @@ _EN: dict[str, str] = {
     "digest.why.rate": ", rate limit",
     "digest.why.quiet": ", quiet hours or maintenance",
     "dead_stock": "{item}: {quantity} on hand, {received} since receipt, {outbound} since the last outbound.",
-    "never": "no outbound yet",
+    "dead_stock.never": "{item}: {quantity} on hand, {received} since receipt, never shipped from here.",
     "item.lot": "{sku} lot {lot}",
     "units": "{n} units",
     "incarnation": "Edge {edge}'s database was replaced: incarnation {new} follows {old}; "
@@ -130,7 +130,7 @@ _ZH: dict[str, str] = {
     "digest.why.rate": "，频率限制",
     "digest.why.quiet": "，静默时段或维护窗口",
     "dead_stock": "{item}：库存 {quantity}，入库已 {received}，距上次出库 {outbound}。",
-    "never": "尚无出库",
+    "dead_stock.never": "{item}：库存 {quantity}，入库已 {received}，从未出库。",
     "item.lot": "{sku} 批次 {lot}",
     "units": "{n} 件",
     "incarnation": "边缘 {edge} 的数据库已更换：新实例 {new} 接替 {old}；"

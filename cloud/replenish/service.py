@@ -59,6 +59,7 @@ from cloud.replenish.proposals import (
 )
 from cloud.replenish.rules import RuleSet, load_rules_file
 from cloud.services import jobs, lots
+from cloud.services.dead_stock import last_receipts
 from cloud.services.projections import dialect_insert
 from cloud.services.stocktake import default_runner_id
 from shelfsense.config import ReplenishSettings
@@ -425,6 +426,7 @@ async def load_items(
     supplies = await _supplies(conn)
     preferred = await _preferred(conn)
     docks = await _docks(conn, site_id)
+    receipts = await last_receipts(conn, site_id)
     keys = set(on_hand) | set(on_order) | {(loc, sku) for s, loc, sku in forecasts if s == site_id}
     keys |= {k for k, p in params.items() if p.enabled}
     items: list[ItemState] = []
@@ -464,6 +466,7 @@ async def load_items(
                 holding_cost_per_unit_year=p.holding_cost_per_unit_year if p is not None else None,
                 order_weekdays=supply.order_weekdays if supply else ALL_WEEKDAYS,
                 last_outbound=last_outbound.get((site_id, location, sku)),
+                last_receipt=receipts[(location, sku)].date() if (location, sku) in receipts else None,
                 forecast_method=fc.method if fc else "",
                 min_qty=p.min_qty if p is not None else None,
                 max_qty=p.max_qty if p is not None else None,
@@ -691,7 +694,9 @@ async def run_site(
     """Plan one site and (unless ``dry_run``) insert the new proposals, in one write transaction."""
     s = options.settings
     plan_settings = PlanSettings(
-        dead_stock_days=s.dead_stock_days, slow_mover_cover_days=s.slow_mover_cover_days
+        dead_stock_days=s.dead_stock_days,
+        dead_stock_receipt_days=s.dead_stock_receipt_days,
+        slow_mover_cover_days=s.slow_mover_cover_days,
     )
     ctx = engine.connect() if dry_run else db.write_transaction(engine)
     async with contextlib.AsyncExitStack() as stack:

@@ -76,15 +76,14 @@ def _dead_stock(a: Mapping[str, Any], unit: str | None, lang: str) -> str:
     detail = parse_detail(a.get("limit_source"))
     lot = detail.get("lot")
     sku = detail.get("sku", "?")
-    item = word("item.lot", lang, sku=sku, lot=lot) if lot else str(sku)
     outbound = detail.get("outbound_days")
     return word(
-        "dead_stock",
+        "dead_stock" if outbound is not None else "dead_stock.never",
         lang,
-        item=item,
+        item=word("item.lot", lang, sku=sku, lot=lot) if lot else str(sku),
         quantity=word("units", lang, n=number(float(detail.get("quantity") or 0))),
-        received=with_unit(float(a["peak_value"]), unit, lang),
-        outbound=word("never", lang) if outbound is None else with_unit(float(outbound), unit, lang),
+        received=with_unit(float(detail.get("received_days") or a["peak_value"]), unit, lang),
+        outbound=None if outbound is None else with_unit(float(outbound), unit, lang),
     )
 
 

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cloud.core import db
 from cloud.replenish import tables as rt
 from cloud.replenish.money import money
+from cloud.replenish.policy import DeadStockRule
 from cloud.services import jobs
 from cloud.services.coldchain import Notice
 from cloud.services.lots import AlertNotifier
@@ -49,21 +50,6 @@ SYSTEM = "system"
 OUTBOUND_REASONS = ("portal", "manual")  # as the restocking demand (cloud.replenish.service)
 RESOLVED_REASON = "lot shipped, left the location or was received again"
 DAY_S = 86400.0
-
-
-@dataclass(frozen=True, slots=True)
-class DeadStockRule:
-    """Both ages, in days, a lot must reach to be dead stock."""
-
-    receipt_days: float = 90.0
-    outbound_days: float = 90.0
-
-    def is_dead(self, since_receipt: float | None, since_outbound: float | None) -> bool:
-        """``since_outbound`` None: never shipped from there (its receipt age stands in)."""
-        if since_receipt is None or since_receipt < self.receipt_days:
-            return False
-        idle = since_receipt if since_outbound is None else min(since_outbound, since_receipt)
-        return idle >= self.outbound_days
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +151,15 @@ def _outbound(site: str | None) -> Any:
     return query.where(m.c.site_id == site) if site is not None else query
 
 
+async def last_receipts(conn: AsyncConnection, site: str) -> dict[tuple[str, str], datetime]:
+    """Per (location, sku) of ``site`` the latest receipt among its units on hand (the planner's)."""
+    q = _on_hand(site).subquery()
+    rows = await conn.execute(
+        select(q.c.location, q.c.sku, func.max(q.c.received_at)).group_by(q.c.location, q.c.sku)
+    )
+    return {(loc, sku): db.utc(at) for loc, sku, at in rows}
+
+
 async def _unit_costs(conn: AsyncConnection) -> dict[str, float]:
     """Per SKU the preferred supplier's unit cost, else the cheapest (as the KPIs value stock)."""
     ps = rt.product_suppliers
@@ -234,12 +229,13 @@ async def dead_stock(
 
 def alert_detail(lot: DeadLot) -> str:
     """What the message needs beyond the alert's own columns (``limit_source``, JSON): the product,
-    lot and quantity, and whether the lot ever shipped from there."""
+    lot, quantity and both ages (``outbound_days`` null: never shipped from there)."""
     return json.dumps(
         {
             "sku": lot.sku,
             "lot": lot.lot_code,
             "quantity": lot.quantity,
+            "received_days": round(lot.days_since_receipt, 1),
             "outbound_days": None if lot.days_since_outbound is None else round(lot.days_since_outbound, 1),
         },
         separators=(",", ":"),
@@ -266,8 +262,8 @@ def _alert_row(lot: DeadLot, rule: DeadStockRule, now: datetime) -> dict[str, An
         "source": "cloud",
         "sensor_id": None,
         "limit": rule.outbound_days,
-        "peak_value": lot.days_since_receipt,  # days since receipt (the message's value)
-        "last_value": idle,  # days without outbound (since receipt when never shipped)
+        "peak_value": idle,  # days without outbound (since receipt when never shipped), vs. limit
+        "last_value": idle,
         "first_breach_at": lot.received_at,
         "last_breach_at": now,
         "kind": KIND,
@@ -331,7 +327,7 @@ async def check_dead_stock(
 
 @dataclass(frozen=True, slots=True)
 class DeadStockOptions:
-    rule: DeadStockRule = DeadStockRule()
+    rule: DeadStockRule = field(default_factory=DeadStockRule)
     enabled: bool = True
     interval_s: float = 3600.0
     currency: str = "EUR"
@@ -379,12 +375,13 @@ __all__ = [
     "DeadLot",
     "DeadStockCheck",
     "DeadStockOptions",
-    "DeadStockRule",
+    "DeadStockRule",  # re-exported from cloud.replenish.policy, where the planner uses it too
     "alert_detail",
     "check_dead_stock",
     "dead_stock",
     "dead_stock_job",
     "dead_stock_options",
+    "last_receipts",
     "parse_detail",
     "stock_rule",
 ]
