@@ -17,7 +17,7 @@ from cloud.notify.base import Severity
 from cloud.notify.catalogue import number, quantity_of_kind, rule_title, unit_of, with_unit, word
 from cloud.services.alerts import RULE_QUANTITY
 from cloud.services.coldchain import Notice
-from cloud.services.dead_stock import RESOLVED_REASON, parse_detail
+from cloud.services.dead_stock import RESOLVED_REASON, SYSTEM, parse_detail
 
 
 def _unit(rule: str, kind: str) -> str | None:
@@ -99,7 +99,7 @@ def _coda(a: Mapping[str, Any], state: str, lang: str) -> str:
         return word("acknowledged", lang, who=a.get("acknowledged_by"), comment=a.get("ack_comment"))
     if state == "resolved":
         who = a.get("resolved_by")
-        by = word("resolved.by", lang, who=who) if who else ""
+        by = word("resolved.by", lang, who=who) if who and who != SYSTEM else ""  # the checks' own
         return word("resolved", lang, by=by, reason=_reason(a.get("resolve_reason"), lang))
     if state == "escalated":
         return word("escalated", lang, level=int(a.get("escalation_level") or 0) + 1)
