@@ -39,6 +39,7 @@ from cloud.core.metrics import Metrics
 from cloud.core.migrate import migrate, upgrade_to_head
 from cloud.replenish.service import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
+from cloud.retention.job import retention_job
 from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
 from cloud.services.dead_stock import dead_stock_job, dead_stock_options
 from cloud.services.lot_readmodel import read_model_job
@@ -80,6 +81,7 @@ def create_app(
                 expiry_job(engine, notifier=runtime),  # lot expiry alerts (cloud.services.lots)
                 dead_stock_job(engine, dead_stock_options(settings), notifier=runtime),  # dead stock alerts
                 read_model_job(engine),  # the lot-evidence read model's catch-up
+                retention_job(engine, settings.cloud.retention),  # readings roll-up, partitions
             ):
                 yield
         finally:

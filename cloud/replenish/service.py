@@ -38,6 +38,7 @@ import numpy as np
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud.coldchain.evidence_tables import zone_products
 from cloud.core import db
 from cloud.core.errors import CloudError
 from cloud.core.security import Role
@@ -287,12 +288,11 @@ async def _site_lock(conn: AsyncConnection, site_id: str) -> None:
 
 
 async def _on_hand(conn: AsyncConnection, site_id: str) -> dict[tuple[str, str], float]:
-    s, items = db.stock_items, db.items
+    """Registered items on hand per (location, SKU), from the ledger's projection ``zone_products``
+    (cloud.services.zone_stock): a row per pair, not a scan of every item of the site."""
+    z = zone_products
     rows = await conn.execute(
-        select(s.c.location, items.c.sku, func.count())
-        .select_from(s.join(items, items.c.epc == s.c.epc))
-        .where(s.c.site_id == site_id, s.c.present.is_(True), s.c.location.is_not(None))
-        .group_by(s.c.location, items.c.sku)
+        select(z.c.location, z.c.sku, z.c["items"]).where(z.c.site_id == site_id, z.c["items"] > 0)
     )
     return {(loc, sku): float(n) for loc, sku, n in rows}
 

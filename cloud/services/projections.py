@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud.core import db
+from cloud.retention.rollup import refuse_past_horizon
 from cloud.services import zone_stock
 from shelfsense.contract import (
     DeviceHealth,
@@ -106,6 +107,7 @@ _PASSAGE = (
 )
 _MOVEMENT = (*_ORIGIN, "epc", "from_location", "to_location", "reason", "at")
 _READING = (*_ORIGIN, "sensor_id", "quantity", "value", "unit", "time", "zone", "flags")
+_READING_TIME = _READING.index("time")
 _ALARM = (*_ORIGIN, "zone", "sensor_id", "rule", "state", "value", "limit", "at")
 
 _STOCK = ("site_id", "epc", "location", "present", "updated_at")
@@ -329,6 +331,8 @@ async def write(conn: AsyncConnection, projection: Projection) -> int:
     dropped = 0
     for rows in projection.history:
         is_reading = rows.table is db.sensor_readings
+        if is_reading:  # none dated before the retention horizon (cloud.retention.rollup)
+            rows = Rows(rows.table, rows.names, await refuse_past_horizon(conn, rows.rows, _READING_TIME))
         inserted = await insert_rows(conn, rows, ignore_conflicts=is_reading)
         if is_reading:
             dropped += len(rows.rows) - inserted

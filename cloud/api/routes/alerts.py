@@ -22,6 +22,7 @@ from cloud.api.sites import check_site, site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
+from cloud.retention.schemas import SensorRollupPublic
 from cloud.schemas import AlertPublic, ErrorBody, Page
 from cloud.services.alert_lifecycle import (
     AlertNotFound,
@@ -95,6 +96,9 @@ class AlertDetail(AlertOut):
     window: Window
     readings: list[ReadingPoint]
     readings_truncated: bool
+    rollups: list[SensorRollupPublic] = Field(
+        description="the zone's buckets (min/max/mean/count) in the window, for readings past retention"
+    )
     events: list[ExcursionEventOut]
 
 
