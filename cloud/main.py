@@ -45,6 +45,7 @@ from cloud.replenish.service import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
 from cloud.retention.job import retention_job
 from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
+from cloud.services.dead_stock import dead_stock_job, dead_stock_options
 from cloud.services.lot_readmodel import read_model_job
 from cloud.services.lots import expiry_job
 from cloud.services.stocktake import StocktakeOptions, background_job
@@ -92,6 +93,7 @@ def create_app(
                 ),
                 replenish_job(engine, app.state.replenish, notifier=runtime),  # rules' notify actions
                 expiry_job(engine, notifier=runtime),  # lot expiry alerts (cloud.services.lots)
+                dead_stock_job(engine, dead_stock_options(settings), notifier=runtime),  # dead stock alerts
                 retention_job(engine, settings.cloud.retention),  # readings roll-up, partitions
             ):
                 yield

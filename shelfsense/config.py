@@ -253,7 +253,12 @@ class ReplenishSettings(_Section):
     service_level: Annotated[float, Field(gt=0, lt=1)] = 0.95
     review_period_days: Annotated[float, Field(gt=0)] = 1.0
     transfer_lead_time_days: Annotated[int, Field(ge=0)] = 1
+    # Dead stock (cloud.services.dead_stock): a lot at a location nothing left for this many days
+    # (as demand), received at least dead_stock_receipt_days ago; goods received since are never dead.
     dead_stock_days: Annotated[int, Field(ge=1)] = 90
+    dead_stock_receipt_days: Annotated[int, Field(ge=1)] = 90
+    dead_stock_alerts: bool = True  # the periodic check opening dead_stock alerts (one replica)
+    dead_stock_interval_s: Annotated[float, Field(gt=0)] = 3600.0
     slow_mover_cover_days: Annotated[float, Field(gt=0)] = 180.0
     approval_role: Annotated[str, Field(min_length=1, max_length=64)] = "operator"  # level 1
     approval_thresholds: list[ApprovalThreshold] = [ApprovalThreshold(above_amount=100_000.0)]
@@ -261,6 +266,7 @@ class ReplenishSettings(_Section):
     rules_file: Path | None = None  # JSON or TOML rule set (cloud.replenish.rules)
     webhook_url: str | None = None  # approved proposals are POSTed here, HMAC-signed
     webhook_secret: SecretStr | None = None
+    webhook_language: Literal["en", "zh-CN"] = "en"  # of the export messages' title and text
     export_poll_s: Annotated[float, Field(gt=0)] = 10.0
     # Lots whose effective expiry is this close become transfer/markdown proposals (None: off).
     expiring_within_days: Annotated[float, Field(gt=0)] | None = 3.0

@@ -45,6 +45,7 @@ from cloud.core.security import Role
 from cloud.notify.base import AlertMessage, DeliveryResult
 from cloud.replenish import tables as rt
 from cloud.replenish.forecast import forecast
+from cloud.replenish.messages import Localised, ProposalMessage, proposal_message, rule_notifications
 from cloud.replenish.money import money
 from cloud.replenish.policy import ALL_WEEKDAYS
 from cloud.replenish.proposals import (
@@ -59,6 +60,7 @@ from cloud.replenish.proposals import (
 )
 from cloud.replenish.rules import RuleSet, load_rules_file
 from cloud.services import jobs, lots
+from cloud.services.dead_stock import last_receipts
 from cloud.services.projections import dialect_insert
 from cloud.services.stocktake import default_runner_id
 from shelfsense.config import ReplenishSettings
@@ -424,6 +426,7 @@ async def load_items(
     supplies = await _supplies(conn)
     preferred = await _preferred(conn)
     docks = await _docks(conn, site_id)
+    receipts = await last_receipts(conn, site_id)
     keys = set(on_hand) | set(on_order) | {(loc, sku) for s, loc, sku in forecasts if s == site_id}
     keys |= {k for k, p in params.items() if p.enabled}
     items: list[ItemState] = []
@@ -463,6 +466,7 @@ async def load_items(
                 holding_cost_per_unit_year=p.holding_cost_per_unit_year if p is not None else None,
                 order_weekdays=supply.order_weekdays if supply else ALL_WEEKDAYS,
                 last_outbound=last_outbound.get((site_id, location, sku)),
+                last_receipt=receipts[(location, sku)].date() if (location, sku) in receipts else None,
                 forecast_method=fc.method if fc else "",
                 min_qty=p.min_qty if p is not None else None,
                 max_qty=p.max_qty if p is not None else None,
@@ -645,37 +649,7 @@ class RuleNotifier(Protocol):
     """Where rules' ``notify(channel)`` actions go: the configured channels by name (the cold-chain
     runtime's). Returns at once (queued); the names it does not know."""
 
-    def submit(self, channels: Sequence[str], message: AlertMessage) -> list[str]: ...
-
-
-def rule_notifications(
-    site_id: str, plan: Plan, created: Sequence[Mapping[str, Any]], group: str
-) -> list[tuple[tuple[str, ...], AlertMessage]]:
-    """One message per purchase draft whose rules say ``notify``, about the lines actually created."""
-    out: list[tuple[tuple[str, ...], AlertMessage]] = []
-    for draft in plan.purchases:
-        if draft.decision is None or not draft.decision.notify:
-            continue
-        ref = f"{group}:{site_id}:{draft.supplier}"
-        lines = [r for r in created if r["kind"] == "purchase" and r["group_ref"] == ref]
-        if not lines:
-            continue  # another run created them first: it told people
-        ids = sorted(int(r["id"]) for r in lines)
-        rules = sorted({rule for names in draft.decision.notify.values() for rule in names})
-        text = "; ".join(f"#{r['id']}: {r['quantity']:g} x {r['sku']} to {r['location_id']}" for r in lines)
-        message = AlertMessage(
-            alert_id=f"proposals-{ids[0]}",
-            site_id=site_id,
-            kind="purchase_proposal",
-            state="proposed",
-            title=f"Purchase draft, supplier {draft.supplier} ({draft.value:g}): rules {', '.join(rules)}",
-            text=text,
-            at=db.utcnow(),
-            severity="info",
-            delivery_id=f"proposals-{'-'.join(map(str, ids))}"[:200],  # stable across retries
-        )
-        out.append((tuple(sorted(draft.decision.notify)), message))
-    return out
+    def submit(self, channels: Sequence[str], message: AlertMessage | Localised) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -685,7 +659,7 @@ class SiteRun:
     suppressed: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
     items: int
-    notifications: list[tuple[tuple[str, ...], AlertMessage]] = field(default_factory=list)
+    notifications: list[tuple[tuple[str, ...], Localised]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -694,7 +668,7 @@ class SiteRun:
             "proposals": [public_row(p) for p in self.proposals],
             "suppressed": self.suppressed,
             "alerts": self.alerts,
-            "notify": [{"channels": list(c), "title": m.title} for c, m in self.notifications],
+            "notify": [{"channels": list(c), "title": m["en"].title} for c, m in self.notifications],
         }
 
 
@@ -720,7 +694,9 @@ async def run_site(
     """Plan one site and (unless ``dry_run``) insert the new proposals, in one write transaction."""
     s = options.settings
     plan_settings = PlanSettings(
-        dead_stock_days=s.dead_stock_days, slow_mover_cover_days=s.slow_mover_cover_days
+        dead_stock_days=s.dead_stock_days,
+        dead_stock_receipt_days=s.dead_stock_receipt_days,
+        slow_mover_cover_days=s.slow_mover_cover_days,
     )
     ctx = engine.connect() if dry_run else db.write_transaction(engine)
     async with contextlib.AsyncExitStack() as stack:
@@ -755,7 +731,7 @@ async def run_site(
         {"kind": a.kind, "sku": a.product, "location_id": a.location, **_json_safe(a.detail)}
         for a in plan.alerts
     ]
-    notifications = [] if dry_run else rule_notifications(site_id, plan, created, group)
+    notifications = [] if dry_run else rule_notifications(site_id, plan, created, group, s.currency)
     return SiteRun(site_id, created, suppressed, alerts, len(items), notifications)
 
 
@@ -1041,34 +1017,8 @@ async def _purchase_order_from(conn: AsyncConnection, row: Mapping[Any, Any], no
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ProposalMessage(AlertMessage):
-    """An approved proposal as a :class:`cloud.notify` message: the webhook POSTs ``payload``."""
-
-    payload: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "replenishment_proposal", "delivery_id": self.delivery_id, "proposal": self.payload}
-
-
 class ExportSender(Protocol):
     async def send(self, alert: AlertMessage) -> DeliveryResult: ...
-
-
-def proposal_message(record: Mapping[str, Any]) -> ProposalMessage:
-    return ProposalMessage(
-        alert_id=f"proposal-{record['id']}",
-        site_id=str(record["site_id"]),
-        kind=f"{record['kind']}_proposal",
-        state="approved",
-        title=f"{record['kind']} proposal {record['id']}",
-        text=f"{record['quantity']:g} x {record['sku']} to {record['location_id']}",
-        at=db.utcnow(),
-        severity="info",
-        # The same on every attempt and every replica: receivers de-duplicate on it.
-        delivery_id=f"proposal-{record['id']}",
-        payload=dict(record),
-    )
 
 
 async def _claim_exports(engine: AsyncEngine, now: datetime) -> list[dict[str, Any]]:
@@ -1099,13 +1049,13 @@ async def _claim_exports(engine: AsyncEngine, now: datetime) -> list[dict[str, A
     return [export_record(r) for r in rows]
 
 
-async def export_approved(engine: AsyncEngine, sender: ExportSender) -> tuple[int, int]:
+async def export_approved(engine: AsyncEngine, sender: ExportSender, language: str = "en") -> tuple[int, int]:
     """Deliver every approved, unclaimed proposal through ``sender``; returns (exported, failed)."""
     claimed = await _claim_exports(engine, db.utcnow())
     ok: list[int] = []
     failed: dict[int, str] = {}
     for record in claimed:
-        result = await sender.send(proposal_message(record))
+        result = await sender.send(proposal_message(record, language))
         if result.ok:
             ok.append(int(record["id"]))
         else:
@@ -1172,7 +1122,7 @@ async def job_loop(
             made = sum(len(s["proposals"]) for s in report["sites"])
             log.info("replenish run by %s: %d new proposals", options.runner, made)
         if sender is not None:
-            exported, failed = await export_approved(engine, sender)
+            exported, failed = await export_approved(engine, sender, options.settings.webhook_language)
             if exported or failed:
                 log.info("proposals exported: %d, failed: %d", exported, failed)
 

@@ -260,13 +260,21 @@ class ColdChainRuntime:
             for name, each in chosen.items():
                 self._send(name, each)
 
-    def submit(self, channels: Sequence[str], message: AlertMessage) -> list[str]:
+    def submit(
+        self, channels: Sequence[str], message: AlertMessage | Mapping[str, AlertMessage]
+    ) -> list[str]:
         """Queue ``message`` on the named channels (rules' ``notify`` actions, not an alert
-        transition: no delivery log row); returns the names no channel is configured for."""
+        transition: no delivery log row); returns the names no channel is configured for. Given
+        one message per language, each channel gets its own language's (else the English one)."""
         for name in dict.fromkeys(channels):
             if name in self.channels:
-                self._dispatcher(name).submit(message)
+                self._dispatcher(name).submit(self._in_language(message, name))
         return [name for name in channels if name not in self.channels]
+
+    def _in_language(self, message: AlertMessage | Mapping[str, AlertMessage], channel: str) -> AlertMessage:
+        if isinstance(message, AlertMessage):
+            return message
+        return message.get(self.languages[channel]) or message["en"]
 
     def after_ingest(self, result: IngestResult, edge_id: str) -> None:
         """Post-commit work of one batch: notices to people, points to InfluxDB."""
