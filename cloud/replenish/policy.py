@@ -112,7 +112,8 @@ def round_order_quantities(
     """
     wanted = np.maximum(quantity, moq)
     # A tolerance keeps 12.000000001 packs (float noise) from becoming 13.
-    packs = np.ceil(wanted / pack_size - tolerance)
+    # Never negative: a need below the tolerance is noise, 0 packs (not -0.0 from ceil(-tiny)).
+    packs = np.maximum(np.ceil(wanted / pack_size - tolerance), 0.0)
     # A product with the mask, not np.where: several times faster on large arrays with mixed masks.
     return packs * pack_size * (np.asarray(quantity) > 0)
 

@@ -207,7 +207,9 @@ def plan_replenishment(
             if need.item.supplier is None:
                 alerts.append(Alert("no_supplier", product, need.item.location, {"uncovered": need.quantity}))
                 continue
-            lines[need.item.supplier].append(_purchase_line(need, today))
+            line = _purchase_line(need, today)
+            if line.quantity > 0:  # a need of float noise rounds to no pack at all
+                lines[need.item.supplier].append(line)
     drafts = tuple(_draft(s, tuple(ls), rules) for s, ls in sorted(lines.items()) if ls)
     return Plan(tuple(transfers), drafts, tuple(suppressed), tuple(alerts))
 
