@@ -37,6 +37,7 @@ from cloud.core import db
 from cloud.core.config import zone_limits
 from cloud.core.metrics import Metrics
 from cloud.core.migrate import migrate, upgrade_to_head
+from cloud.notify.notifier import running_notifier
 from cloud.replenish.service import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
 from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
@@ -71,12 +72,20 @@ def create_app(
             await upgrade_to_head(engine)  # serialised across replicas, see cloud.core.migrate
             app.state.engine = engine
             log.info("cloud database ready (%s)", engine.url.get_backend_name())
-            # The cold-chain runtime first: it delivers for the jobs after it, so it stops last.
+            # The notifier first: it delivers for everything after it, so it stops last.
+            options = coldchain or ColdChainOptions()
             async with (
-                coldchain_runtime(app, settings, engine, coldchain) as runtime,  # alerts, InfluxDB, gaps
+                running_notifier(
+                    app,
+                    settings.cloud.coldchain,
+                    engine,
+                    clock=options.clock,
+                    drain_timeout_s=options.drain_timeout_s,
+                ) as notifier,
+                coldchain_runtime(app, settings, engine, notifier, options),  # InfluxDB, gaps, escalation
                 background_job(engine, stocktake_options),
-                replenish_job(engine, app.state.replenish, notifier=runtime),  # rules' notify actions
-                expiry_job(engine, notifier=runtime),  # lot expiry alerts (cloud.services.lots)
+                replenish_job(engine, app.state.replenish, notifier=notifier),  # rules' notify actions
+                expiry_job(engine, notifier=notifier),  # lot expiry alerts (cloud.services.lots)
                 read_model_job(engine),  # the lot-evidence read model's catch-up
             ):
                 yield

@@ -11,10 +11,11 @@ import asyncio
 import json
 import logging
 import threading
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from pydantic import SecretStr
 
 from cloud.notify.base import (
     AlertMessage,
@@ -25,6 +26,9 @@ from cloud.notify.base import (
     RetryPolicy,
     deliver_with_retries,
 )
+from cloud.notify.destinations import Destinations
+from cloud.notify.registry import register_channel
+from shelfsense.config import ChannelSettingsBase, plain_to_remote
 from shelfsense.redact import mask_url
 
 log = logging.getLogger(__name__)
@@ -162,3 +166,26 @@ class MqttChannel:
         return await deliver_with_retries(
             self.name, alert, lambda: self._attempt(alert), self.retry, self.log
         )
+
+
+class MqttChannelSettings(ChannelSettingsBase):
+    """``type = "mqtt"``: alerts published to ``shelfsense/alerts/<site>`` on the broker at ``url``."""
+
+    type: Literal["mqtt"] = "mqtt"
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+
+    def insecure(self, key: str) -> list[str]:
+        if plain_to_remote(self.url, "mqtts"):
+            return [f"{key}.url is not mqtts:// for a non-loopback broker"]
+        return []
+
+
+def _build(config: MqttChannelSettings, destinations: Destinations) -> MqttChannel:
+    destinations.check_host(urlsplit(config.url).hostname or "")
+    password = config.password.get_secret_value() if config.password else None
+    return MqttChannel(config.url, username=config.username, password=password, name=config.name)
+
+
+register_channel("mqtt", MqttChannelSettings, _build)

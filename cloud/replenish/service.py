@@ -642,8 +642,9 @@ async def _live_need_keys(conn: AsyncConnection, site_id: str) -> set[str]:
 
 
 class RuleNotifier(Protocol):
-    """Where rules' ``notify(channel)`` actions go: the configured channels by name (the cold-chain
-    runtime's). Returns at once (queued); the names it does not know."""
+    """Where rules' ``notify(channel)`` actions go: the configured channels by name (the
+    notifier's, :class:`cloud.notify.notifier.Notifier`). Returns at once (queued); the names it
+    does not know."""
 
     def submit(self, channels: Sequence[str], message: AlertMessage) -> list[str]: ...
 

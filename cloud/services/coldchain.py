@@ -4,7 +4,7 @@
 evaluator states of the zones the batch touches, feeds the readings and edge alarms (in time
 order) to :class:`cloud.services.alerts.AlertBook`, and stores alerts, evaluator states and
 excursion events. It returns :class:`Notice` values; the caller hands them to people only
-*after* the commit (:mod:`cloud.services.coldchain_runtime`), so delivery never holds up ingest and
+*after* the commit (:mod:`cloud.notify.notifier`), so delivery never holds up ingest and
 nobody hears of an alert a rollback took back.
 
 :func:`run_tick` is the periodic job, shared by all replicas through the ``jobs`` table (claimed

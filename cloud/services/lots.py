@@ -598,7 +598,8 @@ class ExpiryCheck:
 
 
 class AlertNotifier(Protocol):
-    """The cold-chain runtime's :meth:`notify`: queues messages after the commit, returns at once."""
+    """The notifier (:class:`cloud.notify.notifier.Notifier`): queues messages after the commit,
+    returns at once."""
 
     def notify(self, notices: Sequence[Notice]) -> None: ...
 

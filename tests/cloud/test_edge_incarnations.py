@@ -9,8 +9,8 @@ from __future__ import annotations
 from conftest import Cloud, batch, health, reading
 
 from cloud.core import db
+from cloud.services.alert_messages import alert_message
 from cloud.services.coldchain import Notice
-from cloud.services.coldchain_runtime import alert_message
 
 OLD = "a" * 32
 NEW = "b" * 32

@@ -16,12 +16,12 @@ from sqlalchemy import select, update
 from webhook_receiver import Receiver, webhook_receiver
 
 from cloud.core import db
+from cloud.notify.notifier import Notifier, notifier_of
 from cloud.replenish import service as svc
 from cloud.replenish import tables as rt
 from cloud.replenish.rules import load_rules
 from cloud.services import lots
 from cloud.services import masterdata as md
-from cloud.services.coldchain_runtime import ColdChainRuntime, runtime_of
 from shelfsense.config import CloudSettings, ColdChainSettings, ReplenishSettings, Settings
 
 SECRET = "hook-secret-for-tests"
@@ -58,8 +58,8 @@ async def app(db_url: str, receiver: Receiver) -> AsyncIterator[App]:
         yield running
 
 
-def _runtime(app: App) -> ColdChainRuntime:
-    found = runtime_of(app.app)
+def _notifier(app: App) -> Notifier:
+    found = notifier_of(app.app)
     assert found is not None
     return found
 
@@ -157,7 +157,7 @@ async def test_rule_notify_reaches_the_signed_webhook_after_commit(app: App, rec
         }
     )
     options = svc.ReplenishOptions(settings=ReplenishSettings(enabled=False), rules=rules)
-    report = await svc.replenish(app.engine, options, today=TODAY, notifier=_runtime(app))
+    report = await svc.replenish(app.engine, options, today=TODAY, notifier=_notifier(app))
     assert report["unknown_channels"] == ["nobody"]
     purchases = await _proposals(app.engine, "purchase")
     assert purchases, "the scenario must create a purchase"
@@ -167,8 +167,8 @@ async def test_rule_notify_reaches_the_signed_webhook_after_commit(app: App, rec
     assert f"#{purchases[0]['id']}" in body["text"] and "acme orders" in body["title"]
     assert receiver.bad_signatures == 0 and receiver.bodies("/ops") == []
     # a second run creates nothing, so nobody is told again
-    await svc.replenish(app.engine, options, today=TODAY, notifier=_runtime(app))
-    await _runtime(app).wait_delivered()
+    await svc.replenish(app.engine, options, today=TODAY, notifier=_notifier(app))
+    await _notifier(app).wait_delivered()
     assert len(receiver.bodies("/buyer")) == 1
 
 
@@ -203,7 +203,7 @@ async def test_expiry_alert_delivered_through_the_alert_channels(app: App, recei
         await conn.execute(
             update(db.jobs).where(db.jobs.c.name == lots.JOB_NAME).values(next_run_at=db.utcnow())
         )
-    async with lots.expiry_job(app.engine, options, notifier=_runtime(app)):
+    async with lots.expiry_job(app.engine, options, notifier=_notifier(app)):
         await eventually(lambda: len(receiver.bodies("/ops")) >= 2)  # A on shelf-b, B in the backroom
     bodies = receiver.bodies("/ops")
     assert receiver.bad_signatures == 0

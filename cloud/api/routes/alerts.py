@@ -22,6 +22,7 @@ from cloud.api.sites import check_site, site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
+from cloud.notify.notifier import notifier_of
 from cloud.schemas import AlertPublic, ErrorBody, Page
 from cloud.services.alert_lifecycle import (
     AlertNotFound,
@@ -33,7 +34,6 @@ from cloud.services.alert_lifecycle import (
 )
 from cloud.services.alerts import ACTIVE, effective_limits
 from cloud.services.coldchain import Notice, product_limits
-from cloud.services.coldchain_runtime import runtime_of
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"], dependencies=[Depends(require_role(Role.viewer))])
 
@@ -217,6 +217,6 @@ async def _check_alert_site(engine: AsyncEngine, alert_id: int, user: UserPrinci
 
 
 def _notify(request: Request, notice: Notice) -> None:
-    runtime = runtime_of(request.app)
-    if runtime is not None:
-        runtime.notify([notice])
+    notifier = notifier_of(request.app)
+    if notifier is not None:
+        notifier.notify([notice])
