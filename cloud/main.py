@@ -14,36 +14,33 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from cloud.alerts import routes as alerts
+from cloud.api import health, summary
 from cloud.api.handlers import install_error_handlers
 from cloud.api.http_metrics import HttpMetrics
 from cloud.api.openapi import install_docs
-from cloud.api.routes import (
-    alerts,
-    edges,
-    epcis,
-    health,
-    ingest,
-    kpis,
-    lots,
-    masterdata,
-    proposals,
-    sensors,
-    stock,
-    stocktakes,
-    summary,
-    users,
-)
+from cloud.coldchain import sensor_routes as sensors
+from cloud.coldchain.runtime import ColdChainOptions, coldchain_runtime
 from cloud.core import db
 from cloud.core.config import zone_limits
 from cloud.core.metrics import Metrics
 from cloud.core.migrate import migrate, upgrade_to_head
+from cloud.epcis import routes as epcis
+from cloud.ingest import edge_routes as edges
+from cloud.ingest import routes as ingest
+from cloud.lots import routes as lots
+from cloud.lots.readmodel import read_model_job
+from cloud.lots.service import expiry_job
+from cloud.masterdata import routes as masterdata
 from cloud.notify.notifier import running_notifier
+from cloud.replenish import kpi_routes as kpis
+from cloud.replenish import routes as proposals
 from cloud.replenish.service import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
-from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
-from cloud.services.lot_readmodel import read_model_job
-from cloud.services.lots import expiry_job
-from cloud.services.stocktake import StocktakeOptions, background_job
+from cloud.stock import routes as stock
+from cloud.stocktake import routes as stocktakes
+from cloud.stocktake.service import StocktakeOptions, background_job
+from cloud.users import routes as users
 from cloud.web import install as web_install
 from cloud.whatif import routes as whatif_routes
 from shelfsense.config import Settings
@@ -85,7 +82,7 @@ def create_app(
                 coldchain_runtime(app, settings, engine, notifier, options),  # InfluxDB, gaps, escalation
                 background_job(engine, stocktake_options),
                 replenish_job(engine, app.state.replenish, notifier=notifier),  # rules' notify actions
-                expiry_job(engine, notifier=notifier),  # lot expiry alerts (cloud.services.lots)
+                expiry_job(engine, notifier=notifier),  # lot expiry alerts (cloud.lots.service)
                 read_model_job(engine),  # the lot-evidence read model's catch-up
             ):
                 yield
@@ -107,7 +104,7 @@ def create_app(
     app.state.replenish = ReplenishOptions.from_settings(settings.cloud.replenish)
     install_error_handlers(app)
     # lots before masterdata: /lots/{lot_id}/report must win over master data's /lots/{sku}/{lot_code},
-    # and its GET /lots is a superset of master data's listing (cloud.api.routes.lots).
+    # and its GET /lots is a superset of master data's listing (cloud.lots.routes).
     for module in (health, ingest, stock, sensors, alerts, edges, summary, lots, masterdata, stocktakes):
         app.include_router(module.router)
     for module in (proposals, kpis, epcis):  # restocking (issue 7)

@@ -266,7 +266,7 @@ class CloudSettings(_Section):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     # How long a sensor may stay silent before the cloud calls its readings stale.
     stale_after_s: Annotated[float, Field(gt=0)] = 300.0
-    # Plausibility window around the cloud's clock (cloud.services.plausibility): events dated
+    # Plausibility window around the cloud's clock (cloud.ingest.plausibility): events dated
     # older (None: no limit; keep it above how long an edge's outbox may hold events) or further
     # in the future are stored for audit and counted per edge, but never applied.
     max_event_age_s: Annotated[float, Field(gt=0)] | None = 30 * 86400.0

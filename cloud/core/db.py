@@ -100,7 +100,7 @@ edges = Table(
     Column("duplicates", BigInteger, nullable=False, default=0),
     Column("batches", BigInteger, nullable=False, default=0),
     # Events stored for audit but not applied: their time was outside the plausibility window
-    # (revision 0010, cloud.services.plausibility).
+    # (revision 0010, cloud.ingest.plausibility).
     Column("events_implausible", BigInteger, nullable=False, default=0, server_default="0"),
     Column("last_seen", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
@@ -402,7 +402,7 @@ products = Table(
     Column("storage_temp_min_c", Float),
     Column("storage_temp_max_c", Float),
     Column("updated_at", UtcDateTime, nullable=False),
-    # Shelf-life model (revision 0005, cloud.services.lots); NULL = defaults, see lots.product_model.
+    # Shelf-life model (revision 0005, cloud.lots.service); NULL = defaults, see lots.product_model.
     Column("shelf_life_model", String(16)),
     Column("activation_energy_kj", Float),
     Column("q10", Float),

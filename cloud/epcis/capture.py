@@ -31,7 +31,7 @@ from cloud.core.errors import CloudError
 from cloud.epcis.parse import CaptureProblem, Intent, intents
 from cloud.epcis.schema import schema_errors
 from cloud.epcis.uris import epc_hex_candidates, parse_sgln, preferred_hex
-from cloud.services.projections import insert_history, upsert_latest
+from cloud.ingest.projections import insert_history, upsert_latest
 from shelfsense.contract import Event, SensorReading, SequencedEvent, StockMovement, TagObservation
 
 EPCIS_EDGE_ID = "epcis"

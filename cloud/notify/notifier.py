@@ -8,7 +8,7 @@ acknowledgement) hands it its transitions *after* its commit, and it never block
 - the audience follows the contact groups: a new alert goes to the first group, an escalation to
   the next, acknowledgement and resolution to every group told so far; without groups, every
   channel hears everything;
-- each channel gets the message in its language (:func:`cloud.services.alert_messages.alert_message`)
+- each channel gets the message in its language (:func:`cloud.alerts.messages.alert_message`)
   and one :class:`~cloud.notify.AlertDispatcher` (its own bounded queue and in-flight slots, so a
   failing, retrying channel never delays the others), behind the alert-storm gate when limits or
   quiet windows are configured;
@@ -32,15 +32,15 @@ from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cloud.alerts.messages import alert_message
 from cloud.coldchain import tables as cc
+from cloud.coldchain.service import Notice
 from cloud.core import db
 from cloud.notify.base import AlertMessage, Channel, DeliveryLog, DeliveryResult
 from cloud.notify.destinations import Destinations
 from cloud.notify.dispatch import AlertDispatcher
 from cloud.notify.registry import build_channel
-from cloud.services.alert_messages import alert_message
-from cloud.services.alert_storm import StormGate, Transition
-from cloud.services.coldchain import Notice
+from cloud.notify.storm import StormGate, Transition
 from shelfsense.config import ColdChainSettings
 
 log = logging.getLogger(__name__)

@@ -38,9 +38,11 @@ import numpy as np
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cloud.core import db
+from cloud.core import db, jobs
 from cloud.core.errors import CloudError
 from cloud.core.security import Role
+from cloud.ingest.projections import dialect_insert
+from cloud.lots import service as lots
 from cloud.notify.base import AlertMessage, DeliveryResult
 from cloud.replenish import tables as rt
 from cloud.replenish.forecast import forecast
@@ -57,9 +59,7 @@ from cloud.replenish.proposals import (
     plan_replenishment,
 )
 from cloud.replenish.rules import RuleSet, load_rules_file
-from cloud.services import jobs, lots
-from cloud.services.projections import dialect_insert
-from cloud.services.stocktake import default_runner_id
+from cloud.stocktake.service import default_runner_id
 from shelfsense.config import ReplenishSettings
 from shelfsense.output import progress_step
 
@@ -615,7 +615,7 @@ def expiry_rows(
 async def _expiring_lots(
     conn: AsyncConnection, site_id: str, today: date, within_days: float
 ) -> list[ExpiringLot]:
-    """Lots on hand at the site whose effective expiry (cloud.services.lots) is within the window."""
+    """Lots on hand at the site whose effective expiry (cloud.lots.service) is within the window."""
     now = db.utcnow() if today == db.utcnow().date() else _day_start(today)
     found: list[ExpiringLot] = []
     for e in await lots.all_evidence(conn, site=site_id, now=now):

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.admin import create_user_async
 from cloud.core import db
+from cloud.ingest.projections import insert_history, upsert_latest
 from cloud.main import create_app
+from cloud.masterdata import service as md
 from cloud.replenish import masterdata as rmd
-from cloud.services import masterdata as md
-from cloud.services.projections import insert_history, upsert_latest
 from shelfsense.config import CloudSettings, ReplenishSettings, Settings
 from shelfsense.contract import SequencedEvent, StockMovement
 

@@ -17,10 +17,10 @@ from conftest import MAX_BODY, Cloud, batch, reading
 from webhook_receiver import Receiver, webhook_receiver
 
 from cloud.admin import create_edge_async, create_user_async
+from cloud.coldchain.runtime import ColdChainOptions, runtime_of
 from cloud.main import create_app
 from cloud.notify.notifier import notifier_of
-from cloud.services.alert_storm import quiet_now
-from cloud.services.coldchain_runtime import ColdChainOptions, runtime_of
+from cloud.notify.storm import quiet_now
 from shelfsense.config import CloudSettings, ColdChainSettings, QuietWindow, Settings, ZoneLimits
 
 SECRET = "storm-secret-for-tests"

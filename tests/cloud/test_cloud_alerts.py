@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from conftest import Cloud, alarm, batch, reading
 
+from cloud.alerts.rules import AlertBook
 from cloud.core import db
-from cloud.services.alerts import AlertBook
 from shelfsense.config import ZoneLimits
 from shelfsense.contract import LocalAlarm, SensorReading
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from conftest import Cloud, alarm, at, batch, health, movement, observation, passage, reading
 from sqlalchemy import select
 
-from cloud.api.routes.ingest import parse_body
 from cloud.core import db
-from cloud.services.ingest import prepare_batch
+from cloud.ingest.routes import parse_body
+from cloud.ingest.service import prepare_batch
 from shelfsense.contract import Batch
 
 EPC = "3034257BF400B7800004CB2F"

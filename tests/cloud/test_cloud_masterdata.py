@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from conftest import Cloud, at, settle_lots
 
-from cloud.services import masterdata as md
-from cloud.services.masterdata import MasterDataError
+from cloud.masterdata import service as md
+from cloud.masterdata.service import MasterDataError
 from shelfsense.cli import main as cli_main
 
 PRODUCTS_CSV = """sku,gtin,name,shelf_life_days,storage_temp_min_c,storage_temp_max_c

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core import db
 from cloud.main import create_app
-from cloud.services import masterdata as md
-from cloud.services.reconcile import ReconcileParams
-from cloud.services.stocktake import StocktakeOptions, ensure_job, job_tick, run_site
+from cloud.masterdata import service as md
+from cloud.stocktake.reconcile import ReconcileParams
+from cloud.stocktake.service import StocktakeOptions, ensure_job, job_tick, run_site
 from shelfsense.config import Settings
 
 LOCATIONS = [

@@ -15,8 +15,8 @@ from conftest import MAX_BODY, Cloud, batch, reading
 from webhook_receiver import Receiver, webhook_receiver
 
 from cloud.admin import create_user_async
+from cloud.coldchain.runtime import ColdChainRuntime, runtime_of
 from cloud.core import db
-from cloud.services.coldchain_runtime import ColdChainRuntime, runtime_of
 from shelfsense.config import CloudSettings, ColdChainSettings, Settings, ZoneLimits
 
 SECRET = "s3cret-for-tests"

@@ -10,11 +10,11 @@ import pytest
 from conftest import MAX_BODY, T0, Cloud, alarm, batch, reading
 from sqlalchemy import select
 
+from cloud.alerts.rules import ColdChainRules, ProductLimits, effective_limits
 from cloud.coldchain import tables as cc
+from cloud.coldchain.runtime import ColdChainRuntime, runtime_of
+from cloud.coldchain.service import claim_tick, ensure_job
 from cloud.core import db
-from cloud.services.alerts import ColdChainRules, ProductLimits, effective_limits
-from cloud.services.coldchain import claim_tick, ensure_job
-from cloud.services.coldchain_runtime import ColdChainRuntime, runtime_of
 from shelfsense.config import CloudSettings, ColdChainSettings, Settings, ZoneLimits
 
 

@@ -1,6 +1,6 @@
 """Edge incarnations: a wiped edge database opens a new sequence stream, never a silent duplicate.
 
-cloud.services.edge_streams; SQLite and PostgreSQL. The edge side (a real wiped database, real
+cloud.ingest.edge_streams; SQLite and PostgreSQL. The edge side (a real wiped database, real
 processes) is proved in tests/edge/test_wiped_edge.py.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from conftest import Cloud, batch, health, reading
 
+from cloud.alerts.messages import alert_message
+from cloud.coldchain.service import Notice
 from cloud.core import db
-from cloud.services.alert_messages import alert_message
-from cloud.services.coldchain import Notice
 
 OLD = "a" * 32
 NEW = "b" * 32

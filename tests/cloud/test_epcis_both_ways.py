@@ -24,7 +24,7 @@ from cloud.admin import create_user_async
 from cloud.epcis.schema import schema
 from cloud.epcis.uris import epc_hex_candidates, epc_uri
 from cloud.main import create_app
-from cloud.services import masterdata as md
+from cloud.masterdata import service as md
 from devices.epc import encode_sgtin96, encode_tag_uri
 from shelfsense.config import CloudSettings, Settings
 

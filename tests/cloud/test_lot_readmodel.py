@@ -1,4 +1,4 @@
-"""The lot-evidence read model equals the full recomputation (cloud.services.lots, the oracle) on
+"""The lot-evidence read model equals the full recomputation (cloud.lots.service, the oracle) on
 random histories, SQLite and PostgreSQL.
 
 Each example registers products, lots and items, ingests shuffled movements and zone readings in
@@ -26,11 +26,11 @@ from test_lots_api import move, reading
 from cloud.admin import create_edge_async
 from cloud.core import db
 from cloud.core.migrate import upgrade_to_head
-from cloud.services import lot_pages as pages
-from cloud.services import lots as oracle
-from cloud.services import masterdata as md
-from cloud.services.ingest import ingest_batch
-from cloud.services.lot_readmodel import ReadModelOptions, refresh
+from cloud.ingest.service import ingest_batch
+from cloud.lots import pages as pages
+from cloud.lots import service as oracle
+from cloud.lots.readmodel import ReadModelOptions, refresh
+from cloud.masterdata import service as md
 from shelfsense.contract import Batch
 
 NOW_OPTIONS = ReadModelOptions(min_refresh_s=0.0)

@@ -17,8 +17,8 @@ from conftest import Cloud, settle_lots
 from sqlalchemy import select
 
 from cloud.core import db
-from cloud.services import lots as svc
-from cloud.services import masterdata as md
+from cloud.lots import service as svc
+from cloud.masterdata import service as md
 from shelfsense.cli import main as cli_main
 
 H = 3600.0

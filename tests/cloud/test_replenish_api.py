@@ -29,12 +29,12 @@ from replenish_fixtures import (
 )
 from sqlalchemy import select
 
+from cloud.ingest.projections import insert_history
 from cloud.notify.webhooks import WebhookChannel, verify_webhook
 from cloud.replenish import masterdata as rmd
 from cloud.replenish import service as svc
 from cloud.replenish import tables as rt
 from cloud.replenish.epcis import CONTEXT
-from cloud.services.projections import insert_history
 from shelfsense.contract import SensorReading, SequencedEvent
 
 SECRET = "s3cret-for-tests"

@@ -16,12 +16,12 @@ from sqlalchemy import select, update
 from webhook_receiver import Receiver, webhook_receiver
 
 from cloud.core import db
+from cloud.lots import service as lots
+from cloud.masterdata import service as md
 from cloud.notify.notifier import Notifier, notifier_of
 from cloud.replenish import service as svc
 from cloud.replenish import tables as rt
 from cloud.replenish.rules import load_rules
-from cloud.services import lots
-from cloud.services import masterdata as md
 from shelfsense.config import CloudSettings, ColdChainSettings, ReplenishSettings, Settings
 
 SECRET = "hook-secret-for-tests"

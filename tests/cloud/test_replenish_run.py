@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core import db
 from cloud.core.migrate import upgrade_to_head
+from cloud.masterdata.service import MasterDataError
 from cloud.replenish import masterdata as rmd
 from cloud.replenish import service as svc
 from cloud.replenish import tables as rt
-from cloud.services.masterdata import MasterDataError
 from shelfsense.cli import main as cli_main
 from shelfsense.config import ReplenishSettings
 

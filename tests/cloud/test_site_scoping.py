@@ -25,8 +25,8 @@ from sqlalchemy import select
 from cloud.admin import create_edge_async, create_user_async
 from cloud.core import db
 from cloud.main import create_app
+from cloud.masterdata import service as md
 from cloud.replenish import tables as rt
-from cloud.services import masterdata as md
 from shelfsense.config import CloudSettings, Settings, ZoneLimits
 
 B_MARKERS = ("site-b", "edge-b", "zone-b", "probe-b", EPC_B)

@@ -14,7 +14,7 @@ from replenish_fixtures import SITE, App, history, master_data, replenish_settin
 
 from cloud.core import db
 from cloud.core.migrate import ensure_schema
-from cloud.services import masterdata as md
+from cloud.masterdata import service as md
 from cloud.whatif.cli import EXIT_USAGE
 from shelfsense.cli import main
 

@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from sqlalchemy import and_, or_, select
 
 from cloud.admin import create_edge_async
+from cloud.coldchain.service import product_limits
 from cloud.core import db
 from cloud.core.migrate import upgrade_to_head
-from cloud.services import masterdata as md
-from cloud.services import zone_stock
-from cloud.services.coldchain import product_limits
-from cloud.services.ingest import ingest_batch
+from cloud.ingest.service import ingest_batch
+from cloud.masterdata import service as md
+from cloud.stock import zone_stock
 from shelfsense.contract import Batch
 
 LOCATIONS = ["cold-1", "cold-1-shelf", "cold-2", "dock"]

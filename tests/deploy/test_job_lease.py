@@ -18,9 +18,9 @@ from deploy_harness import CloudReplica, create_edge, wait_until
 from sqlalchemy import func, select
 from webhook_receiver import Receiver, webhook_receiver
 
+from cloud.coldchain.service import JOB_NAME
 from cloud.core import db
 from cloud.replenish.service import JOB_NAME as REPLENISH_JOB
-from cloud.services.coldchain import JOB_NAME
 from shelfsense.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]

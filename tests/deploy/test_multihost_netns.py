@@ -26,8 +26,8 @@ from deploy_harness import CloudReplica, Nginx, create_edge, make_test_ca, wait_
 from netns_lab import Lab
 from sqlalchemy import func, select
 
+from cloud.coldchain.service import JOB_NAME
 from cloud.core import db
-from cloud.services.coldchain import JOB_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 PER_PHASE = 500
