@@ -25,15 +25,16 @@ from cloud.alerts.lifecycle import (
     resolve,
 )
 from cloud.alerts.rules import ACTIVE, effective_limits
+from cloud.alerts.schemas import AlertPublic
 from cloud.api.deps import DbConn, Engine, OperatorUser, UserPrincipal, ViewerUser, ZonesDep, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.schemas import ErrorBody, Page
 from cloud.api.sites import check_site, site_clause
 from cloud.coldchain.service import Notice, product_limits
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
 from cloud.notify.notifier import notifier_of
-from cloud.schemas import AlertPublic, ErrorBody, Page
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"], dependencies=[Depends(require_role(Role.viewer))])
 

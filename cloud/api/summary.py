@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import ColumnElement, Table, func, select
 
 from cloud.api.deps import DbConn, ViewerUser, require_role
+from cloud.api.schemas import EdgeBrief, Summary
 from cloud.api.sites import site_clause
 from cloud.core import db
 from cloud.core.security import Role
-from cloud.schemas import EdgeBrief, Summary
 
 router = APIRouter(prefix="/api/v1", tags=["summary"], dependencies=[Depends(require_role(Role.viewer))])
 

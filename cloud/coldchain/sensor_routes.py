@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from cloud.api.deps import DbConn, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.schemas import Page
 from cloud.api.sites import site_clause
+from cloud.coldchain.schemas import SensorPublic, SensorReadingPublic
 from cloud.core import db
 from cloud.core.security import Role
-from cloud.schemas import Page, SensorPublic, SensorReadingPublic
 
 router = APIRouter(prefix="/api/v1", tags=["sensors"], dependencies=[Depends(require_role(Role.viewer))])
 

@@ -8,10 +8,11 @@ from sqlalchemy import select
 from cloud.admin import create_edge_async, revoke_edge_tokens_async
 from cloud.api.deps import AdminUser, DbConn, Engine, ViewerUser
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.schemas import Page
 from cloud.api.sites import check_site, site_clause
 from cloud.core import db
 from cloud.core.errors import AdminError, ApiError
-from cloud.schemas import DeviceHealthPublic, EdgeCreate, EdgeCreated, EdgePublic, Page
+from cloud.ingest.schemas import DeviceHealthPublic, EdgeCreate, EdgeCreated, EdgePublic
 
 router = APIRouter(prefix="/api/v1", tags=["edges"])
 

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cloud.api.body import read_limited_body
 from cloud.api.deps import CurrentEdge, Engine, MetricsDep, SettingsDep, ZonesDep
+from cloud.api.schemas import ErrorBody
 from cloud.coldchain.runtime import event_moment, runtime_of
 from cloud.core import db
 from cloud.core.errors import ApiError
@@ -24,7 +25,6 @@ from cloud.ingest.service import (
     offset_hint,
     prepare_batch,
 )
-from cloud.schemas import ErrorBody
 from shelfsense.contract import Batch, BatchAck, ContractError, UnsupportedContractVersion, parse_batch
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])

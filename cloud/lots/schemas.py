@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from cloud.schemas import Page
+from cloud.api.schemas import Page
 
 
 class LotLocation(BaseModel):

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from cloud.api.body import read_limited_body
 from cloud.api.deps import AdminUser, DbConn, Engine, SettingsDep, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.schemas import Page
 from cloud.api.sites import AllSitesAdmin, check_site, site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
@@ -19,7 +20,6 @@ from cloud.core.security import Role
 from cloud.masterdata import service as md
 from cloud.masterdata.service import ItemRecord, LocationRecord, LotRecord, MasterDataError, ProductRecord
 from cloud.replenish.schemas import ImportResult
-from cloud.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["master data"])
 Viewer = [Depends(require_role(Role.viewer))]

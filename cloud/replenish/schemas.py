@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from cloud.schemas import Page
+from cloud.api.schemas import Page
 
 ProposalKind = Literal["purchase", "transfer", "markdown"]
 ProposalStatus = Literal["open", "approved", "rejected", "exported"]

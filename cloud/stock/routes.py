@@ -10,17 +10,17 @@ from sqlalchemy import and_, func, or_, select
 
 from cloud.api.deps import DbConn, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.schemas import Page
 from cloud.api.sites import site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
-from cloud.schemas import (
+from cloud.stock.schemas import (
     ItemHistory,
     MovementPublic,
     MovementRow,
     MovementsPage,
     ObservationPublic,
-    Page,
     PassagePublic,
     PassageRow,
     StockItemPublic,

@@ -9,11 +9,12 @@ from sqlalchemy import select
 
 from cloud.api.deps import DbConn, Engine, OperatorUser, UserPrincipal, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
+from cloud.api.schemas import Page
 from cloud.api.sites import check_site, site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
-from cloud.schemas import DiscrepancyPublic, Page, StocktakeRunDetail, StocktakeRunPublic
+from cloud.stocktake.schemas import DiscrepancyPublic, StocktakeRunDetail, StocktakeRunPublic
 from cloud.stocktake.service import DiscrepancyNotOpen, StocktakeOptions, decide, run_all_sites, run_site
 
 router = APIRouter(prefix="/api/v1", tags=["stocktakes"])
