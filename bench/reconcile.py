@@ -26,7 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
 from cloud.stocktake.reconcile import ReconcileInput, ReconcileParams, reconcile
+from cloud.users import tables as users_db
 
 K = 3
 
@@ -88,9 +91,9 @@ async def stored_run(data: ReconcileInput, params: ReconcileParams) -> float:
         try:
             await upgrade_to_head(engine)
             async with db.write_transaction(engine) as conn:
-                await conn.execute(db.sites.insert().values(site_id="site-1", created_at=end))
+                await conn.execute(users_db.sites.insert().values(site_id="site-1", created_at=end))
                 await conn.execute(
-                    db.locations.insert(),
+                    masterdata_db.locations.insert(),
                     [
                         {
                             "site_id": "site-1",
@@ -104,7 +107,7 @@ async def stored_run(data: ReconcileInput, params: ReconcileParams) -> float:
                     ],
                 )
                 await conn.execute(
-                    db.stock_items.insert(),
+                    stock_db.stock_items.insert(),
                     [
                         {"site_id": "site-1", "epc": e, "location": loc, "present": True, "updated_at": end}
                         for e, loc in zip(data.book_epcs, data.book_locations, strict=True)
@@ -113,7 +116,7 @@ async def stored_run(data: ReconcileInput, params: ReconcileParams) -> float:
                 seen_at = end - timedelta(seconds=30)
                 await db.bulk_insert(
                     conn,
-                    db.tag_observations,
+                    stock_db.tag_observations,
                     [
                         {
                             "site_id": "site-1",

@@ -15,7 +15,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud.alerts import tables as alerts_db
 from cloud.alerts.rules import GAP_RULE, Limits
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.coldchain import tables as cc
 from cloud.coldchain.service import Notice, alert_row
 from cloud.core import db
@@ -36,7 +38,11 @@ class AlertStateConflict(CloudError):
 
 async def _locked(conn: AsyncConnection, alert_id: int) -> dict[str, Any]:
     row = (
-        (await conn.execute(select(db.alerts).where(db.alerts.c.id == alert_id).with_for_update()))
+        (
+            await conn.execute(
+                select(alerts_db.alerts).where(alerts_db.alerts.c.id == alert_id).with_for_update()
+            )
+        )
         .mappings()
         .one_or_none()
     )
@@ -57,7 +63,7 @@ async def acknowledge(
             )
         values = {"status": "acknowledged", "acknowledged_at": db.utcnow(), "acknowledged_by": user}
         values["ack_comment"] = comment
-        await conn.execute(update(db.alerts).where(db.alerts.c.id == alert_id).values(values))
+        await conn.execute(update(alerts_db.alerts).where(alerts_db.alerts.c.id == alert_id).values(values))
         row.update(values)
     return row, Notice(row, "acknowledged")
 
@@ -76,7 +82,7 @@ async def resolve(
             "resolved_by": user,
             "resolve_reason": reason,
         }
-        await conn.execute(update(db.alerts).where(db.alerts.c.id == alert_id).values(values))
+        await conn.execute(update(alerts_db.alerts).where(alerts_db.alerts.c.id == alert_id).values(values))
         row.update(values)
     return row, Notice(row, "resolved")
 
@@ -88,7 +94,7 @@ async def alert_detail(conn: AsyncConnection, alert_id: int, limits: Limits | No
         raise AlertNotFound(f"alert {alert_id} does not exist")
     start = db.utc(row["first_breach_at"]) - READINGS_MARGIN
     end = db.utc(row["resolved_at"] or row["last_breach_at"]) + READINGS_MARGIN
-    r = db.sensor_readings
+    r = sensors_db.sensor_readings
     query = (
         select(r.c.sensor_id, r.c.quantity, r.c.value, r.c.unit, r.c.time)
         .where(r.c.site_id == row["site_id"], r.c.zone == row["zone"], r.c.time >= start, r.c.time <= end)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud.alerts import tables as alerts_db
 from cloud.alerts.lifecycle import (
     AlertNotFound,
     AlertStateConflict,
@@ -31,7 +32,6 @@ from cloud.api.pagination import Limit, Offset, paginate
 from cloud.api.schemas import ErrorBody, Page
 from cloud.api.sites import check_site, site_clause
 from cloud.coldchain.service import Notice, product_limits
-from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
 from cloud.notify.notifier import notifier_of
@@ -131,7 +131,7 @@ async def list_alerts(
     offset: Offset = 0,
 ) -> Page[AlertOut]:
     """``open``: not yet acknowledged; ``active``: open or acknowledged."""
-    t = db.alerts
+    t = alerts_db.alerts
     query = select(t).order_by(t.c.first_breach_at.desc(), t.c.id.desc())
     if status == "active":
         query = query.where(t.c.status.in_(ACTIVE))
@@ -205,7 +205,11 @@ async def post_resolve(
 
 async def db_alert_or_404(conn: AsyncConnection, alert_id: int, user: UserPrincipal) -> dict[str, Any]:
     """The alert, or 404 when it does not exist or belongs to a site the user does not hold."""
-    row = (await conn.execute(select(db.alerts).where(db.alerts.c.id == alert_id))).mappings().one_or_none()
+    row = (
+        (await conn.execute(select(alerts_db.alerts).where(alerts_db.alerts.c.id == alert_id)))
+        .mappings()
+        .one_or_none()
+    )
     if row is None:
         raise ApiError(404, "not_found", f"alert {alert_id} does not exist")
     check_site(user, row["site_id"], f"alert {alert_id}")

@@ -7,11 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import ColumnElement, Table, func, select
 
+from cloud.alerts import tables as alerts_db
 from cloud.api.deps import DbConn, ViewerUser, require_role
 from cloud.api.schemas import EdgeBrief, Summary
 from cloud.api.sites import site_clause
-from cloud.core import db
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.core.security import Role
+from cloud.ingest import tables as ingest_db
+from cloud.stock import tables as stock_db
 
 router = APIRouter(prefix="/api/v1", tags=["summary"], dependencies=[Depends(require_role(Role.viewer))])
 
@@ -22,24 +25,26 @@ async def summary(conn: DbConn, user: ViewerUser, site: str | None = None) -> Su
         query = select(func.count()).select_from(table).where(*conditions)
         return query.where(site_clause(user, table.c.site_id, site)).scalar_subquery()
 
-    e = db.edges
+    e = ingest_db.edges
     received = select(func.coalesce(func.sum(e.c.events_received), 0))
     received = received.where(site_clause(user, e.c.site_id, site))
     row = (
         await conn.execute(
             select(
-                count(db.stock_items, db.stock_items.c.present.is_(True)).label("items_on_hand"),
-                count(db.sensor_readings).label("sensor_readings"),
-                count(db.tag_observations).label("tag_observations"),
-                count(db.portal_passages).label("passages"),
+                count(stock_db.stock_items, stock_db.stock_items.c.present.is_(True)).label("items_on_hand"),
+                count(sensors_db.sensor_readings).label("sensor_readings"),
+                count(stock_db.tag_observations).label("tag_observations"),
+                count(stock_db.portal_passages).label("passages"),
                 count(
-                    db.portal_passages,
-                    db.portal_passages.c.direction == "unknown",
-                    db.portal_passages.c.resolved_run_id.is_(None),
+                    stock_db.portal_passages,
+                    stock_db.portal_passages.c.direction == "unknown",
+                    stock_db.portal_passages.c.resolved_run_id.is_(None),
                 ).label("passages_direction_unknown"),
                 # Acknowledged alerts are still active excursions: they count as open until resolved.
-                count(db.alerts, db.alerts.c.status.in_(("open", "acknowledged"))).label("alerts_open"),
-                count(db.alerts).label("alerts_total"),
+                count(alerts_db.alerts, alerts_db.alerts.c.status.in_(("open", "acknowledged"))).label(
+                    "alerts_open"
+                ),
+                count(alerts_db.alerts).label("alerts_total"),
                 received.scalar_subquery().label("events_received"),
             )
         )

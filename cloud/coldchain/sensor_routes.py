@@ -11,8 +11,8 @@ from cloud.api.deps import DbConn, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
 from cloud.api.schemas import Page
 from cloud.api.sites import site_clause
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.coldchain.schemas import SensorPublic, SensorReadingPublic
-from cloud.core import db
 from cloud.core.security import Role
 
 router = APIRouter(prefix="/api/v1", tags=["sensors"], dependencies=[Depends(require_role(Role.viewer))])
@@ -27,7 +27,7 @@ async def list_sensors(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[SensorPublic]:
-    t = db.sensors
+    t = sensors_db.sensors
     query = select(t).order_by(t.c.site_id, t.c.sensor_id, t.c.quantity)
     query = query.where(site_clause(user, t.c.site_id, site))
     if zone is not None:
@@ -49,7 +49,7 @@ async def list_readings(
     offset: Offset = 0,
 ) -> Page[SensorReadingPublic]:
     """Readings in time order; ``since`` inclusive, ``until`` exclusive (naive times are UTC)."""
-    t = db.sensor_readings
+    t = sensors_db.sensor_readings
     query = select(t).where(t.c.sensor_id == sensor_id).order_by(t.c.time, t.c.id)
     if since is not None:
         query = query.where(t.c.time >= since)

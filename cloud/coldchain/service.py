@@ -27,11 +27,13 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud.alerts import tables as alerts_db
 from cloud.alerts.rules import ACTIVE, Alert, AlertBook, ColdChainRules, Limits, ProductLimits, StateKey
 from cloud.coldchain import tables as cc
 from cloud.core import db, jobs
 from cloud.core.config import ZoneKey
 from cloud.ingest.projections import dialect_insert
+from cloud.masterdata import tables as masterdata_db
 from cloud.stock import zone_stock
 from shelfsense.config import ZoneLimits
 from shelfsense.contract import LocalAlarm, SensorReading, SequencedEvent
@@ -70,7 +72,7 @@ async def product_limits(
     """
     if not zones:
         return {}
-    loc, p = db.locations, db.products
+    loc, p = masterdata_db.locations, masterdata_db.products
     children = await conn.execute(
         select(loc.c.location_id, loc.c.parent_id).where(
             loc.c.site_id == site_id, loc.c.parent_id.in_(list(zones))
@@ -102,8 +104,8 @@ async def product_limits(
 async def _lock_active_alerts(conn: AsyncConnection, site_id: str) -> list[Alert]:
     rows = (
         await conn.execute(
-            select(db.alerts)
-            .where(db.alerts.c.site_id == site_id, db.alerts.c.status.in_(ACTIVE))
+            select(alerts_db.alerts)
+            .where(alerts_db.alerts.c.site_id == site_id, alerts_db.alerts.c.status.in_(ACTIVE))
             .with_for_update()
         )
     ).mappings()
@@ -129,8 +131,8 @@ async def _persist(conn: AsyncConnection, book: AlertBook, now: datetime) -> lis
         columns = [name for name in updated[0].to_row() if name != "id"]
         params = [{"b_" + k: v for k, v in a.to_row().items()} for a in updated]
         stmt = (
-            update(db.alerts)
-            .where(db.alerts.c.id == bindparam("b_id"))
+            update(alerts_db.alerts)
+            .where(alerts_db.alerts.c.id == bindparam("b_id"))
             .values({name: bindparam("b_" + name) for name in columns})
         )
         await conn.execute(stmt, params)
@@ -138,7 +140,7 @@ async def _persist(conn: AsyncConnection, book: AlertBook, now: datetime) -> lis
         row = alert.to_row()
         del row["id"]
         row["notified_at"] = now
-        alert.id = await conn.scalar(db.alerts.insert().values(row).returning(db.alerts.c.id))
+        alert.id = await conn.scalar(alerts_db.alerts.insert().values(row).returning(alerts_db.alerts.c.id))
     await _persist_states(conn, book.site_id, book.states(), now)
     await _persist_events(conn, book)
     notices = []
@@ -276,7 +278,7 @@ async def escalation_tick(engine: AsyncEngine, after: timedelta, groups: int, no
     """Move alerts still ``open`` (not acknowledged) ``after`` their last notice to the next group."""
     if groups < 2:
         return []
-    a = db.alerts
+    a = alerts_db.alerts
     async with db.write_transaction(engine) as conn:
         rows = (
             await conn.execute(
@@ -318,7 +320,11 @@ async def finish_tick(engine: AsyncEngine) -> None:
 
 
 async def alert_row(conn: AsyncConnection, alert_id: int) -> dict[str, Any] | None:
-    row = (await conn.execute(select(db.alerts).where(db.alerts.c.id == alert_id))).mappings().one_or_none()
+    row = (
+        (await conn.execute(select(alerts_db.alerts).where(alerts_db.alerts.c.id == alert_id)))
+        .mappings()
+        .one_or_none()
+    )
     return dict(row) if row is not None else None
 
 

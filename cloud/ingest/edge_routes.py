@@ -10,8 +10,8 @@ from cloud.api.deps import AdminUser, DbConn, Engine, ViewerUser
 from cloud.api.pagination import Limit, Offset, paginate
 from cloud.api.schemas import Page
 from cloud.api.sites import check_site, site_clause
-from cloud.core import db
 from cloud.core.errors import AdminError, ApiError
+from cloud.ingest import tables as ingest_db
 from cloud.ingest.schemas import DeviceHealthPublic, EdgeCreate, EdgeCreated, EdgePublic
 
 router = APIRouter(prefix="/api/v1", tags=["edges"])
@@ -21,12 +21,12 @@ router = APIRouter(prefix="/api/v1", tags=["edges"])
 async def list_edges(
     conn: DbConn, user: ViewerUser, site: str | None = None, limit: Limit = 100, offset: Offset = 0
 ) -> Page[EdgePublic]:
-    t = db.edges
+    t = ingest_db.edges
     query = select(t).order_by(t.c.edge_id).where(site_clause(user, t.c.site_id, site))
     rows, total = await paginate(conn, query, limit, offset)
     devices: dict[str, list[DeviceHealthPublic]] = {}
     if rows:
-        h = db.device_health
+        h = ingest_db.device_health
         health_query = (
             select(h)
             .where(h.c.edge_id.in_([r["edge_id"] for r in rows]))
@@ -53,6 +53,8 @@ async def register_edge(body: EdgeCreate, engine: Engine, admin: AdminUser) -> E
 async def revoke_edge(edge_id: str, engine: Engine, admin: AdminUser) -> dict[str, int]:
     """Revoke every token of an edge (admin of its site)."""
     async with engine.connect() as conn:
-        site_id = await conn.scalar(select(db.edges.c.site_id).where(db.edges.c.edge_id == edge_id))
+        site_id = await conn.scalar(
+            select(ingest_db.edges.c.site_id).where(ingest_db.edges.c.edge_id == edge_id)
+        )
     check_site(admin, site_id, f"edge {edge_id!r}")
     return {"revoked": await revoke_edge_tokens_async(engine, edge_id)}

@@ -31,10 +31,12 @@ from typing import Any
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud.alerts import tables as alerts_db
 from cloud.alerts.rules import ACTIVE
 from cloud.coldchain.service import Notice
 from cloud.core import db
 from cloud.core.errors import CloudError
+from cloud.ingest import tables as ingest_db
 from shelfsense.contract import Batch, SequencedEvent
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ async def stream_of(conn: AsyncConnection, batch: Batch, edge: Row[*tuple[Any, .
             f"edge {batch.edge_id} sends with incarnation {_short(current)}; a batch without one "
             "(an edge software older than incarnations, or a copy of its old database) is refused",
         )
-    t = db.edge_incarnations
+    t = ingest_db.edge_incarnations
     known = await conn.scalar(
         select(t.c.started_at).where(t.c.edge_id == batch.edge_id, t.c.incarnation == wanted)
     )
@@ -85,12 +87,14 @@ async def stream_of(conn: AsyncConnection, batch: Batch, edge: Row[*tuple[Any, .
             f"incarnation {_short(wanted)} of edge {batch.edge_id} was replaced by {_short(current)}: "
             "this database is no longer the edge's (restored copy? see edge.incarnation.start_new)",
         )
-    top = await conn.scalar(select(func.max(db.events.c.seq)).where(db.events.c.edge_id == batch.edge_id))
+    top = await conn.scalar(
+        select(func.max(ingest_db.events.c.seq)).where(ingest_db.events.c.edge_id == batch.edge_id)
+    )
     offset = int(top or 0)
     now = db.utcnow()
     await conn.execute(
-        update(db.edges)
-        .where(db.edges.c.edge_id == batch.edge_id)
+        update(ingest_db.edges)
+        .where(ingest_db.edges.c.edge_id == batch.edge_id)
         .values(incarnation=wanted, seq_offset=offset, acked_through=0, incarnation_started_at=now)
     )
     await conn.execute(
@@ -120,7 +124,7 @@ async def _raise_alert(
     now: datetime,
 ) -> Notice:
     """Open (or refresh, after another wipe) the edge's ``edge_incarnation`` operator alert."""
-    a = db.alerts
+    a = alerts_db.alerts
     text = (
         f"edge {edge_id} database replaced: incarnation {_short(incarnation)} follows "
         f"{_short(previous)}; events the old database had not sent are lost"
@@ -162,8 +166,8 @@ async def note_disk_full(conn: AsyncConnection, batch: Batch, edge: Row[*tuple[A
     else:
         log.warning("edge %s reports disk space back", batch.edge_id)
     await conn.execute(
-        update(db.edges)
-        .where(db.edges.c.edge_id == batch.edge_id)
+        update(ingest_db.edges)
+        .where(ingest_db.edges.c.edge_id == batch.edge_id)
         .values(disk_full=batch.disk_full, disk_full_since=db.utcnow() if batch.disk_full else None)
     )
 

@@ -26,7 +26,10 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.core import db
+from cloud.ingest import tables as ingest_db
+from cloud.stock import tables as stock_db
 from cloud.stock import zone_stock
 from shelfsense.contract import (
     DeviceHealth,
@@ -226,11 +229,11 @@ def prepare(site_id: str, edge_id: str, items: Sequence[SequencedEvent], dialect
     history = [
         Rows(table, names, rows)
         for table, names, rows in (
-            (db.tag_observations, _TAG, tags),
-            (db.portal_passages, _PASSAGE, passages),
-            (db.stock_movements, _MOVEMENT, movements),
-            (db.sensor_readings, _READING, readings),
-            (db.local_alarms, _ALARM, alarms),
+            (stock_db.tag_observations, _TAG, tags),
+            (stock_db.portal_passages, _PASSAGE, passages),
+            (stock_db.stock_movements, _MOVEMENT, movements),
+            (sensors_db.sensor_readings, _READING, readings),
+            (ingest_db.local_alarms, _ALARM, alarms),
         )
         if rows
     ]
@@ -240,14 +243,20 @@ def prepare(site_id: str, edge_id: str, items: Sequence[SequencedEvent], dialect
         (site_id, m.epc, m.to_location, m.to_location is not None, at) for at, _, m in stock.values()
     ]
     if stock_rows:
-        latest.append(Upsert(Rows(db.stock_items, _STOCK, stock_rows), ("site_id", "epc"), "updated_at"))
+        latest.append(
+            Upsert(Rows(stock_db.stock_items, _STOCK, stock_rows), ("site_id", "epc"), "updated_at")
+        )
     sensor_rows = [
         (site_id, r.sensor_id, r.quantity, edge_id, r.zone, r.unit, r.value, time)
         for time, _, r in sensors.values()
     ]
     if sensor_rows:
         latest.append(
-            Upsert(Rows(db.sensors, _SENSOR, sensor_rows), ("site_id", "sensor_id", "quantity"), "last_time")
+            Upsert(
+                Rows(sensors_db.sensors, _SENSOR, sensor_rows),
+                ("site_id", "sensor_id", "quantity"),
+                "last_time",
+            )
         )
     health_rows = [
         (
@@ -263,7 +272,9 @@ def prepare(site_id: str, edge_id: str, items: Sequence[SequencedEvent], dialect
         for at, _, h in health.values()
     ]
     if health_rows:
-        latest.append(Upsert(Rows(db.device_health, _HEALTH, health_rows), ("edge_id", "device_id"), "at"))
+        latest.append(
+            Upsert(Rows(ingest_db.device_health, _HEALTH, health_rows), ("edge_id", "device_id"), "at")
+        )
     return Projection(history, latest)
 
 
@@ -300,7 +311,7 @@ async def upsert_rows(conn: AsyncConnection, upsert: Upsert) -> None:
     if not rows.rows:
         return
     table, names = rows.table, rows.names
-    if table is db.stock_items:  # per-location product counts follow the moves (cloud.stock.zone_stock)
+    if table is stock_db.stock_items:  # per-location product counts follow the moves (cloud.stock.zone_stock)
         await zone_stock.before_stock_upsert(conn, names, rows.rows)
     if conn.dialect.name == "sqlite":
         columns = ", ".join(f'"{n}"' for n in names)
@@ -328,7 +339,7 @@ async def write(conn: AsyncConnection, projection: Projection) -> int:
     stored (a wiped edge or a publisher's re-send under a new sequence number, migration 0016)."""
     dropped = 0
     for rows in projection.history:
-        is_reading = rows.table is db.sensor_readings
+        is_reading = rows.table is sensors_db.sensor_readings
         inserted = await insert_rows(conn, rows, ignore_conflicts=is_reading)
         if is_reading:
             dropped += len(rows.rows) - inserted

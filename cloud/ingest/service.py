@@ -48,6 +48,7 @@ from cloud.coldchain.service import Evaluation, Notice, evaluate_batch
 from cloud.core import db
 from cloud.core.config import ZoneKey
 from cloud.core.errors import CloudError
+from cloud.ingest import tables as ingest_db
 from cloud.ingest.edge_streams import StreamConflict, check_resent, note_disk_full, shifted, stream_of
 from cloud.ingest.plausibility import PlausibilityWindow
 from cloud.ingest.projections import Projection, Rows, insert_rows, prepare, rows_by_kind, stamp_for, write
@@ -133,7 +134,7 @@ def prepare_batch(
     return PreparedBatch(
         site_id,
         dialect,
-        Rows(db.events, _EVENT_COLUMNS, event_rows),
+        Rows(ingest_db.events, _EVENT_COLUMNS, event_rows),
         prepare(site_id, edge_id, applied, dialect),
         offset,
         implausible,
@@ -251,7 +252,7 @@ async def _insert_new_events(
     new_items = [item for item, k in zip(batch.events, keep, strict=True) if k]
     if new_items:
         rows = [row for row, k in zip(prepared.events.rows, keep, strict=True) if k]
-        await insert_rows(conn, Rows(db.events, prepared.events.names, rows), ignore_conflicts=True)
+        await insert_rows(conn, Rows(ingest_db.events, prepared.events.names, rows), ignore_conflicts=True)
     return new_items
 
 
@@ -275,19 +276,19 @@ def _known_contiguous(batch: Batch, acked: int) -> int:
 
 _LOCK_EDGE = (
     select(
-        db.edges.c.site_id,
-        db.edges.c.acked_through,
-        db.edges.c.incarnation,
-        db.edges.c.seq_offset,
-        db.edges.c.disk_full,
+        ingest_db.edges.c.site_id,
+        ingest_db.edges.c.acked_through,
+        ingest_db.edges.c.incarnation,
+        ingest_db.edges.c.seq_offset,
+        ingest_db.edges.c.disk_full,
     )
-    .where(db.edges.c.edge_id == bindparam("edge_id"))
+    .where(ingest_db.edges.c.edge_id == bindparam("edge_id"))
     .with_for_update()
 )
-_STORED_SEQS = select(db.events.c.seq, db.events.c.payload).where(
-    db.events.c.edge_id == bindparam("edge_id"),
-    db.events.c.seq >= bindparam("first"),
-    db.events.c.seq <= bindparam("last"),
+_STORED_SEQS = select(ingest_db.events.c.seq, ingest_db.events.c.payload).where(
+    ingest_db.events.c.edge_id == bindparam("edge_id"),
+    ingest_db.events.c.seq >= bindparam("first"),
+    ingest_db.events.c.seq <= bindparam("last"),
 )
 
 
@@ -298,8 +299,10 @@ def _contiguous_ack(edge_id: BindParameter[str], acked: BindParameter[int]) -> C
     ``acked + 1`` itself is stored. The scan walks the primary key from ``acked``; gaps are rare
     (an edge sends in order) so the run is short.
     """
-    e, n = db.events.alias("e"), db.events.alias("n")
-    next_stored = exists().where(and_(db.events.c.edge_id == edge_id, db.events.c.seq == acked + 1))
+    e, n = ingest_db.events.alias("e"), ingest_db.events.alias("n")
+    next_stored = exists().where(
+        and_(ingest_db.events.c.edge_id == edge_id, ingest_db.events.c.seq == acked + 1)
+    )
     run_end = (
         select(func.min(e.c.seq))
         .where(
@@ -320,11 +323,11 @@ def _advance_edge() -> Any:  # a ReturningUpdate
 
     Bind names are prefixed: SQLAlchemy reserves the bare column names for the SET clause.
     """
-    edge_id: BindParameter[str] = bindparam("b_edge_id", type_=db.edges.c.edge_id.type)
+    edge_id: BindParameter[str] = bindparam("b_edge_id", type_=ingest_db.edges.c.edge_id.type)
     acked: BindParameter[int] = bindparam("b_acked", type_=BigInteger())
-    c = db.edges.c
+    c = ingest_db.edges.c
     return (
-        update(db.edges)
+        update(ingest_db.edges)
         .where(c.edge_id == edge_id)
         .values(
             acked_through=_contiguous_ack(edge_id, acked) - bindparam("b_offset", type_=BigInteger()),

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud.coldchain.evidence_tables import lot_evidence_marks
 from cloud.core import db
+from cloud.masterdata import tables as masterdata_db
 from shelfsense.contract import SensorReading, SequencedEvent, StockMovement
 
 # Marks are due at once; one whose events lie after the catch-up's clock stays and comes due again
@@ -80,7 +81,7 @@ async def mark_master(conn: AsyncConnection, kind: str, keys: Sequence[Mapping[s
     elif kind == "items":
         affected = {(k["sku"], k["lot_code"]) for k in keys if k.get("lot_code") and k.get("sku")}
         epcs = [k["epc"] for k in keys]
-        i = db.items
+        i = masterdata_db.items
         for start in range(0, len(epcs), CHUNK):
             query = select(i.c.sku, i.c.lot_code).where(
                 i.c.epc.in_(epcs[start : start + CHUNK]), i.c.lot_code.is_not(None)

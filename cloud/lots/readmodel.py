@@ -28,11 +28,14 @@ from sqlalchemy import Row, and_, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.coldchain import lot_history as lh
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.coldchain.evidence_tables import lot_evidence, lot_evidence_marks, lot_evidence_stock
 from cloud.core import db, jobs
 from cloud.ingest.projections import dialect_insert
 from cloud.lots import service as oracle
 from cloud.lots.marks import insert_marks, lot_marks
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +145,7 @@ def _lot_pairs(rows: Iterable[Any]) -> set[LotKey]:
 async def _zone_lots(conn: AsyncConnection, site_id: str, zone: str, since: datetime) -> set[LotKey]:
     """Lots that may have been in ``zone`` at or after ``since``: on hand there now, or moved at the
     site since (an item that was there at ``since`` and left has a movement after it)."""
-    i, s, m = db.items, db.stock_items, db.stock_movements
+    i, s, m = masterdata_db.items, stock_db.stock_items, stock_db.stock_movements
     present = (
         select(i.c.sku, i.c.lot_code)
         .join(s, s.c.epc == i.c.epc)
@@ -160,7 +163,7 @@ async def _zone_lots(conn: AsyncConnection, site_id: str, zone: str, since: date
 
 async def _next_reading(conn: AsyncConnection, mark: Row[Any], now: datetime) -> datetime | None:
     """The first reading of the mark's zone after ``now`` within the mark's span (future-dated)."""
-    r = db.sensor_readings
+    r = sensors_db.sensor_readings
     return await conn.scalar(
         select(func.min(r.c.time)).where(
             r.c.zone == mark.zone,
@@ -185,7 +188,7 @@ class Resolved:
 
 async def resolve(conn: AsyncConnection, marks: Sequence[Row[Any]], now: datetime) -> Resolved:
     out = Resolved(set(), set(), {})
-    i, lots = db.items, db.lots
+    i, lots = masterdata_db.items, masterdata_db.lots
     for mark in marks:
         if mark.zone is not None:
             out.by_readings |= await _zone_lots(conn, mark.site_id, mark.zone, mark.since)
@@ -225,7 +228,7 @@ async def _as_of(conn: AsyncConnection, keys: Sequence[LotKey]) -> dict[LotKey, 
 
 async def _unmodelled(conn: AsyncConnection, limit: int) -> set[LotKey]:
     """Lots without a read-model row yet (new, or from before the read model existed)."""
-    lots, e = db.lots, lot_evidence
+    lots, e = masterdata_db.lots, lot_evidence
     query = (
         select(lots.c.sku, lots.c.lot_code)
         .outerjoin(e, and_(e.c.sku == lots.c.sku, e.c.lot_code == lots.c.lot_code))

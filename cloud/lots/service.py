@@ -28,9 +28,11 @@ from typing import Any, Protocol
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud.alerts import tables as alerts_db
 from cloud.alerts.rules import IGNORED_FLAGS
 from cloud.coldchain import evidence_tables as read_model
 from cloud.coldchain import lot_history as lh
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.coldchain.fefo import LotExpiry, fefo_order
 from cloud.coldchain.mkt import DEFAULT_ACTIVATION_ENERGY_KJ
 from cloud.coldchain.service import Notice
@@ -38,6 +40,8 @@ from cloud.coldchain.shelflife import ShelfLifeEstimate, ShelfLifeModel, remaini
 from cloud.core import db, jobs
 from cloud.core.errors import CloudError
 from cloud.ingest.projections import dialect_insert
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ def lot_id(sku: str, lot_code: str) -> str:
 
 async def resolve_lot(conn: AsyncConnection, text: str) -> LotKey:
     """``SKU:LOT_CODE`` (SKU and code may contain ':' themselves) or a bare, unambiguous lot code."""
-    t = db.lots
+    t = masterdata_db.lots
     candidates = [(text[:i], text[i + 1 :]) for i, c in enumerate(text) if c == ":"]
     for sku, code in candidates:
         found = await conn.scalar(select(t.c.sku).where(t.c.sku == sku, t.c.lot_code == code))
@@ -156,7 +160,7 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 async def _moves(conn: AsyncConnection, epcs: Sequence[str], now: datetime) -> list[lh.Move]:
-    m = db.stock_movements
+    m = stock_db.stock_movements
     moves: list[lh.Move] = []
     for chunk in _chunks(epcs):
         rows = await conn.execute(
@@ -171,7 +175,7 @@ async def _moves(conn: AsyncConnection, epcs: Sequence[str], now: datetime) -> l
 async def _on_hand(
     conn: AsyncConnection, epcs: Sequence[str], site: str | None = None
 ) -> dict[tuple[str, str | None], int]:
-    s = db.stock_items
+    s = stock_db.stock_items
     counts: Counter[tuple[str, str | None]] = Counter()
     for chunk in _chunks(epcs):
         query = select(s.c.site_id, s.c.location, func.count()).where(
@@ -188,7 +192,7 @@ async def zone_readings(
     conn: AsyncConnection, site_id: str | None, zone: str, since: datetime, until: datetime
 ) -> list[dict[str, Any]]:
     """Temperature readings of a zone in ``[since, until]`` (edge-flagged implausible ones left out)."""
-    r = db.sensor_readings
+    r = sensors_db.sensor_readings
     query = (
         select(r.c.site_id, r.c.zone, r.c.sensor_id, r.c.time, r.c.value, r.c.flags)
         .where(r.c.zone == zone, r.c.quantity == "temperature", r.c.time >= since, r.c.time <= until)
@@ -211,12 +215,20 @@ async def load_history(
     now = db.utc(now) if now is not None else db.utcnow()
     sku, code = key
     lot = (
-        await conn.execute(select(db.lots.c.expiry).where(db.lots.c.sku == sku, db.lots.c.lot_code == code))
+        await conn.execute(
+            select(masterdata_db.lots.c.expiry).where(
+                masterdata_db.lots.c.sku == sku, masterdata_db.lots.c.lot_code == code
+            )
+        )
     ).one_or_none()
     if lot is None:
         raise LotNotFound(f"no lot {lot_id(sku, code)!r}")
-    product = (await conn.execute(select(db.products).where(db.products.c.sku == sku))).mappings().one()
-    i = db.items
+    product = (
+        (await conn.execute(select(masterdata_db.products).where(masterdata_db.products.c.sku == sku)))
+        .mappings()
+        .one()
+    )
+    i = masterdata_db.items
     epcs = sorted(await conn.scalars(select(i.c.epc).where(i.c.sku == sku, i.c.lot_code == code)))
     paths = lh.paths_of(lh.stays_of(await _moves(conn, epcs, now), now))
     # One query per (site, location) over the union of its stays, then cut per stay.
@@ -442,12 +454,12 @@ async def lot_keys(
     conn: AsyncConnection, *, product: str | None = None, site: str | None = None
 ) -> list[LotKey]:
     """Lots of a product; with ``site``: only lots with items on hand there."""
-    t = db.lots
+    t = masterdata_db.lots
     query = select(t.c.sku, t.c.lot_code).order_by(t.c.sku, t.c.lot_code)
     if product is not None:
         query = query.where(t.c.sku == product)
     if site is not None:
-        i, s = db.items, db.stock_items
+        i, s = masterdata_db.items, stock_db.stock_items
         present = (
             select(i.c.sku, i.c.lot_code)
             .join(s, s.c.epc == i.c.epc)
@@ -681,7 +693,7 @@ async def check_expiry(
     async with engine.connect() as conn:
         stock = await expiring_stock(conn, now + within)
     wanted = _wanted(stock, now, within)
-    a = db.alerts
+    a = alerts_db.alerts
     opened: list[int] = []
     resolved: list[int] = []
     notices: list[Notice] = []

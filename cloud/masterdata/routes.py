@@ -14,10 +14,10 @@ from cloud.api.deps import AdminUser, DbConn, Engine, SettingsDep, ViewerUser, r
 from cloud.api.pagination import Limit, Offset, paginate
 from cloud.api.schemas import Page
 from cloud.api.sites import AllSitesAdmin, check_site, site_clause
-from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
 from cloud.masterdata import service as md
+from cloud.masterdata import tables as masterdata_db
 from cloud.masterdata.service import ItemRecord, LocationRecord, LotRecord, MasterDataError, ProductRecord
 from cloud.replenish.schemas import ImportResult
 
@@ -60,7 +60,7 @@ async def list_products(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    t = db.products
+    t = masterdata_db.products
     query = select(t).order_by(t.c.sku)
     if gtin is not None:
         query = query.where(t.c.gtin == gtin.zfill(14))
@@ -71,7 +71,7 @@ async def list_products(
 
 @router.get("/products/{sku}", response_model=ProductRecord, dependencies=Viewer)
 async def get_product(conn: DbConn, sku: str) -> dict[str, Any]:
-    return await _one(conn, db.products, "product", sku=sku)
+    return await _one(conn, masterdata_db.products, "product", sku=sku)
 
 
 @router.get("/locations", response_model=Page[LocationRecord], dependencies=Viewer)
@@ -84,7 +84,7 @@ async def list_locations(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    t = db.locations
+    t = masterdata_db.locations
     query = select(t).order_by(t.c.site_id, t.c.location_id).where(site_clause(user, t.c.site_id, site))
     for column, value in (("kind", kind), ("parent_id", parent)):
         if value is not None:
@@ -95,7 +95,7 @@ async def list_locations(
 @router.get("/locations/{site_id}/{location_id}", response_model=LocationRecord, dependencies=Viewer)
 async def get_location(conn: DbConn, user: ViewerUser, site_id: str, location_id: str) -> dict[str, Any]:
     check_site(user, site_id, f"location {site_id}/{location_id}")
-    return await _one(conn, db.locations, "location", site_id=site_id, location_id=location_id)
+    return await _one(conn, masterdata_db.locations, "location", site_id=site_id, location_id=location_id)
 
 
 # GET /lots (the listing) is served by cloud.lots.routes, mounted first: it accepts the same
@@ -104,7 +104,7 @@ async def get_location(conn: DbConn, user: ViewerUser, site_id: str, location_id
 
 @router.get("/lots/{sku}/{lot_code}", response_model=LotRecord, dependencies=Viewer)
 async def get_lot(conn: DbConn, sku: str, lot_code: str) -> dict[str, Any]:
-    return await _one(conn, db.lots, "lot", sku=sku, lot_code=lot_code)
+    return await _one(conn, masterdata_db.lots, "lot", sku=sku, lot_code=lot_code)
 
 
 @router.get("/items", response_model=Page[ItemRecord], dependencies=Viewer)
@@ -112,7 +112,7 @@ async def list_items(
     conn: DbConn, sku: str | None = None, lot: str | None = None, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
     """Registered items (EPC -> product, lot). ``/items/{epc}`` is one item's trace."""
-    t = db.items
+    t = masterdata_db.items
     query = select(t).order_by(t.c.epc)
     if sku is not None:
         query = query.where(t.c.sku == sku)

@@ -32,7 +32,9 @@ from cloud.core.errors import CloudError
 from cloud.epcis.uris import gln_valid
 from cloud.ingest.projections import dialect_insert
 from cloud.lots.marks import mark_master
+from cloud.masterdata import tables as masterdata_db
 from cloud.stock import zone_stock
+from cloud.users import tables as users_db
 from shelfsense.contract import EPC_PATTERN, Ident
 from shelfsense.output import progress_step
 
@@ -181,10 +183,10 @@ class KindSpec:
 
 
 SPECS: Mapping[str, KindSpec] = {
-    "products": KindSpec("products", db.products, ProductRecord, ("sku",)),
-    "locations": KindSpec("locations", db.locations, LocationRecord, ("site_id", "location_id")),
-    "lots": KindSpec("lots", db.lots, LotRecord, ("sku", "lot_code")),
-    "items": KindSpec("items", db.items, ItemRecord, ("epc",)),
+    "products": KindSpec("products", masterdata_db.products, ProductRecord, ("sku",)),
+    "locations": KindSpec("locations", masterdata_db.locations, LocationRecord, ("site_id", "location_id")),
+    "lots": KindSpec("lots", masterdata_db.lots, LotRecord, ("sku", "lot_code")),
+    "items": KindSpec("items", masterdata_db.items, ItemRecord, ("epc",)),
 }
 
 
@@ -290,7 +292,7 @@ async def check_references(conn: AsyncConnection, kind: str, records: Sequence[R
     """Every reference resolves (file + database) and location trees have no cycles."""
     problems: list[Problem] = []
     if kind == "products":
-        gtins = {g: s for s, g in await _existing(conn, db.products, ["sku", "gtin"]) if g}
+        gtins = {g: s for s, g in await _existing(conn, masterdata_db.products, ["sku", "gtin"]) if g}
         mine = {r.sku for r in records if isinstance(r, ProductRecord)}
         for number, r in enumerate(records, start=1):
             assert isinstance(r, ProductRecord)
@@ -309,14 +311,14 @@ async def check_references(conn: AsyncConnection, kind: str, records: Sequence[R
     elif kind == "locations":
         problems += await _check_locations(conn, [r for r in records if isinstance(r, LocationRecord)])
     elif kind == "lots":
-        skus = {s for (s,) in await _existing(conn, db.products, ["sku"])}
+        skus = {s for (s,) in await _existing(conn, masterdata_db.products, ["sku"])}
         for number, r in enumerate(records, start=1):
             assert isinstance(r, LotRecord)
             if r.sku not in skus:
                 problems.append(Problem(number, "sku", f"unknown product {r.sku!r} (import products first)"))
     elif kind == "items":
-        skus = {s for (s,) in await _existing(conn, db.products, ["sku"])}
-        lot_keys = await _existing(conn, db.lots, ["sku", "lot_code"])
+        skus = {s for (s,) in await _existing(conn, masterdata_db.products, ["sku"])}
+        lot_keys = await _existing(conn, masterdata_db.lots, ["sku", "lot_code"])
         for number, r in enumerate(records, start=1):
             assert isinstance(r, ItemRecord)
             if r.sku not in skus:
@@ -332,7 +334,9 @@ async def check_references(conn: AsyncConnection, kind: str, records: Sequence[R
 async def _check_locations(conn: AsyncConnection, records: Sequence[LocationRecord]) -> list[Problem]:
     parents: dict[tuple[str, str], str | None] = {
         (s, loc): p
-        for s, loc, p in await _existing(conn, db.locations, ["site_id", "location_id", "parent_id"])
+        for s, loc, p in await _existing(
+            conn, masterdata_db.locations, ["site_id", "location_id", "parent_id"]
+        )
     }
     for r in records:
         parents[(r.site_id, r.location_id)] = r.parent_id
@@ -364,11 +368,14 @@ async def _ensure_sites(conn: AsyncConnection, site_ids: Iterable[str]) -> None:
     if not wanted:
         return
     known = {
-        s for (s,) in await conn.execute(select(db.sites.c.site_id).where(db.sites.c.site_id.in_(wanted)))
+        s
+        for (s,) in await conn.execute(
+            select(users_db.sites.c.site_id).where(users_db.sites.c.site_id.in_(wanted))
+        )
     }
     missing = [{"site_id": s, "created_at": db.utcnow()} for s in sorted(wanted - known)]
     if missing:
-        await conn.execute(db.sites.insert(), missing)
+        await conn.execute(users_db.sites.insert(), missing)
 
 
 async def upsert_records(conn: AsyncConnection, kind: str, records: Sequence[Record]) -> int:
@@ -515,7 +522,9 @@ async def master_item_index(conn: AsyncConnection, epcs: Iterable[str]) -> dict[
     for start in range(0, len(wanted), 5000):
         chunk = wanted[start : start + 5000]
         rows = await conn.execute(
-            select(db.items.c.epc, db.items.c.sku, db.items.c.lot_code).where(db.items.c.epc.in_(chunk))
+            select(
+                masterdata_db.items.c.epc, masterdata_db.items.c.sku, masterdata_db.items.c.lot_code
+            ).where(masterdata_db.items.c.epc.in_(chunk))
         )
         found.update({epc: (sku, lot) for epc, sku, lot in rows})
     return found

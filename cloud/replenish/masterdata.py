@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.core import db
 from cloud.ingest.projections import dialect_insert
+from cloud.masterdata import tables as masterdata_db
 from cloud.masterdata.service import MasterDataError, Problem, read_csv, read_json
 from cloud.replenish import tables as rt
 from shelfsense.contract import Ident
@@ -191,9 +192,9 @@ async def _keys(conn: AsyncConnection, table: Table, *columns: str) -> set[tuple
 
 
 async def _check_references(conn: AsyncConnection, kind: str, records: Sequence[Record]) -> None:
-    skus = {s for (s,) in await _keys(conn, db.products, "sku")}
+    skus = {s for (s,) in await _keys(conn, masterdata_db.products, "sku")}
     suppliers = {s for (s,) in await _keys(conn, rt.suppliers, "supplier_id")}
-    locations = await _keys(conn, db.locations, "site_id", "location_id")
+    locations = await _keys(conn, masterdata_db.locations, "site_id", "location_id")
     problems: list[Problem] = []
     for number, r in enumerate(records, start=1):
         if hasattr(r, "sku") and r.sku not in skus:

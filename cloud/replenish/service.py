@@ -43,6 +43,7 @@ from cloud.core.errors import CloudError
 from cloud.core.security import Role
 from cloud.ingest.projections import dialect_insert
 from cloud.lots import service as lots
+from cloud.masterdata import tables as masterdata_db
 from cloud.notify.base import AlertMessage, DeliveryResult
 from cloud.replenish import tables as rt
 from cloud.replenish.forecast import forecast
@@ -59,6 +60,7 @@ from cloud.replenish.proposals import (
     plan_replenishment,
 )
 from cloud.replenish.rules import RuleSet, load_rules_file
+from cloud.stock import tables as stock_db
 from cloud.stocktake.service import default_runner_id
 from shelfsense.config import ReplenishSettings
 from shelfsense.output import progress_step
@@ -128,8 +130,8 @@ def _day_start(day: date) -> datetime:
 
 def outbound_query(site_ids: Sequence[str] | None, since: datetime, until: datetime) -> Any:
     """Outbound movements with their SKU: ``(site_id, location, sku, at)``."""
-    m, items = db.stock_movements, db.items
-    dest, src = db.locations.alias("dest"), db.locations.alias("src")
+    m, items = stock_db.stock_movements, masterdata_db.items
+    dest, src = masterdata_db.locations.alias("dest"), masterdata_db.locations.alias("src")
     query = (
         select(m.c.site_id, m.c.from_location, items.c.sku, m.c.at)
         .select_from(
@@ -285,7 +287,7 @@ async def _site_lock(conn: AsyncConnection, site_id: str) -> None:
 
 
 async def _on_hand(conn: AsyncConnection, site_id: str) -> dict[tuple[str, str], float]:
-    s, items = db.stock_items, db.items
+    s, items = stock_db.stock_items, masterdata_db.items
     rows = await conn.execute(
         select(s.c.location, items.c.sku, func.count())
         .select_from(s.join(items, items.c.epc == s.c.epc))
@@ -403,7 +405,7 @@ async def _params(conn: AsyncConnection, site_id: str) -> dict[tuple[str, str], 
 
 
 async def _docks(conn: AsyncConnection, site_id: str) -> set[str]:
-    t = db.locations
+    t = masterdata_db.locations
     rows = await conn.execute(select(t.c.location_id).where(t.c.site_id == site_id, t.c.kind == "dock"))
     return set(rows.scalars())
 
@@ -702,7 +704,7 @@ class SiteRun:
 async def _site_ids(conn: AsyncConnection, site: str | None) -> list[str]:
     if site is not None:
         return [site]
-    found = set((await conn.execute(select(db.stock_items.c.site_id).distinct())).scalars())
+    found = set((await conn.execute(select(stock_db.stock_items.c.site_id).distinct())).scalars())
     found |= set((await conn.execute(select(rt.replenishment_params.c.site_id).distinct())).scalars())
     found |= set((await conn.execute(select(rt.purchase_orders.c.site_id).distinct())).scalars())
     return sorted(found)

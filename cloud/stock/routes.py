@@ -15,6 +15,8 @@ from cloud.api.sites import site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
 from cloud.stock.schemas import (
     ItemHistory,
     MovementPublic,
@@ -42,20 +44,20 @@ async def list_stock(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> StockPage:
-    t = db.stock_items
-    registry = db.items.c
+    t = stock_db.stock_items
+    registry = masterdata_db.items.c
     query = (
         select(t, registry.sku, registry.lot_code)
-        .select_from(t.outerjoin(db.items, registry.epc == t.c.epc))
+        .select_from(t.outerjoin(masterdata_db.items, registry.epc == t.c.epc))
         .order_by(t.c.site_id, t.c.location, t.c.epc)
     )
     counts = select(t.c.location, func.count()).where(t.c.present.is_(True)).group_by(t.c.location)
     if product is not None or lot is not None:
-        registered = select(db.items.c.epc)
+        registered = select(masterdata_db.items.c.epc)
         if product is not None:
-            registered = registered.where(db.items.c.sku == product)
+            registered = registered.where(masterdata_db.items.c.sku == product)
         if lot is not None:
-            registered = registered.where(db.items.c.lot_code == lot)
+            registered = registered.where(masterdata_db.items.c.lot_code == lot)
         query = query.where(t.c.epc.in_(registered))
         counts = counts.where(t.c.epc.in_(registered))
     visible = site_clause(user, t.c.site_id, site)
@@ -78,7 +80,7 @@ def _movement_cursor(row: Any) -> str:
 
 def _after_cursor(cursor: str) -> Any:
     """Rows after ``cursor`` in the ledger's order (newest first: earlier time, or same time and lower id)."""
-    t = db.stock_movements
+    t = stock_db.stock_movements
     try:
         at_text, id_text = cursor.rsplit(",", 1)
         at, row_id = db.utc(datetime.fromisoformat(at_text)), int(id_text)
@@ -103,7 +105,7 @@ async def list_movements(
     cursor: Annotated[str | None, Query(description="the previous page's `next` (instead of offset)")] = None,
 ) -> MovementsPage:
     """The stock movement ledger, newest first."""
-    t = db.stock_movements
+    t = stock_db.stock_movements
     query = select(t).order_by(t.c.at.desc(), t.c.id.desc())
     query = query.where(site_clause(user, t.c.site_id, site))
     for column, value in (("reason", reason), ("edge_id", edge)):
@@ -142,7 +144,7 @@ async def list_passages(
 ) -> Page[PassageRow]:
     """Portal passages, newest first. ``unresolved=true``: the direction-unknown ones (one zone
     only, or a portal reader down) that moved no stock and wait for the stocktake."""
-    t = db.portal_passages
+    t = stock_db.portal_passages
     query = select(t).order_by(t.c.at.desc(), t.c.id.desc())
     query = query.where(site_clause(user, t.c.site_id, site))
     for column, value in (("portal", portal), ("direction", direction)):
@@ -174,14 +176,14 @@ async def item_history(
         )
         return [dict(r) for r in (await conn.execute(query.limit(limit))).mappings()]
 
-    s = db.stock_items
+    s = stock_db.stock_items
     stock = (await conn.execute(select(s).where(s.c.epc == epc, site_clause(user, s.c.site_id)))).mappings()
     return ItemHistory(
         epc=epc,
         stock=[StockItemPublic.model_validate(r) for r in stock],
         observations=[
-            ObservationPublic.model_validate(r) for r in await latest(db.tag_observations, "last_seen")
+            ObservationPublic.model_validate(r) for r in await latest(stock_db.tag_observations, "last_seen")
         ],
-        passages=[PassagePublic.model_validate(r) for r in await latest(db.portal_passages, "at")],
-        movements=[MovementPublic.model_validate(r) for r in await latest(db.stock_movements, "at")],
+        passages=[PassagePublic.model_validate(r) for r in await latest(stock_db.portal_passages, "at")],
+        movements=[MovementPublic.model_validate(r) for r in await latest(stock_db.stock_movements, "at")],
     )

@@ -18,7 +18,8 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud.coldchain.evidence_tables import zone_products
-from cloud.core import db
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
 
 CHUNK = 2000
 
@@ -26,7 +27,7 @@ Key = tuple[str, str, str]  # (site, location, sku)
 
 
 async def _current(conn: AsyncConnection, site_id: str, epcs: Sequence[str]) -> dict[str, Any]:
-    s = db.stock_items
+    s = stock_db.stock_items
     found: dict[str, Any] = {}
     for start in range(0, len(epcs), CHUNK):
         query = select(s.c.epc, s.c.location, s.c.present, s.c.updated_at).where(
@@ -37,7 +38,7 @@ async def _current(conn: AsyncConnection, site_id: str, epcs: Sequence[str]) -> 
 
 
 async def _skus(conn: AsyncConnection, epcs: Iterable[str]) -> dict[str, str]:
-    wanted, i = sorted(set(epcs)), db.items
+    wanted, i = sorted(set(epcs)), masterdata_db.items
     found: dict[str, str] = {}
     for start in range(0, len(wanted), CHUNK):
         query = select(i.c.epc, i.c.sku).where(i.c.epc.in_(wanted[start : start + CHUNK]))
@@ -98,7 +99,7 @@ async def before_items_upsert(conn: AsyncConnection, rows: Sequence[Mapping[str,
     epcs = [r["epc"] for r in rows]
     new_sku = {r["epc"]: r["sku"] for r in rows}
     old_sku = await _skus(conn, epcs)
-    s = db.stock_items
+    s = stock_db.stock_items
     deltas: Counter[Key] = Counter()
     for start in range(0, len(epcs), CHUNK):
         query = select(s.c.site_id, s.c.epc, s.c.location).where(
@@ -117,7 +118,7 @@ async def before_items_upsert(conn: AsyncConnection, rows: Sequence[Mapping[str,
 
 async def recount(conn: AsyncConnection) -> dict[Key, int]:
     """The counts from scratch: every present item joined with its product (the oracle)."""
-    s, i = db.stock_items, db.items
+    s, i = stock_db.stock_items, masterdata_db.items
     query = (
         select(s.c.site_id, s.c.location, i.c.sku, func.count())
         .join(i, i.c.epc == s.c.epc)

@@ -14,6 +14,7 @@ from cloud.api.sites import check_site, site_clause
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
+from cloud.stocktake import tables as stocktake_db
 from cloud.stocktake.schemas import DiscrepancyPublic, StocktakeRunDetail, StocktakeRunPublic
 from cloud.stocktake.service import DiscrepancyNotOpen, StocktakeOptions, decide, run_all_sites, run_site
 
@@ -24,7 +25,7 @@ Viewer = [Depends(require_role(Role.viewer))]
 async def _locations(
     conn: DbConn, run_ids: list[int], location: str | None
 ) -> dict[int, list[dict[str, Any]]]:
-    t = db.stocktake_locations
+    t = stocktake_db.stocktake_locations
     query = select(t).where(t.c.run_id.in_(run_ids)).order_by(t.c.run_id, t.c.location)
     if location is not None:
         query = query.where(t.c.location == location)
@@ -44,10 +45,10 @@ async def list_runs(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Stocktake runs, newest first, each with its per-location results."""
-    r = db.stocktake_runs
+    r = stocktake_db.stocktake_runs
     query = select(r).order_by(r.c.id.desc()).where(site_clause(user, r.c.site_id, site))
     if location is not None:
-        t = db.stocktake_locations
+        t = stocktake_db.stocktake_locations
         query = query.where(r.c.id.in_(select(t.c.run_id).where(t.c.location == location)))
     rows, total = await paginate(conn, query, limit, offset)
     locations = await _locations(conn, [row["id"] for row in rows], location)
@@ -67,7 +68,7 @@ async def list_discrepancies(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    d = db.stocktake_discrepancies
+    d = stocktake_db.stocktake_discrepancies
     query = select(d).order_by(d.c.id).where(site_clause(user, d.c.site_id, site))
     for column, value in (
         ("kind", kind),
@@ -85,7 +86,7 @@ async def list_discrepancies(
 @router.get("/stocktakes/{run_id}", response_model=StocktakeRunDetail, dependencies=Viewer)
 async def get_run(conn: DbConn, user: ViewerUser, run_id: int) -> dict[str, Any]:
     """One run with the discrepancies it saw and the ones it no longer saw (its delta)."""
-    r, d = db.stocktake_runs, db.stocktake_discrepancies
+    r, d = stocktake_db.stocktake_runs, stocktake_db.stocktake_discrepancies
     row = (await conn.execute(select(r).where(r.c.id == run_id))).mappings().first()
     if row is None:
         raise ApiError(404, "not_found", f"no stocktake run {run_id}")
@@ -121,7 +122,7 @@ async def run_now(request: Request, engine: Engine, operator: OperatorUser) -> l
 
 
 async def _decide(engine: Engine, discrepancy_id: int, decision: str, user: UserPrincipal) -> dict[str, Any]:
-    d = db.stocktake_discrepancies
+    d = stocktake_db.stocktake_discrepancies
     async with engine.connect() as conn:
         site_id = await conn.scalar(select(d.c.site_id).where(d.c.id == discrepancy_id))
     if site_id is None:

@@ -36,6 +36,9 @@ from cloud.core import db, jobs
 from cloud.core.errors import CloudError
 from cloud.ingest.projections import insert_history, upsert_latest
 from cloud.lots.marks import mark_events
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
+from cloud.stocktake import tables as stocktake_db
 from cloud.stocktake.reconcile import ReconcileInput, ReconcileParams, ReconcileResult, reconcile
 from shelfsense.contract import SequencedEvent, StockMovement
 
@@ -84,15 +87,16 @@ async def _load_input(
     covered = set(
         (
             await conn.execute(
-                select(db.locations.c.location_id).where(
-                    db.locations.c.site_id == site_id, db.locations.c.rfid_coverage.is_(True)
+                select(masterdata_db.locations.c.location_id).where(
+                    masterdata_db.locations.c.site_id == site_id,
+                    masterdata_db.locations.c.rfid_coverage.is_(True),
                 )
             )
         ).scalars()
     )
     if not covered:
         return None
-    s = db.stock_items
+    s = stock_db.stock_items
     book = (
         await conn.execute(
             select(s.c.epc, s.c.location).where(
@@ -100,7 +104,7 @@ async def _load_input(
             )
         )
     ).all()
-    o = db.tag_observations
+    o = stock_db.tag_observations
     observed = (
         await conn.execute(
             select(o.c.epc, o.c.location, func.sum(o.c.count))
@@ -113,16 +117,16 @@ async def _load_input(
             .group_by(o.c.epc, o.c.location)
         )
     ).all()
-    known = set((await conn.execute(select(db.items.c.epc))).scalars())
+    known = set((await conn.execute(select(masterdata_db.items.c.epc))).scalars())
     known.update((await conn.execute(select(s.c.epc).where(s.c.site_id == site_id))).scalars())
     # A tag that crossed a portal in an unknown direction is this site's: seen on a shelf it is
     # "unexpected" (book it in), not a foreign "unknown" tag.
-    p = db.portal_passages
+    p = stock_db.portal_passages
     unresolved = select(p.c.epc).where(
         p.c.site_id == site_id, p.c.direction == "unknown", p.c.resolved_run_id.is_(None)
     )
     known.update((await conn.execute(unresolved)).scalars())
-    t = db.stocktake_streaks
+    t = stocktake_db.stocktake_streaks
     streaks = {
         epc: n
         for epc, n in await conn.execute(select(t.c.epc, t.c.unseen_windows).where(t.c.site_id == site_id))
@@ -142,7 +146,7 @@ async def _load_input(
 
 async def _history(conn: AsyncConnection, site_id: str, windows: int) -> dict[str, list[float]]:
     """Read rates of the last ``windows`` runs' "ok" location results, oldest first."""
-    r, loc = db.stocktake_runs, db.stocktake_locations
+    r, loc = stocktake_db.stocktake_runs, stocktake_db.stocktake_locations
     recent = select(r.c.id).where(r.c.site_id == site_id).order_by(r.c.id.desc()).limit(windows).subquery()
     rows = await conn.execute(
         select(loc.c.location, loc.c.read_rate)
@@ -161,7 +165,7 @@ async def _store_result(
     """Location rows, discrepancy episodes and counters; returns (new, resolved)."""
     if result.locations:
         await conn.execute(
-            db.stocktake_locations.insert(),
+            stocktake_db.stocktake_locations.insert(),
             [
                 {
                     "run_id": run_id,
@@ -177,7 +181,7 @@ async def _store_result(
                 for lr in result.locations
             ],
         )
-    d = db.stocktake_discrepancies
+    d = stocktake_db.stocktake_discrepancies
     live = {
         (row.kind, row.epc, row.location): (row.id, row.status)
         for row in await conn.execute(
@@ -220,7 +224,7 @@ async def _store_result(
             update(d).where(d.c.id == bindparam("b_id")).values(status="resolved", resolved_run_id=run_id),
             gone,
         )
-    t = db.stocktake_streaks
+    t = stocktake_db.stocktake_streaks
     await conn.execute(t.delete().where(t.c.site_id == site_id))
     if result.streaks:
         await conn.execute(
@@ -236,7 +240,7 @@ async def _resolve_unknown_passages(
     """Direction-unknown passages before this run's window are resolved by it: the run compared
     the book with where the tags were read afterwards, so an item that did cross is now one of its
     discrepancies (unexpected / missing / misplaced) for the operator to accept."""
-    p = db.portal_passages
+    p = stock_db.portal_passages
     result = await conn.execute(
         update(p)
         .where(
@@ -262,7 +266,7 @@ async def run_site(engine: AsyncEngine, site_id: str, end: datetime, options: St
         result = await asyncio.to_thread(reconcile, data, options.params)
         run_id = (
             await conn.execute(
-                db.stocktake_runs.insert()
+                stocktake_db.stocktake_runs.insert()
                 .values(
                     site_id=site_id,
                     window_start=start,
@@ -275,14 +279,14 @@ async def run_site(engine: AsyncEngine, site_id: str, end: datetime, options: St
                     unexpected=result.count("unexpected"),
                     unknown=result.count("unknown"),
                 )
-                .returning(db.stocktake_runs.c.id)
+                .returning(stocktake_db.stocktake_runs.c.id)
             )
         ).scalar_one()
         new, resolved = await _store_result(conn, site_id, run_id, result)
         await _resolve_unknown_passages(conn, site_id, run_id, start)
         await conn.execute(
-            update(db.stocktake_runs)
-            .where(db.stocktake_runs.c.id == run_id)
+            update(stocktake_db.stocktake_runs)
+            .where(stocktake_db.stocktake_runs.c.id == run_id)
             .values(new_discrepancies=new, resolved_discrepancies=resolved, finished_at=db.utcnow())
         )
     return int(run_id)
@@ -294,7 +298,9 @@ async def run_all_sites(engine: AsyncEngine, end: datetime, options: StocktakeOp
         sites = list(
             (
                 await conn.execute(
-                    select(db.locations.c.site_id).where(db.locations.c.rfid_coverage.is_(True)).distinct()
+                    select(masterdata_db.locations.c.site_id)
+                    .where(masterdata_db.locations.c.rfid_coverage.is_(True))
+                    .distinct()
                 )
             ).scalars()
         )
@@ -324,7 +330,7 @@ async def decide(engine: AsyncEngine, discrepancy_id: int, decision: str, user: 
     """Accept (post the adjusting movement) or dismiss an open discrepancy; returns the updated row."""
     if decision not in ("accept", "dismiss"):
         raise ValueError(f"unknown decision {decision!r}")
-    d = db.stocktake_discrepancies
+    d = stocktake_db.stocktake_discrepancies
     async with db.write_transaction(engine) as conn:
         row = (
             await conn.execute(
@@ -340,10 +346,10 @@ async def decide(engine: AsyncEngine, discrepancy_id: int, decision: str, user: 
             await upsert_latest(conn, row.site_id, CLOUD_EDGE_ID, [item])
             await mark_events(conn, row.site_id, [item])  # the lot read model follows the adjustment
             await conn.execute(
-                db.stocktake_streaks.delete().where(
+                stocktake_db.stocktake_streaks.delete().where(
                     and_(
-                        db.stocktake_streaks.c.site_id == row.site_id,
-                        db.stocktake_streaks.c.epc == row.epc,
+                        stocktake_db.stocktake_streaks.c.site_id == row.site_id,
+                        stocktake_db.stocktake_streaks.c.epc == row.epc,
                     )
                 )
             )

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud.core import db
 from cloud.lots import service as lot_service
+from cloud.masterdata import tables as masterdata_db
 from cloud.replenish import tables as rt
 from cloud.replenish.proposals import ItemState
 from cloud.replenish.service import SeriesKey, forecast_all, load_demand, load_items
@@ -31,7 +32,7 @@ from shelfsense.config import ReplenishSettings
 
 
 async def _shelf_lives(conn: AsyncConnection) -> dict[str, float]:
-    p = db.products
+    p = masterdata_db.products
     rows = await conn.execute(select(p.c.sku, p.c.shelf_life_days).where(p.c.shelf_life_days.is_not(None)))
     return {sku: float(days) for sku, days in rows if days}
 

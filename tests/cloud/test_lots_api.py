@@ -16,7 +16,7 @@ import pytest
 from conftest import Cloud, settle_lots
 from sqlalchemy import select
 
-from cloud.core import db
+from cloud.alerts import tables as alerts_db
 from cloud.lots import service as svc
 from cloud.masterdata import service as md
 from shelfsense.cli import main as cli_main
@@ -227,7 +227,7 @@ async def test_expiry_alerts_once_per_lot_and_location(cloud: Cloud) -> None:
     first = await svc.check_expiry(cloud.engine, within_days=3, now=now)
     again = await svc.check_expiry(cloud.engine, within_days=3, now=now + timedelta(minutes=15))
     assert len(first.opened) == 1 and again.opened == [] and again.resolved == []
-    a = db.alerts
+    a = alerts_db.alerts
     async with cloud.engine.connect() as conn:
         rows = (await conn.execute(select(a).where(a.c.id.in_(first.opened)))).mappings().all()
     assert [(r["kind"], r["zone"], r["status"]) for r in rows] == [("expiry_soon", "cold-1", "open")]

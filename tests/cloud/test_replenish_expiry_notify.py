@@ -15,6 +15,7 @@ from replenish_fixtures import SITE, TODAY, App, Ledger, at, epc, history, maste
 from sqlalchemy import select, update
 from webhook_receiver import Receiver, webhook_receiver
 
+from cloud.alerts import tables as alerts_db
 from cloud.core import db
 from cloud.lots import service as lots
 from cloud.masterdata import service as md
@@ -212,7 +213,9 @@ async def test_expiry_alert_delivered_through_the_alert_channels(app: App, recei
     assert all("Lot expiring soon" in b["title"] and "days left" in b["text"] for b in bodies)
     async with app.engine.connect() as conn:
         rows = (
-            (await conn.execute(select(db.alerts).where(db.alerts.c.kind == "expiry_soon"))).mappings().all()
+            (await conn.execute(select(alerts_db.alerts).where(alerts_db.alerts.c.kind == "expiry_soon")))
+            .mappings()
+            .all()
         )
     assert len(rows) == len({b["alert_id"] for b in bodies}) and all(
         r["notified_at"] is not None for r in rows

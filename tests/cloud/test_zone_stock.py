@@ -23,6 +23,8 @@ from cloud.core import db
 from cloud.core.migrate import upgrade_to_head
 from cloud.ingest.service import ingest_batch
 from cloud.masterdata import service as md
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
 from cloud.stock import zone_stock
 from shelfsense.contract import Batch
 
@@ -34,7 +36,7 @@ _MIGRATED: set[str] = set()
 
 async def scanned_limits(conn: Any, site_id: str, zones: list[str]) -> dict[str, tuple[Any, ...]]:
     """The former query (before revision 0015): every present item of the site joined in."""
-    s, i, p, loc = db.stock_items, db.items, db.products, db.locations
+    s, i, p, loc = stock_db.stock_items, masterdata_db.items, masterdata_db.products, masterdata_db.locations
     query = (
         select(s.c.location, loc.c.parent_id, p.c.sku, p.c.storage_temp_min_c, p.c.storage_temp_max_c)
         .distinct()
