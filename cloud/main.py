@@ -29,13 +29,13 @@ from cloud.epcis import routes as epcis
 from cloud.ingest import edge_routes as edges
 from cloud.ingest import routes as ingest
 from cloud.lots import routes as lots
+from cloud.lots.expiry import expiry_job
 from cloud.lots.readmodel import read_model_job
-from cloud.lots.service import expiry_job
 from cloud.masterdata import routes as masterdata
 from cloud.notify.notifier import running_notifier
 from cloud.replenish import kpi_routes as kpis
 from cloud.replenish import routes as proposals
-from cloud.replenish.service import ReplenishOptions
+from cloud.replenish.options import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
 from cloud.stock import routes as stock
 from cloud.stocktake import routes as stocktakes

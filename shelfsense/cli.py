@@ -157,7 +157,8 @@ def cmd_cloud_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_cloud_import(args: argparse.Namespace) -> int:
-    from cloud.masterdata.service import MasterDataError, import_file_sync
+    from cloud.masterdata.records import MasterDataError
+    from cloud.masterdata.service import import_file_sync
 
     settings = _settings_from(args, **_cloud_overrides(args))
     try:
@@ -170,7 +171,8 @@ def cmd_cloud_import(args: argparse.Namespace) -> int:
 
 
 def cmd_cloud_export(args: argparse.Namespace) -> int:
-    from cloud.masterdata.service import MasterDataError, export_dir_sync
+    from cloud.masterdata.records import MasterDataError
+    from cloud.masterdata.service import export_dir_sync
 
     settings = _settings_from(args, **_cloud_overrides(args))
     try:

@@ -1,6 +1,6 @@
 """Tables of the lot-evidence read model (revision 0014), on the shared metadata.
 
-``lot_evidence`` holds each lot's summary as :func:`cloud.lots.service.evaluate` computed it at
+``lot_evidence`` holds each lot's summary as :func:`cloud.lots.evidence.evaluate` computed it at
 ``as_of``; ``lot_evidence_stock`` its items on hand per (site, location); ``lot_evidence_marks``
 what changed since (written in the same transaction as the change: an ingest batch, a master-data
 import) and is still to be folded in by the catch-up job (:mod:`cloud.lots.readmodel`).

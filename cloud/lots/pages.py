@@ -112,7 +112,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def summary(row: Any, now: datetime, locations: list[dict[str, Any]], rank: int | None) -> dict[str, Any]:
-    """The same dict as :func:`cloud.lots.service.summary`."""
+    """The same dict as :func:`cloud.lots.evidence.summary`."""
     life = _shifted(row, now)
     effective = life["effective"]
     return {

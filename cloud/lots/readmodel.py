@@ -32,7 +32,8 @@ from cloud.coldchain import sensor_tables as sensors_db
 from cloud.coldchain.evidence_tables import lot_evidence, lot_evidence_marks, lot_evidence_stock
 from cloud.core import db, jobs
 from cloud.ingest.projections import dialect_insert
-from cloud.lots import service as oracle
+from cloud.lots import evidence as lots_evidence
+from cloud.lots import history as lots_history
 from cloud.lots.marks import insert_marks, lot_marks
 from cloud.masterdata import tables as masterdata_db
 from cloud.stock import tables as stock_db
@@ -65,7 +66,9 @@ class RefreshResult:
 # --- one lot --------------------------------------------------------------------------------------
 
 
-def stable_from(evidence: oracle.LotEvidence, max_gap_s: float = lh.DEFAULT_MAX_GAP_S) -> datetime | None:
+def stable_from(
+    evidence: lots_evidence.LotEvidence, max_gap_s: float = lh.DEFAULT_MAX_GAP_S
+) -> datetime | None:
     """When time alone stops changing the evidence other than by the known shift (None: already).
 
     A piece ending at ``now`` in an open stay is a reading still held: it holds at most until its
@@ -80,13 +83,13 @@ def stable_from(evidence: oracle.LotEvidence, max_gap_s: float = lh.DEFAULT_MAX_
             until = max([until, *(p.start + max_gap_s for p in pieces if p.end >= now_s)])
     model = h.product.model
     if not h.paths and model is not None and h.printed_expiry is not None:
-        printed = oracle.printed_datetime(h.printed_expiry)
+        printed = lots_evidence.printed_datetime(h.printed_expiry)
         assert printed is not None
         until = max(until, lh.epoch(printed - timedelta(days=model.nominal_days)))
     return lh.from_epoch(until) if until > now_s else None
 
 
-def evidence_row(evidence: oracle.LotEvidence) -> dict[str, Any]:
+def evidence_row(evidence: lots_evidence.LotEvidence) -> dict[str, Any]:
     """The ``lot_evidence`` row of an evaluated lot (as of its history's ``now``)."""
     h, life = evidence.history, evidence.shelf_life
     expiry = evidence.as_lot_expiry()
@@ -115,7 +118,7 @@ def evidence_row(evidence: oracle.LotEvidence) -> dict[str, Any]:
     }
 
 
-def stock_rows(evidence: oracle.LotEvidence) -> list[dict[str, Any]]:
+def stock_rows(evidence: lots_evidence.LotEvidence) -> list[dict[str, Any]]:
     h = evidence.history
     return [
         {"sku": h.sku, "lot_code": h.lot_code, "site_id": site, "location": loc or "", "quantity": n}
@@ -124,15 +127,15 @@ def stock_rows(evidence: oracle.LotEvidence) -> list[dict[str, Any]]:
     ]
 
 
-async def compute(engine: AsyncEngine, key: LotKey, now: datetime) -> oracle.LotEvidence | None:
+async def compute(engine: AsyncEngine, key: LotKey, now: datetime) -> lots_evidence.LotEvidence | None:
     """The lot's evidence at ``now`` (None: the lot no longer exists). Loading is a short read on
     its own connection; the evaluation (numpy, pure) runs in a worker thread, off the event loop."""
     async with engine.connect() as conn:
         try:
-            history = await oracle.load_history(conn, key, now)
-        except oracle.LotNotFound:
+            history = await lots_history.load_history(conn, key, now)
+        except lots_history.LotNotFound:
             return None
-    return await asyncio.to_thread(oracle.evaluate, history)
+    return await asyncio.to_thread(lots_evidence.evaluate, history)
 
 
 # --- resolving marks ------------------------------------------------------------------------------
@@ -253,7 +256,7 @@ async def _changing(conn: AsyncConnection, before: datetime, limit: int) -> set[
 # --- the refresh ----------------------------------------------------------------------------------
 
 
-async def _store(engine: AsyncEngine, computed: dict[LotKey, oracle.LotEvidence | None]) -> int:
+async def _store(engine: AsyncEngine, computed: dict[LotKey, lots_evidence.LotEvidence | None]) -> int:
     """Write recomputed lots (newer ``as_of`` wins a race between replicas); returns deletions."""
     e, st = lot_evidence, lot_evidence_stock
     gone = [k for k, v in computed.items() if v is None]

@@ -1,6 +1,6 @@
 """A lot's cold-chain report as JSON, CSV or a PNG chart.
 
-The content is :class:`cloud.lots.service.LotEvidence`: where the lot was (stays), the readings
+The content is :class:`cloud.lots.evidence.LotEvidence`: where the lot was (stays), the readings
 of those zones while it was there, the excursions beyond the product's limits computed from those
 readings, the MKT over the window and the remaining shelf life. CSV is one table with a
 ``record`` column (``summary``, ``stay``, ``excursion``, ``reading``) so any CSV reader takes it.
@@ -19,7 +19,7 @@ from typing import Any, Literal
 from cloud.coldchain import lot_history as lh
 from cloud.core import csvsafe
 from cloud.core.errors import CloudError
-from cloud.lots.service import LotEvidence, summary
+from cloud.lots.evidence import LotEvidence, summary
 from shelfsense.output import progress_step
 
 ReportFormat = Literal["json", "csv", "png"]
@@ -222,7 +222,7 @@ def report_sync(db_url: str, lot: str, fmt: ReportFormat, now: datetime | None =
     :class:`ReportUnavailable`."""
     from cloud.core import db
     from cloud.core.migrate import ensure_schema
-    from cloud.lots.service import lot_evidence
+    from cloud.lots.evidence import lot_evidence
 
     async def main() -> bytes:
         engine = db.create_engine(db_url)

@@ -24,6 +24,8 @@ from cloud.coldchain.mkt import (
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
+from cloud.lots import evidence as lots_evidence
+from cloud.lots import history as lots_history
 from cloud.lots import pages as pages
 from cloud.lots import report as lot_report
 from cloud.lots import service as svc
@@ -61,13 +63,15 @@ def _window(since: datetime | None, until: datetime | None) -> None:
 
 async def _evidence(
     conn: DbConn, lot_id: str, since: datetime | None, until: datetime | None, energy: float
-) -> svc.LotEvidence:
+) -> lots_evidence.LotEvidence:
     _window(since, until)
     try:
-        return await svc.lot_evidence(conn, lot_id, since=since, until=until, activation_energy_kj=energy)
-    except svc.LotNotFound as exc:
+        return await lots_evidence.lot_evidence(
+            conn, lot_id, since=since, until=until, activation_energy_kj=energy
+        )
+    except lots_history.LotNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
-    except svc.LotAmbiguous as exc:
+    except lots_history.LotAmbiguous as exc:
         raise ApiError(409, "ambiguous_lot", str(exc)) from None
 
 

@@ -1,5 +1,5 @@
 """Response models of the lots API (list, FEFO, detail, report, zone MKT): what
-``cloud.lots.service.summary`` and ``cloud.lots.report.report_dict`` return."""
+``cloud.lots.evidence.summary`` and ``cloud.lots.report.report_dict`` return."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from cloud.masterdata import service as md
+from cloud.masterdata import records as masterdata_records
 from cloud.replenish import masterdata as rmd
 from shelfsense.model_docs import field_table
 
@@ -37,7 +37,7 @@ def _table(kind: str, model: type[BaseModel], key: tuple[str, ...]) -> list[str]
 
 def render_markdown() -> str:
     lines = [_HEADER]
-    for kind, spec in md.SPECS.items():
+    for kind, spec in masterdata_records.SPECS.items():
         lines += _table(kind, spec.model, spec.key)
     for kind, model in rmd.MODELS.items():
         lines += _table(kind, model, rmd.KEYS[kind])

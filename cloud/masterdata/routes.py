@@ -16,9 +16,10 @@ from cloud.api.schemas import Page
 from cloud.api.sites import AllSitesAdmin, check_site, site_clause
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
+from cloud.masterdata import records as masterdata_records
 from cloud.masterdata import service as md
 from cloud.masterdata import tables as masterdata_db
-from cloud.masterdata.service import ItemRecord, LocationRecord, LotRecord, MasterDataError, ProductRecord
+from cloud.masterdata.records import ItemRecord, LocationRecord, LotRecord, MasterDataError, ProductRecord
 from cloud.replenish.schemas import ImportResult
 
 router = APIRouter(prefix="/api/v1", tags=["master data"])
@@ -28,7 +29,8 @@ KindParam = Literal["products", "locations", "lots", "items"]
 
 def invalid(exc: MasterDataError) -> ApiError:
     errors = [
-        {"row": p.row, "column": p.column, "msg": p.message} for p in exc.problems[: md.MAX_REPORTED_PROBLEMS]
+        {"row": p.row, "column": p.column, "msg": p.message}
+        for p in exc.problems[: masterdata_records.MAX_REPORTED_PROBLEMS]
     ]
     return ApiError(422, "invalid_master_data", str(exc), extra={"errors": errors})
 
@@ -124,7 +126,9 @@ async def list_items(
 # --- writes (admin) ---------------------------------------------------------------------------------
 
 
-async def _put(engine: Engine, kind: str, record: md.Record, path_key: dict[str, str]) -> md.Record:
+async def _put(
+    engine: Engine, kind: str, record: masterdata_records.Record, path_key: dict[str, str]
+) -> masterdata_records.Record:
     for name, value in path_key.items():
         if getattr(record, name) != value:
             raise ApiError(422, "key_mismatch", f"body {name} {getattr(record, name)!r} differs from the URL")
@@ -146,7 +150,9 @@ async def _delete(engine: Engine, kind: str, what: str, **key: str) -> Response:
 
 
 @router.put("/products/{sku}", response_model=ProductRecord)
-async def put_product(sku: str, body: ProductRecord, engine: Engine, _admin: AllSitesAdmin) -> md.Record:
+async def put_product(
+    sku: str, body: ProductRecord, engine: Engine, _admin: AllSitesAdmin
+) -> masterdata_records.Record:
     return await _put(engine, "products", body, {"sku": sku})
 
 
@@ -158,7 +164,7 @@ async def delete_product(sku: str, engine: Engine, _admin: AllSitesAdmin) -> Res
 @router.put("/locations/{site_id}/{location_id}", response_model=LocationRecord)
 async def put_location(
     site_id: str, location_id: str, body: LocationRecord, engine: Engine, admin: AdminUser
-) -> md.Record:
+) -> masterdata_records.Record:
     check_site(admin, site_id, f"site {site_id!r}")
     return await _put(engine, "locations", body, {"site_id": site_id, "location_id": location_id})
 
@@ -172,7 +178,7 @@ async def delete_location(site_id: str, location_id: str, engine: Engine, admin:
 @router.put("/lots/{sku}/{lot_code}", response_model=LotRecord)
 async def put_lot(
     sku: str, lot_code: str, body: LotRecord, engine: Engine, _admin: AllSitesAdmin
-) -> md.Record:
+) -> masterdata_records.Record:
     return await _put(engine, "lots", body, {"sku": sku, "lot_code": lot_code})
 
 
@@ -182,7 +188,9 @@ async def delete_lot(sku: str, lot_code: str, engine: Engine, _admin: AllSitesAd
 
 
 @router.put("/items/{epc}", response_model=ItemRecord)
-async def put_item(epc: str, body: ItemRecord, engine: Engine, _admin: AllSitesAdmin) -> md.Record:
+async def put_item(
+    epc: str, body: ItemRecord, engine: Engine, _admin: AllSitesAdmin
+) -> masterdata_records.Record:
     return await _put(engine, "items", body, {"epc": epc.upper()})
 
 

@@ -53,7 +53,7 @@ products = Table(
     Column("storage_temp_min_c", Float),
     Column("storage_temp_max_c", Float),
     Column("updated_at", UtcDateTime, nullable=False),
-    # Shelf-life model (revision 0005, cloud.lots.service); NULL = defaults, see lots.product_model.
+    # Shelf-life model (revision 0005, cloud.lots.history); NULL = defaults, see product_model there.
     Column("shelf_life_model", String(16)),
     Column("activation_energy_kj", Float),
     Column("q10", Float),

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cloud.core import db
 from cloud.masterdata import tables as masterdata_db
 from cloud.replenish import tables as rt
-from cloud.replenish.service import outbound_query
+from cloud.replenish.demand import outbound_query
 from cloud.stock import tables as stock_db
 
 MAX_DAYS = 3660

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cloud.core import db
 from cloud.ingest.projections import dialect_insert
 from cloud.masterdata import tables as masterdata_db
-from cloud.masterdata.service import MasterDataError, Problem, read_csv, read_json
+from cloud.masterdata.records import MasterDataError, Problem, read_csv, read_json
 from cloud.replenish import tables as rt
 from shelfsense.contract import Ident
 

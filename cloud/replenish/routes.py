@@ -22,10 +22,14 @@ from cloud.api.sites import AllSitesAdmin, check_site, one_site, site_clause
 from cloud.core import csvsafe
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
+from cloud.masterdata.records import MasterDataError
 from cloud.masterdata.routes import invalid
-from cloud.masterdata.service import MasterDataError
+from cloud.replenish import approvals as replenish_approvals
+from cloud.replenish import demand as replenish_demand
+from cloud.replenish import export as replenish_export
 from cloud.replenish import masterdata as rmd
-from cloud.replenish import service as svc
+from cloud.replenish import options as replenish_options
+from cloud.replenish import run as replenish_run
 from cloud.replenish import tables as rt
 from cloud.replenish.schemas import (
     ExportedResult,
@@ -60,10 +64,10 @@ class ExportedBody(BaseModel):
     ids: Annotated[list[int], Field(min_length=1, max_length=1000)]
 
 
-def _error(exc: svc.ReplenishServiceError) -> ApiError:
-    if isinstance(exc, svc.ProposalNotFound):
+def _error(exc: replenish_options.ReplenishServiceError) -> ApiError:
+    if isinstance(exc, replenish_options.ProposalNotFound):
         return ApiError(404, "not_found", str(exc))
-    if isinstance(exc, svc.ApprovalForbidden):
+    if isinstance(exc, replenish_options.ApprovalForbidden):
         return ApiError(403, "forbidden", str(exc))
     return ApiError(409, "conflict", str(exc))
 
@@ -78,9 +82,11 @@ async def list_proposals(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Proposals, newest first, each with its reasoning and approval steps."""
-    query = svc.proposals_query(status, None).where(site_clause(user, rt.proposals.c.site_id, site))
+    query = replenish_approvals.proposals_query(status, None).where(
+        site_clause(user, rt.proposals.c.site_id, site)
+    )
     rows, total = await paginate(conn, query, limit, offset)
-    return {"items": [svc.public_row(r) for r in rows], "total": total}
+    return {"items": [replenish_run.public_row(r) for r in rows], "total": total}
 
 
 @router.get("/forecasts", response_model=ForecastPage, dependencies=Viewer)
@@ -94,10 +100,10 @@ async def list_forecasts(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Forecast accuracy per series and run day (MAE, bias, MASE, method, demand class), newest first."""
-    query = svc.forecasts_query(None, product, location)
+    query = replenish_demand.forecasts_query(None, product, location)
     query = query.where(site_clause(user, rt.forecast_errors.c.site_id, site))
     rows, total = await paginate(conn, query, limit, offset)
-    return {"items": [svc.public_row(r) for r in rows], "total": total}
+    return {"items": [replenish_run.public_row(r) for r in rows], "total": total}
 
 
 @router.get("/proposals/export")
@@ -109,14 +115,14 @@ async def export_proposals(
     site: str | None = None,
 ) -> PlainTextResponse:
     """Approved (default) or exported proposals for an ERP; reading does not mark them exported."""
-    rows = await svc.export_rows(conn, status, site)
+    rows = await replenish_export.export_rows(conn, status, site)
     if format == "json":
         return PlainTextResponse(
             json.dumps({"proposals": rows}, default=str, indent=2) + "\n", media_type="application/json"
         )
     out = io.StringIO()
     writer = csvsafe.DictWriter(
-        out, fieldnames=list(svc.EXPORT_COLUMNS), lineterminator="\n", extrasaction="ignore"
+        out, fieldnames=list(replenish_export.EXPORT_COLUMNS), lineterminator="\n", extrasaction="ignore"
     )
     writer.writeheader()
     for row in rows:
@@ -130,7 +136,7 @@ async def mark_exported(body: ExportedBody, engine: Engine, _admin: AllSitesAdmi
     from cloud.core import db
 
     async with db.write_transaction(engine) as conn:
-        done = await svc.mark_exported(conn, body.ids)
+        done = await replenish_export.mark_exported(conn, body.ids)
     return {"exported": done}
 
 
@@ -139,10 +145,10 @@ async def run_replenishment(
     body: RunBody, request: Request, engine: Engine, admin: AdminUser
 ) -> dict[str, Any]:
     """Run the planner now (or a dry run that writes nothing); admins of some sites name one."""
-    options: svc.ReplenishOptions = request.app.state.replenish
+    options: replenish_options.ReplenishOptions = request.app.state.replenish
     site = one_site(admin, body.site)
     try:
-        return await svc.replenish(engine, options, site=site, dry_run=body.dry_run)
+        return await replenish_run.replenish(engine, options, site=site, dry_run=body.dry_run)
     except ValueError as exc:  # the numeric core refuses unusable input
         raise ApiError(422, "invalid_replenishment_input", str(exc)) from exc
 
@@ -150,8 +156,8 @@ async def run_replenishment(
 @router.get("/proposals/{proposal_id}", response_model=ProposalDetail, dependencies=Viewer)
 async def get_proposal(proposal_id: int, conn: DbConn, user: ViewerUser) -> dict[str, Any]:
     try:
-        proposal = await svc.get_proposal(conn, proposal_id)
-    except svc.ReplenishServiceError as exc:
+        proposal = await replenish_approvals.get_proposal(conn, proposal_id)
+    except replenish_options.ReplenishServiceError as exc:
         raise _error(exc) from exc
     check_site(user, proposal["site_id"], f"proposal {proposal_id}")
     return proposal
@@ -169,12 +175,12 @@ async def _decide(
     async with engine.connect() as conn:
         site_id = await conn.scalar(select(p.c.site_id).where(p.c.id == proposal_id))
     check_site(user, site_id, f"proposal {proposal_id}")  # a missing one: 404 too
-    approver = svc.Approver(user.name, user.role)
+    approver = replenish_options.Approver(user.name, user.role)
     try:
-        return await svc.decide(
+        return await replenish_approvals.decide(
             engine, proposal_id, decision, approver, body.comment, settings.cloud.replenish
         )
-    except svc.ReplenishServiceError as exc:
+    except replenish_options.ReplenishServiceError as exc:
         raise _error(exc) from exc
 
 

@@ -23,8 +23,9 @@ from cloud.core import db
 from cloud.lots import service as lot_service
 from cloud.masterdata import tables as masterdata_db
 from cloud.replenish import tables as rt
+from cloud.replenish.demand import SeriesKey, forecast_all, load_demand
 from cloud.replenish.proposals import ItemState
-from cloud.replenish.service import SeriesKey, forecast_all, load_demand, load_items
+from cloud.replenish.state import load_items
 from cloud.whatif.errors import SiteNotFound
 from cloud.whatif.model import NO_EXPIRY, Receipt, SiteModel, fitted_demand
 from cloud.whatif.scenario import Scenario

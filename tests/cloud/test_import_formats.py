@@ -12,7 +12,7 @@ import pytest
 from replenish_fixtures import SITE, TODAY, App, master_data, replenish_settings, running_app
 from sqlalchemy import create_engine, select
 
-from cloud.masterdata import service as md
+from cloud.masterdata import records as masterdata_records
 from cloud.masterdata.import_formats import render_markdown
 from cloud.replenish import masterdata as rmd
 from cloud.replenish import tables as rt
@@ -27,7 +27,7 @@ def test_reference_is_generated_from_the_models_and_current() -> None:
         "run: python -m cloud.masterdata.import_formats > docs/import-formats.md"
     )
     sections = dict(re.findall(r"## `(\w+)`\n(.*?)(?=\n## |\Z)", text, re.S))
-    models = {**{k: s.model for k, s in md.SPECS.items()}, **rmd.MODELS}
+    models = {**{k: s.model for k, s in masterdata_records.SPECS.items()}, **rmd.MODELS}
     assert set(sections) == set(models)
     for kind, model in models.items():
         columns = re.findall(r"^\| `(\w+)` \| (yes|no) \|", sections[kind], re.M)

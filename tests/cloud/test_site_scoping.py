@@ -26,6 +26,7 @@ from cloud.admin import create_edge_async, create_user_async
 from cloud.alerts import tables as alerts_db
 from cloud.core import db
 from cloud.main import create_app
+from cloud.masterdata import records as masterdata_records
 from cloud.masterdata import service as md
 from cloud.replenish import tables as rt
 from cloud.stocktake import tables as stocktake_db
@@ -276,16 +277,25 @@ async def seed(engine: Any, client: httpx.AsyncClient) -> dict[str, Any]:
     await md.import_records(
         engine,
         "products",
-        [md.ProductRecord(sku="sku-1", gtin="00614141000418", name="milk", shelf_life_days=10)],
+        [
+            masterdata_records.ProductRecord(
+                sku="sku-1", gtin="00614141000418", name="milk", shelf_life_days=10
+            )
+        ],
     )
     await md.import_records(
-        engine, "lots", [md.LotRecord(sku="sku-1", lot_code="lot-1", expiry=date(2030, 1, 1))]
+        engine, "lots", [masterdata_records.LotRecord(sku="sku-1", lot_code="lot-1", expiry=date(2030, 1, 1))]
     )
-    await md.import_records(engine, "items", [md.ItemRecord(epc=EPC_A, sku="sku-1", lot_code="lot-1")])
+    await md.import_records(
+        engine, "items", [masterdata_records.ItemRecord(epc=EPC_A, sku="sku-1", lot_code="lot-1")]
+    )
     await md.import_records(
         engine,
         "locations",
-        [md.LocationRecord(site_id=f"site-{s}", location_id="shelf", kind="shelf") for s in ("a", "b")],
+        [
+            masterdata_records.LocationRecord(site_id=f"site-{s}", location_id="shelf", kind="shelf")
+            for s in ("a", "b")
+        ],
     )
     now = T0
     async with db.write_transaction(engine) as conn:

@@ -22,6 +22,7 @@ from cloud.coldchain.service import product_limits
 from cloud.core import db
 from cloud.core.migrate import upgrade_to_head
 from cloud.ingest.service import ingest_batch
+from cloud.masterdata import records as masterdata_records
 from cloud.masterdata import service as md
 from cloud.masterdata import tables as masterdata_db
 from cloud.stock import tables as stock_db
@@ -71,14 +72,14 @@ async def _example(url: str, rnd: random.Random) -> None:
             {"site_id": site, "location_id": "cold-1", "kind": "zone"},
             {"site_id": site, "location_id": "cold-1-shelf", "kind": "shelf", "parent_id": "cold-1"},
         ]
-        await md.import_records(engine, "locations", md.parse_rows("locations", locations))
+        await md.import_records(engine, "locations", masterdata_records.parse_rows("locations", locations))
         skus = [f"ZS{n}A", f"ZS{n}B"]
         products = [{"sku": skus[0], "storage_temp_max_c": 8}, {"sku": skus[1], "storage_temp_min_c": 0}]
-        await md.import_records(engine, "products", md.parse_rows("products", products))
+        await md.import_records(engine, "products", masterdata_records.parse_rows("products", products))
         epcs = [f"3035{n:06X}{k:014X}" for k in range(rnd.randint(1, 8))]
         early = [e for e in epcs if rnd.random() < 0.5]
         register = lambda chosen: [{"epc": e, "sku": rnd.choice(skus)} for e in chosen]  # noqa: E731
-        await md.import_records(engine, "items", md.parse_rows("items", register(early)))
+        await md.import_records(engine, "items", masterdata_records.parse_rows("items", register(early)))
         moves = []
         for epc in epcs:
             for _ in range(rnd.randint(1, 4)):
@@ -97,7 +98,9 @@ async def _example(url: str, rnd: random.Random) -> None:
             }
             seq += len(chunk)
             await ingest_batch(engine, Batch.model_validate(body), {})
-        await md.import_records(engine, "items", md.parse_rows("items", register(epcs)))  # late, re-assigned
+        await md.import_records(
+            engine, "items", masterdata_records.parse_rows("items", register(epcs))
+        )  # late, re-assigned
         async with engine.connect() as conn:
             assert await zone_stock.stored(conn) == await zone_stock.recount(conn)
             zones = ["cold-1", "cold-2", "dock"]

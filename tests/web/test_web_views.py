@@ -29,7 +29,7 @@ from test_web_browser import (  # the harness: live cloud, browser, login, scree
 )
 from test_web_browser import pytestmark as browser_marks
 
-from cloud.lots.service import check_expiry
+from cloud.lots.expiry import check_expiry
 
 pytestmark = browser_marks
 __all__ = ["browser", "new_page"]  # fixtures used by name
