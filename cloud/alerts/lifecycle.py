@@ -31,9 +31,15 @@ _QUANTITY = {"max_humidity": "humidity"}
 class AlertNotFound(CloudError):
     """No alert with that id."""
 
+    status_code = 404
+    code = "not_found"
+
 
 class AlertStateConflict(CloudError):
     """The action does not fit the alert's current status (e.g. acknowledging a resolved alert)."""
+
+    status_code = 409
+    code = "conflict"
 
 
 async def _locked(conn: AsyncConnection, alert_id: int) -> dict[str, Any]:

@@ -6,8 +6,6 @@ queued only after its transaction committed.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -18,8 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.alerts import tables as alerts_db
 from cloud.alerts.lifecycle import (
-    AlertNotFound,
-    AlertStateConflict,
     acknowledge,
     alert_detail,
     deliveries,
@@ -160,23 +156,9 @@ async def get_deliveries(alert_id: int, conn: DbConn, user: ViewerUser) -> list[
     """Delivery attempts; ``error`` (which may quote the destination's reply) is shown to admins
     only, ``null`` for everyone else."""
     await db_alert_or_404(conn, alert_id, user)
-    try:
-        rows = await deliveries(conn, alert_id)
-    except AlertNotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from exc
+    rows = await deliveries(conn, alert_id)
     admin = user.role >= Role.admin
     return [DeliveryOut.model_validate(r if admin else {**r, "error": None}) for r in rows]
-
-
-@contextlib.contextmanager
-def _as_api_errors() -> Iterator[None]:
-    """The lifecycle's refusals as HTTP answers: unknown alert 404, wrong state 409."""
-    try:
-        yield
-    except AlertNotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from exc
-    except AlertStateConflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from exc
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut, responses=_ERRORS)
@@ -185,8 +167,7 @@ async def post_acknowledge(
 ) -> AlertOut:
     """Someone is on it: stops escalation. The alert stays active until the excursion ends."""
     await _check_alert_site(engine, alert_id, user)
-    with _as_api_errors():
-        row, notice = await acknowledge(engine, alert_id, user.name, body.comment)
+    row, notice = await acknowledge(engine, alert_id, user.name, body.comment)
     _notify(request, notice)
     return AlertOut.model_validate(row)
 
@@ -197,8 +178,7 @@ async def post_resolve(
 ) -> AlertOut:
     """Close an alert by hand (e.g. the probe was faulty); the reason is required and kept."""
     await _check_alert_site(engine, alert_id, user)
-    with _as_api_errors():
-        row, notice = await resolve(engine, alert_id, user.name, body.reason)
+    row, notice = await resolve(engine, alert_id, user.name, body.reason)
     _notify(request, notice)
     return AlertOut.model_validate(row)
 

@@ -48,13 +48,22 @@ MAX_ROWS = 100_000  # EPCs + readings per document
 class CaptureRefused(CloudError):
     """The document was refused; ``problems`` says why (nothing was written)."""
 
+    status_code = 400
+    code = "invalid_epcis"
+
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(self.problems[:5]) + (" ..." if len(self.problems) > 5 else ""))
 
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "problems": self.problems}
+
 
 class CaptureForbidden(CloudError):
     """The document writes to a site the caller may not write."""
+
+    status_code = 403
+    code = "forbidden"
 
 
 @dataclass(frozen=True, slots=True)

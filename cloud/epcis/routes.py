@@ -27,7 +27,7 @@ from cloud.api.sites import all_sites, sees
 from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
-from cloud.epcis.capture import CaptureForbidden, CaptureRefused, capture
+from cloud.epcis.capture import capture
 from cloud.epcis.uris import epc_hex_candidates
 from cloud.replenish.epcis import MAX_EVENTS, EventQuery, query_document, query_events
 
@@ -163,12 +163,7 @@ async def epcis_capture(
         raise ApiError(400, "invalid_body", f"not JSON: {exc}") from exc
     except RecursionError as exc:
         raise ApiError(400, "invalid_body", "JSON nested too deeply") from exc
-    try:
-        result = await capture(engine, document, user.name, _may_write(user))
-    except CaptureRefused as exc:
-        raise ApiError(400, "invalid_epcis", str(exc), extra={"problems": exc.problems}) from exc
-    except CaptureForbidden as exc:
-        raise ApiError(403, "forbidden", str(exc)) from exc
+    result = await capture(engine, document, user.name, _may_write(user))
     return {
         "events": result.events,
         "duplicates": result.duplicates,

@@ -47,6 +47,8 @@ ALERT_KIND = "edge_incarnation"
 class StreamConflict(CloudError):
     """The batch does not fit the edge's sequence stream (HTTP 409); retrying will not help."""
 
+    status_code = 409
+
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code

@@ -127,15 +127,9 @@ async def post_batch(
         runtime = runtime_of(request.app)
         rules = runtime.rules if runtime is not None else None
         result = await ingest_batch(engine, batch, zones, prepared, rules, window)
-    except UnknownEdge as exc:
-        metrics.refused("unauthenticated")
-        raise ApiError(401, "unauthenticated", str(exc)) from exc
-    except StreamConflict as exc:
+    except (UnknownEdge, StreamConflict, IngestConflict) as exc:  # answered by the error handler
         metrics.refused(exc.code)
-        raise ApiError(409, exc.code, str(exc)) from exc
-    except IngestConflict as exc:
-        metrics.refused("conflict")
-        raise ApiError(503, "conflict", str(exc), headers={"Retry-After": "1"}) from exc
+        raise
     metrics.batches_accepted += 1
     observe_batch(edge.edge_id, _event_time(batch), db.utcnow())
     metrics.event_duplicates += result.ack.duplicates

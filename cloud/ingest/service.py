@@ -66,9 +66,16 @@ MAX_ATTEMPTS = 3
 class UnknownEdge(CloudError):
     """The edge has no row (its token outlived it)."""
 
+    status_code = 401
+    code = "unauthenticated"
+
 
 class IngestConflict(CloudError):
     """The batch kept conflicting with concurrent writers; the edge should retry later."""
+
+    status_code = 503
+    code = "conflict"
+    headers = {"Retry-After": "1"}
 
 
 @dataclass(frozen=True, slots=True)

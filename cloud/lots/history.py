@@ -38,9 +38,15 @@ CHUNK = 5000
 class LotNotFound(CloudError):
     """No lot with that id."""
 
+    status_code = 404
+    code = "not_found"
+
 
 class LotAmbiguous(CloudError):
     """A bare lot code that several products use; the caller must say ``SKU:LOT_CODE``."""
+
+    status_code = 409
+    code = "ambiguous_lot"
 
 
 LotKey = tuple[str, str]

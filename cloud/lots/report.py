@@ -29,6 +29,9 @@ CSV_FIELDS = ("record", "start", "end", "site_id", "location", "sensor_id", "val
 class ReportUnavailable(CloudError):
     """The format cannot be produced here (PNG without matplotlib)."""
 
+    status_code = 501
+    code = "not_implemented"
+
 
 def _in_window(evidence: LotEvidence, moment: datetime) -> bool:
     return (evidence.since is None or moment >= evidence.since) and (

@@ -25,7 +25,6 @@ from cloud.core import db
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
 from cloud.lots import evidence as lots_evidence
-from cloud.lots import history as lots_history
 from cloud.lots import pages as pages
 from cloud.lots import report as lot_report
 from cloud.lots import service as svc
@@ -65,14 +64,9 @@ async def _evidence(
     conn: DbConn, lot_id: str, since: datetime | None, until: datetime | None, energy: float
 ) -> lots_evidence.LotEvidence:
     _window(since, until)
-    try:
-        return await lots_evidence.lot_evidence(
-            conn, lot_id, since=since, until=until, activation_energy_kj=energy
-        )
-    except lots_history.LotNotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
-    except lots_history.LotAmbiguous as exc:
-        raise ApiError(409, "ambiguous_lot", str(exc)) from None
+    return await lots_evidence.lot_evidence(
+        conn, lot_id, since=since, until=until, activation_energy_kj=energy
+    )
 
 
 @router.get("/lots", response_model=LotPage)
@@ -137,11 +131,7 @@ async def lot_report_route(
         headers = {"Content-Disposition": f'attachment; filename="lot-{name}.csv"'}
         return PlainTextResponse(lot_report.render_csv(evidence), media_type="text/csv", headers=headers)
     if format == "png":
-        try:
-            png = lot_report.render_png(evidence)
-        except lot_report.ReportUnavailable as exc:
-            raise ApiError(501, "not_implemented", str(exc)) from None
-        return Response(png, media_type="image/png")
+        return Response(lot_report.render_png(evidence), media_type="image/png")
     return LotReport.model_validate(lot_report.report_dict(evidence))
 
 
@@ -180,14 +170,11 @@ async def zone_mkt(
     end = db.utc(until) if until is not None else db.utcnow()
     start = db.utc(since) if since is not None else end - timedelta(days=30)
     _window(start, end)
-    try:
-        return await svc.zone_mkt(
-            conn,
-            zone,
-            since=start,
-            until=end,
-            site=one_site(user, site),
-            activation_energy_kj=activation_energy_kj,
-        )
-    except svc.ZoneAmbiguous as exc:
-        raise ApiError(409, "ambiguous_zone", str(exc)) from None
+    return await svc.zone_mkt(
+        conn,
+        zone,
+        since=start,
+        until=end,
+        site=one_site(user, site),
+        activation_energy_kj=activation_energy_kj,
+    )

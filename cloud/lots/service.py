@@ -128,6 +128,9 @@ FEFO_FIELDS = (
 class ZoneAmbiguous(CloudError):
     """The zone id exists on several sites; the caller must name the site."""
 
+    status_code = 409
+    code = "ambiguous_zone"
+
 
 async def zone_mkt(
     conn: AsyncConnection,

@@ -50,7 +50,11 @@ class Problem:
 
 
 class MasterDataError(CloudError):
-    """A master-data file or record was refused; nothing was written."""
+    """A master-data file or record was refused; nothing was written. Answered 422 with each
+    problem's row and column (at most :data:`MAX_REPORTED_PROBLEMS`)."""
+
+    status_code = 422
+    code = "invalid_master_data"
 
     def __init__(self, kind: str, problems: Sequence[Problem]) -> None:
         self.kind = kind
@@ -58,6 +62,11 @@ class MasterDataError(CloudError):
         shown = "; ".join(str(p) for p in self.problems[:MAX_REPORTED_PROBLEMS])
         more = len(self.problems) - MAX_REPORTED_PROBLEMS
         super().__init__(f"{kind}: {shown}" + (f" (and {more} more)" if more > 0 else ""))
+
+    def body(self) -> dict[str, Any]:
+        shown = self.problems[:MAX_REPORTED_PROBLEMS]
+        errors = [{"row": p.row, "column": p.column, "msg": p.message} for p in shown]
+        return {**super().body(), "errors": errors}
 
 
 def gtin_check_digit_ok(gtin: str) -> bool:

@@ -19,20 +19,12 @@ from cloud.core.security import Role
 from cloud.masterdata import records as masterdata_records
 from cloud.masterdata import service as md
 from cloud.masterdata import tables as masterdata_db
-from cloud.masterdata.records import ItemRecord, LocationRecord, LotRecord, MasterDataError, ProductRecord
+from cloud.masterdata.records import ItemRecord, LocationRecord, LotRecord, ProductRecord
 from cloud.replenish.schemas import ImportResult
 
 router = APIRouter(prefix="/api/v1", tags=["master data"])
 Viewer = [Depends(require_role(Role.viewer))]
 KindParam = Literal["products", "locations", "lots", "items"]
-
-
-def invalid(exc: MasterDataError) -> ApiError:
-    errors = [
-        {"row": p.row, "column": p.column, "msg": p.message}
-        for p in exc.problems[: masterdata_records.MAX_REPORTED_PROBLEMS]
-    ]
-    return ApiError(422, "invalid_master_data", str(exc), extra={"errors": errors})
 
 
 async def _page(conn: DbConn, table: Table, query: Select[Any], limit: int, offset: int) -> dict[str, Any]:
@@ -132,10 +124,7 @@ async def _put(
     for name, value in path_key.items():
         if getattr(record, name) != value:
             raise ApiError(422, "key_mismatch", f"body {name} {getattr(record, name)!r} differs from the URL")
-    try:
-        await md.import_records(engine, kind, [record])
-    except MasterDataError as exc:
-        raise invalid(exc) from exc
+    await md.import_records(engine, kind, [record])
     return record
 
 
@@ -211,8 +200,6 @@ async def import_master(
         count = await md.import_text(engine, kind, text, fmt)
     except UnicodeDecodeError as exc:
         raise ApiError(422, "invalid_master_data", "body is not UTF-8") from exc
-    except MasterDataError as exc:
-        raise invalid(exc) from exc
     return {"imported": count}
 
 

@@ -18,13 +18,22 @@ class ReplenishServiceError(CloudError):
 class ProposalNotFound(ReplenishServiceError):
     """No proposal with that id."""
 
+    status_code = 404
+    code = "not_found"
+
 
 class ProposalConflict(ReplenishServiceError):
     """The proposal is not in a state that allows this (already decided, not approved, ...)."""
 
+    status_code = 409
+    code = "conflict"
+
 
 class ApprovalForbidden(ReplenishServiceError):
     """The user cannot fill the approval step the proposal is waiting for."""
+
+    status_code = 403
+    code = "forbidden"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,6 @@ from cloud.api.sites import AllSitesAdmin, check_site, one_site, site_clause
 from cloud.core import csvsafe
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
-from cloud.masterdata.records import MasterDataError
-from cloud.masterdata.routes import invalid
 from cloud.replenish import approvals as replenish_approvals
 from cloud.replenish import demand as replenish_demand
 from cloud.replenish import export as replenish_export
@@ -62,14 +60,6 @@ class ExportedBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ids: Annotated[list[int], Field(min_length=1, max_length=1000)]
-
-
-def _error(exc: replenish_options.ReplenishServiceError) -> ApiError:
-    if isinstance(exc, replenish_options.ProposalNotFound):
-        return ApiError(404, "not_found", str(exc))
-    if isinstance(exc, replenish_options.ApprovalForbidden):
-        return ApiError(403, "forbidden", str(exc))
-    return ApiError(409, "conflict", str(exc))
 
 
 @router.get("/proposals", response_model=ProposalPage, dependencies=Viewer)
@@ -155,10 +145,7 @@ async def run_replenishment(
 
 @router.get("/proposals/{proposal_id}", response_model=ProposalDetail, dependencies=Viewer)
 async def get_proposal(proposal_id: int, conn: DbConn, user: ViewerUser) -> dict[str, Any]:
-    try:
-        proposal = await replenish_approvals.get_proposal(conn, proposal_id)
-    except replenish_options.ReplenishServiceError as exc:
-        raise _error(exc) from exc
+    proposal = await replenish_approvals.get_proposal(conn, proposal_id)
     check_site(user, proposal["site_id"], f"proposal {proposal_id}")
     return proposal
 
@@ -176,12 +163,9 @@ async def _decide(
         site_id = await conn.scalar(select(p.c.site_id).where(p.c.id == proposal_id))
     check_site(user, site_id, f"proposal {proposal_id}")  # a missing one: 404 too
     approver = replenish_options.Approver(user.name, user.role)
-    try:
-        return await replenish_approvals.decide(
-            engine, proposal_id, decision, approver, body.comment, settings.cloud.replenish
-        )
-    except replenish_options.ReplenishServiceError as exc:
-        raise _error(exc) from exc
+    return await replenish_approvals.decide(
+        engine, proposal_id, decision, approver, body.comment, settings.cloud.replenish
+    )
 
 
 @router.post("/proposals/{proposal_id}/approve", response_model=ProposalDetail)
@@ -214,6 +198,4 @@ async def import_replenish_data(
         count = await rmd.import_text(engine, kind, body.decode("utf-8-sig"), fmt)
     except UnicodeDecodeError as exc:
         raise ApiError(422, "invalid_master_data", "body is not UTF-8") from exc
-    except MasterDataError as exc:
-        raise invalid(exc) from exc
     return {"imported": count}

@@ -16,7 +16,7 @@ from cloud.core.errors import ApiError
 from cloud.core.security import Role
 from cloud.stocktake import tables as stocktake_db
 from cloud.stocktake.schemas import DiscrepancyPublic, StocktakeRunDetail, StocktakeRunPublic
-from cloud.stocktake.service import DiscrepancyNotOpen, StocktakeOptions, decide, run_all_sites, run_site
+from cloud.stocktake.service import StocktakeOptions, decide, run_all_sites, run_site
 
 router = APIRouter(prefix="/api/v1", tags=["stocktakes"])
 Viewer = [Depends(require_role(Role.viewer))]
@@ -128,10 +128,7 @@ async def _decide(engine: Engine, discrepancy_id: int, decision: str, user: User
     if site_id is None:
         raise ApiError(404, "not_found", f"no discrepancy {discrepancy_id}")
     check_site(user, site_id, f"discrepancy {discrepancy_id}")
-    try:
-        return await decide(engine, discrepancy_id, decision, user.name)
-    except DiscrepancyNotOpen as exc:
-        raise ApiError(409, "not_open", str(exc)) from exc
+    return await decide(engine, discrepancy_id, decision, user.name)
 
 
 @router.post("/stocktakes/discrepancies/{discrepancy_id}/accept", response_model=DiscrepancyPublic)

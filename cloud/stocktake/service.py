@@ -71,6 +71,9 @@ class StocktakeOptions:
 class DiscrepancyNotOpen(CloudError):
     """The discrepancy does not exist or was already decided."""
 
+    status_code = 409
+    code = "not_open"
+
 
 # --- one run ----------------------------------------------------------------------------------------
 
