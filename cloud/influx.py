@@ -20,7 +20,9 @@ Two sinks behind one interface (``async write(lines)``):
 Schema (one measurement per kind, tags are what dashboards group by):
 
 - readings: measurement = quantity (``temperature``, ``humidity``, ``battery``, ``linkquality``,
-  ``pressure``); tags ``site``, ``zone``, ``sensor``, ``unit``; field ``value`` (float).
+  ``pressure``); tags ``site``, ``zone``, ``sensor``, ``unit``; field ``value`` (float), and
+  ``limit_min``/``limit_max`` (the zone's limits for that quantity when the reading was stored), so a
+  board's per-sensor panel draws its own zone's thresholds (InfluxQL cannot join ``zone_limits``).
 - ``alert_event``: tags ``site``, ``zone``, ``rule``, ``state``; fields ``alert_id``, ``text``,
   ``value``, ``limit``.
 - ``device_health``: tags ``site``, ``edge``, ``device``; fields ``connected`` (0/1), ``frames_ok``,
@@ -73,7 +75,14 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def reading_point(reading: SensorReading, *, site: str, zone: str | None = None) -> Point:
+def reading_point(
+    reading: SensorReading,
+    *,
+    site: str,
+    zone: str | None = None,
+    limit_min: float | None = None,
+    limit_max: float | None = None,
+) -> Point:
     point = (
         Point(reading.quantity)
         .tag("site", site)
@@ -87,7 +96,30 @@ def reading_point(reading: SensorReading, *, site: str, zone: str | None = None)
         point.tag("zone", zone)
     if reading.flags:
         point.field("flags", ",".join(reading.flags))
+    for name, limit in (("limit_min", limit_min), ("limit_max", limit_max)):
+        if limit is not None:
+            point.field(name, float(limit))
     return point
+
+
+class _ZoneLimits(Protocol):
+    @property
+    def min_temp_c(self) -> float | None: ...
+    @property
+    def max_temp_c(self) -> float | None: ...
+    @property
+    def max_humidity(self) -> float | None: ...
+
+
+def reading_limits(quantity: str, limits: _ZoneLimits | None) -> tuple[float | None, float | None]:
+    """``reading_point``'s ``(limit_min, limit_max)`` for a quantity under a zone's limits."""
+    if limits is None:
+        return None, None
+    if quantity == "temperature":
+        return limits.min_temp_c, limits.max_temp_c
+    if quantity == "humidity":
+        return None, limits.max_humidity
+    return None, None
 
 
 def alert_point(
@@ -456,6 +488,7 @@ __all__ = [
     "device_health_point",
     "edge_health_point",
     "points_from_readings",
+    "reading_limits",
     "reading_point",
     "v1_writer",
     "v2_writer",

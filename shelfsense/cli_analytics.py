@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shelfsense import cli_render as render
 from shelfsense.output import emit
+
+if TYPE_CHECKING:
+    from dashboards.provision import Flux
 
 EXIT_USAGE = 2
 
@@ -32,11 +36,21 @@ def cmd_coldchain_mkt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flux(args: argparse.Namespace, *, token: str | None = None) -> Flux | None:
+    from dashboards.provision import Flux
+
+    if args.org is None:
+        return None
+    return Flux(args.org, args.bucket, token) if token else Flux(args.org, args.bucket)
+
+
 def cmd_dashboards_export(args: argparse.Namespace) -> int:
     from dashboards.provision import export_provisioning
 
     try:
-        paths = export_provisioning(Path(args.dir), influx_url=args.influx_url, database=args.database)
+        paths = export_provisioning(
+            Path(args.dir), influx_url=args.influx_url, database=args.database, flux=_flux(args)
+        )
     except OSError as exc:
         print(f"shelfsense: cannot write to {args.dir}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -47,9 +61,18 @@ def cmd_dashboards_export(args: argparse.Namespace) -> int:
 def cmd_dashboards_push(args: argparse.Namespace) -> int:
     from dashboards.provision import ProvisionError, push_to_grafana
 
+    if args.org is not None and not args.influx_token:
+        print(
+            "shelfsense: --org (InfluxDB 2.x) needs --influx-token for Grafana's datasource", file=sys.stderr
+        )
+        return EXIT_USAGE
     try:
         result = push_to_grafana(
-            args.grafana_url, args.token, influx_url=args.influx_url, database=args.database
+            args.grafana_url,
+            args.token,
+            influx_url=args.influx_url,
+            database=args.database,
+            flux=_flux(args, token=args.influx_token),
         )
     except ProvisionError as exc:
         print(f"shelfsense: {exc}", file=sys.stderr)
@@ -77,9 +100,12 @@ def _add_coldchain_commands(commands: argparse._SubParsersAction[argparse.Argume
     push = dashboards.add_parser("push", help="upload the datasource and dashboards to Grafana")
     push.add_argument("--grafana-url", required=True)
     push.add_argument("--token", required=True, help="Grafana service account token")
+    push.add_argument("--influx-token", help="InfluxDB 2.x API token for the datasource (with --org)")
     for sub in (export, push):
-        sub.add_argument("--influx-url", default="http://127.0.0.1:8086", help="InfluxDB 1.x URL for Grafana")
-        sub.add_argument("--database", default="shelfsense", help="InfluxDB database")
+        sub.add_argument("--influx-url", default="http://127.0.0.1:8086", help="InfluxDB URL for Grafana")
+        sub.add_argument("--database", default="shelfsense", help="InfluxDB 1.x database")
+        sub.add_argument("--org", help="InfluxDB 2.x organisation: a Flux datasource and the Flux boards")
+        sub.add_argument("--bucket", default="shelfsense", help="InfluxDB 2.x bucket (with --org)")
     export.set_defaults(handler=cmd_dashboards_export)
     push.set_defaults(handler=cmd_dashboards_push)
 

@@ -38,6 +38,7 @@ from cloud.influx import (
     build_influx,
     device_health_point,
     edge_health_point,
+    reading_limits,
     reading_point,
     zone_limits_point,
 )
@@ -158,7 +159,8 @@ class ColdChainRuntime:
         for item in result.new_events:
             event = item.event
             if isinstance(event, SensorReading):
-                points.append(reading_point(event, site=site))
+                low, high = reading_limits(event.quantity, result.zone_limits.get(event.zone or ""))
+                points.append(reading_point(event, site=site, limit_min=low, limit_max=high))
             elif isinstance(event, DeviceHealth):
                 points.append(device_health_point(event, site=site, edge=edge_id))
             at = event_moment(event)

@@ -30,7 +30,7 @@ async def test_batch_reaches_influxdb_and_shutdown_flushes(db_url: str, influxdb
             max_event_age_s=None,  # conftest's events are dated 2025
             influx=InfluxSettings(url=influxdb.url, database=influxdb.database),
         ),
-        zones=[ZoneLimits(id="cold-1", site_id=site, max_temp_c=8.0)],
+        zones=[ZoneLimits(id="cold-1", site_id=site, max_temp_c=8.0, max_humidity=85.0)],
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -51,6 +51,11 @@ async def test_batch_reaches_influxdb_and_shutdown_flushes(db_url: str, influxdb
     assert {(row[1], row[2]) for row in temperature["values"]} == {("cold-1", "probe-1")}
     [humidity] = query(influxdb, f"SELECT value FROM humidity WHERE site = '{site}'")
     assert humidity["values"][0][1] == 70.0
+    # Each reading carries its zone's limit for its quantity (boards draw per-sensor thresholds).
+    [limited] = query(influxdb, f"SELECT limit_min, limit_max FROM temperature WHERE site = '{site}'")
+    assert [row[1:] for row in limited["values"]] == [[None, 8.0]] * 5
+    [humid_limit] = query(influxdb, f"SELECT limit_max FROM humidity WHERE site = '{site}'")
+    assert humid_limit["values"][0][1] == 85.0
     [alert] = query(
         influxdb, f'SELECT rule, "state", value, "limit" FROM alert_event WHERE site = \'{site}\''
     )
