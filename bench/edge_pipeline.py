@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python bench/edge_pipeline.py [--reads N] [--events N] [--synchronous FULL]``.
 
 1. ``reads_per_s``: N raw reads (500 tags, two portal readers) through the agent's intake
-   (:meth:`EdgeAgent.on_tag_read`: smoother + portal tracker), flushing the event cycles as they elapse.
+   (:meth:`EdgeAgent.accept_reads`, what ``emit(TagReads)`` does: smoother + portal tracker),
+   flushing the event cycles as they elapse.
 2. ``durable_events_per_s``: events committed by the :class:`OutboxWriter` (group commit, WAL,
    ``synchronous`` as configured, FULL by default) from 20 concurrent producers, each awaiting its
    commit like a device task does.
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devices.readings import TagRead
 from edge.agent import EdgeAgent
 from edge.outbox import Outbox, OutboxWriter
+from edge.transports.protocol import TagReads
 from shelfsense.config import EdgeSettings, PortalConfig, Settings, UhfReaderConfig
 from shelfsense.contract import Event, TagObservation
 
@@ -52,13 +54,13 @@ def bench_reads(n: int, db: Path) -> tuple[float, int]:
     start_at = datetime(2025, 1, 1, tzinfo=UTC)
     # 200 reads per tag per second of simulated time: a read storm.
     step = timedelta(seconds=1 / (200 * TAGS))
-    on_read = agent.on_tag_read
+    accept = agent.accept_reads  # what EdgeAgent.emit does with a TagReads emission
     emitted = 0
     now = start_at
     began = time.perf_counter()
     for i in range(n):
         read = reads[i % TAGS]
-        on_read("outer" if i & 1 else "inner", read, now)
+        accept(TagReads("outer" if i & 1 else "inner", (read,), now))
         now += step
         if i % 10_000 == 0:
             for smoother in agent.smoothers.values():

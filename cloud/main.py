@@ -37,6 +37,7 @@ from cloud.replenish import kpi_routes as kpis
 from cloud.replenish import routes as proposals
 from cloud.replenish.options import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
+from cloud.retention.job import retention_job
 from cloud.stock import routes as stock
 from cloud.stocktake import routes as stocktakes
 from cloud.stocktake.service import StocktakeOptions, background_job
@@ -84,6 +85,7 @@ def create_app(
                 replenish_job(engine, app.state.replenish, notifier=notifier),  # rules' notify actions
                 expiry_job(engine, notifier=notifier),  # lot expiry alerts (cloud.lots.service)
                 read_model_job(engine),  # the lot-evidence read model's catch-up
+                retention_job(engine, settings.cloud.retention),  # readings roll-up, partitions
             ):
                 yield
         finally:

@@ -15,6 +15,7 @@ from cloud.epcis import tables as epcis_tables
 from cloud.ingest import tables as ingest_tables
 from cloud.masterdata import tables as masterdata_tables
 from cloud.replenish import tables as replenish_tables
+from cloud.retention import tables as retention_tables
 from cloud.stock import tables as stock_tables
 from cloud.stocktake import tables as stocktake_tables
 from cloud.users import tables as users_tables
@@ -28,6 +29,7 @@ FEATURE_TABLES = (
     ingest_tables,
     masterdata_tables,
     replenish_tables,
+    retention_tables,
     sensor_tables,
     stock_tables,
     stocktake_tables,

@@ -1,18 +1,20 @@
 """The edge agent: wires devices, smoothing, portals, alarms, the outbox and the cloud sync.
 
-Data flow (all on one event loop; paho's thread only hands messages over)::
+Data flow (all on one event loop; sllurp's thread only hands reports over)::
 
-    UHF serial --TagRead--> TagSmoother --TagObservation--+
+    UHF serial / LLRP --TagReads--> TagSmoother --TagObservation--+
                       \\--> PortalTracker --PortalPassage, StockMovement--+
     Modbus probe / MQTT sensors --SensorReading--> AlarmEvaluator --LocalAlarm--+
     supervisors --DeviceHealth-------------------------------------------------+--> OutboxWriter
                                                                          (group commit, ledger)
     Outbox --sync_loop--> cloud
 
-Events go through :mod:`edge.pipeline` (validate -> quality -> alarms -> commit); the devices come
-from :mod:`edge.transports.registry`. Every device runs under :func:`edge.supervisor.supervise`.
-SIGTERM/SIGINT set the stop event: the devices stop, smoothers and portals are flushed, pending
-commits finish, the database is closed.
+Every transport delivers through :meth:`EdgeAgent.emit` (one shape, :mod:`edge.transports.protocol`);
+events go through :mod:`edge.pipeline` (validate -> quality -> alarms -> commit); the devices come
+from :mod:`edge.transports.registry`. The agent owns the one clock (:mod:`edge.clock`) and hands it
+to the transports, the health reports and the sync client. Every device runs under
+:func:`edge.supervisor.supervise`. SIGTERM/SIGINT set the stop event: the devices stop, smoothers
+and portals are flushed, pending commits finish, the database is closed.
 
 A full disk stops nothing (:mod:`edge.diskfull`): MQTT commits wait for space (no PUBACK), the
 other producers' events are held in memory (bounded), and a retry loop resumes by itself.
@@ -28,9 +30,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from devices.readings import TagRead
 from edge.alarms import AlarmEvaluator, alarm_payload, alarm_topic, edge_alarm_payload, edge_alarm_topic
-from edge.clock import default_clock, utcnow
+from edge.clock import EdgeClock, SyncedClock
 from edge.diskfull import DiskFull
 from edge.errors import DiskFullError, EdgeError
 from edge.outbox import LedgerWrite, Outbox, OutboxBudget, OutboxWriter
@@ -41,6 +42,7 @@ from edge.supervisor import DeviceHealthState, emit_health_periodically, supervi
 from edge.sync import SyncClient, flush_on_stop, sync_loop
 from edge.tls import cloud_ssl_context
 from edge.transports.mqtt import MqttTransport
+from edge.transports.protocol import Committed, Emission, TagReads
 from edge.transports.registry import build_devices
 from shelfsense.config import EdgeSettings, Settings
 from shelfsense.contract import Event, LocalAlarm
@@ -57,12 +59,13 @@ _Device = tuple[str, DeviceHealthState, Callable[[], Awaitable[None]]]
 
 
 class EdgeAgent:
-    def __init__(self, settings: Settings, *, cycle_s: float = 1.0) -> None:
+    def __init__(self, settings: Settings, *, cycle_s: float = 1.0, clock: SyncedClock | None = None) -> None:
         self.settings = settings
         self.edge = settings.edge
         self.cycle_s = cycle_s
         self.outbox = Outbox(self.edge.db_path, self.edge.synchronous, budget_of(self.edge))
-        default_clock.warn_s = self.edge.clock_skew_warn_s
+        # The agent's one clock, handed to everything that stamps or judges a time.
+        self.clock: SyncedClock = clock or EdgeClock(self.edge.clock_skew_warn_s)
         self.counters: Counter[str] = Counter()
         self.health: dict[str, DeviceHealthState] = {}
         self.smoothers = {
@@ -74,7 +77,7 @@ class EdgeAgent:
         self._writer: OutboxWriter | None = None
         # Quality then alarms, per batch (edge.pipeline); the commit is submit / submit_durably.
         self.pipeline = Pipeline(
-            AlarmEvaluator(settings.zones), self.edge.reading_stale_s, lambda: default_clock.warn_s
+            AlarmEvaluator(settings.zones), self.edge.reading_stale_s, lambda: self.clock.warn_s
         )
         self._frames_seen = (0, 0)
         self._device_seen: dict[str, tuple[int, int, int]] = {}
@@ -93,12 +96,30 @@ class EdgeAgent:
 
     # ------------------------------------------------------------------ event intake
 
-    def on_tag_read(self, reader_id: str, read: TagRead, now: datetime) -> None:
-        """Called by the UHF transports for every valid read (on the event loop)."""
-        self.counters["tag_reads"] += 1
-        self.smoothers[reader_id].add(read, now)
-        for portal in self.portals:
-            portal.observe(reader_id, read.epc, read.rssi, now)
+    def emit(self, emission: Emission) -> asyncio.Future[Committed]:
+        """The one intake of every transport (edge.transports.protocol); call on the event loop.
+
+        Tag reads are accepted at once (smoothers, portals; committed by the next cycle); events
+        are committed by a task whose future resolves with their sequence numbers.
+        """
+        if isinstance(emission, TagReads):
+            self.accept_reads(emission)
+            accepted: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+            accepted.set_result([])
+            return accepted
+        if emission.durable:
+            return asyncio.ensure_future(self.submit_durably(emission.events, emission.extras))
+        return asyncio.ensure_future(self.submit(emission.events))
+
+    def accept_reads(self, tag_reads: TagReads) -> None:
+        """Raw reads of one reader into its smoother and the portals."""
+        reader_id, now = tag_reads.reader_id, tag_reads.at
+        smoother = self.smoothers[reader_id]
+        self.counters["tag_reads"] += len(tag_reads.reads)
+        for read in tag_reads.reads:
+            smoother.add(read, now)
+            for portal in self.portals:
+                portal.observe(reader_id, read.epc, read.rssi, now)
 
     async def submit(self, events: Sequence[Event]) -> list[int | None]:
         """Evaluate alarms, then commit events + alarms + counter deltas in one transaction.
@@ -106,7 +127,7 @@ class EdgeAgent:
         On a full disk the events are held in memory instead (:mod:`edge.diskfull`) and their
         sequence numbers are None: serial devices and the health report never wait for the disk.
         """
-        prepared = self.pipeline.prepare(events, utcnow())
+        prepared = self.pipeline.prepare(events, self.clock.now())
         batch, alarms = prepared.batch(), prepared.alarms
         seqs: list[int | None] = [None] * len(batch)
         if self.disk.full:  # also while what is held drains: new events queue behind it, in order
@@ -127,7 +148,7 @@ class EdgeAgent:
         """Like :meth:`submit` but returns only once the events are stored (MQTT acknowledges
         after it): on a full disk it waits for space, so the broker keeps the messages. ``extras``
         (the MQTT receipts and rejects) commit in the same transaction."""
-        prepared = self.pipeline.prepare(events, utcnow())
+        prepared = self.pipeline.prepare(events, self.clock.now())
         batch, alarms = prepared.batch(), prepared.alarms
         while True:
             await self.disk.wait_for_space()
@@ -174,7 +195,7 @@ class EdgeAgent:
             self._client.disk_full = full
         if full:
             self.counters["disk_full_episodes"] += 1  # stored with the first commit after it
-        payload = edge_alarm_payload(self.edge.edge_id, "disk_full", full, text, utcnow())
+        payload = edge_alarm_payload(self.edge.edge_id, "disk_full", full, text, self.clock.now())
         if self.mqtt is not None and not self.mqtt.publish(edge_alarm_topic(self.edge.site_id), payload):
             log.info("disk_full alarm not published on MQTT (offline)")
 
@@ -235,7 +256,7 @@ class EdgeAgent:
         """Every cycle: flush smoothers, decide settled portal passages, commit with counters."""
         while True:
             stopping = await wait_or_stop(stop, self.cycle_s)
-            now = utcnow()
+            now = self.clock.now()
             events: list[Event] = []
             for smoother in self.smoothers.values():
                 events.extend(smoother.flush(now, force=stopping))
@@ -299,6 +320,7 @@ class EdgeAgent:
                 token,
                 incarnation=self.outbox.incarnation,
                 verify=verify,
+                clock=self.clock,
             )
             self._client = client
             stopped_cleanly = False
@@ -331,7 +353,9 @@ class EdgeAgent:
             tg.create_task(self._flush_downsampled(stop), name="downsample-flush")
             tg.create_task(self._recover_disk(stop), name="disk-full-recovery")
             tg.create_task(
-                emit_health_periodically(self.health, self.submit, self.edge.health_interval_s, stop),
+                emit_health_periodically(
+                    self.health, self.submit, self.edge.health_interval_s, stop, self.clock
+                ),
                 name="health",
             )
             tg.create_task(

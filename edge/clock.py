@@ -22,11 +22,38 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Protocol
+
+__all__ = ["Clock", "EdgeClock", "ManualClock", "SyncedClock"]
 
 log = logging.getLogger(__name__)
 
 
+class Clock(Protocol):
+    """What the edge asks of a clock. There is no process-wide one: the agent makes one (an
+    :class:`EdgeClock`) and hands it to its transports, health reports, pipeline and sync client;
+    a test that needs controlled time passes its own (:class:`ManualClock`)."""
+
+    # Tolerance for clock skew (s): device times further ahead are flagged ``clock_skew``.
+    warn_s: float
+
+    def now(self) -> datetime:
+        """The current UTC time (aware)."""
+        ...
+
+
+class SyncedClock(Clock, Protocol):
+    """A clock the sync client checks against the cloud's (the agent's clock is one)."""
+
+    skewed: bool  # the last conclusive observation found it off by more than warn_s
+    skew_s: float | None  # edge minus cloud at the last observation
+
+    def observe(self, date_header: str | None, sent_mono: float, received_mono: float) -> None: ...
+
+
 class EdgeClock:
+    """The skew-correcting clock (see the module docstring); fed by :class:`edge.sync.SyncClient`."""
+
     def __init__(
         self,
         warn_s: float = 5.0,
@@ -95,9 +122,24 @@ class EdgeClock:
         return when - self.now() > timedelta(seconds=self.warn_s)
 
 
-# The process-wide clock: transports stamp readings with it, the sync client feeds it.
-default_clock = EdgeClock()
+class ManualClock:
+    """A clock that moves only when told (tests, replays): ``now()`` is ``start`` plus what
+    :meth:`advance` added."""
 
+    def __init__(self, start: datetime, warn_s: float = 5.0) -> None:
+        if start.tzinfo is None:
+            raise ValueError("ManualClock needs an aware start time")
+        self._now = start
+        self.warn_s = warn_s
+        self.skewed = False
+        self.skew_s: float | None = None
 
-def utcnow() -> datetime:
-    return default_clock.now()
+    def observe(self, date_header: str | None, sent_mono: float, received_mono: float) -> None:
+        """Ignored: a manual clock is the test's truth, the cloud's ``Date`` does not move it."""
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        self._now += timedelta(seconds=seconds)
+        return self._now

@@ -1,6 +1,6 @@
 """The edge agent's small error tree.
 
-Third-party exceptions (sqlite3, httpx, paho, pyserial, pymodbus) are translated into these at the
+Third-party exceptions (sqlite3, httpx, sllurp, pyserial, pymodbus) are translated into these at the
 boundary where they occur, so the rest of the agent only ever catches our own types. Device-side
 failures use :class:`devices.errors.TransportError` / :class:`devices.errors.DecodeError`.
 """

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from devices.errors import DeviceError
-from edge.clock import utcnow
+from edge.clock import Clock
 from shelfsense.contract import DeviceHealth, Event
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,9 @@ class DeviceHealthState:
         self.connected = True
         self.lost = False
 
-    def frame_ok(self, count: int = 1, at: datetime | None = None) -> None:
+    def frame_ok(self, count: int, at: datetime) -> None:
         self.frames_ok += count
-        self.last_frame_at = at or utcnow()
+        self.last_frame_at = at
 
     def heard(self, at: datetime) -> None:
         """A frame that carries no data (keepalive, heartbeat answer) still proves the link."""
@@ -98,7 +98,7 @@ class DeviceHealthState:
     def frame_bad(self, count: int = 1) -> None:
         self.frames_bad += count
 
-    def to_event(self, at: datetime | None = None) -> DeviceHealth:
+    def to_event(self, at: datetime) -> DeviceHealth:
         return DeviceHealth(
             device_id=self.device_id,
             connected=self.connected,
@@ -106,7 +106,7 @@ class DeviceHealthState:
             frames_ok=self.frames_ok,
             frames_bad=self.frames_bad,
             reconnects=self.reconnects,
-            at=at or utcnow(),
+            at=at,
         )
 
 
@@ -186,12 +186,13 @@ async def emit_health_periodically(
     submit: Callable[[Sequence[Event]], Awaitable[object]],
     interval_s: float,
     stop_event: asyncio.Event,
+    clock: Clock,
 ) -> None:
     """Every ``interval_s`` submit one :class:`DeviceHealth` event per device (and once at stop)."""
     items = list(states.values()) if isinstance(states, Mapping) else list(states)
     while True:
         stopping = await wait_or_stop(stop_event, interval_s)
-        now = utcnow()
+        now = clock.now()
         if items:
             await submit([state.to_event(now) for state in items])
         if stopping:

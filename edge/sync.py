@@ -16,12 +16,13 @@ import random
 import ssl
 import time
 from collections.abc import Coroutine, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
-from edge.clock import EdgeClock, default_clock, utcnow
+from edge.clock import EdgeClock, SyncedClock
 from edge.errors import DiskFullError, PermanentSyncError, SyncError, TransientSyncError
 from edge.outbox import Outbox
 from edge.supervisor import Backoff, wait_or_stop
@@ -54,7 +55,7 @@ class SyncClient:
         http: httpx.AsyncClient | None = None,
         *,
         timeout_s: float = 30.0,
-        clock: EdgeClock | None = None,
+        clock: SyncedClock | None = None,
         incarnation: str | None = None,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
@@ -62,7 +63,7 @@ class SyncClient:
         self.incarnation = incarnation  # the outbox database's (edge.incarnation), in every batch
         self.disk_full = False  # set by the agent (edge.diskfull); every batch tells the cloud
         self.reported_disk_full = False  # what the cloud last accepted
-        self.clock = clock or default_clock
+        self.clock: SyncedClock = clock or EdgeClock()  # the agent passes its own
         self.url = f"{cloud_url.rstrip('/')}/api/v1/edges/{edge_id}/batches"
         self._token = token
         self._owns_http = http is None
@@ -77,7 +78,9 @@ class SyncClient:
 
     async def send_rows(self, rows: Sequence[tuple[int, str]]) -> BatchAck:
         """Send outbox rows ``(seq, event JSON)`` as a batch, splicing the stored JSON in unparsed."""
-        return await self.send_json(batch_json(self.edge_id, rows, self.incarnation, self.disk_full))
+        return await self.send_json(
+            batch_json(self.edge_id, rows, self.incarnation, self.disk_full, created_at=self.clock.now())
+        )
 
     async def send_json(self, payload: bytes) -> BatchAck:
         disk_full = self.disk_full
@@ -240,10 +243,15 @@ async def drain_pipelined(
 
 
 def batch_json(
-    edge_id: str, rows: Sequence[tuple[int, str]], incarnation: str | None = None, disk_full: bool = False
+    edge_id: str,
+    rows: Sequence[tuple[int, str]],
+    incarnation: str | None = None,
+    disk_full: bool = False,
+    *,
+    created_at: datetime,
 ) -> bytes:
     """The JSON of a contract :class:`Batch` built from stored event JSON (same shape as pydantic's)."""
-    envelope: dict[str, object] = {"v": 1, "edge_id": edge_id, "created_at": utcnow().isoformat()}
+    envelope: dict[str, object] = {"v": 1, "edge_id": edge_id, "created_at": created_at.isoformat()}
     if incarnation is not None:
         envelope["incarnation"] = incarnation
     if disk_full:
@@ -256,7 +264,7 @@ def batch_json(
 async def _send_ahead(outbox: Outbox, client: SyncClient, urgent: list[SequencedEvent]) -> None:
     batch = Batch(
         edge_id=client.edge_id,
-        created_at=utcnow(),
+        created_at=client.clock.now(),
         incarnation=client.incarnation,
         disk_full=client.disk_full,
         events=urgent,

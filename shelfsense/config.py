@@ -256,6 +256,34 @@ class WebSettings(_Section):
     session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
 
 
+class RetentionSettings(_Section):
+    """``[cloud.retention]``: how long the SQL store keeps raw sensor readings (cloud.retention).
+
+    Older readings are rolled up per sensor, quantity, zone and ``bucket_s`` (min/max/mean/count)
+    and their raw rows removed (PostgreSQL: whole partitions dropped). InfluxDB, when configured,
+    stays the long-term store of the raw series. Keep ``readings_days`` above the plausibility
+    window (``max_event_age_s``): a reading arriving for an already rolled-up period is refused
+    and counted (``shelfsense_readings_past_retention_total``), not stored.
+    """
+
+    enabled: bool = True
+    # None: keep raw readings for ever. At least a day: ingest skips the horizon check for newer ones.
+    readings_days: Annotated[float, Field(ge=1)] | None = 90.0
+    bucket_s: Annotated[int, Field(ge=60, le=86400)] = 3600
+    interval_s: Annotated[float, Field(gt=0)] = 21600.0  # how often one replica runs the job
+    max_buckets_per_run: Annotated[int, Field(ge=1)] = 2000  # each bucket is one short transaction
+    # PostgreSQL: weekly partitions of readings and monthly ones of movements, created this many
+    # periods ahead of the clock.
+    partitions_ahead: Annotated[int, Field(ge=1, le=52)] = 4
+
+    @field_validator("bucket_s")
+    @classmethod
+    def _bucket_divides_a_day(cls, value: int) -> int:
+        if 86400 % value:
+            raise ValueError("bucket_s must divide a day (86400 s) so buckets never straddle a partition")
+        return value
+
+
 class CloudSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8600
@@ -278,6 +306,7 @@ class CloudSettings(_Section):
     influx: InfluxSettings | None = None
     replenish: ReplenishSettings = ReplenishSettings()
     web: WebSettings = WebSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @model_validator(mode="after")
     def _proxies_are_networks(self) -> CloudSettings:

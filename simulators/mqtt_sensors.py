@@ -5,29 +5,27 @@ NotifyStatus), ESPHome nodes (one plain-text ``<node>/sensor/<name>/state`` topi
 RuuviTags heard by a Ruuvi Gateway (data format 5 advertisements, the sequence counter counting
 up) and ShelfSense's own JSON. :class:`MqttSensorSimulator` publishes, every ``interval_s``, one
 QoS 1 message per sensor in that sensor's firmware format (:mod:`devices.mqtt_formats`).
-It uses paho-mqtt 2.x with ``loop_start``: paho's network thread reconnects on its own after a
-broker restart (``reconnect_delay_set``); the simulator only publishes while connected, like a
-Zigbee2MQTT bridge whose broker is away (counted in ``skipped_offline``).
-
-paho callbacks run on paho's thread; they reach the event loop only via ``call_soon_threadsafe``.
+It uses the project's own MQTT client (:mod:`shelfsense.mqtt_session`, asyncio, no thread): a
+background task connects, reads the broker's PUBACKs and reconnects after a broker restart with a
+doubling delay (``reconnect_min_s`` .. ``reconnect_max_s``); the simulator only publishes while
+connected, like a Zigbee2MQTT bridge whose broker is away (counted in ``skipped_offline``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
+from devices.errors import TransportError
 from devices.mqtt_formats import esphome_quantity
+from devices.mqtt_packets import MQTT_V311
 from devices.mqtt_registry import Encoder, SimSample, mqtt_format, sim_format_names
+from shelfsense.mqtt_session import MqttSession, SessionOptions, open_session
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,8 @@ MALFORMED_PAYLOADS: tuple[bytes, ...] = (
     b"[1, 2, 3]",
     b'{"temperature": "warm"}',
 )
-MAX_QUEUED_MESSAGES = 100
+# Bytes not yet written to the socket past which a publish is dropped (a stalled broker).
+MAX_UNSENT_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -124,26 +123,22 @@ class MqttSensorSimulator:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
         self.address = parse_broker_url(url)
+        self.url = url
         self.sensors = list(sensors)
         self.interval_s = interval_s
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id or "",
-            protocol=mqtt.MQTTv311,
+        self.reconnect_min_s, self.reconnect_max_s = reconnect_min_s, reconnect_max_s
+        # MQTT 3.1.1, clean session: an empty client id lets the broker assign one.
+        self._options = SessionOptions(
+            client_id or "",
+            version=MQTT_V311,
+            keepalive_s=30,
+            clean_start=True,
+            username=self.address.username,
+            password=self.address.password if self.address.username else None,
         )
-        # paho doubles the delay from min to max after each failed attempt (whole seconds only).
-        self._client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_max_s)
-        self._client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
-        if self.address.username:
-            self._client.username_pw_set(self.address.username, self.address.password)
-        if self.address.tls:
-            self._client.tls_set()
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_publish = self._on_publish
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: MqttSession | None = None
+        self._connection: asyncio.Task[None] | None = None
         self._malformed_next = 0
-        self._started = False
         self.connected = False
         self.connects = 0
         self.published = 0  # acknowledged by the broker (PUBACK)
@@ -160,10 +155,7 @@ class MqttSensorSimulator:
     async def run(self) -> None:
         """Connect (retrying in the background) and publish until cancelled."""
         loop = asyncio.get_running_loop()
-        self._loop = loop
-        self._client.connect_async(self.address.host, self.address.port, keepalive=30)
-        self._client.loop_start()
-        self._started = True
+        self._connection = asyncio.create_task(self._stay_connected(), name="mqtt-sim-connection")
         try:
             next_tick = loop.time()
             while True:
@@ -174,28 +166,27 @@ class MqttSensorSimulator:
             self.close()
 
     def publish_once(self) -> int:
-        """Publish one message per sensor now (if connected); returns how many were handed to paho."""
-        if not self.connected:
+        """Publish one message per sensor now (if connected); returns how many were sent."""
+        session = self._session
+        if not self.connected or session is None or session.closing:
             self.skipped_offline += len(self.sensors)
             return 0
         now = datetime.now(UTC)
         handed = 0
         for sensor in self.sensors:
             payload = self._next_payload(sensor, now)
-            info = self._client.publish(sensor.topic, payload, qos=1)
             self.publish_attempts += 1
-            if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                handed += 1  # NO_CONN: queued by paho, sent after the reconnect
-            # MQTT_ERR_QUEUE_SIZE: paho's bounded queue is full, the message is dropped.
+            if session.writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+                continue  # the broker does not take our bytes: dropped, like a full paho queue
+            session.publish(sensor.topic, payload, qos=1)
+            handed += 1
         return handed
 
     def close(self) -> None:
-        """Disconnect and stop paho's thread (idempotent)."""
-        if self._started:
-            self._started = False
-            self._client.disconnect()
-            self._client.loop_stop()
-        self._loop = None
+        """Disconnect and stop the connection task (idempotent)."""
+        if self._connection is not None:
+            self._connection.cancel()  # its cleanup sends DISCONNECT and closes the socket
+            self._connection = None
         self.connected = False
 
     # --------------------------------------------------------------- internals
@@ -208,33 +199,35 @@ class MqttSensorSimulator:
             return payload
         return sensor.payload(now)
 
-    def _post(self, callback: Callable[..., None], *args: Any) -> None:
-        """Hand a paho-thread event to the event loop (dropped once the simulator is closed)."""
-        loop = self._loop
-        if loop is None:
-            return
-        # RuntimeError: the loop closed between the check and the call; the simulator is gone.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(callback, *args)
+    async def _stay_connected(self) -> None:
+        """Connect, serve the PUBACKs, and after a loss connect again with a doubling delay."""
+        delay = self.reconnect_min_s
+        where = f"{self.address.host}:{self.address.port}"
+        while True:
+            try:
+                session, _early = await open_session(self.url, self._options)
+            except TransportError as exc:
+                log.debug("MQTT sensor simulator cannot connect to %s: %s", where, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.reconnect_max_s)
+                continue
+            delay = self.reconnect_min_s
+            self._session = session
+            self._set_connected(True, "")
+            polite = True
+            try:
+                await session.serve_acks(on_puback=self._count_ack)
+            except TransportError as exc:
+                polite = False
+                self._set_connected(False, str(exc))
+            finally:
+                self._session = None
+                self.connected = False
+                await session.close(polite=polite)
 
-    # paho thread ----------------------------------------------------------
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
-    ) -> None:
-        self._post(self._set_connected, not reason.is_failure, str(reason))
-
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
-    ) -> None:
-        self._post(self._set_connected, False, str(reason))
-
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        self._post(self._count_ack)
-
-    # event loop -----------------------------------------------------------
     def _set_connected(self, connected: bool, reason: str) -> None:
-        if connected == self.connected or not self._started:
-            return  # no change, or a late event from before close()
+        if connected == self.connected:
+            return
         self.connected = connected
         where = f"{self.address.host}:{self.address.port}"
         if connected:
@@ -246,5 +239,5 @@ class MqttSensorSimulator:
         else:
             log.warning("MQTT sensor simulator lost connection to %s (%s)", where, reason)
 
-    def _count_ack(self) -> None:
+    def _count_ack(self, _packet_id: int) -> None:
         self.published += 1

@@ -22,6 +22,7 @@ from cloud.coldchain import tables as cc
 from cloud.coldchain.service import Notice, alert_row
 from cloud.core import db
 from cloud.core.errors import CloudError
+from cloud.retention.reads import zone_rollups
 
 READINGS_MARGIN = timedelta(hours=1)
 MAX_WINDOW_READINGS = 5000
@@ -107,9 +108,11 @@ async def alert_detail(conn: AsyncConnection, alert_id: int, limits: Limits | No
         .order_by(r.c.time, r.c.id)
         .limit(MAX_WINDOW_READINGS)
     )
-    if row["rule"] != GAP_RULE:
-        query = query.where(r.c.quantity == _QUANTITY.get(row["rule"], "temperature"))
+    quantity = None if row["rule"] == GAP_RULE else _QUANTITY.get(row["rule"], "temperature")
+    if quantity is not None:
+        query = query.where(r.c.quantity == quantity)
     readings = [dict(x) for x in (await conn.execute(query)).mappings()]
+    rollups = await zone_rollups(conn, row["site_id"], row["zone"], start, end, quantity)
     e = cc.excursion_events
     events = (
         await conn.execute(
@@ -124,6 +127,7 @@ async def alert_detail(conn: AsyncConnection, alert_id: int, limits: Limits | No
         "window": {"start": start, "end": end},
         "readings": readings,
         "readings_truncated": len(readings) >= MAX_WINDOW_READINGS,
+        "rollups": rollups,  # past the retention period (cloud.retention)
         "events": [dict(x) for x in events],
     }
 

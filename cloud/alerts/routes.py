@@ -31,6 +31,7 @@ from cloud.coldchain.service import Notice, product_limits
 from cloud.core.errors import ApiError
 from cloud.core.security import Role
 from cloud.notify.notifier import notifier_of
+from cloud.retention.schemas import SensorRollupPublic
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"], dependencies=[Depends(require_role(Role.viewer))])
 
@@ -92,6 +93,9 @@ class AlertDetail(AlertOut):
     window: Window
     readings: list[ReadingPoint]
     readings_truncated: bool
+    rollups: list[SensorRollupPublic] = Field(
+        description="the zone's buckets (min/max/mean/count) in the window, for readings past retention"
+    )
     events: list[ExcursionEventOut]
 
 

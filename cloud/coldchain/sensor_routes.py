@@ -14,6 +14,8 @@ from cloud.api.sites import site_clause
 from cloud.coldchain import sensor_tables as sensors_db
 from cloud.coldchain.schemas import SensorPublic, SensorReadingPublic
 from cloud.core.security import Role
+from cloud.retention.schemas import SensorRollupPublic
+from cloud.retention.tables import sensor_reading_rollups
 
 router = APIRouter(prefix="/api/v1", tags=["sensors"], dependencies=[Depends(require_role(Role.viewer))])
 
@@ -64,3 +66,33 @@ async def list_readings(
         for r in rows
     ]
     return Page[SensorReadingPublic](items=items, total=total)
+
+
+@router.get("/sensors/{sensor_id}/rollups", response_model=Page[SensorRollupPublic])
+async def list_rollups(
+    conn: DbConn,
+    user: ViewerUser,
+    sensor_id: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    quantity: str | None = None,
+    site: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[SensorRollupPublic]:
+    """Buckets (min/max/mean/count) of readings older than the retention period, in time order;
+    ``since`` inclusive, ``until`` exclusive, on the bucket's start. Newer readings: ``/readings``."""
+    t = sensor_reading_rollups
+    query = (
+        select(t).where(t.c.sensor_id == sensor_id).order_by(t.c.bucket, t.c.quantity, t.c.zone, t.c.site_id)
+    )
+    if since is not None:
+        query = query.where(t.c.bucket >= since)
+    if until is not None:
+        query = query.where(t.c.bucket < until)
+    if quantity is not None:
+        query = query.where(t.c.quantity == quantity)
+    query = query.where(site_clause(user, t.c.site_id, site))
+    rows, total = await paginate(conn, query, limit, offset)
+    items = [SensorRollupPublic.model_validate({**r, "zone": r["zone"] or None}) for r in rows]
+    return Page[SensorRollupPublic](items=items, total=total)

@@ -25,6 +25,8 @@ sensor_readings = Table(
     Column("zone", ID),
     Column("flags", String(64), nullable=False, default=""),
     Index("ix_sensor_readings_sensor_time", "sensor_id", "time"),
+    # The retention job walks readings by device time, one bucket at a time (migration 0019).
+    Index("ix_sensor_readings_time", "time"),
     # One reading per (site, sensor, quantity, device time), whatever edge sequence carried it
     # (migration 0016); ingest inserts-or-ignores and counts what it left out.
     Index("ux_sensor_readings_key", "site_id", "sensor_id", "quantity", "time", unique=True),

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cloud.coldchain import sensor_tables as sensors_db
 from cloud.core import db
 from cloud.ingest import tables as ingest_db
+from cloud.retention.rollup import refuse_past_horizon
 from cloud.stock import tables as stock_db
 from cloud.stock import zone_stock
 from shelfsense.contract import (
@@ -109,6 +110,7 @@ _PASSAGE = (
 )
 _MOVEMENT = (*_ORIGIN, "epc", "from_location", "to_location", "reason", "at")
 _READING = (*_ORIGIN, "sensor_id", "quantity", "value", "unit", "time", "zone", "flags")
+_READING_TIME = _READING.index("time")
 _ALARM = (*_ORIGIN, "zone", "sensor_id", "rule", "state", "value", "limit", "at")
 
 _STOCK = ("site_id", "epc", "location", "present", "updated_at")
@@ -340,6 +342,8 @@ async def write(conn: AsyncConnection, projection: Projection) -> int:
     dropped = 0
     for rows in projection.history:
         is_reading = rows.table is sensors_db.sensor_readings
+        if is_reading:  # none dated before the retention horizon (cloud.retention.rollup)
+            rows = Rows(rows.table, rows.names, await refuse_past_horizon(conn, rows.rows, _READING_TIME))
         inserted = await insert_rows(conn, rows, ignore_conflicts=is_reading)
         if is_reading:
             dropped += len(rows.rows) - inserted

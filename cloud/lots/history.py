@@ -27,6 +27,7 @@ from cloud.coldchain.shelflife import ShelfLifeModel
 from cloud.core import db
 from cloud.core.errors import CloudError
 from cloud.masterdata import tables as masterdata_db
+from cloud.retention.reads import rolled_zone_readings
 from cloud.stock import tables as stock_db
 
 DEFAULT_REFERENCE_C = 5.0
@@ -171,19 +172,29 @@ async def _on_hand(
 
 
 async def zone_readings(
-    conn: AsyncConnection, site_id: str | None, zone: str, since: datetime, until: datetime
+    conn: AsyncConnection,
+    site_id: str | None,
+    zone: str,
+    since: datetime,
+    until: datetime,
+    max_gap_s: float = lh.DEFAULT_MAX_GAP_S,
 ) -> list[dict[str, Any]]:
-    """Temperature readings of a zone in ``[since, until]`` (edge-flagged implausible ones left out)."""
+    """Temperature readings of a zone in ``[since, until]`` (edge-flagged implausible ones left out);
+    before the retention horizon, the roll-up's buckets as synthetic readings (cloud.retention.reads)."""
+    horizon, rolled = await rolled_zone_readings(conn, site_id, zone, since, until, max_gap_s / 2)
     r = sensors_db.sensor_readings
     query = (
         select(r.c.site_id, r.c.zone, r.c.sensor_id, r.c.time, r.c.value, r.c.flags)
         .where(r.c.zone == zone, r.c.quantity == "temperature", r.c.time >= since, r.c.time <= until)
         .order_by(r.c.time, r.c.id)
     )
+    if horizon is not None:  # on PostgreSQL rolled-up rows live on until their partition is dropped
+        query = query.where(r.c.time >= horizon)
     if site_id is not None:
         query = query.where(r.c.site_id == site_id)
     rows = (await conn.execute(query)).mappings().all()
-    return [dict(row) for row in rows if not IGNORED_FLAGS.intersection((row["flags"] or "").split(","))]
+    raw = [dict(row) for row in rows if not IGNORED_FLAGS.intersection((row["flags"] or "").split(","))]
+    return rolled + raw
 
 
 def _as_reading(row: Mapping[str, Any]) -> lh.Reading:
@@ -223,7 +234,7 @@ async def load_history(
     by_zone: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for (site_id, location), (lo, hi) in spans.items():
         since, until = lh.from_epoch(lo - max_gap_s), lh.from_epoch(hi)
-        by_zone[(site_id, location)] = await zone_readings(conn, site_id, location, since, until)
+        by_zone[(site_id, location)] = await zone_readings(conn, site_id, location, since, until, max_gap_s)
     pieces: dict[tuple[lh.Stay, ...], list[lh.Piece]] = {}
     used: dict[tuple[Any, ...], dict[str, Any]] = {}
     for stays in paths:

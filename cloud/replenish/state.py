@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud.coldchain.evidence_tables import zone_products
 from cloud.masterdata import tables as masterdata_db
 from cloud.replenish import tables as rt
 from cloud.replenish.demand import SeriesForecast, SeriesKey
@@ -22,7 +23,6 @@ from cloud.replenish.proposals import (
     ItemState,
     OpenProposal,
 )
-from cloud.stock import tables as stock_db
 from shelfsense.config import ReplenishSettings
 
 
@@ -33,12 +33,11 @@ async def _site_lock(conn: AsyncConnection, site_id: str) -> None:
 
 
 async def _on_hand(conn: AsyncConnection, site_id: str) -> dict[tuple[str, str], float]:
-    s, items = stock_db.stock_items, masterdata_db.items
+    """Registered items on hand per (location, SKU), from the ledger's projection ``zone_products``
+    (cloud.stock.zone_stock): a row per pair, not a scan of every item of the site."""
+    z = zone_products
     rows = await conn.execute(
-        select(s.c.location, items.c.sku, func.count())
-        .select_from(s.join(items, items.c.epc == s.c.epc))
-        .where(s.c.site_id == site_id, s.c.present.is_(True), s.c.location.is_not(None))
-        .group_by(s.c.location, items.c.sku)
+        select(z.c.location, z.c.sku, z.c["items"]).where(z.c.site_id == site_id, z.c["items"] > 0)
     )
     return {(loc, sku): float(n) for loc, sku, n in rows}
 

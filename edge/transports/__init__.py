@@ -1,21 +1,18 @@
 """Device transports: each opens one connection, runs until it fails, and raises TransportError.
 
 Reconnecting is not their business: :func:`edge.supervisor.supervise` reruns them with back-off.
+What a transport is and how it hands data over (one ``emit``): :mod:`edge.transports.protocol`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import get_args
 
 from devices.readings import Measurement
-from edge.clock import utcnow
-from shelfsense.contract import Event, Quantity, SensorReading
-
-# Commits events durably and returns only then (edge.outbox.OutboxWriter.submit fits).
-EventSink = Callable[[Sequence[Event]], Awaitable[object]]
+from shelfsense.contract import Quantity, SensorReading
 
 _QUANTITIES = frozenset(get_args(Quantity))
 # SensorReading.model_validate without its Python wrapper (called for every MQTT reading).
@@ -23,7 +20,7 @@ _validate_reading = SensorReading.__pydantic_validator__.validate_python
 
 
 def measurements_to_readings(
-    measurements: Sequence[Measurement], sensor_id: str, zone: str | None, now: datetime | None = None
+    measurements: Sequence[Measurement], sensor_id: str, zone: str | None, now: datetime
 ) -> list[SensorReading]:
     """Contract readings of one payload / poll; measurements without a sensor time get ``now``.
 
@@ -31,7 +28,6 @@ def measurements_to_readings(
     id ``<sensor_id>.<channel>``; a single-channel payload keeps the configured ``sensor_id``.
     Quantities outside the contract vocabulary (and non-finite values) are skipped.
     """
-    stamp = now or utcnow()
     # Channel suffixes only when the payload really carries several channels (rare: Tasmota).
     multi = len(measurements) > 1 and len({m.channel for m in measurements if m.channel}) > 1
     readings = []
@@ -46,7 +42,7 @@ def measurements_to_readings(
                     "quantity": m.quantity,
                     "value": m.value,
                     "unit": m.unit,
-                    "time": m.time or stamp,
+                    "time": m.time or now,
                     "zone": zone,
                 }
             )

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 
 from devices import chafon
 from devices.chafon import ChafonFrame
-from edge.clock import utcnow
+from devices.readings import TagRead
+from edge.clock import Clock
 from edge.supervisor import DeviceHealthState
 from edge.transports.nfc import SerialLink
+from edge.transports.protocol import Emit, TagReads
 from edge.transports.registry import Device, DeviceWiring, register_transport
-from edge.transports.serial_uhf import SILENCE_LIMIT_S, TagReadHandler
+from edge.transports.serial_uhf import SILENCE_LIMIT_S
 from shelfsense.config import ChafonReaderConfig
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,12 @@ log = logging.getLogger(__name__)
 
 class ChafonSerialTransport:
     def __init__(
-        self, config: ChafonReaderConfig, health: DeviceHealthState, on_read: TagReadHandler
+        self, config: ChafonReaderConfig, health: DeviceHealthState, emit: Emit, *, clock: Clock
     ) -> None:
         self.config = config
         self.health = health
-        self.on_read = on_read
+        self.emit = emit
+        self.clock = clock
         self.decoder = chafon.ChafonDecoder()
         self.tag_reads = 0
         self.reader_errors = 0
@@ -49,18 +51,22 @@ class ChafonSerialTransport:
     def _on_bytes(self, data: bytes) -> None:
         bad_before = self.decoder.frames_bad
         frames = self.decoder.feed(data)
-        now = utcnow()
+        now = self.clock.now()
         corrupt = 0
+        reads: list[TagRead] = []
         for frame in frames:
-            if not self._dispatch(frame, now):
+            if not self._dispatch(frame, reads):
                 corrupt += 1
+        if reads:
+            self.tag_reads += len(reads)
+            self.emit(TagReads(self.config.id, reads, now))  # accepted at once: nothing to await
         if len(frames) > corrupt:
             self.health.frame_ok(len(frames) - corrupt, now)
         if bad := self.decoder.frames_bad - bad_before + corrupt:
             self.health.frame_bad(bad)
 
-    def _dispatch(self, frame: ChafonFrame, now: datetime) -> bool:
-        """Hand over the frame's reads; False if the frame's content is corrupt."""
+    def _dispatch(self, frame: ChafonFrame, into: list[TagRead]) -> bool:
+        """Collect the frame's reads ``into``; False if the frame's content is corrupt."""
         if self.config.address not in (frame.address, chafon.BROADCAST):
             return True  # another reader on the same RS485 bus: not ours, not bad
         if frame.status is not None and frame.status >= 0xF9 and frame.status != chafon.STATUS_NO_TAG:
@@ -86,9 +92,7 @@ class ChafonSerialTransport:
             reads = []  # reader info, work mode: nothing to hand over
         if reads is None:
             return False
-        for read in reads:
-            self.tag_reads += 1
-            self.on_read(self.config.id, read, now)
+        into.extend(reads)
         return True
 
     async def run(self) -> None:
@@ -128,7 +132,7 @@ def _build(wiring: DeviceWiring, config: ChafonReaderConfig) -> Device:
     # Answer-mode readers answer every poll; an active-mode reader is silent without tags, so it
     # counts as down after the limit and a passage then is never guessed.
     wiring.reader_liveness[config.id] = (health, SILENCE_LIMIT_S)
-    return config.id, health, ChafonSerialTransport(config, health, wiring.on_tag_read)
+    return config.id, health, ChafonSerialTransport(config, health, wiring.emit, clock=wiring.clock)
 
 
 register_transport("chafon", "uhf_readers", _build, lambda c: isinstance(c, ChafonReaderConfig))

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sllurp.llrp import LLRPReaderClient, LLRPReaderConfig, LLRPReaderState
@@ -39,15 +39,15 @@ from sllurp.llrp_errors import LLRPError
 
 from devices.errors import TransportError
 from devices.readings import TagRead
+from edge.clock import Clock
 from edge.smoothing import TagSmoother
 from edge.supervisor import DeviceHealthState
+from edge.transports.protocol import Emit, TagReads
 from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import LlrpReaderConfig
 
 log = logging.getLogger(__name__)
 
-# Called on the event loop for every valid tag read: (logical reader id, read, receive time).
-TagReadHandler = Callable[[str, TagRead, datetime], None]
 _Reads = list[tuple[str, TagRead]]
 SILENT_KEEPALIVES = 3
 _ALIVE_MESSAGES = ("KEEPALIVE", "RO_ACCESS_REPORT", "READER_EVENT_NOTIFICATION")
@@ -75,13 +75,15 @@ class LlrpTransport:
         self,
         config: LlrpReaderConfig,
         health: DeviceHealthState,
-        on_read: TagReadHandler,
+        emit: Emit,
         *,
+        clock: Clock,
         max_pending_reports: int = 1000,
     ) -> None:
         self.config = config
         self.health = health
-        self.on_read = on_read
+        self.emit = emit
+        self.clock = clock  # read on sllurp's thread too: now() only reads attributes
         self.max_pending_reports = max_pending_reports
         self._reader_of = {a.antenna: a.reader_id or config.id for a in config.antennas}
         self._default_antenna = config.antennas[0].antenna
@@ -145,7 +147,7 @@ class LlrpTransport:
 
         def touch(_client: Any, _msg: Any) -> None:
             self._last_message = time.monotonic()  # a float store: atomic under the GIL
-            post(self.health.heard, datetime.now(UTC))  # keepalives prove the link to the portals
+            post(self.health.heard, self.clock.now())  # keepalives prove the link to the portals
 
         def on_tags(_client: Any, tags: list[dict[str, Any]]) -> None:
             if not slots.acquire(blocking=False):
@@ -160,7 +162,7 @@ class LlrpTransport:
                     bad += 1
                     continue
                 reads.append((self.reader_id_for(read.antenna), read))
-            post(self._deliver, reads, bad, datetime.now(UTC), slots)
+            post(self._deliver, reads, bad, self.clock.now(), slots)
 
         client = LLRPReaderClient(
             self.config.host, self.config.port, self._sllurp_config(), timeout=self.config.connect_timeout_s
@@ -228,8 +230,11 @@ class LlrpTransport:
 
     def _deliver(self, reads: _Reads, bad: int, now: datetime, slots: threading.BoundedSemaphore) -> None:
         slots.release()
+        by_reader: dict[str, list[TagRead]] = {}
         for reader_id, read in reads:
-            self.on_read(reader_id, read, now)
+            by_reader.setdefault(reader_id, []).append(read)
+        for reader_id, group in by_reader.items():  # accepted at once: nothing to await
+            self.emit(TagReads(reader_id, group, now))
         self.tag_reads += len(reads)
         if reads:
             self.health.frame_ok(len(reads), now)
@@ -246,7 +251,7 @@ def _build(wiring: DeviceWiring, config: LlrpReaderConfig) -> Device:
         )
         wiring.smoothers.setdefault(logical_id, smoother)
     health = DeviceHealthState(config.id)
-    transport = LlrpTransport(config, health, wiring.on_tag_read)
+    transport = LlrpTransport(config, health, wiring.emit, clock=wiring.clock)
     for logical_id in {config.id, *config.logical_readers()}:
         wiring.reader_liveness[logical_id] = (health, transport.silence_limit_s)
     return config.id, health, transport

@@ -18,9 +18,10 @@ from pymodbus.exceptions import ModbusException
 
 from devices.errors import DecodeError, TransportError
 from devices.modbus import decode_th_registers
-from edge.clock import utcnow
+from edge.clock import Clock
 from edge.supervisor import DeviceHealthState
-from edge.transports import EventSink, measurements_to_readings
+from edge.transports import measurements_to_readings
+from edge.transports.protocol import Emit, Events
 from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import ModbusProbeConfig
 
@@ -35,14 +36,16 @@ class ModbusProbeTransport:
         self,
         config: ModbusProbeConfig,
         health: DeviceHealthState,
-        sink: EventSink,
+        emit: Emit,
         *,
+        clock: Clock,
         timeout_s: float = 1.0,
         max_consecutive_failures: int = 3,
     ) -> None:
         self.config = config
         self.health = health
-        self.sink = sink
+        self.emit = emit
+        self.clock = clock
         self.timeout_s = timeout_s
         self.max_consecutive_failures = max_consecutive_failures
 
@@ -84,7 +87,7 @@ class ModbusProbeTransport:
             self.health.frame_bad()
             log.debug("probe %s: no valid answer: %s", cfg.sensor_id, exc)
             return False
-        now = utcnow()
+        now = self.clock.now()
         if response.isError():
             self.health.frame_bad()
             log.debug("probe %s answered with a Modbus exception: %s", cfg.sensor_id, response)
@@ -96,13 +99,13 @@ class ModbusProbeTransport:
             log.debug("probe %s: %s", cfg.sensor_id, exc)
             return True
         self.health.frame_ok(1, now)
-        await self.sink(measurements_to_readings(measurements, cfg.sensor_id, cfg.zone, now))
+        await self.emit(Events(measurements_to_readings(measurements, cfg.sensor_id, cfg.zone, now)))
         return True
 
 
 def _build(wiring: DeviceWiring, config: ModbusProbeConfig) -> Device:
     health = DeviceHealthState(config.sensor_id)
-    return config.sensor_id, health, ModbusProbeTransport(config, health, wiring.submit)
+    return config.sensor_id, health, ModbusProbeTransport(config, health, wiring.emit, clock=wiring.clock)
 
 
 register_transport("modbus", "modbus_probes", _build)

@@ -14,10 +14,13 @@ Exactly once: a message committed but not yet acknowledged when the edge, the li
 died is redelivered (DUP set, same packet id). Each commit records receipts of its messages in the
 same transaction (:mod:`edge.receipts`); a redelivery that has one is acknowledged, not stored again.
 
-The wire format is :mod:`devices.mqtt_packets` (sans-I/O) on an asyncio stream, in the event loop:
-no client thread, no per-message hand-over. paho-mqtt's receive path (one ``recv`` per packet
-field, a ``Properties`` object per message, a thread hop) was ~45% of the edge's CPU at 20k
-messages/s; framing a 64 KiB read in one pass costs a few microseconds per message.
+The MQTT session (connect, keep-alive, acknowledgements, receive window) is the project's one MQTT
+client, :mod:`shelfsense.mqtt_session` (the wire format :mod:`devices.mqtt_packets`, sans-I/O, on an
+asyncio stream in the event loop: no client thread, no per-message hand-over); this module is the
+sensor side: subscriptions, decoding, receipts, commits and the order of acknowledgements.
+paho-mqtt's receive path (one ``recv`` per packet field, a ``Properties`` object per message, a
+thread hop) was ~45% of the edge's CPU at 20k messages/s; framing a 64 KiB read in one pass costs
+a few microseconds per message.
 
 Backpressure: at most ``queue_max`` messages are received and not yet acknowledged. When the
 outbox falls behind (slow disk) the receive loop stops reading the socket, TCP flow control pushes
@@ -34,119 +37,47 @@ fresh connection with the same client id and ends with :class:`TransportError`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import ssl
 from collections import Counter
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
-from urllib.parse import urlsplit
 
-from devices.errors import DecodeError, TransportError
+from devices.errors import TransportError
 from devices.mqtt_packets import (
     DEFAULT_MAX_PACKET_BYTES,
     MQTT_V5,
     MQTT_V311,
-    PUBACK,
-    PUBCOMP,
-    PUBREC,
-    PUBREL,
-    Ack,
     Connack,
-    Disconnect,
-    MqttPacketDecoder,
     Packet,
     Publish,
     Suback,
-    encode_ack,
-    encode_connect,
-    encode_disconnect,
-    encode_pingreq,
-    encode_publish,
-    encode_subscribe,
 )
 from edge import receipts
-from edge.clock import utcnow
-from edge.outbox import LedgerWrite, Outbox
+from edge.clock import Clock
+from edge.outbox import Outbox
 from edge.receipts import Receipts
 from edge.rejects import Rejects
 from edge.supervisor import DeviceHealthState
 from edge.transports.mqtt_intake import MqttIntake
+from edge.transports.protocol import Committed, Emit, Events
 from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import MqttConfig
 from shelfsense.contract import Event
+from shelfsense.mqtt_session import READ_BYTES, MqttSession, ReceiveWindow, SessionOptions, open_session
+
+__all__ = ["READ_BYTES", "MqttTransport", "client_id_for"]
 
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 2000  # messages decoded and committed together
 PIPELINE_DEPTH = 4  # batches committing at once; with queue_max this bounds unacked messages
-READ_BYTES = 1 << 16
 SUBSCRIBE_PACKET_ID = 1
-
-
-class MqttSink(Protocol):
-    """Commits events and the batch's ledger writes durably, returns only then (the agent's submit)."""
-
-    def __call__(
-        self, events: Sequence[Event], *, extras: Sequence[LedgerWrite] = ...
-    ) -> Awaitable[object]: ...
 
 
 def client_id_for(config: MqttConfig, edge_id: str) -> str:
     return config.client_id or f"shelfsense-{edge_id}"
 
 
-@dataclass
-class _Window:
-    """Messages received and not yet acknowledged; the receive loop waits while it is full."""
-
-    size: int
-    used: int = 0
-    room: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def take(self, count: int) -> None:
-        """Count ``count`` more messages in hand, then wait until there is room for another read:
-        so a read starts only below the window, and what the edge holds is the window plus one read."""
-        self.used += count
-        while self.used >= self.size:
-            self.room.clear()
-            await self.room.wait()
-
-    def give(self, count: int) -> None:
-        self.used -= count
-        if self.used < self.size:
-            self.room.set()
-
-
-@dataclass
-class _Session:
-    """One connection: the stream, the decoder and what the keep-alive needs to know."""
-
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    decoder: MqttPacketDecoder
-    version: int
-    last_received: float
-    reading: bool = False  # the receive loop waits on the socket (not on the window)
-    next_packet_id: int = SUBSCRIBE_PACKET_ID
-
-    def packet_id(self) -> int:
-        self.next_packet_id = self.next_packet_id % 0xFFFF + 1
-        return self.next_packet_id
-
-    def send(self, data: bytes) -> None:
-        self.writer.write(data)
-
-    async def flush(self) -> None:
-        try:
-            await self.writer.drain()
-        except (OSError, RuntimeError) as exc:  # ConnectionResetError, or a closed transport
-            raise TransportError(f"MQTT connection lost while sending: {exc}") from exc
-
-
 # A batch in the pipeline: its commit (None when it had no readings) and the messages to acknowledge.
-_InFlight = tuple["asyncio.Future[object] | None", list[Publish], int]  # ..., batch number
+_InFlight = tuple["asyncio.Future[Committed] | None", list[Publish], int]  # ..., batch number
 
 
 class MqttTransport:
@@ -155,8 +86,9 @@ class MqttTransport:
         config: MqttConfig,
         edge_id: str,
         health: DeviceHealthState,
-        sink: MqttSink,
+        emit: Emit,
         *,
+        clock: Clock,
         queue_max: int = 4000,
         keepalive_s: int = 30,
         connect_timeout_s: float = 10.0,
@@ -167,7 +99,8 @@ class MqttTransport:
         self.config = config
         self.client_id = client_id_for(config, edge_id)
         self.health = health
-        self.sink = sink
+        self.emit = emit  # durable emissions: their futures resolve once committed (then PUBACK)
+        self.clock = clock
         self.queue_max = queue_max
         self.keepalive_s = keepalive_s
         self.connect_timeout_s = connect_timeout_s
@@ -175,7 +108,7 @@ class MqttTransport:
         self.outbox = outbox  # where receipts are looked up; None: redeliveries are stored again
         self.max_packet_bytes = max_packet_bytes
         self.version = MQTT_V5 if config.protocol == "mqttv5" else MQTT_V311
-        self._session: _Session | None = None
+        self._session: MqttSession | None = None
         self._had_session = False
         self.intake = MqttIntake(config.sensors, health, self.counters, max_packet_bytes)
         self._batches = 0  # numbers the batches, for the intake's memory of device times
@@ -185,7 +118,7 @@ class MqttTransport:
     @property
     def connected(self) -> bool:
         """Connected to the broker (CONNACK received) right now."""
-        return self._session is not None and not self._session.writer.is_closing()
+        return self._session is not None and not self._session.closing
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
         """Send a PUBLISH on the current connection (call from the event loop); False if offline.
@@ -194,10 +127,9 @@ class MqttTransport:
         the connection is not resent (alarms are in the outbox for the cloud anyway).
         """
         session = self._session
-        if session is None or session.writer.is_closing():
+        if session is None or session.closing:
             return False
-        packet_id = session.packet_id() if qos else 0
-        session.send(encode_publish(topic, payload, qos=qos, packet_id=packet_id, version=self.version))
+        session.publish(topic, payload, qos)
         return True
 
     def abort(self) -> None:
@@ -206,7 +138,7 @@ class MqttTransport:
         The broker keeps the session and will redeliver unacknowledged messages on reconnect.
         """
         if self._session is not None:
-            self._session.writer.transport.abort()
+            self._session.abort()
 
     # ------------------------------------------------------------------ connection
 
@@ -214,14 +146,14 @@ class MqttTransport:
         """Connect, subscribe, and process messages until the connection fails (TransportError)."""
         session, early = await self._open()
         self._session = session
-        window = _Window(self.queue_max)
+        window = ReceiveWindow(self.queue_max)
         batches: asyncio.Queue[list[Publish]] = asyncio.Queue()  # bounded by the window
         in_flight: asyncio.Queue[_InFlight] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
-        commits: set[asyncio.Future[object]] = set()
+        commits: set[asyncio.Future[Committed]] = set()
         self.health.mark_connected()
         tasks = [
             asyncio.create_task(self._receive(session, early, window, batches)),
-            asyncio.create_task(self._keepalive(session)),
+            asyncio.create_task(session.keepalive()),
             asyncio.create_task(self._decode_batches(batches, in_flight, commits)),
             asyncio.create_task(self._ack_in_order(session, in_flight, window, self.intake.device_times)),
         ]
@@ -233,53 +165,18 @@ class MqttTransport:
         finally:
             self._session = None
             self.intake.device_times.forget_unconfirmed()  # their messages come again, or were committed
-            pending: list[asyncio.Future[object] | asyncio.Task[None]] = [*tasks, *commits]
+            pending: list[asyncio.Future[Committed] | asyncio.Task[None]] = [*tasks, *commits]
             for future in pending:
                 future.cancel()
             # A commit cancelled here may still land: its messages are redelivered (at-least-once).
             await asyncio.gather(*pending, return_exceptions=True)
-            await self._close(session)
+            await session.close()
 
-    async def _open(self) -> tuple[_Session, list[Packet]]:
-        """TCP (TLS for mqtts://), CONNECT, CONNACK and SUBSCRIBE; returns packets that came along."""
+    async def _open(self) -> tuple[MqttSession, list[Packet]]:
+        """Connect (shelfsense.mqtt_session), note the broker's session, SUBSCRIBE; returns
+        packets that came along with the CONNACK."""
         cfg = self.config
-        url = urlsplit(cfg.url)
-        host = url.hostname or "127.0.0.1"
-        tls = url.scheme == "mqtts"
-        port = url.port or (8883 if tls else 1883)
-        try:
-            async with asyncio.timeout(self.connect_timeout_s):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=ssl.create_default_context() if tls else None, limit=READ_BYTES
-                )
-        except (OSError, TimeoutError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError)
-            raise TransportError(f"cannot connect to {cfg.url}: {exc or 'timed out'}") from exc
-        loop = asyncio.get_running_loop()
-        session = _Session(
-            reader, writer, MqttPacketDecoder(self.version, self.max_packet_bytes), self.version, loop.time()
-        )
-        try:
-            session.send(self._connect_packet())
-            async with asyncio.timeout(self.connect_timeout_s):
-                connack, early = await self._read_until_connack(session)
-        except BaseException as exc:  # timeout, refusal, cancellation: never leak the socket
-            await self._close(session, polite=False)
-            if isinstance(exc, TimeoutError):
-                raise TransportError(f"no CONNACK from {cfg.url} within {self.connect_timeout_s} s") from exc
-            raise
-        if not connack.accepted:
-            await self._close(session, polite=False)
-            detail = f" ({connack.reason_string})" if connack.reason_string else ""
-            raise TransportError(f"broker refused the connection: code {connack.reason_code}{detail}")
-        self._note_session(connack)
-        topics = [(sensor.topic, 1) for sensor in cfg.sensors]
-        if topics:  # re-subscribing is idempotent and covers a broker that lost our session
-            session.send(encode_subscribe(SUBSCRIBE_PACKET_ID, topics, version=self.version))
-        return session, early
-
-    def _connect_packet(self) -> bytes:
-        cfg = self.config
-        return encode_connect(
+        options = SessionOptions(
             self.client_id,
             version=self.version,
             keepalive_s=self.keepalive_s,
@@ -289,16 +186,16 @@ class MqttTransport:
             session_expiry_s=cfg.session_expiry_s,
             # At most this many unacknowledged messages in flight to us: what the window holds.
             receive_maximum=max(1, min(self.queue_max, 65535)),
+            connect_timeout_s=self.connect_timeout_s,
+            max_packet_bytes=self.max_packet_bytes,
         )
-
-    async def _read_until_connack(self, session: _Session) -> tuple[Connack, list[Packet]]:
-        while True:
-            packets = await self._read(session)
-            for i, packet in enumerate(packets):
-                if isinstance(packet, Connack):
-                    return packet, packets[i + 1 :]  # a resumed session's messages may follow at once
-            if any(isinstance(p, Disconnect) for p in packets):
-                raise TransportError("broker closed the connection before CONNACK")
+        session, early = await open_session(cfg.url, options)
+        assert session.connack is not None
+        self._note_session(session.connack)
+        topics = [(sensor.topic, 1) for sensor in cfg.sensors]
+        if topics:  # re-subscribing is idempotent and covers a broker that lost our session
+            session.subscribe(SUBSCRIBE_PACKET_ID, topics)
+        return session, early
 
     def _note_session(self, connack: Connack) -> None:
         if self._had_session and not connack.session_present:
@@ -310,75 +207,31 @@ class MqttTransport:
             )
         self._had_session = True
 
-    async def _read(self, session: _Session) -> list[Packet]:
-        session.reading = True
-        try:
-            data = await session.reader.read(READ_BYTES)
-        except OSError as exc:
-            raise TransportError(f"MQTT connection lost: {exc}") from exc
-        finally:
-            session.reading = False
-        if not data:
-            raise TransportError("MQTT connection lost: the broker closed it")
-        session.last_received = asyncio.get_running_loop().time()
-        try:
-            return session.decoder.feed(data)
-        except DecodeError as exc:
-            raise TransportError(f"MQTT protocol error from the broker: {exc}") from exc
-
-    async def _close(self, session: _Session, *, polite: bool = True) -> None:
-        writer = session.writer
-        if polite and not writer.is_closing():
-            session.send(encode_disconnect())  # a clean DISCONNECT keeps the session
-        writer.close()
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(2):
-                await writer.wait_closed()
-
     # ------------------------------------------------------------------ receiving
 
     async def _receive(
-        self, session: _Session, early: list[Packet], window: _Window, batches: asyncio.Queue[list[Publish]]
+        self,
+        session: MqttSession,
+        early: list[Packet],
+        window: ReceiveWindow,
+        batches: asyncio.Queue[list[Publish]],
     ) -> None:
         packets = early
         while True:
             publishes = [p for p in packets if isinstance(p, Publish)]
             if len(publishes) != len(packets):
-                self._control(session, [p for p in packets if not isinstance(p, Publish)])
+                control = [p for p in packets if not isinstance(p, Publish)]
+                session.handle_control(control, self._on_suback)
             if publishes:
                 batches.put_nowait(publishes)
                 await window.take(len(publishes))  # stop reading while too many are unacknowledged
-            packets = await self._read(session)
+            packets = await session.read()
 
-    def _control(self, session: _Session, packets: list[Packet]) -> None:
-        for packet in packets:
-            if isinstance(packet, Disconnect):
-                detail = f" ({packet.reason_string})" if packet.reason_string else ""
-                raise TransportError(f"broker disconnected us: reason {packet.reason_code}{detail}")
-            if isinstance(packet, Ack) and packet.kind == PUBREL:  # QoS 2, second half
-                session.send(encode_ack(PUBCOMP, packet.packet_id))
-            elif isinstance(packet, Suback):
-                refused = [
-                    s.topic
-                    for s, code in zip(self.config.sensors, packet.reason_codes, strict=False)
-                    if code >= 0x80
-                ]
-                if refused:
-                    log.error("MQTT broker refused the subscription to %s (ACL?)", ", ".join(refused))
-            # PINGRESP, PUBACKs of our own publishes: nothing to do.
-
-    async def _keepalive(self, session: _Session) -> None:
-        """PINGREQ every half keep-alive; a broker silent for 1.5 keep-alives is gone.
-
-        Silence only counts while the receive loop is reading: while it waits for the outbox
-        (backpressure) nobody reads the answers.
-        """
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.keepalive_s / 2)
-            if session.reading and loop.time() - session.last_received > 1.5 * self.keepalive_s:
-                raise TransportError(f"MQTT broker silent for {1.5 * self.keepalive_s:.0f} s")
-            session.send(encode_pingreq())
+    def _on_suback(self, packet: Suback) -> None:
+        codes = zip(self.config.sensors, packet.reason_codes, strict=False)
+        refused = [sensor.topic for sensor, code in codes if code >= 0x80]
+        if refused:
+            log.error("MQTT broker refused the subscription to %s (ACL?)", ", ".join(refused))
 
     # ------------------------------------------------------------------ processing
 
@@ -388,8 +241,8 @@ class MqttTransport:
         if not redelivered or self.outbox is None:
             return set()
         # Barrier: commits of an earlier connection may still be queued in the writer (cancelled
-        # futures, but their rows land). An empty submit returns after all of them.
-        await self.sink([])
+        # futures, but their rows land). An empty durable emission resolves after all of them.
+        await self.emit(Events([], durable=True))
         ids = [m.packet_id for m in redelivered]
         found = await self.outbox.read("read MQTT receipts", lambda db: receipts.committed(db, ids))
         return {id(m) for m in redelivered if found.get(m.packet_id) == receipts.digest(m.topic, m.payload)}
@@ -398,7 +251,7 @@ class MqttTransport:
         self,
         batches: asyncio.Queue[list[Publish]],
         in_flight: asyncio.Queue[_InFlight],
-        commits: set[asyncio.Future[object]],
+        commits: set[asyncio.Future[Committed]],
     ) -> None:
         """Decode and hand batches to the outbox while earlier ones are still committing.
 
@@ -409,7 +262,7 @@ class MqttTransport:
             batch = await batches.get()
             while not batches.empty() and len(batch) < BATCH_MAX:
                 batch += batches.get_nowait()
-            received_at = utcnow()
+            received_at = self.clock.now()
             duplicates = await self._already_committed(batch)
             events: list[Event] = []
             rejects = Rejects()
@@ -431,7 +284,7 @@ class MqttTransport:
                 committed = Receipts(
                     [(m.packet_id, receipts.digest(m.topic, m.payload)) for m in batch if m.qos]
                 )
-                commit = asyncio.ensure_future(self.sink(events, extras=(committed, rejects)))
+                commit = self.emit(Events(events, durable=True, extras=(committed, rejects)))
                 commits.add(commit)
                 commit.add_done_callback(commits.discard)
             self._batches += 1
@@ -440,18 +293,17 @@ class MqttTransport:
 
     @staticmethod
     async def _ack_in_order(
-        session: _Session,
+        session: MqttSession,
         in_flight: asyncio.Queue[_InFlight],
-        window: _Window,
+        window: ReceiveWindow,
         device_times: receipts.DeviceTimes,
     ) -> None:
         while True:
             commit, batch, number = await in_flight.get()
             if commit is not None:
-                await commit
+                await commit  # durable: PUBACK only once the batch's readings are committed
             device_times.confirm(number)
-            acks = [encode_ack(PUBACK if m.qos == 1 else PUBREC, m.packet_id) for m in batch if m.qos]
-            session.send(b"".join(acks))
+            session.ack(batch)
             window.give(len(batch))
             await session.flush()
 
@@ -465,7 +317,8 @@ def _build(wiring: DeviceWiring, config: MqttConfig) -> Device:
         config,
         wiring.edge.edge_id,
         health,
-        wiring.submit_durably,
+        wiring.emit,
+        clock=wiring.clock,
         counters=wiring.counters,
         outbox=wiring.outbox,
     )

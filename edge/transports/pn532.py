@@ -29,10 +29,10 @@ from collections import deque
 
 from devices import pn532
 from devices.errors import DecodeError, TransportError
-from edge.clock import utcnow
+from edge.clock import Clock
 from edge.supervisor import DeviceHealthState
-from edge.transports import EventSink
 from edge.transports.nfc import PresenceTracker, SerialLink, arrival_event, departure_event, uid_to_epc
+from edge.transports.protocol import Emit, Events
 from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import NfcReaderConfig
 from shelfsense.contract import Event
@@ -52,8 +52,9 @@ class Pn532Transport:
         self,
         config: NfcReaderConfig,
         health: DeviceHealthState,
-        sink: EventSink,
+        emit: Emit,
         *,
+        clock: Clock,
         ack_timeout_s: float = 0.2,
         response_timeout_s: float = 0.5,
         max_consecutive_failures: int = 3,
@@ -61,7 +62,8 @@ class Pn532Transport:
     ) -> None:
         self.config = config
         self.health = health
-        self.sink = sink
+        self.emit = emit
+        self.clock = clock
         self.ack_timeout_s = ack_timeout_s
         self.response_timeout_s = response_timeout_s
         self.max_consecutive_failures = max_consecutive_failures
@@ -153,7 +155,7 @@ class Pn532Transport:
                 link.write(pn532.ACK_FRAME)  # abort whatever the chip is still busy with
                 continue
             if count_ok:
-                self.health.frame_ok(1, utcnow())
+                self.health.frame_ok(1, self.clock.now())
             return answer
         raise TransportError(
             f"PN532 {self.config.id} on {self.config.port}: no answer to command 0x{command:02X} "
@@ -176,7 +178,7 @@ class Pn532Transport:
             count_ok=False,
         )
         self.polls += 1
-        now = utcnow()
+        now = self.clock.now()
         events: list[Event] = []
         try:
             tags = pn532.parse_inlist_response(answer)
@@ -204,7 +206,7 @@ class Pn532Transport:
                 started = loop.time()
                 events = await self._poll(link)
                 if events:
-                    await self.sink(events)
+                    await self.emit(Events(events))
                 link.check()
                 await asyncio.sleep(max(0.0, self.config.poll_interval_s - (loop.time() - started)))
         finally:
@@ -214,7 +216,7 @@ class Pn532Transport:
 def _build(wiring: DeviceWiring, config: NfcReaderConfig) -> Device:
     # Cards become TagObservations (UID as epc) straight from the transport: see edge.transports.nfc.
     health = DeviceHealthState(config.id)
-    return config.id, health, Pn532Transport(config, health, wiring.submit)
+    return config.id, health, Pn532Transport(config, health, wiring.emit, clock=wiring.clock)
 
 
 register_transport("pn532", "nfc_readers", _build, lambda c: c.kind == "pn532")

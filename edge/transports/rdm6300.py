@@ -17,10 +17,10 @@ import asyncio
 import logging
 
 from devices.rdm6300 import Rdm6300Decoder
-from edge.clock import utcnow
+from edge.clock import Clock
 from edge.supervisor import DeviceHealthState
-from edge.transports import EventSink
 from edge.transports.nfc import PresenceTracker, SerialLink, arrival_event, departure_event, uid_to_epc
+from edge.transports.protocol import Emit, Events
 from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import NfcReaderConfig
 from shelfsense.contract import Event
@@ -32,10 +32,13 @@ MAX_PENDING_EVENTS = 256
 
 
 class Rdm6300Transport:
-    def __init__(self, config: NfcReaderConfig, health: DeviceHealthState, sink: EventSink) -> None:
+    def __init__(
+        self, config: NfcReaderConfig, health: DeviceHealthState, emit: Emit, *, clock: Clock
+    ) -> None:
         self.config = config
         self.health = health
-        self.sink = sink
+        self.emit = emit
+        self.clock = clock
         self.presence = PresenceTracker(config.grace_s)
         self.decoder = Rdm6300Decoder()
         self._pending: list[Event] = []
@@ -48,7 +51,7 @@ class Rdm6300Transport:
             self.health.frame_bad(bad)
         if not frames:
             return
-        now = utcnow()
+        now = self.clock.now()
         self.health.frame_ok(len(frames), now)
         for frame in frames:
             arrived = self.presence.seen(uid_to_epc(frame.card_hex), now)
@@ -71,19 +74,19 @@ class Rdm6300Transport:
                 link.check()
                 # Departures first: a card that left while the reader was away and is back now.
                 events: list[Event] = [
-                    departure_event(self.config, p) for p in self.presence.expire(utcnow())
+                    departure_event(self.config, p) for p in self.presence.expire(self.clock.now())
                 ]
                 events += self._pending
                 self._pending = []
                 if events:
-                    await self.sink(events)
+                    await self.emit(Events(events))
         finally:
             link.close()
 
 
 def _build(wiring: DeviceWiring, config: NfcReaderConfig) -> Device:
     health = DeviceHealthState(config.id)
-    return config.id, health, Rdm6300Transport(config, health, wiring.submit)
+    return config.id, health, Rdm6300Transport(config, health, wiring.emit, clock=wiring.clock)
 
 
 register_transport("rdm6300", "nfc_readers", _build, lambda c: c.kind == "rdm6300")

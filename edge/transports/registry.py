@@ -4,24 +4,24 @@ Each transport module ends with one :func:`register_transport` call: which ``[ed
 list holds its configs (``uhf_readers``, ``modbus_probes``, ...), which of those configs are its
 (``accepts``), and a factory building it from the config and the agent's :class:`DeviceWiring`.
 The agent builds its device list from here (:func:`build_devices`), so a new reader type is its
-module plus its config model; ``edge/agent.py`` needs no edit.
+module plus its config model; ``edge/agent.py`` needs no edit. What a transport is and how it
+delivers (one ``emit``) is :mod:`edge.transports.protocol`.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from devices.readings import TagRead
+from edge.clock import Clock
 from edge.supervisor import DeviceHealthState
-from shelfsense.contract import Event
+from edge.transports.protocol import Emit, Transport
 
 if TYPE_CHECKING:
-    from edge.outbox import LedgerWrite, Outbox
+    from edge.outbox import Outbox
     from shelfsense.config import EdgeSettings
 
 __all__ = [
@@ -36,13 +36,6 @@ __all__ = [
 ]
 
 
-class Transport(Protocol):
-    """One device connection: ``run`` opens it and returns or raises TransportError when it fails
-    (the supervisor reruns it with back-off)."""
-
-    def run(self) -> Awaitable[None]: ...
-
-
 class DeviceWiring(Protocol):
     """What the agent offers the transports it builds (edge.agent.EdgeAgent fits)."""
 
@@ -54,13 +47,12 @@ class DeviceWiring(Protocol):
     # Logical reader id -> (its device's health, its silence limit in s): the portals' liveness input.
     reader_liveness: dict[str, tuple[DeviceHealthState, float]]
 
-    def on_tag_read(self, reader_id: str, read: TagRead, now: datetime) -> None: ...
+    # The one clock of the agent (receive times, health) and its intake (edge.transports.protocol).
+    @property
+    def clock(self) -> Clock: ...
 
-    async def submit(self, events: Sequence[Event]) -> list[int | None]: ...
-
-    async def submit_durably(
-        self, events: Sequence[Event], extras: Sequence[LedgerWrite] = ()
-    ) -> list[int | None]: ...
+    @property
+    def emit(self) -> Emit: ...
 
 
 # (device id, its health, the transport built for it)

@@ -16,23 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import datetime
 
 import serial
 
 from devices import uhf
 from devices.errors import TransportError
 from devices.readings import TagRead
-from edge.clock import utcnow
+from edge.clock import Clock
 from edge.supervisor import DeviceHealthState
+from edge.transports.protocol import Emit, TagReads
 from edge.transports.registry import Device, DeviceWiring, register_transport
 from shelfsense.config import UhfReaderConfig
 
 log = logging.getLogger(__name__)
 
-# Called on the event loop for every valid tag read, with the receive time.
-TagReadHandler = Callable[[str, TagRead, datetime], None]
 HEARTBEAT_S = 1.0
 # Not heard for this long (three heartbeats unanswered): the reader counts as down.
 SILENCE_LIMIT_S = 3 * HEARTBEAT_S
@@ -43,14 +40,16 @@ class UhfSerialTransport:
         self,
         config: UhfReaderConfig,
         health: DeviceHealthState,
-        on_read: TagReadHandler,
+        emit: Emit,
         *,
+        clock: Clock,
         repoll_s: float = 5.0,
         heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.config = config
         self.health = health
-        self.on_read = on_read
+        self.emit = emit
+        self.clock = clock
         self.repoll_s = repoll_s
         self.heartbeat_s = heartbeat_s
         self.tag_reads = 0
@@ -115,32 +114,33 @@ class UhfSerialTransport:
         """Decode, count and dispatch; (frames, tag reads) that arrived."""
         bad_before = decoder.frames_bad
         frames = decoder.feed(data)
-        now = utcnow()
+        now = self.clock.now()
         corrupt = 0  # framing and checksum fine, but the EPC CRC / length is not
-        reads = 0
+        reads: list[TagRead] = []
         for frame in frames:
             read = uhf.parse_tag_notification(frame)
             if read is not None:
-                self.tag_reads += 1
-                reads += 1
-                self.on_read(self.config.id, read, now)
+                reads.append(read)
             elif uhf.is_tag_notification(frame):
                 corrupt += 1
             elif (code := uhf.parse_error(frame)) is not None:
                 self.reader_errors += 1
                 log.debug("reader %s answered error 0x%02X", self.config.id, code)
+        if reads:
+            self.tag_reads += len(reads)
+            self.emit(TagReads(self.config.id, reads, now))  # accepted at once: nothing to await
         if len(frames) > corrupt:
             self.health.frame_ok(len(frames) - corrupt, now)
         bad = decoder.frames_bad - bad_before + corrupt
         if bad:
             self.health.frame_bad(bad)
-        return len(frames), reads
+        return len(frames), len(reads)
 
 
 def _build(wiring: DeviceWiring, config: UhfReaderConfig) -> Device:
     health = DeviceHealthState(config.id)
     wiring.reader_liveness[config.id] = (health, SILENCE_LIMIT_S)
-    return config.id, health, UhfSerialTransport(config, health, wiring.on_tag_read)
+    return config.id, health, UhfSerialTransport(config, health, wiring.emit, clock=wiring.clock)
 
 
 # M100/R200 modules: the uhf_readers entries that are no other protocol's (Chafon extends this one).

@@ -1,5 +1,6 @@
 """``zone_products`` (items per site, location and product, kept current by each stock upsert and
-item registration) equals the count from scratch over ``stock_items`` after random histories:
+item registration) equals the count from scratch over ``stock_items`` and a replay of the ledger
+(``stock_movements``), and serves the restocking's stock on hand, after random histories:
 moves arriving out of order, items leaving, items registered after their first moves or given
 another product. And the ingest's per-zone product limits read from it equal the former scan over
 every on-hand item of the site. SQLite and PostgreSQL."""
@@ -25,6 +26,7 @@ from cloud.ingest.service import ingest_batch
 from cloud.masterdata import records as masterdata_records
 from cloud.masterdata import service as md
 from cloud.masterdata import tables as masterdata_db
+from cloud.replenish.state import _on_hand as replenish_on_hand
 from cloud.stock import tables as stock_db
 from cloud.stock import zone_stock
 from shelfsense.contract import Batch
@@ -57,6 +59,22 @@ async def scanned_limits(conn: Any, site_id: str, zones: list[str]) -> dict[str,
     for row in await conn.execute(query):
         found[row.location if row.location in zones else row.parent_id].add(row.sku)
     return {zone: tuple(sorted(skus)) for zone, skus in found.items()}
+
+
+async def replayed(conn: Any, site_id: str) -> dict[tuple[str, str, str], int]:
+    """The ledger replayed: each item's latest movement (by time, then arrival) says where it is."""
+    m, i = stock_db.stock_movements, masterdata_db.items
+    rows = await conn.execute(select(m.c.epc, m.c.to_location, m.c.at, m.c.seq).where(m.c.site_id == site_id))
+    last: dict[str, tuple[Any, int, str | None]] = {}
+    for epc, to, at, seq in rows:
+        if epc not in last or (db.utc(at), seq) >= last[epc][:2]:
+            last[epc] = (db.utc(at), seq, to)
+    skus = dict((await conn.execute(select(i.c.epc, i.c.sku).where(i.c.epc.in_(list(last))))).all())
+    counts: dict[tuple[str, str, str], int] = defaultdict(int)
+    for epc, (_, _, to) in last.items():
+        if to is not None and skus.get(epc) is not None:
+            counts[(site_id, to, skus[epc])] += 1
+    return dict(counts)
 
 
 async def _example(url: str, rnd: random.Random) -> None:
@@ -103,6 +121,10 @@ async def _example(url: str, rnd: random.Random) -> None:
         )  # late, re-assigned
         async with engine.connect() as conn:
             assert await zone_stock.stored(conn) == await zone_stock.recount(conn)
+            projected = {k: n for k, n in (await zone_stock.stored(conn)).items() if k[0] == site}
+            assert projected == await replayed(conn, site)
+            on_hand = await replenish_on_hand(conn, site)  # the restocking's view: the projection
+            assert on_hand == {(loc, sku): float(n) for (_, loc, sku), n in projected.items()}
             zones = ["cold-1", "cold-2", "dock"]
             fast = {z: limits.skus for z, limits in (await product_limits(conn, site, zones)).items()}
             assert fast == await scanned_limits(conn, site, zones)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from serial_helpers import Collector, wait_until
+from serial_helpers import CLOCK, Collector, wait_until
 
 from devices import chafon
 from edge.agent import EdgeAgent
@@ -54,7 +54,7 @@ async def test_answer_mode_polls_reads_and_survives_noise_corruption_and_lost_an
     sim = ChafonReaderSimulator(lambda: [(EPC_A, -48), (EPC_B, -71)], address=0x00, variant="288", antenna=2)
     collector = Collector()
     health = DeviceHealthState("dock")
-    transport = ChafonSerialTransport(_config(sim, variant="288"), health, collector)
+    transport = ChafonSerialTransport(_config(sim, variant="288"), health, collector, clock=CLOCK)
 
     async def body() -> None:
         await wait_until(lambda: len(collector.reads) >= 10)
@@ -81,7 +81,9 @@ async def test_answer_mode_polls_reads_and_survives_noise_corruption_and_lost_an
 async def test_active_mode_listens_without_polling() -> None:
     sim = ChafonReaderSimulator(lambda: [(EPC_A, -50)], mode="active", reads_per_s=50)
     collector = Collector()
-    transport = ChafonSerialTransport(_config(sim, mode="active"), DeviceHealthState("dock"), collector)
+    transport = ChafonSerialTransport(
+        _config(sim, mode="active"), DeviceHealthState("dock"), collector, clock=CLOCK
+    )
 
     async def body() -> None:
         await wait_until(lambda: len(collector.reads) >= 5)
@@ -94,7 +96,9 @@ async def test_active_mode_listens_without_polling() -> None:
 async def test_a_reader_at_another_address_stays_silent() -> None:
     sim = ChafonReaderSimulator(lambda: [(EPC_A, -50)], address=0x07)
     collector = Collector()
-    transport = ChafonSerialTransport(_config(sim, address=0x03), DeviceHealthState("dock"), collector)
+    transport = ChafonSerialTransport(
+        _config(sim, address=0x03), DeviceHealthState("dock"), collector, clock=CLOCK
+    )
 
     async def body() -> None:
         await wait_until(lambda: transport.rounds_unanswered >= 2)
@@ -136,7 +140,7 @@ def test_error_answers_are_counted_and_end_the_round_and_corrupt_lists_are_bad_f
     health = DeviceHealthState("dock")
     collector = Collector()
     config = ChafonReaderConfig(protocol="chafon", id="dock", port="/dev/null")
-    transport = ChafonSerialTransport(config, health, collector)
+    transport = ChafonSerialTransport(config, health, collector, clock=CLOCK)
     transport._on_bytes(chafon.encode_response(0, chafon.CMD_INVENTORY, 0xFE))  # illegal command
     assert transport.reader_errors == 1 and transport._round_done.is_set()
     corrupt = chafon.encode_response(

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from serial_helpers import CLOCK, events_to
+
 from edge.outbox import Outbox, OutboxBudget
 from edge.status import read_status
 from edge.supervisor import DeviceHealthState, supervise
@@ -31,7 +33,10 @@ async def test_absurd_probe_values_are_counted_bad_and_never_become_readings() -
     stop = asyncio.Event()
     edge = asyncio.create_task(
         supervise(
-            "probe-1", ModbusProbeTransport(config, health, sink, timeout_s=0.3).run, health, stop_event=stop
+            "probe-1",
+            ModbusProbeTransport(config, health, events_to(sink), clock=CLOCK, timeout_s=0.3).run,
+            health,
+            stop_event=stop,
         )
     )
     try:

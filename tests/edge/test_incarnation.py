@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from edge.sync import batch_json
 from shelfsense.cli import main as cli_main
 from shelfsense.contract import parse_batch
 
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+
 
 async def test_new_database_gets_an_incarnation_that_stays(tmp_path: Path) -> None:
     path = tmp_path / "edge.db"
@@ -28,7 +31,9 @@ async def test_new_database_gets_an_incarnation_that_stays(tmp_path: Path) -> No
     assert first is not None and len(first) == 32
     assert read_status(path)["incarnation"] == first
     # Batches carry it, and the contract accepts it.
-    batch = parse_batch(batch_json("edge-1", [(1, json.dumps(health(1).model_dump(mode="json")))], first))
+    batch = parse_batch(
+        batch_json("edge-1", [(1, json.dumps(health(1).model_dump(mode="json")))], first, created_at=NOW)
+    )
     assert batch.incarnation == first
     async with Outbox(tmp_path / "other.db") as other:
         assert other.incarnation not in (None, first)
@@ -42,7 +47,7 @@ async def test_database_from_before_incarnations_keeps_the_original_stream(tmp_p
         conn.execute("DROP TABLE incarnation")
     async with Outbox(path) as outbox:
         assert outbox.incarnation is None
-    assert "incarnation" not in json.loads(batch_json("edge-1", [], None))
+    assert "incarnation" not in json.loads(batch_json("edge-1", [], None, created_at=NOW))
     assert read_status(path)["incarnation"] is None
 
 

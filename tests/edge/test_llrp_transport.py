@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from edge_cloud_stub import FakeCloud, Request
+from serial_helpers import CLOCK, done
 
 from devices import llrp
 from devices.llrp import LlrpFrameDecoder, MsgType
@@ -21,6 +22,7 @@ from edge.agent import EdgeAgent
 from edge.portal import PortalTracker
 from edge.supervisor import DeviceHealthState, supervise
 from edge.transports.llrp import LlrpTransport, tag_read_from_report
+from edge.transports.protocol import Committed, Emission, TagReads
 from shelfsense.config import (
     ConfigError,
     EdgeSettings,
@@ -43,8 +45,10 @@ EPC_B = "30340242201D8840009EFC39"
 class Collected:
     reads: list[tuple[str, TagRead, datetime]] = field(default_factory=list)
 
-    def __call__(self, reader_id: str, read: TagRead, now: datetime) -> None:
-        self.reads.append((reader_id, read, now))
+    def __call__(self, emission: Emission) -> asyncio.Future[Committed]:
+        assert isinstance(emission, TagReads)  # a tag reader emits raw reads only
+        self.reads += [(emission.reader_id, read, emission.at) for read in emission.reads]
+        return done()
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -94,7 +98,7 @@ async def simulator(field_tags: list[tuple[str, int, int]]) -> AsyncIterator[Llr
 async def test_tags_arrive_with_antenna_rssi_and_logical_reader(simulator: LlrpReaderSimulator) -> None:
     health = DeviceHealthState("portal-reader-1")
     got = Collected()
-    transport = LlrpTransport(portal_reader(simulator.port), health, got)
+    transport = LlrpTransport(portal_reader(simulator.port), health, got, clock=CLOCK)
     async with supervised(transport, health):
         await until(lambda: {r.epc for _, r, _ in got.reads} >= {EPC_A, EPC_B})
         assert health.connected
@@ -111,7 +115,7 @@ async def test_tags_arrive_with_antenna_rssi_and_logical_reader(simulator: LlrpR
 async def test_reader_stopped_and_restarted_is_reconnected(simulator: LlrpReaderSimulator) -> None:
     health = DeviceHealthState("portal-reader-1")
     got = Collected()
-    transport = LlrpTransport(portal_reader(simulator.port), health, got)
+    transport = LlrpTransport(portal_reader(simulator.port), health, got, clock=CLOCK)
     async with supervised(transport, health):
         await until(lambda: len(got.reads) >= 4)
         await simulator.stop()
@@ -127,7 +131,7 @@ async def test_reader_stopped_and_restarted_is_reconnected(simulator: LlrpReader
 async def test_cable_pull_and_garbage_on_the_stream_recover(simulator: LlrpReaderSimulator) -> None:
     health = DeviceHealthState("portal-reader-1")
     got = Collected()
-    transport = LlrpTransport(portal_reader(simulator.port), health, got)
+    transport = LlrpTransport(portal_reader(simulator.port), health, got, clock=CLOCK)
     async with supervised(transport, health):
         await until(lambda: len(got.reads) >= 2)
         await simulator.disconnect()
@@ -197,10 +201,13 @@ async def test_one_reader_two_antennas_is_a_portal() -> None:
     )
     health = DeviceHealthState(cfg.id)
 
-    def observe(reader_id: str, read: TagRead, now: datetime) -> None:
-        tracker.observe(reader_id, read.epc, read.rssi, now)
+    def observe(emission: Emission) -> asyncio.Future[Committed]:
+        assert isinstance(emission, TagReads)
+        for read in emission.reads:
+            tracker.observe(emission.reader_id, read.epc, read.rssi, emission.at)
+        return done()
 
-    transport = LlrpTransport(cfg, health, observe)
+    transport = LlrpTransport(cfg, health, observe, clock=CLOCK)
     loop = asyncio.get_running_loop()
     try:
         async with supervised(transport, health):
@@ -256,7 +263,7 @@ def test_sllurp_tag_dicts_to_reads() -> None:
 async def test_tag_collision_burst_and_lost_reports(simulator: LlrpReaderSimulator) -> None:
     health = DeviceHealthState("portal-reader-1")
     got = Collected()
-    transport = LlrpTransport(portal_reader(simulator.port), health, got)
+    transport = LlrpTransport(portal_reader(simulator.port), health, got, clock=CLOCK)
     async with supervised(transport, health):
         await until(lambda: len(got.reads) >= 2)
         simulator.drop_next_reports(3)

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Sequence
 
 import pytest
+from serial_helpers import CLOCK, Collector, events_to
 
 from devices.errors import TransportError
 from edge.supervisor import DeviceHealthState
@@ -28,7 +29,7 @@ async def test_polls_temperature_and_humidity_and_counts_bad_answers() -> None:
     config = ModbusProbeConfig(
         port=sim.port, slave=3, sensor_id="probe-1", zone="cold-room", poll_interval_s=0.05
     )
-    transport = ModbusProbeTransport(config, health, sink, timeout_s=0.3)
+    transport = ModbusProbeTransport(config, health, events_to(sink), clock=CLOCK, timeout_s=0.3)
     task = asyncio.create_task(transport.run())
     try:
         async with asyncio.timeout(10):
@@ -59,7 +60,7 @@ async def test_silent_probe_is_lost() -> None:
     sim_task = asyncio.create_task(sim.run())
     config = ModbusProbeConfig(port=sim.port, slave=9, sensor_id="probe-9", poll_interval_s=0.01)
     transport = ModbusProbeTransport(
-        config, DeviceHealthState("probe-9"), lambda e: asyncio.sleep(0), timeout_s=0.1
+        config, DeviceHealthState("probe-9"), Collector(), clock=CLOCK, timeout_s=0.1
     )
     try:
         with pytest.raises(TransportError, match="stopped answering"):

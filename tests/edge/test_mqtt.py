@@ -14,6 +14,7 @@ import aiosqlite
 import paho.mqtt.publish as mqtt_publish
 import pytest
 from pydantic import SecretStr
+from serial_helpers import CLOCK, durable
 
 from devices.errors import TransportError
 from devices.mqtt_formats import encode_zigbee2mqtt
@@ -61,6 +62,10 @@ async def writer(tmp_path: Path) -> AsyncIterator[OutboxWriter]:
         await task
 
 
+async def _nothing(*_: object, **__: object) -> None:
+    await asyncio.sleep(0)
+
+
 async def readings_in(outbox: Outbox) -> list[SensorReading]:
     return [p.event for p in await outbox.pending(100) if isinstance(p.event, SensorReading)]
 
@@ -69,7 +74,9 @@ async def test_qos1_reading_ends_up_in_outbox_and_malformed_is_dropped(
     mosquitto_broker: Any, writer: OutboxWriter
 ) -> None:
     health = DeviceHealthState("mqtt")
-    transport = MqttTransport(config_for(mosquitto_broker), "edge-1", health, writer.submit)
+    transport = MqttTransport(
+        config_for(mosquitto_broker), "edge-1", health, durable(writer.submit), clock=CLOCK
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(supervise("mqtt", transport.run, health, 0.05, 0.2, stop))
     try:
@@ -96,7 +103,9 @@ async def test_partly_understood_payload_keeps_its_good_values_and_counts_the_re
     mosquitto_broker: Any, writer: OutboxWriter
 ) -> None:
     health = DeviceHealthState("mqtt")
-    transport = MqttTransport(config_for(mosquitto_broker), "edge-1", health, writer.submit)
+    transport = MqttTransport(
+        config_for(mosquitto_broker), "edge-1", health, durable(writer.submit), clock=CLOCK
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(supervise("mqtt", transport.run, health, 0.05, 0.2, stop))
     try:
@@ -123,7 +132,7 @@ async def test_uncommitted_message_is_redelivered_after_unclean_disconnect(
         received.set()
         await asyncio.Event().wait()  # the disk never answers: no commit, so no PUBACK
 
-    first = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), stuck_sink)
+    first = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), durable(stuck_sink), clock=CLOCK)
     run1 = asyncio.create_task(first.run())
     await wait_until(lambda: asyncio.sleep(0, first.health.connected))
     await publish(mosquitto_broker, encode_zigbee2mqtt(9.25, 70.0))
@@ -134,7 +143,7 @@ async def test_uncommitted_message_is_redelivered_after_unclean_disconnect(
     assert await readings_in(writer.outbox) == []
 
     # Same client id, persistent session: the broker redelivers the unacknowledged message.
-    second = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), writer.submit)
+    second = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), durable(writer.submit), clock=CLOCK)
     run2 = asyncio.create_task(second.run())
     try:
         await wait_until(lambda: readings_in(writer.outbox))
@@ -150,7 +159,7 @@ async def test_uncommitted_message_is_redelivered_after_unclean_disconnect(
 
 async def test_refused_connection_is_a_transport_error() -> None:
     config = MqttConfig(url="mqtt://127.0.0.1:9", sensors=[])
-    transport = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), lambda e: asyncio.sleep(0))
+    transport = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), durable(_nothing), clock=CLOCK)
     with pytest.raises(TransportError, match="cannot connect"):
         await transport.run()
 
@@ -172,9 +181,11 @@ async def test_username_password_and_refusal(
     bad = good.model_copy(update={"password": SecretStr("wrong")})
 
     with pytest.raises(TransportError, match="refused the connection"):
-        await MqttTransport(bad, "edge-1", DeviceHealthState("mqtt"), writer.submit).run()
+        await MqttTransport(
+            bad, "edge-1", DeviceHealthState("mqtt"), durable(writer.submit), clock=CLOCK
+        ).run()
 
-    transport = MqttTransport(good, "edge-1", DeviceHealthState("mqtt"), writer.submit)
+    transport = MqttTransport(good, "edge-1", DeviceHealthState("mqtt"), durable(writer.submit), clock=CLOCK)
     run = asyncio.create_task(transport.run())
     try:
         await wait_until(lambda: asyncio.sleep(0, transport.connected))
@@ -213,7 +224,7 @@ async def test_a_broker_that_stops_answering_is_detected_by_the_keepalive() -> N
         sensors=[MqttSensorConfig(topic=TOPIC, format="zigbee2mqtt", sensor_id="f")],
     )
     transport = MqttTransport(
-        config, "edge-1", DeviceHealthState("mqtt"), lambda e: asyncio.sleep(0), keepalive_s=1
+        config, "edge-1", DeviceHealthState("mqtt"), durable(_nothing), clock=CLOCK, keepalive_s=1
     )
     try:
         started = asyncio.get_running_loop().time()
@@ -241,7 +252,9 @@ async def test_slow_outbox_applies_backpressure_and_loses_nothing(
         await asyncio.sleep(0.02)
         return await writer.submit(events, **extras)
 
-    transport = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), slow_sink, queue_max=20)
+    transport = MqttTransport(
+        config, "edge-1", DeviceHealthState("mqtt"), durable(slow_sink), clock=CLOCK, queue_max=20
+    )
     run = asyncio.create_task(transport.run())
     try:
         await wait_until(lambda: asyncio.sleep(0, transport.connected))
@@ -305,7 +318,9 @@ async def test_poison_messages_are_recorded_acknowledged_and_never_stop_the_edge
 ) -> None:
     health = DeviceHealthState("mqtt")
     config = poison_config(mosquitto_broker)
-    transport = MqttTransport(config, "edge-1", health, writer.submit, outbox=writer.outbox)
+    transport = MqttTransport(
+        config, "edge-1", health, durable(writer.submit), clock=CLOCK, outbox=writer.outbox
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(supervise("mqtt", transport.run, health, 0.05, 0.2, stop))
     try:
@@ -353,7 +368,9 @@ async def test_poison_messages_are_recorded_acknowledged_and_never_stop_the_edge
 
 async def test_rejects_kept_are_bounded(mosquitto_broker: Any, writer: OutboxWriter) -> None:
     health = DeviceHealthState("mqtt")
-    transport = MqttTransport(config_for(mosquitto_broker), "edge-1", health, writer.submit)
+    transport = MqttTransport(
+        config_for(mosquitto_broker), "edge-1", health, durable(writer.submit), clock=CLOCK
+    )
     run = asyncio.create_task(transport.run())
     try:
         await wait_until(lambda: asyncio.sleep(0, transport.connected))
@@ -392,7 +409,14 @@ async def test_committed_but_unacknowledged_message_is_not_stored_twice(
             committed.set()
             await asyncio.Event().wait()  # killed after the commit, before the PUBACK
 
-    first = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), commit_then_die, outbox=writer.outbox)
+    first = MqttTransport(
+        config,
+        "edge-1",
+        DeviceHealthState("mqtt"),
+        durable(commit_then_die),
+        clock=CLOCK,
+        outbox=writer.outbox,
+    )
     run1 = asyncio.create_task(first.run())
     await wait_until(lambda: asyncio.sleep(0, first.health.connected))
     await publish(mosquitto_broker, encode_zigbee2mqtt(9.25, 70.0))
@@ -402,7 +426,9 @@ async def test_committed_but_unacknowledged_message_is_not_stored_twice(
         await asyncio.wait_for(run1, 10)
     assert len(await readings_in(writer.outbox)) == 2
 
-    second = MqttTransport(config, "edge-1", DeviceHealthState("mqtt"), writer.submit, outbox=writer.outbox)
+    second = MqttTransport(
+        config, "edge-1", DeviceHealthState("mqtt"), durable(writer.submit), clock=CLOCK, outbox=writer.outbox
+    )
     run2 = asyncio.create_task(second.run())
     try:
         await wait_until(lambda: asyncio.sleep(0, second.counters["mqtt_redelivered_duplicates"] == 1))
@@ -425,7 +451,7 @@ async def test_a_publisher_resend_with_the_same_device_time_is_one_reading(
     """One reading per (sensor, quantity, device time): a publisher's QoS 1 re-send after a broker
     restart is a new message (new packet id, no DUP), but the same reading."""
     transport = MqttTransport(
-        config_for(mosquitto_broker), "edge-1", DeviceHealthState("mqtt"), writer.submit
+        config_for(mosquitto_broker), "edge-1", DeviceHealthState("mqtt"), durable(writer.submit), clock=CLOCK
     )
     run = asyncio.create_task(transport.run())
     try:
@@ -460,7 +486,9 @@ async def test_a_redelivery_of_an_uncommitted_timed_reading_is_stored(
         return await writer.submit(events, **extras)
 
     health = DeviceHealthState("mqtt")
-    transport = MqttTransport(config_for(mosquitto_broker), "edge-1", health, first_commit_hangs)
+    transport = MqttTransport(
+        config_for(mosquitto_broker), "edge-1", health, durable(first_commit_hangs), clock=CLOCK
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(supervise("mqtt", transport.run, health, 0.05, 0.2, stop))
     try:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from serial_helpers import CLOCK, durable
 
 from devices.mqtt_packets import OversizedPublish, Publish
 from devices.mqtt_registry import format_names
@@ -36,7 +37,9 @@ def _transport() -> MqttTransport:
         MqttSensorConfig(topic=topic, format=fmt, sensor_id=f"s-{fmt}") for fmt, topic in TOPICS.items()
     ]
     assert set(TOPICS) == set(format_names())
-    return MqttTransport(MqttConfig(sensors=sensors), "edge-1", DeviceHealthState("mqtt"), _no_sink)
+    return MqttTransport(
+        MqttConfig(sensors=sensors), "edge-1", DeviceHealthState("mqtt"), durable(_no_sink), clock=CLOCK
+    )
 
 
 async def _no_sink(*_: object, **__: object) -> None:

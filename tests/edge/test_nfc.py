@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,12 @@ from edge_cloud_stub import FakeCloud, Request
 
 from devices.pn532 import NfcTag, nfc_tag
 from edge.agent import EdgeAgent
+from edge.clock import EdgeClock
 from edge.status import read_status
 from edge.supervisor import DeviceHealthState, supervise
 from edge.transports.nfc import PresenceTracker, uid_to_epc
 from edge.transports.pn532 import Pn532Transport
+from edge.transports.protocol import Committed, Emission, Events
 from edge.transports.rdm6300 import Rdm6300Transport
 from shelfsense.config import EdgeSettings, NfcReaderConfig, Settings
 from shelfsense.contract import DeviceHealth, Event, TagObservation
@@ -32,11 +34,17 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class Sink:
+    """The transports' ``emit``: NFC readers emit events (not durable), never raw tag reads."""
+
     def __init__(self) -> None:
         self.events: list[Event] = []
 
-    async def __call__(self, events: Sequence[Event]) -> None:
-        self.events.extend(events)
+    def __call__(self, emission: Emission) -> asyncio.Future[Committed]:
+        assert isinstance(emission, Events) and not emission.durable
+        self.events.extend(emission.events)
+        future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        future.set_result([])
+        return future
 
     def observations(self) -> list[TagObservation]:
         return [e for e in self.events if isinstance(e, TagObservation)]
@@ -122,7 +130,7 @@ async def test_pn532_card_arrives_and_leaves_despite_faults() -> None:
         kind="pn532", port=sim.port, id="desk-nfc", location="office", poll_interval_s=0.05, grace_s=3.0
     )
     health, sink = DeviceHealthState("desk-nfc"), Sink()
-    transport = Pn532Transport(config, health, sink)
+    transport = Pn532Transport(config, health, sink, clock=EdgeClock())
     async with serving(sim), supervised("desk-nfc", transport.run, health):
         await until(lambda: health.connected and transport.polls > 0)
         assert sim.awake
@@ -158,7 +166,7 @@ async def test_pn532_reconnects_after_the_reader_goes_away_and_comes_back(tmp_pa
     relink(link, first.port)
     config = NfcReaderConfig(kind="pn532", port=str(link), id="gate", poll_interval_s=0.05, grace_s=0.3)
     health, sink = DeviceHealthState("gate"), Sink()
-    transport = Pn532Transport(config, health, sink, response_timeout_s=0.2)
+    transport = Pn532Transport(config, health, sink, clock=EdgeClock(), response_timeout_s=0.2)
     async with supervised("gate", transport.run, health):
         async with serving(first):
             await until(lambda: len(sink.observations()) == 1)
@@ -185,7 +193,7 @@ async def test_rdm6300_repeats_become_one_presence_and_bad_frames_are_counted() 
     sim = Rdm6300ReaderSimulator(lambda: card[0], repeat_s=0.02)
     config = NfcReaderConfig(kind="rdm6300", port=sim.port, id="tool-crib", grace_s=0.3)
     health, sink = DeviceHealthState("tool-crib"), Sink()
-    transport = Rdm6300Transport(config, health, sink)
+    transport = Rdm6300Transport(config, health, sink, clock=EdgeClock())
     async with serving(sim), supervised("tool-crib", transport.run, health):
         await until(lambda: health.connected)
         card[0] = CARD
@@ -208,7 +216,7 @@ async def test_rdm6300_reconnects_after_the_port_vanishes(tmp_path: Path) -> Non
     relink(link, first.port)
     config = NfcReaderConfig(kind="rdm6300", port=str(link), id="door", grace_s=5.0)
     health, sink = DeviceHealthState("door"), Sink()
-    transport = Rdm6300Transport(config, health, sink)
+    transport = Rdm6300Transport(config, health, sink, clock=EdgeClock())
     async with supervised("door", transport.run, health):
         async with serving(first):
             await until(lambda: len(sink.observations()) == 1)

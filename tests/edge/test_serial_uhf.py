@@ -7,11 +7,10 @@ import contextlib
 import os
 
 import pytest
-from serial_helpers import Collector, wait_until
+from serial_helpers import CLOCK, Collector, wait_until
 
 from devices import uhf
 from devices.errors import TransportError
-from edge.clock import utcnow
 from edge.supervisor import DeviceHealthState
 from edge.transports.serial_uhf import UhfSerialTransport
 from shelfsense.config import UhfReaderConfig
@@ -27,7 +26,7 @@ async def test_reads_the_simulator_and_survives_noise_corruption_and_reboot() ->
     collector = Collector()
     health = DeviceHealthState("outer")
     transport = UhfSerialTransport(
-        UhfReaderConfig(id="outer", port=sim.port), health, collector, repoll_s=0.3
+        UhfReaderConfig(id="outer", port=sim.port), health, collector, clock=CLOCK, repoll_s=0.3
     )
     task = asyncio.create_task(transport.run())
     try:
@@ -60,7 +59,9 @@ async def test_raw_frames_on_a_pty_and_the_multi_poll_command(pty_pair: tuple[in
     master, slave_path = pty_pair
     collector = Collector()
     health = DeviceHealthState("inner")
-    transport = UhfSerialTransport(UhfReaderConfig(id="inner", port=slave_path), health, collector)
+    transport = UhfSerialTransport(
+        UhfReaderConfig(id="inner", port=slave_path), health, collector, clock=CLOCK
+    )
     task = asyncio.create_task(transport.run())
     try:
         await wait_until(lambda: health.connected)
@@ -91,10 +92,10 @@ async def test_missing_port_and_vanished_port_raise_transport_error(pty_pair: tu
     health = DeviceHealthState("r")
     with pytest.raises(TransportError, match="cannot open"):
         await UhfSerialTransport(
-            UhfReaderConfig(id="r", port="/dev/does-not-exist"), health, Collector()
+            UhfReaderConfig(id="r", port="/dev/does-not-exist"), health, Collector(), clock=CLOCK
         ).run()
     master, slave_path = pty_pair
-    transport = UhfSerialTransport(UhfReaderConfig(id="r", port=slave_path), health, Collector())
+    transport = UhfSerialTransport(UhfReaderConfig(id="r", port=slave_path), health, Collector(), clock=CLOCK)
     task = asyncio.create_task(transport.run())
     await wait_until(lambda: health.connected)
     os.close(master)  # the USB adapter is unplugged
@@ -109,7 +110,7 @@ async def test_a_silent_reader_is_probed_and_an_unplugged_one_is_no_longer_heard
     sim_task = asyncio.create_task(sim.run())
     health = DeviceHealthState("idle")
     transport = UhfSerialTransport(
-        UhfReaderConfig(id="idle", port=sim.port), health, Collector(), heartbeat_s=0.2
+        UhfReaderConfig(id="idle", port=sim.port), health, Collector(), clock=CLOCK, heartbeat_s=0.2
     )
     task = asyncio.create_task(transport.run())
     try:
@@ -118,7 +119,7 @@ async def test_a_silent_reader_is_probed_and_an_unplugged_one_is_no_longer_heard
         assert heard is not None
         await wait_until(lambda: health.last_frame_at is not None and health.last_frame_at > heard)
         sim.disconnect(60)
-        await wait_until(lambda: not health.alive(utcnow(), 1.0), timeout=10)
+        await wait_until(lambda: not health.alive(CLOCK.now(), 1.0), timeout=10)
         assert health.connected  # the transport saw no error: only the silence tells
     finally:
         for t in (task, sim_task):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from devices.errors import TransportError
+from edge.clock import EdgeClock
 from edge.supervisor import Backoff, DeviceHealthState, emit_health_periodically, supervise
 from shelfsense.contract import DeviceHealth, Event
 
@@ -91,7 +92,7 @@ async def test_health_events_are_emitted_periodically_and_at_stop() -> None:
         if len(batches) == 2:
             stop.set()
 
-    await asyncio.wait_for(emit_health_periodically([state], submit, 0.02, stop), 2)
+    await asyncio.wait_for(emit_health_periodically([state], submit, 0.02, stop, EdgeClock()), 2)
     assert len(batches) == 3  # two periodic ones, one final at stop
     event = batches[0][0]
     assert isinstance(event, DeviceHealth)

@@ -165,10 +165,10 @@ def test_batch_json_from_stored_rows_is_a_valid_contract_batch() -> None:
 
     events = [DeviceHealth(device_id=f"d{n}", connected=True, at=T0) for n in (1, 2)]
     rows = [(7, events[0].model_dump_json()), (9, events[1].model_dump_json())]
-    batch = parse_batch(batch_json("edge-1", rows))
+    batch = parse_batch(batch_json("edge-1", rows, created_at=T0))
     assert batch.edge_id == "edge-1"
     assert [(e.seq, e.event) for e in batch.events] == [(7, events[0]), (9, events[1])]
-    assert parse_batch(batch_json("edge-1", [])).events == []
+    assert parse_batch(batch_json("edge-1", [], created_at=T0)).events == []
 
 
 async def test_a_slow_cloud_is_polled_from_send_start_not_after_a_full_extra_interval(

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,10 @@ import serial
 
 from devices import uhf
 from devices.readings import TagRead
+from edge.clock import EdgeClock
 from edge.supervisor import DeviceHealthState, supervise
 from edge.transports.llrp import LlrpTransport
+from edge.transports.protocol import Committed, Emission, TagReads
 from shelfsense.cli_sim import parse_llrp_tags
 from shelfsense.cli_tools import BadInput
 from shelfsense.config import LlrpAntennaConfig, LlrpReaderConfig
@@ -82,13 +83,19 @@ async def read_llrp(host: str, port: int) -> list[tuple[str, TagRead]]:
     )
     reads: list[tuple[str, TagRead]] = []
 
-    def on_read(reader_id: str, read: TagRead, _now: datetime) -> None:
-        reads.append((reader_id, read))
+    def on_read(emission: Emission) -> asyncio.Future[Committed]:
+        assert isinstance(emission, TagReads)
+        reads.extend((emission.reader_id, read) for read in emission.reads)
+        future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        future.set_result([])
+        return future
 
     health = DeviceHealthState("sim-llrp")
     stop = asyncio.Event()
     task = asyncio.create_task(
-        supervise("sim-llrp", LlrpTransport(config, health, on_read).run, health, 0.1, 1, stop)
+        supervise(
+            "sim-llrp", LlrpTransport(config, health, on_read, clock=EdgeClock()).run, health, 0.1, 1, stop
+        )
     )
     try:
         async with asyncio.timeout(20):

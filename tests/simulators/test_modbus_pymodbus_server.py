@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -14,10 +14,12 @@ from pymodbus.exceptions import ModbusIOException
 
 from devices.errors import TransportError
 from devices.modbus import ILLEGAL_DATA_ADDRESS, ILLEGAL_FUNCTION, decode_th_registers
+from edge.clock import EdgeClock
 from edge.supervisor import DeviceHealthState
 from edge.transports.modbus import ModbusProbeTransport
+from edge.transports.protocol import Committed, Emission, Events
 from shelfsense.config import ModbusProbeConfig
-from shelfsense.contract import Event, SensorReading
+from shelfsense.contract import SensorReading
 from simulators.modbus_server import PymodbusProbeServer
 
 pytestmark = pytest.mark.skipif(
@@ -49,15 +51,25 @@ async def bus() -> AsyncIterator[tuple[PymodbusProbeServer, dict[int, list[float
     assert not Path(server.port).exists(), "close() must remove the socat links"
 
 
+def _done() -> asyncio.Future[Committed]:
+    future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+    future.set_result([])
+    return future
+
+
 async def poll_with_edge_transport(port: str, slave: int, count: int = 2) -> list[SensorReading]:
     """Run the edge's real ModbusProbeTransport until it delivered ``count`` readings."""
     received: list[SensorReading] = []
 
-    async def sink(events: Sequence[Event]) -> None:
-        received.extend(e for e in events if isinstance(e, SensorReading))
+    def emit(emission: Emission) -> asyncio.Future[Committed]:
+        assert isinstance(emission, Events)
+        received.extend(e for e in emission.events if isinstance(e, SensorReading))
+        return _done()
 
     config = ModbusProbeConfig(port=port, slave=slave, sensor_id=f"probe-{slave}", poll_interval_s=0.05)
-    transport = ModbusProbeTransport(config, DeviceHealthState(f"probe-{slave}"), sink, timeout_s=1.0)
+    transport = ModbusProbeTransport(
+        config, DeviceHealthState(f"probe-{slave}"), emit, clock=EdgeClock(), timeout_s=1.0
+    )
     task = asyncio.create_task(transport.run())
     try:
         async with asyncio.timeout(15):
@@ -143,7 +155,7 @@ async def test_unknown_slave_times_out_and_the_bus_keeps_working(
 
     config = ModbusProbeConfig(port=server.port, slave=9, sensor_id="probe-9", poll_interval_s=0.01)
     transport = ModbusProbeTransport(
-        config, DeviceHealthState("probe-9"), lambda e: asyncio.sleep(0), timeout_s=0.2
+        config, DeviceHealthState("probe-9"), lambda e: _done(), clock=EdgeClock(), timeout_s=0.2
     )
     with pytest.raises(TransportError, match="stopped answering"):
         await asyncio.wait_for(transport.run(), 15)

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from edge.clock import EdgeClock
 from edge.outbox import Outbox, OutboxWriter
 from edge.supervisor import DeviceHealthState, supervise
 from edge.transports.mqtt import MqttTransport
+from edge.transports.protocol import Committed, Emission, Events
 from shelfsense.config import MqttConfig, MqttSensorConfig
 from shelfsense.contract import SensorReading
 from simulators.mqtt_sensors import MqttSensorSimulator, SimulatedMqttSensor
@@ -61,7 +63,12 @@ async def test_new_formats_reach_the_outbox(mosquitto_broker: Any, writer: Outbo
         ],
     )
     health = DeviceHealthState("mqtt")
-    transport = MqttTransport(config, "edge-1", health, writer.submit)
+
+    def emit(emission: Emission) -> asyncio.Future[Committed]:
+        assert isinstance(emission, Events) and emission.durable
+        return asyncio.ensure_future(writer.submit(emission.events, extras=emission.extras))
+
+    transport = MqttTransport(config, "edge-1", health, emit, clock=EdgeClock())
     simulated = [
         SimulatedMqttSensor(topic, fmt, lambda: (4.2, 61.5), battery=80, quantity="temperature")
         for topic, _, fmt, _, _ in SENSORS

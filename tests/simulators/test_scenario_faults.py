@@ -13,7 +13,9 @@ import serial
 from devices.errors import DecodeError
 from devices.modbus import decode_th_registers
 from devices.uhf import UhfFrameDecoder, multi_poll_command
+from edge.clock import EdgeClock
 from edge.supervisor import DeviceHealthState, supervise
+from edge.transports.protocol import Committed, Emission, TagReads
 from edge.transports.serial_uhf import UhfSerialTransport
 from shelfsense.config import UhfReaderConfig
 from simulators.faults import FaultScheduler
@@ -122,8 +124,16 @@ async def test_corrupt_frames_event_counts_bad_frames_while_good_frames_still_ar
     scheduler = FaultScheduler(runner, {"dock-1.outer": [reader], "dock-1.inner": []})
     health = DeviceHealthState("outer")
     reads: list[str] = []
+
+    def emit(emission: Emission) -> asyncio.Future[Committed]:
+        assert isinstance(emission, TagReads)
+        reads.extend(read.epc for read in emission.reads)
+        future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        future.set_result([])
+        return future
+
     transport = UhfSerialTransport(
-        UhfReaderConfig(id="outer", port=reader.port), health, lambda _r, read, _t: reads.append(read.epc)
+        UhfReaderConfig(id="outer", port=reader.port), health, emit, clock=EdgeClock()
     )
     stop = asyncio.Event()
     async with running(reader, scheduler):
