@@ -119,6 +119,9 @@ def rules(ids: dict[str, Any]) -> dict[tuple[str, str], Rule]:
         ),
         ("DELETE", "/api/v1/items/{epc}"): refused(Call(f"/api/v1/items/{EPC_A}", "admin", "DELETE")),
         ("GET", "/api/v1/sensors"): filtered(*on_both("/api/v1/sensors"), own="probe-a"),
+        ("GET", "/api/v1/sensors/{sensor_id}/rollups"): filtered(
+            *on_both("/api/v1/sensors/probe-b/rollups"), Call("/api/v1/sensors/probe-a/rollups")
+        ),
         ("GET", "/api/v1/sensors/{sensor_id}/readings"): filtered(
             *on_both("/api/v1/sensors/probe-b/readings"), Call("/api/v1/sensors/probe-a/readings")
         ),
