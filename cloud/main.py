@@ -7,11 +7,13 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from cloud.alerts import routes as alerts
@@ -19,12 +21,14 @@ from cloud.api import health, summary
 from cloud.api.handlers import install_error_handlers
 from cloud.api.http_metrics import HttpMetrics
 from cloud.api.openapi import install_docs
+from cloud.api.read_gate import ReadGate, ReadLoop
 from cloud.coldchain import sensor_routes as sensors
 from cloud.coldchain.runtime import ColdChainOptions, coldchain_runtime
 from cloud.core import db
 from cloud.core.config import zone_limits
 from cloud.core.metrics import Metrics
 from cloud.core.migrate import migrate, upgrade_to_head
+from cloud.core.pools import create_read_engine
 from cloud.epcis import routes as epcis
 from cloud.ingest import edge_routes as edges
 from cloud.ingest import routes as ingest
@@ -35,6 +39,7 @@ from cloud.masterdata import routes as masterdata
 from cloud.notify.notifier import running_notifier
 from cloud.replenish import kpi_routes as kpis
 from cloud.replenish import routes as proposals
+from cloud.replenish.dead_stock import dead_stock_job, dead_stock_options
 from cloud.replenish.options import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
 from cloud.retention.job import retention_job
@@ -49,6 +54,8 @@ from shelfsense.process import tune_gc
 from shelfsense.redact import install_log_masking, register_settings_secrets
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.001
 
 
 def create_app(
@@ -66,12 +73,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings.cloud.db_url)
+        read_loop = ReadLoop()
         try:
             await upgrade_to_head(engine)  # serialised across replicas, see cloud.core.migrate
             app.state.engine = engine
+            app.state.read_engine = read_engine(settings)
+            read_loop.start(heavy_read_engines(settings))
+            app.state.read_loop = read_loop
             log.info("cloud database ready (%s)", engine.url.get_backend_name())
             # The notifier first: it delivers for everything after it, so it stops last.
             options = coldchain or ColdChainOptions()
+            jobs_engine = read_loop.engines[0] if read_loop.engines else engine
             async with (
                 running_notifier(
                     app,
@@ -81,14 +93,20 @@ def create_app(
                     drain_timeout_s=options.drain_timeout_s,
                 ) as notifier,
                 coldchain_runtime(app, settings, engine, notifier, options),  # InfluxDB, gaps, escalation
-                background_job(engine, stocktake_options),
+                read_loop.hosting(  # off the API loop: these two need nothing of it
+                    lambda: background_job(jobs_engine, stocktake_options),
+                    lambda: read_model_job(jobs_engine),  # the lot-evidence read model's catch-up
+                ),
                 replenish_job(engine, app.state.replenish, notifier=notifier),  # rules' notify actions
-                expiry_job(engine, notifier=notifier),  # lot expiry alerts (cloud.lots.service)
-                read_model_job(engine),  # the lot-evidence read model's catch-up
+                expiry_job(engine, notifier=notifier),  # lot expiry alerts (cloud.lots.expiry)
+                dead_stock_job(engine, dead_stock_options(settings), notifier=notifier),  # dead stock alerts
                 retention_job(engine, settings.cloud.retention),  # readings roll-up, partitions
             ):
                 yield
         finally:
+            await read_loop.stop()
+            if getattr(app.state, "read_engine", None) is not None:
+                await app.state.read_engine.dispose()
             await engine.dispose()
 
     app = FastAPI(
@@ -119,8 +137,27 @@ def create_app(
         # uvicorn's own handling is off (build_server), it would believe any loopback peer.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.cloud.trusted_proxies))
     install_docs(app)  # /docs without internet, openapi.json with the real error body
+    app.add_middleware(ReadGate, settings=settings.cloud.reads)  # heavy reads bounded, off this loop
     app.add_middleware(HttpMetrics)  # request counts and latencies per route on /metrics
     return app
+
+
+def read_engine(settings: Settings) -> AsyncEngine:
+    """The API loop's read pool (the ``DbConn`` dependency)."""
+    reads = settings.cloud.reads
+    return create_read_engine(
+        settings.cloud.db_url, pool_size=reads.pool_size, statement_timeout_s=reads.statement_timeout_s
+    )
+
+
+def heavy_read_engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine]:
+    """The read loop's engines: a small main pool (authentication) and one read connection per
+    admitted heavy read."""
+    reads = settings.cloud.reads
+    url, slots = settings.cloud.db_url, reads.heavy_concurrency
+    main = db.create_engine(url, pool_size=2, max_overflow=slots)
+    heavy = create_read_engine(url, pool_size=slots, statement_timeout_s=reads.statement_timeout_s)
+    return main, heavy
 
 
 def build_server(settings: Settings, *, log_level: str = "info") -> uvicorn.Server:
@@ -148,6 +185,10 @@ def serve(settings: Settings) -> None:
 def _run_server(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     server = build_server(settings)
     tune_gc()  # this process is the server: its start-up objects live as long as it does
+    # The heavy reads' loop (cloud.api.read_gate) is CPU-bound; the API loop waits on I/O many times
+    # per batch and, after each wait, for the interpreter lock: up to the switch interval (5 ms by
+    # default) every time, the convoy effect. 1 ms bounds that wait for ingest and /healthz.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     server.run(sockets=sockets)
 
 

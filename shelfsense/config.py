@@ -227,7 +227,12 @@ class ReplenishSettings(_Section):
     service_level: Annotated[float, Field(gt=0, lt=1)] = 0.95
     review_period_days: Annotated[float, Field(gt=0)] = 1.0
     transfer_lead_time_days: Annotated[int, Field(ge=0)] = 1
+    # Dead stock (cloud.replenish.dead_stock): a lot at a location nothing left for this many days
+    # (as demand), received at least dead_stock_receipt_days ago; goods received since are never dead.
     dead_stock_days: Annotated[int, Field(ge=1)] = 90
+    dead_stock_receipt_days: Annotated[int, Field(ge=1)] = 90
+    dead_stock_alerts: bool = True  # the periodic check opening dead_stock alerts (one replica)
+    dead_stock_interval_s: Annotated[float, Field(gt=0)] = 3600.0
     slow_mover_cover_days: Annotated[float, Field(gt=0)] = 180.0
     approval_role: Annotated[str, Field(min_length=1, max_length=64)] = "operator"  # level 1
     approval_thresholds: list[ApprovalThreshold] = [ApprovalThreshold(above_amount=100_000.0)]
@@ -235,6 +240,7 @@ class ReplenishSettings(_Section):
     rules_file: Path | None = None  # JSON or TOML rule set (cloud.replenish.rules)
     webhook_url: str | None = None  # approved proposals are POSTed here, HMAC-signed
     webhook_secret: SecretStr | None = None
+    webhook_language: Literal["en", "zh-CN"] = "en"  # of the export messages' title and text
     export_poll_s: Annotated[float, Field(gt=0)] = 10.0
     # Lots whose effective expiry is this close become transfer/markdown proposals (None: off).
     expiring_within_days: Annotated[float, Field(gt=0)] | None = 3.0
@@ -254,6 +260,29 @@ class WebSettings(_Section):
     enabled: bool = True
     secure_cookies: Literal["auto", "always", "never"] = "auto"
     session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+
+
+class ReadSettings(_Section):
+    """``[cloud.reads]``: how reads are kept from stalling ingest and health (cloud.core.pools,
+    cloud.api.read_gate). Reads use their own connection pools; every read statement is cut off
+    after ``statement_timeout_s`` (503 ``query_timeout``). The ``heavy_paths`` (GET, by path prefix)
+    run on a separate event loop, at most ``heavy_concurrency`` at once; up to ``heavy_queue`` more
+    wait at most ``heavy_wait_s`` for a slot, anything beyond gets 503 ``busy`` with Retry-After."""
+
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 4
+    statement_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    heavy_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    heavy_queue: Annotated[int, Field(ge=0, le=1000)] = 2
+    heavy_wait_s: Annotated[float, Field(ge=0, le=60)] = 5.0
+    retry_after_s: Annotated[int, Field(ge=1, le=3600)] = 2
+    heavy_paths: list[str] = [
+        "/api/v1/lots",
+        "/api/v1/fefo",
+        "/api/v1/kpis",
+        "/api/v1/epcis/events",
+        "/api/v1/movements",
+        "/api/v1/proposals",
+    ]
 
 
 class RetentionSettings(_Section):
@@ -306,6 +335,7 @@ class CloudSettings(_Section):
     influx: InfluxSettings | None = None
     replenish: ReplenishSettings = ReplenishSettings()
     web: WebSettings = WebSettings()
+    reads: ReadSettings = ReadSettings()
     retention: RetentionSettings = RetentionSettings()
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud.api.read_gate import ENGINES_KEY
 from cloud.core.config import ZoneKey
 from cloud.core.errors import ApiError
 from cloud.core.metrics import Metrics
@@ -43,7 +44,21 @@ Authorization = Annotated[str | None, Depends(authorization_header)]
 
 
 def get_engine(request: Request) -> AsyncEngine:
+    """The main engine (ingest, writes, authentication); a request the read gate runs on its own
+    loop gets that loop's (cloud.api.read_gate)."""
+    engines: tuple[AsyncEngine, AsyncEngine] | None = request.scope.get(ENGINES_KEY)
+    if engines is not None:
+        return engines[0]
     engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+def get_read_engine(request: Request) -> AsyncEngine:
+    """The read engine: its own pool and statement timeout (cloud.core.pools)."""
+    engines: tuple[AsyncEngine, AsyncEngine] | None = request.scope.get(ENGINES_KEY)
+    if engines is not None:
+        return engines[1]
+    engine: AsyncEngine = getattr(request.app.state, "read_engine", None) or request.app.state.engine
     return engine
 
 
@@ -62,8 +77,12 @@ def get_zones(request: Request) -> Mapping[ZoneKey, ZoneLimits]:
     return zones
 
 
-async def get_conn(engine: Annotated[AsyncEngine, Depends(get_engine)]) -> AsyncIterator[AsyncConnection]:
-    """A read connection; its implicit transaction gives one consistent snapshot per request."""
+ReadEngine = Annotated[AsyncEngine, Depends(get_read_engine)]
+
+
+async def get_conn(engine: ReadEngine) -> AsyncIterator[AsyncConnection]:
+    """A read connection (read pool); its implicit transaction gives one consistent snapshot per
+    request."""
     async with engine.connect() as conn:
         yield conn
 

@@ -18,9 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.core.errors import ApiError, CloudError
+from cloud.core.pools import is_query_timeout
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,23 @@ async def _statement_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StatementError)
     if _is_data_error(exc):
         return await _out_of_range(request, exc)
+    if is_query_timeout(exc):
+        log.info("%s %s: read stopped at its statement timeout", request.method, request.url.path)
+        msg = "the read took longer than the server allows; narrow it or retry later"
+        return error_response(503, "query_timeout", msg, headers=_retry_after(request))
     raise exc
+
+
+async def _pool_timeout(request: Request, _exc: Exception) -> JSONResponse:
+    """No read connection came free in time (cloud.core.pools): busy, not broken."""
+    msg = "the server is busy; retry later"
+    return error_response(503, "busy", msg, headers=_retry_after(request))
+
+
+def _retry_after(request: Request) -> dict[str, str]:
+    settings = getattr(request.app.state, "settings", None)
+    seconds = settings.cloud.reads.retry_after_s if settings is not None else 2
+    return {"Retry-After": str(seconds)}
 
 
 def _is_data_error(exc: StatementError) -> bool:
@@ -125,6 +143,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, _model_validation_error)
     app.add_exception_handler(OverflowError, _out_of_range)
     app.add_exception_handler(StatementError, _statement_error)
+    app.add_exception_handler(PoolTimeout, _pool_timeout)
     app.add_exception_handler(RecursionError, _too_deep)
 
 

@@ -13,9 +13,7 @@ SQLite (which has no time-zone type and compares ISO strings) and PostgreSQL beh
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
+
+from cloud.core.locks import CrossLoopLock
 
 # Execution option asking the SQLite "begin" hook for BEGIN IMMEDIATE (writers), see _sqlite_hooks.
 WRITE_TRANSACTION = {"shelfsense_write": True}
@@ -146,16 +146,17 @@ def _sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_engine(db_url: str) -> AsyncEngine:
-    """An async engine for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``."""
+def create_engine(db_url: str, **options: Any) -> AsyncEngine:
+    """An async engine for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``; ``options``
+    go to ``create_async_engine`` (pool sizes: cloud.core.pools)."""
     backend = make_url(db_url).get_backend_name()
     if backend == "sqlite":
         _ensure_sqlite_dir(db_url)
-        engine = create_async_engine(db_url)
+        engine = create_async_engine(db_url, **options)
         _sqlite_hooks(engine)
         return engine
     if backend == "postgresql":
-        return create_async_engine(db_url, pool_pre_ping=True)
+        return create_async_engine(db_url, pool_pre_ping=True, **options)
     raise ValueError(f"cloud.db_url: unsupported database backend {backend!r} (use sqlite or postgresql)")
 
 
@@ -166,10 +167,11 @@ async def create_all(engine: AsyncEngine) -> None:
     await ensure_schema(engine)
 
 
-# One asyncio lock per SQLite engine: writers of this process queue on it in FIFO order before
-# BEGIN IMMEDIATE. Without it they all wait in SQLite's busy handler, which sleeps and retries
-# (up to 100 ms per nap) with no fairness, so under load some requests starve for seconds.
-_sqlite_write_locks: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+# One lock per SQLite database: writers of this process queue on it in FIFO order before BEGIN
+# IMMEDIATE (cloud.core.locks says why).
+# Keyed by the database, not the engine: the read/jobs loop has engines of its own
+# (cloud.api.read_gate) and its writers must queue in the same line.
+_sqlite_write_locks: dict[str, CrossLoopLock] = {}
 
 
 @contextlib.asynccontextmanager
@@ -177,7 +179,7 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
     """A write transaction (SQLite: BEGIN IMMEDIATE after the in-process FIFO lock)."""
     lock: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
     if engine.dialect.name == "sqlite":
-        lock = _sqlite_write_locks.setdefault(engine, asyncio.Lock())
+        lock = _sqlite_write_locks.setdefault(str(engine.url.database), CrossLoopLock())
     async with lock, engine.connect() as conn:
         conn = await write_connection(conn)
         async with conn.begin():

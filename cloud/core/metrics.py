@@ -77,6 +77,18 @@ JOB_DURATION = Histogram(
     registry=REGISTRY,
 )
 
+HEAVY_READS = Gauge(
+    "shelfsense_heavy_reads",
+    "Heavy reads (cloud.reads.heavy_paths) running (active) or waiting for a slot (waiting).",
+    ["state"],
+    registry=REGISTRY,
+)
+HEAVY_READS_REFUSED = PromCounter(
+    "shelfsense_heavy_reads_refused_total",
+    "Heavy reads answered 503 busy because every slot and the queue were taken.",
+    registry=REGISTRY,
+)
+
 
 def observe_batch(edge_id: str, oldest_event_at: datetime | None, received_at: datetime) -> None:
     """Ingest lag of an accepted batch (its first event is its oldest data; an edge clock ahead of

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from cloud.api.body import read_limited_body
 from cloud.api.deps import DbConn, Engine, OperatorUser, SettingsDep, UserPrincipal
@@ -152,7 +153,16 @@ def _may_write(user: UserPrincipal) -> Callable[[str], bool]:
     return lambda site_id: sees(user, site_id)
 
 
-@router.post("/capture")
+class CaptureAnswer(BaseModel):
+    events: int = Field(description="events in the document")
+    duplicates: int = Field(description="events already captured (by eventID or hash)")
+    movements: int
+    observations: int
+    readings: int
+    skipped: list[str] = Field(description="why events were not stored (first 100)")
+
+
+@router.post("/capture", response_model=CaptureAnswer)
 async def epcis_capture(
     request: Request, engine: Engine, settings: SettingsDep, user: OperatorUser
 ) -> dict[str, Any]:

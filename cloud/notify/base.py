@@ -56,7 +56,6 @@ class AlertMessage:
 
     def to_json(self) -> dict[str, Any]:
         """The generic webhook / MQTT payload (stable field names, ISO-8601 UTC time)."""
-        at = self.at if self.at.tzinfo else self.at.replace(tzinfo=UTC)
         return {
             "alert_id": self.alert_id,
             "delivery_id": self.delivery_id,
@@ -69,11 +68,16 @@ class AlertMessage:
             "text": self.text,
             "value": self.value,
             "limit": self.limit,
-            "at": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "at": self.at_text(),
             "url": self.url,
             "language": self.language,
             "unit": self.unit,
         }
+
+    def at_text(self) -> str:
+        """``at`` as ISO-8601 UTC with ``Z`` (a naive time is taken as UTC)."""
+        at = self.at if self.at.tzinfo else self.at.replace(tzinfo=UTC)
+        return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
     def word(self, key: str) -> str:
         return word(key, self.language)
@@ -91,7 +95,7 @@ class AlertMessage:
             rows.append((self.word("fact.value"), with_unit(self.value, self.unit, self.language)))
         if self.limit is not None:
             rows.append((self.word("fact.limit"), with_unit(self.limit, self.unit, self.language)))
-        rows.append((self.word("fact.at"), self.to_json()["at"]))
+        rows.append((self.word("fact.at"), self.at_text()))  # subclasses may reshape to_json
         return rows
 
     def plain(self) -> str:

@@ -62,7 +62,27 @@ _EN: dict[str, str] = {
     "digest.why.rate": ", rate limit",
     "digest.why.quiet": ", quiet hours or maintenance",
     "dead_stock": "{item}: {quantity} on hand, {received} since receipt, {outbound} since the last outbound.",
-    "never": "no outbound yet",
+    "dead_stock.never": "{item}: {quantity} on hand, {received} since receipt, never shipped from here.",
+    "item.lot": "{sku} lot {lot}",
+    "units": "{n} units",
+    "incarnation": "Edge {edge}'s database was replaced: incarnation {new} follows {old}; "
+    "events the old database had not sent are lost (sequence offset {offset}).",
+    "expiry.source": "lot {lot}, effective expiry {expiry}",
+    "reason.data_flows": "data flows again",
+    "reason.back_inside": "readings back inside the limits",
+    "reason.lot_gone": "the lot is no longer on hand there, or its alert kind changed",
+    "reason.dead_stock_gone": "the lot shipped, left the location or was received again",
+    # rules' notify actions and approved proposals (cloud.replenish.service)
+    "state.proposed": "proposed",
+    "state.approved": "approved",
+    "kind.purchase_proposal": "Purchase draft",
+    "kind.purchase": "purchase",
+    "kind.transfer": "transfer",
+    "kind.markdown": "markdown",
+    "proposal.draft_title": "Purchase draft, supplier {supplier} ({value}): rules {rules}",
+    "proposal.line": "#{id}: {quantity} of {sku} to {location}",
+    "proposal.title": "{kind} proposal {id} approved",
+    "proposal.text": "{quantity} of {sku} to {location}",
 }
 
 _ZH: dict[str, str] = {
@@ -110,7 +130,26 @@ _ZH: dict[str, str] = {
     "digest.why.rate": "，频率限制",
     "digest.why.quiet": "，静默时段或维护窗口",
     "dead_stock": "{item}：库存 {quantity}，入库已 {received}，距上次出库 {outbound}。",
-    "never": "尚无出库",
+    "dead_stock.never": "{item}：库存 {quantity}，入库已 {received}，从未出库。",
+    "item.lot": "{sku} 批次 {lot}",
+    "units": "{n} 件",
+    "incarnation": "边缘 {edge} 的数据库已更换：新实例 {new} 接替 {old}；"
+    "旧数据库未发送的事件已丢失（序号偏移 {offset}）。",
+    "expiry.source": "批次 {lot}，有效期至 {expiry}",
+    "reason.data_flows": "数据已恢复",
+    "reason.back_inside": "读数已回到限值内",
+    "reason.lot_gone": "该批次已不在此处，或告警类型已变化",
+    "reason.dead_stock_gone": "该批次已出库、已移走或已重新入库",
+    "state.proposed": "已提议",
+    "state.approved": "已批准",
+    "kind.purchase_proposal": "采购草案",
+    "kind.purchase": "采购",
+    "kind.transfer": "调拨",
+    "kind.markdown": "降价",
+    "proposal.draft_title": "采购草案，供应商 {supplier}（{value}）：规则 {rules}",
+    "proposal.line": "#{id}：{quantity} {sku} 至 {location}",
+    "proposal.title": "{kind}建议 {id} 已批准",
+    "proposal.text": "{quantity} {sku} 至 {location}",
 }
 
 _CATALOGUES: dict[str, dict[str, str]] = {"en": _EN, "zh-CN": _ZH}

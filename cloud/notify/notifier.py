@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -161,13 +161,21 @@ class Notifier:
         for name, each in chosen.items():
             self._send(name, each)
 
-    def submit(self, channels: Sequence[str], message: AlertMessage) -> list[str]:
+    def submit(
+        self, channels: Sequence[str], message: AlertMessage | Mapping[str, AlertMessage]
+    ) -> list[str]:
         """Queue ``message`` on the named channels (rules' ``notify`` actions, not an alert
-        transition: no delivery log row); returns the names no channel is configured for."""
+        transition: no delivery log row); returns the names no channel is configured for. Given
+        one message per language, each channel gets its own language's (else the English one)."""
         for name in dict.fromkeys(channels):
             if name in self.channels:
-                self._dispatcher(name).submit(message)
+                self._dispatcher(name).submit(self._in_language(message, name))
         return [name for name in channels if name not in self.channels]
+
+    def _in_language(self, message: AlertMessage | Mapping[str, AlertMessage], channel: str) -> AlertMessage:
+        if isinstance(message, AlertMessage):
+            return message
+        return message.get(self.languages[channel]) or message["en"]
 
     async def flush(self, now: datetime) -> None:
         """Digests of what quiet hours or the rate limit held, as of ``now`` (the periodic tick);

@@ -8,7 +8,6 @@ order (``SS-<id>``), so its quantity keeps counting as on order and is never pro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cloud.core import db
 from cloud.notify.base import AlertMessage, DeliveryResult
 from cloud.replenish import tables as rt
+from cloud.replenish.messages import proposal_message
 from cloud.replenish.run import public_row
 
 EXPORT_CLAIM_TTL = timedelta(minutes=5)
@@ -137,34 +137,8 @@ async def _purchase_order_from(conn: AsyncConnection, row: Mapping[Any, Any], no
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ProposalMessage(AlertMessage):
-    """An approved proposal as a :class:`cloud.notify` message: the webhook POSTs ``payload``."""
-
-    payload: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "replenishment_proposal", "delivery_id": self.delivery_id, "proposal": self.payload}
-
-
 class ExportSender(Protocol):
     async def send(self, alert: AlertMessage) -> DeliveryResult: ...
-
-
-def proposal_message(record: Mapping[str, Any]) -> ProposalMessage:
-    return ProposalMessage(
-        alert_id=f"proposal-{record['id']}",
-        site_id=str(record["site_id"]),
-        kind=f"{record['kind']}_proposal",
-        state="approved",
-        title=f"{record['kind']} proposal {record['id']}",
-        text=f"{record['quantity']:g} x {record['sku']} to {record['location_id']}",
-        at=db.utcnow(),
-        severity="info",
-        # The same on every attempt and every replica: receivers de-duplicate on it.
-        delivery_id=f"proposal-{record['id']}",
-        payload=dict(record),
-    )
 
 
 async def _claim_exports(engine: AsyncEngine, now: datetime) -> list[dict[str, Any]]:
@@ -195,13 +169,13 @@ async def _claim_exports(engine: AsyncEngine, now: datetime) -> list[dict[str, A
     return [export_record(r) for r in rows]
 
 
-async def export_approved(engine: AsyncEngine, sender: ExportSender) -> tuple[int, int]:
+async def export_approved(engine: AsyncEngine, sender: ExportSender, language: str = "en") -> tuple[int, int]:
     """Deliver every approved, unclaimed proposal through ``sender``; returns (exported, failed)."""
     claimed = await _claim_exports(engine, db.utcnow())
     ok: list[int] = []
     failed: dict[int, str] = {}
     for record in claimed:
-        result = await sender.send(proposal_message(record))
+        result = await sender.send(proposal_message(record, language))
         if result.ok:
             ok.append(int(record["id"]))
         else:
@@ -217,4 +191,4 @@ async def export_approved(engine: AsyncEngine, sender: ExportSender) -> tuple[in
     return len(ok), len(failed)
 
 
-__all__ = ["ProposalMessage", "export_approved", "export_rows", "mark_exported"]
+__all__ = ["export_approved", "export_rows", "mark_exported"]

@@ -8,6 +8,7 @@ Pyke & Thomas, *Inventory and Production Management*):
   ``L``/``sd_L`` those of the lead time in days;
 * reorder point ``ROP = d * L + SS``; order-up-to level ``S = d * (L + R) + SS(L + R)`` for a review
   period ``R``; EOQ ``sqrt(2 * D * K / h)`` when both an order cost ``K`` and a holding cost ``h`` are set;
+* dead stock (:class:`DeadStockRule`): received long ago *and* nothing shipped for long;
 * inventory position = on hand + on order + in transit - reserved; projected stock subtracts the
   expected demand over a horizon.
 
@@ -111,7 +112,8 @@ def round_order_quantities(
     """
     wanted = np.maximum(quantity, moq)
     # A tolerance keeps 12.000000001 packs (float noise) from becoming 13.
-    packs = np.ceil(wanted / pack_size - tolerance)
+    # Never negative: a need below the tolerance is noise, 0 packs (not -0.0 from ceil(-tiny)).
+    packs = np.maximum(np.ceil(wanted / pack_size - tolerance), 0.0)
     # A product with the mask, not np.where: several times faster on large arrays with mixed masks.
     return packs * pack_size * (np.asarray(quantity) > 0)
 
@@ -228,3 +230,22 @@ def order_timing(
             order_by += timedelta(days=1)
     arrival = order_by + timedelta(days=lead_time_days)
     return OrderTiming(order_by=order_by, expected_arrival=arrival, need_by=need_by, late=late)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadStockRule:
+    """Both ages, in days, stock must reach to be dead (cloud.replenish.dead_stock, the planner).
+
+    Goods received less than ``receipt_days`` ago are never dead; older ones are when nothing
+    shipped for ``outbound_days`` (counted from the receipt when the last shipment was before it).
+    """
+
+    receipt_days: float = 90.0
+    outbound_days: float = 90.0
+
+    def is_dead(self, since_receipt: float | None, since_outbound: float | None) -> bool:
+        """``since_outbound`` None: never shipped from there (its receipt age stands in)."""
+        if since_receipt is None or since_receipt < self.receipt_days:
+            return False
+        idle = since_receipt if since_outbound is None else min(since_outbound, since_receipt)
+        return idle >= self.outbound_days

@@ -64,6 +64,7 @@ class ItemState:
     holding_cost_per_unit_year: float | None = None
     order_weekdays: frozenset[int] = pol.ALL_WEEKDAYS
     last_outbound: date | None = None
+    last_receipt: date | None = None  # latest receipt of a unit on hand (None: unknown, taken as old)
     forecast_method: str = ""
     min_qty: float | None = None  # planner's override of the computed reorder point
     max_qty: float | None = None  # planner's override of the computed order-up-to level
@@ -81,7 +82,8 @@ class OpenProposal:
 
 @dataclass(frozen=True, slots=True)
 class PlanSettings:
-    dead_stock_days: int = 90
+    dead_stock_days: int = 90  # nothing shipped for this long ...
+    dead_stock_receipt_days: int = 90  # ... and received at least this long ago (else never dead)
     slow_mover_cover_days: float = 180.0
 
 
@@ -205,7 +207,9 @@ def plan_replenishment(
             if need.item.supplier is None:
                 alerts.append(Alert("no_supplier", product, need.item.location, {"uncovered": need.quantity}))
                 continue
-            lines[need.item.supplier].append(_purchase_line(need, today))
+            line = _purchase_line(need, today)
+            if line.quantity > 0:  # a need of float noise rounds to no pack at all
+                lines[need.item.supplier].append(line)
     drafts = tuple(_draft(s, tuple(ls), rules) for s, ls in sorted(lines.items()) if ls)
     return Plan(tuple(transfers), drafts, tuple(suppressed), tuple(alerts))
 
@@ -361,10 +365,13 @@ def _stock_alerts(item: ItemState, today: date, settings: PlanSettings) -> list[
     if item.on_hand <= EPS:
         return alerts
     idle = None if item.last_outbound is None else (today - item.last_outbound).days
-    if idle is None or idle >= settings.dead_stock_days:
+    received = None if item.last_receipt is None else (today - item.last_receipt).days
+    rule = pol.DeadStockRule(settings.dead_stock_receipt_days, settings.dead_stock_days)
+    if rule.is_dead(math.inf if received is None else received, idle):
         detail = {
             "on_hand": item.on_hand,
             "days_without_outbound": idle,
+            "days_since_receipt": received,
             "value": item.on_hand * item.unit_cost,
         }
         alerts.append(Alert("dead_stock", item.product, item.location, detail))

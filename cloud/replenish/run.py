@@ -37,6 +37,7 @@ from cloud.replenish.demand import (
     load_demand,
     store_forecast_errors,
 )
+from cloud.replenish.messages import Localised, rule_notifications
 from cloud.replenish.money import money
 from cloud.replenish.options import ReplenishOptions
 from cloud.replenish.proposals import (
@@ -227,37 +228,7 @@ class RuleNotifier(Protocol):
     notifier's, :class:`cloud.notify.notifier.Notifier`). Returns at once (queued); the names it
     does not know."""
 
-    def submit(self, channels: Sequence[str], message: AlertMessage) -> list[str]: ...
-
-
-def rule_notifications(
-    site_id: str, plan: Plan, created: Sequence[Mapping[str, Any]], group: str
-) -> list[tuple[tuple[str, ...], AlertMessage]]:
-    """One message per purchase draft whose rules say ``notify``, about the lines actually created."""
-    out: list[tuple[tuple[str, ...], AlertMessage]] = []
-    for draft in plan.purchases:
-        if draft.decision is None or not draft.decision.notify:
-            continue
-        ref = f"{group}:{site_id}:{draft.supplier}"
-        lines = [r for r in created if r["kind"] == "purchase" and r["group_ref"] == ref]
-        if not lines:
-            continue  # another run created them first: it told people
-        ids = sorted(int(r["id"]) for r in lines)
-        rules = sorted({rule for names in draft.decision.notify.values() for rule in names})
-        text = "; ".join(f"#{r['id']}: {r['quantity']:g} x {r['sku']} to {r['location_id']}" for r in lines)
-        message = AlertMessage(
-            alert_id=f"proposals-{ids[0]}",
-            site_id=site_id,
-            kind="purchase_proposal",
-            state="proposed",
-            title=f"Purchase draft, supplier {draft.supplier} ({draft.value:g}): rules {', '.join(rules)}",
-            text=text,
-            at=db.utcnow(),
-            severity="info",
-            delivery_id=f"proposals-{'-'.join(map(str, ids))}"[:200],  # stable across retries
-        )
-        out.append((tuple(sorted(draft.decision.notify)), message))
-    return out
+    def submit(self, channels: Sequence[str], message: AlertMessage | Localised) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +238,7 @@ class SiteRun:
     suppressed: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
     items: int
-    notifications: list[tuple[tuple[str, ...], AlertMessage]] = field(default_factory=list)
+    notifications: list[tuple[tuple[str, ...], Localised]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -276,7 +247,7 @@ class SiteRun:
             "proposals": [public_row(p) for p in self.proposals],
             "suppressed": self.suppressed,
             "alerts": self.alerts,
-            "notify": [{"channels": list(c), "title": m.title} for c, m in self.notifications],
+            "notify": [{"channels": list(c), "title": m["en"].title} for c, m in self.notifications],
         }
 
 
@@ -302,7 +273,9 @@ async def run_site(
     """Plan one site and (unless ``dry_run``) insert the new proposals, in one write transaction."""
     s = options.settings
     plan_settings = PlanSettings(
-        dead_stock_days=s.dead_stock_days, slow_mover_cover_days=s.slow_mover_cover_days
+        dead_stock_days=s.dead_stock_days,
+        dead_stock_receipt_days=s.dead_stock_receipt_days,
+        slow_mover_cover_days=s.slow_mover_cover_days,
     )
     ctx = engine.connect() if dry_run else db.write_transaction(engine)
     async with contextlib.AsyncExitStack() as stack:
@@ -337,7 +310,7 @@ async def run_site(
         {"kind": a.kind, "sku": a.product, "location_id": a.location, **_json_safe(a.detail)}
         for a in plan.alerts
     ]
-    notifications = [] if dry_run else rule_notifications(site_id, plan, created, group)
+    notifications = [] if dry_run else rule_notifications(site_id, plan, created, group, s.currency)
     return SiteRun(site_id, created, suppressed, alerts, len(items), notifications)
 
 

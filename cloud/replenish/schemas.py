@@ -174,6 +174,32 @@ class KpiReport(BaseModel):
     on_time_delivery: OnTimeDelivery
 
 
+class DeadStockRow(BaseModel):
+    """One lot of one product at one location that is dead stock (cloud.replenish.dead_stock)."""
+
+    site_id: str
+    location: str
+    sku: str
+    name: str = Field(description="the product's name (its SKU when it has none)")
+    lot_code: str | None
+    quantity: int = Field(description="units on hand there")
+    received_at: datetime = Field(description="latest receipt of a unit on hand (from outside or a dock)")
+    last_outbound_at: datetime | None = Field(description="latest unit of the lot shipped from there")
+    days_since_receipt: float
+    days_since_outbound: float | None = Field(description="null: never shipped from this location")
+    unit_cost: float | None = Field(description="the preferred supplier's, in the site currency")
+    value: float | None = Field(description="quantity x unit cost, rounded to the currency's minor unit")
+
+
+class DeadStockReport(BaseModel):
+    currency: str = Field(description="ISO 4217 code of unit_cost and value")
+    decimals: int = Field(description="the currency's minor unit digits (how values are rounded)")
+    receipt_days: float = Field(description="dead only when received at least this many days ago")
+    outbound_days: float = Field(description="... and nothing shipped for at least this many days")
+    total_value: float = Field(description="sum of the rows' values, rounded")
+    items: list[DeadStockRow]
+
+
 class ImportResult(BaseModel):
     imported: int = Field(description="rows upserted (all rows or none)")
 

@@ -73,7 +73,7 @@ async def job_loop(
             made = sum(len(s["proposals"]) for s in report["sites"])
             log.info("replenish run by %s: %d new proposals", options.runner, made)
         if sender is not None:
-            exported, failed = await export_approved(engine, sender)
+            exported, failed = await export_approved(engine, sender, options.settings.webhook_language)
             if exported or failed:
                 log.info("proposals exported: %d, failed: %d", exported, failed)
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cloud.coldchain.evidence_tables import zone_products
 from cloud.masterdata import tables as masterdata_db
 from cloud.replenish import tables as rt
+from cloud.replenish.dead_stock import last_receipts
 from cloud.replenish.demand import SeriesForecast, SeriesKey
 from cloud.replenish.policy import ALL_WEEKDAYS
 from cloud.replenish.proposals import (
@@ -171,6 +172,7 @@ async def load_items(
     supplies = await _supplies(conn)
     preferred = await _preferred(conn)
     docks = await _docks(conn, site_id)
+    receipts = await last_receipts(conn, site_id)
     keys = set(on_hand) | set(on_order) | {(loc, sku) for s, loc, sku in forecasts if s == site_id}
     keys |= {k for k, p in params.items() if p.enabled}
     items: list[ItemState] = []
@@ -210,6 +212,7 @@ async def load_items(
                 holding_cost_per_unit_year=p.holding_cost_per_unit_year if p is not None else None,
                 order_weekdays=supply.order_weekdays if supply else ALL_WEEKDAYS,
                 last_outbound=last_outbound.get((site_id, location, sku)),
+                last_receipt=receipts[(location, sku)].date() if (location, sku) in receipts else None,
                 forecast_method=fc.method if fc else "",
                 min_qty=p.min_qty if p is not None else None,
                 max_qty=p.max_qty if p is not None else None,

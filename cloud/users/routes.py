@@ -42,16 +42,36 @@ class TokenBody(BaseModel):
     token: Annotated[str, Field(min_length=1, max_length=512)]
 
 
+class UserRow(BaseModel):
+    name: str
+    role: str
+    sites: list[str] | None = Field(description="null: every site")
+    disabled: bool
+    tokens: int = Field(description="live (unrevoked) tokens")
+
+
+class UserCreated(BaseModel):
+    user: str
+    role: str
+    sites: list[str] | None = Field(description="as asked; null: every site")
+    token: str = Field(description="the new API token, shown once")
+
+
+class UserDisabled(BaseModel):
+    user: str
+    disabled: bool
+
+
 def _not_found(exc: AdminError) -> ApiError:
     return ApiError(404, "not_found", str(exc))
 
 
-@router.get("/users")
+@router.get("/users", response_model=list[UserRow])
 async def list_users(engine: Engine, _admin: AllSitesAdmin) -> list[dict[str, Any]]:
     return await list_users_async(engine)
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, response_model=UserCreated)
 async def create_user(body: UserCreate, engine: Engine, _admin: AllSitesAdmin) -> dict[str, Any]:
     """Create a user (or change its role and sites) and issue a token, shown once."""
     try:
@@ -69,13 +89,13 @@ async def _set_disabled(engine: Engine, name: str, disabled: bool) -> dict[str, 
     return {"user": name, "disabled": disabled}
 
 
-@router.post("/users/{name}/disable")
+@router.post("/users/{name}/disable", response_model=UserDisabled)
 async def disable_user(name: str, engine: Engine, _admin: AllSitesAdmin) -> dict[str, Any]:
     """Refuse the user's tokens and end their page sessions."""
     return await _set_disabled(engine, name, True)
 
 
-@router.post("/users/{name}/enable")
+@router.post("/users/{name}/enable", response_model=UserDisabled)
 async def enable_user(name: str, engine: Engine, _admin: AllSitesAdmin) -> dict[str, Any]:
     return await _set_disabled(engine, name, False)
 

@@ -1,4 +1,4 @@
-"""The operator page: static files, session login/logout, and two small helper endpoints.
+"""The operator page: static files, session login/logout, and three small helper endpoints.
 
 The page itself calls the ordinary ``/api/v1`` endpoints. ``cloud.api.deps.current_user`` hands
 over to :func:`session_or_bearer_user` (see :func:`cloud.web.install`): a request with an
@@ -29,6 +29,7 @@ from cloud.core.errors import ApiError
 from cloud.masterdata import tables as masterdata_db
 from cloud.stock import tables as stock_db
 from cloud.web import sessions
+from cloud.web.schemas import ItemIdentity, LogoutResult, SessionInfo, SgtinCandidates, ZoneLimitsRow
 from devices.epc import decode_epc, encode_sgtin96, gs1_check_digit
 from devices.errors import DecodeError
 
@@ -126,7 +127,7 @@ def _session_body(name: str, role: str, token: str) -> dict[str, str]:
     return {"user": name, "role": role, "csrf": sessions.csrf_token(token)}
 
 
-@router.post("/web/login")
+@router.post("/web/login", responses={200: {"model": SessionInfo, "description": "logged in"}})
 async def login(request: Request, body: LoginBody, engine: Engine, settings: SettingsDep) -> JSONResponse:
     """Start a session from an API token or a username + password; sets the session cookie."""
     _check_origin(request)
@@ -161,7 +162,7 @@ async def login(request: Request, body: LoginBody, engine: Engine, settings: Set
     return response
 
 
-@router.post("/web/logout")
+@router.post("/web/logout", responses={200: {"model": LogoutResult, "description": "logged out"}})
 async def logout(request: Request, engine: Engine) -> JSONResponse:
     """End the session (CSRF-checked: a forged logout is a nuisance worth refusing)."""
     _check_origin(request)
@@ -176,7 +177,7 @@ async def logout(request: Request, engine: Engine) -> JSONResponse:
     return response
 
 
-@router.get("/web/session")
+@router.get("/web/session", response_model=SessionInfo)
 async def session_info(request: Request, engine: Engine) -> dict[str, str]:
     """Who is logged in and the CSRF token for this session (the page calls it on load)."""
     token = session_cookie(request)
@@ -189,7 +190,7 @@ async def session_info(request: Request, engine: Engine) -> dict[str, str]:
 # --- helpers for the item trace -------------------------------------------------------------------
 
 
-@router.get("/web/api/sgtin")
+@router.get("/web/api/sgtin", response_model=SgtinCandidates)
 async def gtin_serial_to_epc(
     conn: DbConn,
     user: ViewerUser,
@@ -217,7 +218,7 @@ async def gtin_serial_to_epc(
     return {"gtin": gtin14, "serial": serial, "candidates": candidates, "known": known}
 
 
-@router.get("/web/api/items/{epc}/identity")
+@router.get("/web/api/items/{epc}/identity", response_model=ItemIdentity)
 async def item_identity(conn: DbConn, _user: ViewerUser, epc: str) -> dict[str, Any]:
     """What an EPC encodes (GS1 decode) and the registered product and lot, if any."""
     try:
@@ -242,7 +243,7 @@ async def item_identity(conn: DbConn, _user: ViewerUser, epc: str) -> dict[str, 
     }
 
 
-@router.get("/web/api/zones")
+@router.get("/web/api/zones", response_model=list[ZoneLimitsRow])
 async def zone_limits(zones: ZonesDep, user: ViewerUser, site: str | None = None) -> list[dict[str, Any]]:
     """The configured limits of the zones of the user's sites (the live-sensor view draws them)."""
     return [

@@ -189,7 +189,12 @@ async def test_two_replicas_share_the_periodic_job(settings: Settings) -> None:
     assert len(set(ends)) == len(ends)  # no tick ran twice
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(ends)]
     assert min(gaps) >= interval * 0.9, gaps
-    assert job["runs"] == len(runs)
+    # Every claim ran, except perhaps the last: replica-a's job (on its own loop, cloud.api.read_gate)
+    # may be between claiming a tick and recording its run when the rows are read.
+    in_flight = job["runs"] - len(runs)
+    assert in_flight in (0, 1), (job["runs"], len(runs))
+    if in_flight:
+        assert db.utc(job["last_started_at"]) > max(db.utc(end) for end in ends)
 
 
 async def test_job_tick_claims_only_when_due(cloud: Cloud) -> None:

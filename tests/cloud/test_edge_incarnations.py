@@ -87,7 +87,10 @@ async def test_new_incarnation_opens_a_new_stream_and_alerts_an_operator(cloud: 
         )
     message = alert_message(Notice(dict(row), "raised"), at=db.utcnow())  # what people are sent
     assert message.title.startswith("Edge database replaced") and message.severity == "critical"
-    assert message.text.startswith(f"edge edge-1 database replaced: incarnation {NEW[:12]} follows {OLD[:9]}")
+    expected = f"Edge edge-1's database was replaced: incarnation {NEW[:12]} follows {OLD[:9]}"
+    assert message.text.startswith(expected)
+    zh = alert_message(Notice(dict(row), "raised"), at=db.utcnow(), language="zh-CN").text
+    assert zh.startswith("边缘 edge-1 的数据库已更换") and f"新实例 {NEW[:12]} 接替 {OLD[:9]}" in zh
 
     # The replaced database (a copy that comes back) and a batch without incarnation are refused.
     stale = await cloud.post(readings(range(4, 6), 1.0, OLD))

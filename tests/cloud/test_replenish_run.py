@@ -128,7 +128,15 @@ async def test_transfer_preferred_over_purchase(db_url: str) -> None:
         site = report["sites"][0]
         kinds = [(p["kind"], p["source_location"], p["location_id"]) for p in site["proposals"]]
         assert kinds == [("transfer", "shelf-b", "backroom")]
-        assert any(a["kind"] == "dead_stock" and a["location_id"] == "shelf-b" for a in site["alerts"])
+        # Received 40 days ago: not dead under the default 90 days since receipt, dead under 30.
+        assert not any(a["kind"] == "dead_stock" for a in site["alerts"])
+        young = await replenish_run.replenish(
+            engine, _options(dead_stock_receipt_days=30, dead_stock_days=30), today=TODAY, dry_run=True
+        )
+        dead = [a for a in young["sites"][0]["alerts"] if a["kind"] == "dead_stock"]
+        assert [(a["location_id"], a["days_since_receipt"], a["days_without_outbound"]) for a in dead] == [
+            ("shelf-b", 40, None)
+        ]
     finally:
         await engine.dispose()
 

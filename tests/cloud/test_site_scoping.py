@@ -219,6 +219,7 @@ def rules(ids: dict[str, Any]) -> dict[tuple[str, str], Rule]:
             Call("/api/v1/replenish/suppliers/import", "admin", "POST", body=[])
         ),
         ("GET", "/api/v1/kpis"): filtered(*on_both("/api/v1/kpis")),
+        ("GET", "/api/v1/dead-stock"): filtered(*on_both("/api/v1/dead-stock")),
         ("GET", "/api/v1/epcis/events"): refused(Call("/api/v1/epcis/events")),
         ("GET", "/api/v1/users"): refused(Call("/api/v1/users", "admin")),
         ("POST", "/api/v1/users"): refused(

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cloud.replenish.errors import PolicyError
@@ -176,6 +176,7 @@ def test_duplicate_items_rejected() -> None:
 
 
 @settings(max_examples=60, deadline=None)
+@example([(0.0, 1e-9, 0.0, 1, 12)])  # found by hypothesis: a need of float noise made a -0.0 line
 @given(
     st.lists(
         st.tuples(

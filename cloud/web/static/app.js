@@ -546,7 +546,8 @@ function labelCells(wrap) {
 
 function alertValue(alert, value) {
   // Expiry alerts (kind expiry_soon / expired_on_hand) carry the days left to the effective expiry.
-  if (/^expir/.test(String(alert.kind || "")) || /^expir/.test(String(alert.rule))) return fmt.days(value);
+  // Dead stock alerts carry the days without outbound.
+  if (/^(expir|dead_stock)/.test(String(alert.kind || "")) || /^(expir|dead_stock)/.test(String(alert.rule))) return fmt.days(value);
   return String(alert.rule).includes("humidity") ? fmt.measure(value, "%RH") : fmt.temp(value);
 }
 
@@ -1409,6 +1410,59 @@ function reasoningText(r, p) {
   }
   return out.length ? el("div", {}, out.map((s) => el("p", { class: "reasoning-text", text: s }))) : null;
 }
+
+// --- dead stock (issue 15): lots received long ago that nothing has shipped for long -----------------
+
+Object.assign(MESSAGES.en, {
+  nav_deadstock: "Dead stock", deadstock: "Dead stock", ds_rule: "Received at least {receipt} ago and nothing shipped for {outbound}.",
+  ds_total: "Value on hand", ds_lots: "Lots", ds_units: "Units", ds_value: "Value", ds_received: "Since receipt",
+  ds_outbound: "Since last outbound", ds_never: "never shipped", ds_none: "No dead stock: every lot received long ago has shipped recently.",
+  ds_no_cost: "no unit cost",
+});
+Object.assign(MESSAGES["zh-CN"], {
+  nav_deadstock: "呆滞库存", deadstock: "呆滞库存", ds_rule: "入库至少 {receipt}，且 {outbound} 内无出库。",
+  ds_total: "在库金额", ds_lots: "批次数", ds_units: "件数", ds_value: "金额", ds_received: "入库至今",
+  ds_outbound: "距上次出库", ds_never: "从未出库", ds_none: "没有呆滞库存：早已入库的批次近期都有出库。",
+  ds_no_cost: "无单位成本",
+});
+NAV.splice(NAV.findIndex(([name]) => name === "lots") + 1, 0, ["deadstock", "nav_deadstock"]);
+
+function moneyIn(value, currency, decimals) {
+  if (value === null || value === undefined) return t("ds_no_cost");
+  return fmt.num(value, { style: "currency", currency, minimumFractionDigits: decimals, maximumFractionDigits: decimals });
+}
+
+views.deadstock = {
+  async render() {
+    const report = await api("/api/v1/dead-stock" + qs({ site: state.site }));
+    const money = (v) => moneyIn(v, report.currency, report.decimals);
+    const units = report.items.reduce((sum, r) => sum + r.quantity, 0);
+    const summary = table([t("ds_total"), t("ds_lots"), t("ds_units")],
+      [[money(report.total_value), fmt.num(report.items.length), fmt.num(units)]], { id: "deadstock-summary", class: "kpis" });
+    const rule = message("muted", t("ds_rule", { receipt: fmt.days(report.receipt_days), outbound: fmt.days(report.outbound_days) }));
+    const rows = report.items.map((r) => [
+      el("span", { title: r.sku, text: r.name === r.sku ? r.sku : `${r.name} (${r.sku})` }),
+      r.lot_code || "—", `${r.site_id} / ${r.location}`, fmt.num(r.quantity), money(r.value),
+      el("span", { title: fmt.date(r.received_at), text: fmt.days(r.days_since_receipt) }),
+      r.days_since_outbound === null
+        ? el("span", { class: "muted", text: t("ds_never") })
+        : el("span", { title: fmt.date(r.last_outbound_at), text: fmt.days(r.days_since_outbound) }),
+    ]);
+    const list = rows.length ? table([t("product"), t("lot"), t("location"), t("ds_units"), t("ds_value"), t("ds_received"),
+      t("ds_outbound")], rows, { id: "deadstock-table", class: "deadstock" }) : message("muted", t("ds_none"));
+    if (rows.length) {
+      labelCells(list);
+      list.querySelectorAll("tbody tr").forEach((tr, i) => {
+        const r = report.items[i];
+        tr.dataset.lot = `${r.sku}/${r.lot_code || ""}/${r.location}`;
+        [3, 4, 5, 6].forEach((c) => tr.children[c].classList.add("num"));
+      });
+    }
+    const card = section(t("deadstock") + " (" + fmt.num(report.items.length) + ")", rule, summary, list);
+    card.classList.add("wide");
+    return el("div", { class: "grid" }, card);
+  },
+};
 
 // --- router and polling ---------------------------------------------------------------------------
 
