@@ -21,10 +21,11 @@ from replenish_fixtures import SITE, TODAY, App, Ledger, epc, master_data, runni
 from sqlalchemy import select
 from webhook_receiver import Receiver, webhook_receiver
 
-from cloud.coldchain.runtime import ColdChainRuntime, runtime_of
+from cloud.alerts import tables as alerts_db
 from cloud.core import db
 from cloud.masterdata import records as masterdata_records
 from cloud.masterdata import service as md
+from cloud.notify.notifier import Notifier, notifier_of
 from cloud.replenish import dead_stock as ds
 from cloud.replenish import masterdata as rmd
 from cloud.replenish import options as replenish_options
@@ -212,8 +213,8 @@ async def test_the_planner_no_longer_calls_goods_received_minutes_ago_dead(app: 
     assert flagged["days_since_receipt"] == 120 and flagged["days_without_outbound"] is None
 
 
-def _runtime(app: App) -> ColdChainRuntime:
-    found = runtime_of(app.app)
+def _notifier(app: App) -> Notifier:
+    found = notifier_of(app.app)
     assert found is not None
     return found
 
@@ -231,7 +232,7 @@ async def test_dead_stock_alert_delivered_in_each_channels_language_and_resolved
     mailbox = smtp[0]
     ledger, tags = await seed(app.engine)
     options = ds.DeadStockOptions(rule=RULE, interval_s=0.2)
-    async with ds.dead_stock_job(app.engine, options, notifier=_runtime(app)):
+    async with ds.dead_stock_job(app.engine, options, notifier=_notifier(app)):
         await eventually(lambda: len(receiver.bodies("/ops")) >= 3 and len(mailbox.messages) >= 3)
     bodies = receiver.bodies("/ops")
     assert receiver.bad_signatures == 0 and len(bodies) == 3
@@ -266,7 +267,11 @@ async def test_dead_stock_alert_delivered_in_each_channels_language_and_resolved
     assert after.resolved == [int(old["alert_id"])] and after.opened == []
     async with app.engine.connect() as conn:
         row = (
-            (await conn.execute(select(db.alerts).where(db.alerts.c.id == int(old["alert_id"]))))
+            (
+                await conn.execute(
+                    select(alerts_db.alerts).where(alerts_db.alerts.c.id == int(old["alert_id"]))
+                )
+            )
             .mappings()
             .one()
         )
