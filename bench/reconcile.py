@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/reconcile.py [--items N] [--locations L] [--repeat
 The book puts N items on L RFID-covered locations. In the window, readers see 97 % of the items
 at their book location, 1 % at a neighbouring location (misplaced), 0.5 % at both (cross-reads),
 2 % not at all, plus 0.5 % foreign tags; one location's reader is silent (no coverage) and every
-location has a read-rate history. The pure :func:`cloud.services.reconcile.reconcile` is timed
+location has a read-rate history. The pure :func:`cloud.stocktake.reconcile.reconcile` is timed
 (best of R), and its classification is checked against the construction. ``--store`` also times
 one full stored run (load, reconcile, persist) on a temporary SQLite database. The last line is
 one JSON object with ``items``, ``locations``, ``seconds`` (the pure reconcile) for scripts.
@@ -26,7 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cloud.services.reconcile import ReconcileInput, ReconcileParams, reconcile
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
+from cloud.stocktake.reconcile import ReconcileInput, ReconcileParams, reconcile
+from cloud.users import tables as users_db
 
 K = 3
 
@@ -80,7 +83,7 @@ async def stored_run(data: ReconcileInput, params: ReconcileParams) -> float:
     """Load, reconcile and persist one run on SQLite; seconds."""
     from cloud.core import db
     from cloud.core.migrate import upgrade_to_head
-    from cloud.services.stocktake import StocktakeOptions, run_site
+    from cloud.stocktake.service import StocktakeOptions, run_site
 
     end = datetime(2025, 1, 1, tzinfo=UTC)
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,9 +91,9 @@ async def stored_run(data: ReconcileInput, params: ReconcileParams) -> float:
         try:
             await upgrade_to_head(engine)
             async with db.write_transaction(engine) as conn:
-                await conn.execute(db.sites.insert().values(site_id="site-1", created_at=end))
+                await conn.execute(users_db.sites.insert().values(site_id="site-1", created_at=end))
                 await conn.execute(
-                    db.locations.insert(),
+                    masterdata_db.locations.insert(),
                     [
                         {
                             "site_id": "site-1",
@@ -104,7 +107,7 @@ async def stored_run(data: ReconcileInput, params: ReconcileParams) -> float:
                     ],
                 )
                 await conn.execute(
-                    db.stock_items.insert(),
+                    stock_db.stock_items.insert(),
                     [
                         {"site_id": "site-1", "epc": e, "location": loc, "present": True, "updated_at": end}
                         for e, loc in zip(data.book_epcs, data.book_locations, strict=True)
@@ -113,7 +116,7 @@ async def stored_run(data: ReconcileInput, params: ReconcileParams) -> float:
                 seen_at = end - timedelta(seconds=30)
                 await db.bulk_insert(
                     conn,
-                    db.tag_observations,
+                    stock_db.tag_observations,
                     [
                         {
                             "site_id": "site-1",

@@ -31,9 +31,9 @@ from urllib.parse import urlsplit, urlunsplit
 from cloud.admin import create_edge_async
 from cloud.core import db
 from cloud.core.migrate import upgrade_to_head
+from cloud.ingest.service import ingest_batch
 from cloud.retention import partitions
 from cloud.retention.job import run_once
-from cloud.services.ingest import ingest_batch
 from shelfsense.config import RetentionSettings
 from shelfsense.contract import Batch
 

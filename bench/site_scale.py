@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import DEFAULT_PG_ADMIN_URL, Server, _pg, free_port
 
 from cloud.admin import create_edge, create_user
+from cloud.masterdata import tables as masterdata_db
 
 SITES = 2
 LOCATIONS = 50
@@ -403,7 +404,7 @@ async def wait_read_model(db_url: str, deadline_s: float = 1800.0) -> float:
     try:
         while time.perf_counter() - start < deadline_s:
             async with engine.connect() as conn:
-                lots = await conn.scalar(select(func.count()).select_from(db.lots))
+                lots = await conn.scalar(select(func.count()).select_from(masterdata_db.lots))
                 rows = await conn.scalar(select(func.count()).select_from(lot_evidence))
                 due = await conn.scalar(
                     select(func.count())

@@ -27,6 +27,8 @@ from cloud.core.security import (
     new_token,
     parse_sites,
 )
+from cloud.ingest import tables as ingest_db
+from cloud.users import tables as users_db
 from cloud.web.tables import web_sessions
 from shelfsense.contract import IDENT_PATTERN
 
@@ -54,9 +56,9 @@ async def _write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 
 async def _ensure_site(conn: AsyncConnection, site_id: str) -> None:
-    found = await conn.scalar(select(db.sites.c.site_id).where(db.sites.c.site_id == site_id))
+    found = await conn.scalar(select(users_db.sites.c.site_id).where(users_db.sites.c.site_id == site_id))
     if found is None:
-        await conn.execute(db.sites.insert().values(site_id=site_id, created_at=db.utcnow()))
+        await conn.execute(users_db.sites.insert().values(site_id=site_id, created_at=db.utcnow()))
 
 
 async def create_edge_async(
@@ -75,15 +77,17 @@ async def create_edge_async(
     await db.create_all(engine)
     async with _write(engine) as conn:
         await _ensure_site(conn, site_id)
-        existing = await conn.scalar(select(db.edges.c.site_id).where(db.edges.c.edge_id == name))
+        existing = await conn.scalar(
+            select(ingest_db.edges.c.site_id).where(ingest_db.edges.c.edge_id == name)
+        )
         if existing is None:
             await conn.execute(
-                db.edges.insert().values(edge_id=name, site_id=site_id, created_at=db.utcnow())
+                ingest_db.edges.insert().values(edge_id=name, site_id=site_id, created_at=db.utcnow())
             )
         elif existing != site_id:
             raise AdminError(f"edge {name!r} already belongs to site {existing!r}")
         await conn.execute(
-            db.tokens.insert().values(
+            users_db.tokens.insert().values(
                 token_hash=hash_token(token), kind="edge", edge_id=name, created_at=db.utcnow()
             )
         )
@@ -125,13 +129,13 @@ async def create_user_async(
     token = token or new_token(USER_TOKEN_PREFIX)
     await db.create_all(engine)
     async with _write(engine) as conn:
-        existing = await conn.scalar(select(db.users.c.name).where(db.users.c.name == name))
+        existing = await conn.scalar(select(users_db.users.c.name).where(users_db.users.c.name == name))
         if existing is None:
-            await conn.execute(db.users.insert().values(name=name, created_at=db.utcnow(), **values))
+            await conn.execute(users_db.users.insert().values(name=name, created_at=db.utcnow(), **values))
         else:
-            await conn.execute(update(db.users).where(db.users.c.name == name).values(**values))
+            await conn.execute(update(users_db.users).where(users_db.users.c.name == name).values(**values))
         await conn.execute(
-            db.tokens.insert().values(
+            users_db.tokens.insert().values(
                 token_hash=hash_token(token), kind="user", user_name=name, created_at=db.utcnow()
             )
         )
@@ -140,7 +144,7 @@ async def create_user_async(
 
 async def list_users_async(engine: AsyncEngine) -> list[dict[str, Any]]:
     """Every user: name, role, sites (None: every site), disabled, live token count."""
-    u, t = db.users, db.tokens
+    u, t = users_db.users, users_db.tokens
     live = select(func.count()).where(t.c.user_name == u.c.name, t.c.revoked_at.is_(None)).scalar_subquery()
     query = select(u.c.name, u.c.role, u.c.sites, u.c.disabled_at, live.label("tokens")).order_by(u.c.name)
     async with engine.connect() as conn:
@@ -161,8 +165,8 @@ async def set_user_disabled_async(engine: AsyncEngine, name: str, disabled: bool
     """Disable (tokens refused, page sessions ended) or enable again a user."""
     async with _write(engine) as conn:
         result = await conn.execute(
-            update(db.users)
-            .where(db.users.c.name == name)
+            update(users_db.users)
+            .where(users_db.users.c.name == name)
             .values(disabled_at=db.utcnow() if disabled else None)
         )
         if result.rowcount == 0:
@@ -174,11 +178,11 @@ async def set_user_disabled_async(engine: AsyncEngine, name: str, disabled: bool
 async def revoke_user_tokens_async(engine: AsyncEngine, name: str) -> int:
     """Revoke every live token of a user (their sessions started from them end too)."""
     async with _write(engine) as conn:
-        if await conn.scalar(select(db.users.c.name).where(db.users.c.name == name)) is None:
+        if await conn.scalar(select(users_db.users.c.name).where(users_db.users.c.name == name)) is None:
             raise AdminError(f"no user {name!r}")
         result = await conn.execute(
-            update(db.tokens)
-            .where(db.tokens.c.user_name == name, db.tokens.c.revoked_at.is_(None))
+            update(users_db.tokens)
+            .where(users_db.tokens.c.user_name == name, users_db.tokens.c.revoked_at.is_(None))
             .values(revoked_at=db.utcnow())
         )
     return result.rowcount
@@ -188,8 +192,8 @@ async def revoke_token_async(engine: AsyncEngine, token: str) -> bool:
     """Revoke one token; False if it is unknown or already revoked."""
     async with _write(engine) as conn:
         result = await conn.execute(
-            update(db.tokens)
-            .where(db.tokens.c.token_hash == hash_token(token), db.tokens.c.revoked_at.is_(None))
+            update(users_db.tokens)
+            .where(users_db.tokens.c.token_hash == hash_token(token), users_db.tokens.c.revoked_at.is_(None))
             .values(revoked_at=db.utcnow())
         )
     return result.rowcount > 0
@@ -199,8 +203,8 @@ async def revoke_edge_tokens_async(engine: AsyncEngine, edge_id: str) -> int:
     """Revoke every live token of an edge; returns how many were revoked."""
     async with _write(engine) as conn:
         result = await conn.execute(
-            update(db.tokens)
-            .where(db.tokens.c.edge_id == edge_id, db.tokens.c.revoked_at.is_(None))
+            update(users_db.tokens)
+            .where(users_db.tokens.c.edge_id == edge_id, users_db.tokens.c.revoked_at.is_(None))
             .values(revoked_at=db.utcnow())
         )
     return result.rowcount

@@ -47,6 +47,7 @@ from typing import Literal, Protocol, cast
 import httpx
 from influxdb_client import Point, WritePrecision
 
+from shelfsense.config import InfluxSettings
 from shelfsense.contract import DeviceHealth, SensorReading
 
 log = logging.getLogger(__name__)
@@ -452,6 +453,23 @@ def v2_writer(
     return InfluxWriter(InfluxV2Sink(url, org=org, bucket=bucket, token=token), options)
 
 
+def build_influx(config: InfluxSettings) -> InfluxWriter:
+    """The writer of ``[cloud.influx]`` (1.x or 2.x; secrets unwrapped here)."""
+    if config.token is not None and config.org and config.bucket:
+        return v2_writer(
+            config.url, org=config.org, bucket=config.bucket, token=config.token.get_secret_value()
+        )
+    assert config.database is not None  # the settings validator guarantees v1 or v2
+    password = config.password.get_secret_value() if config.password else None
+    return v1_writer(
+        config.url,
+        config.database,
+        retention_policy=config.retention_policy,
+        username=config.username,
+        password=password,
+    )
+
+
 def points_from_readings(readings: Iterable[SensorReading], *, site: str) -> list[Point]:
     return [reading_point(reading, site=site) for reading in readings]
 
@@ -466,6 +484,7 @@ __all__ = [
     "WriterOptions",
     "WriterStats",
     "alert_point",
+    "build_influx",
     "device_health_point",
     "edge_health_point",
     "points_from_readings",

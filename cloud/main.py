@@ -16,39 +16,37 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from cloud.alerts import routes as alerts
+from cloud.api import health, summary
 from cloud.api.handlers import install_error_handlers
 from cloud.api.http_metrics import HttpMetrics
 from cloud.api.openapi import install_docs
 from cloud.api.read_gate import ReadGate, ReadLoop
-from cloud.api.routes import (
-    alerts,
-    edges,
-    epcis,
-    health,
-    ingest,
-    kpis,
-    lots,
-    masterdata,
-    proposals,
-    sensors,
-    stock,
-    stocktakes,
-    summary,
-    users,
-)
+from cloud.coldchain import sensor_routes as sensors
+from cloud.coldchain.runtime import ColdChainOptions, coldchain_runtime
 from cloud.core import db
 from cloud.core.config import zone_limits
 from cloud.core.metrics import Metrics
 from cloud.core.migrate import migrate, upgrade_to_head
 from cloud.core.pools import create_read_engine
-from cloud.replenish.service import ReplenishOptions
+from cloud.epcis import routes as epcis
+from cloud.ingest import edge_routes as edges
+from cloud.ingest import routes as ingest
+from cloud.lots import routes as lots
+from cloud.lots.expiry import expiry_job
+from cloud.lots.readmodel import read_model_job
+from cloud.masterdata import routes as masterdata
+from cloud.notify.notifier import running_notifier
+from cloud.replenish import kpi_routes as kpis
+from cloud.replenish import routes as proposals
+from cloud.replenish.dead_stock import dead_stock_job, dead_stock_options
+from cloud.replenish.options import ReplenishOptions
 from cloud.replenish.service import background_job as replenish_job
 from cloud.retention.job import retention_job
-from cloud.services.coldchain_runtime import ColdChainOptions, coldchain_runtime
-from cloud.services.dead_stock import dead_stock_job, dead_stock_options
-from cloud.services.lot_readmodel import read_model_job
-from cloud.services.lots import expiry_job
-from cloud.services.stocktake import StocktakeOptions, background_job
+from cloud.stock import routes as stock
+from cloud.stocktake import routes as stocktakes
+from cloud.stocktake.service import StocktakeOptions, background_job
+from cloud.users import routes as users
 from cloud.web import install as web_install
 from cloud.whatif import routes as whatif_routes
 from shelfsense.config import Settings
@@ -83,17 +81,25 @@ def create_app(
             read_loop.start(heavy_read_engines(settings))
             app.state.read_loop = read_loop
             log.info("cloud database ready (%s)", engine.url.get_backend_name())
-            # The cold-chain runtime first: it delivers for the jobs after it, so it stops last.
+            # The notifier first: it delivers for everything after it, so it stops last.
+            options = coldchain or ColdChainOptions()
             jobs_engine = read_loop.engines[0] if read_loop.engines else engine
             async with (
-                coldchain_runtime(app, settings, engine, coldchain) as runtime,  # alerts, InfluxDB, gaps
+                running_notifier(
+                    app,
+                    settings.cloud.coldchain,
+                    engine,
+                    clock=options.clock,
+                    drain_timeout_s=options.drain_timeout_s,
+                ) as notifier,
+                coldchain_runtime(app, settings, engine, notifier, options),  # InfluxDB, gaps, escalation
                 read_loop.hosting(  # off the API loop: these two need nothing of it
                     lambda: background_job(jobs_engine, stocktake_options),
                     lambda: read_model_job(jobs_engine),  # the lot-evidence read model's catch-up
                 ),
-                replenish_job(engine, app.state.replenish, notifier=runtime),  # rules' notify actions
-                expiry_job(engine, notifier=runtime),  # lot expiry alerts (cloud.services.lots)
-                dead_stock_job(engine, dead_stock_options(settings), notifier=runtime),  # dead stock alerts
+                replenish_job(engine, app.state.replenish, notifier=notifier),  # rules' notify actions
+                expiry_job(engine, notifier=notifier),  # lot expiry alerts (cloud.lots.expiry)
+                dead_stock_job(engine, dead_stock_options(settings), notifier=notifier),  # dead stock alerts
                 retention_job(engine, settings.cloud.retention),  # readings roll-up, partitions
             ):
                 yield
@@ -118,7 +124,7 @@ def create_app(
     app.state.replenish = ReplenishOptions.from_settings(settings.cloud.replenish)
     install_error_handlers(app)
     # lots before masterdata: /lots/{lot_id}/report must win over master data's /lots/{sku}/{lot_code},
-    # and its GET /lots is a superset of master data's listing (cloud.api.routes.lots).
+    # and its GET /lots is a superset of master data's listing (cloud.lots.routes).
     for module in (health, ingest, stock, sensors, alerts, edges, summary, lots, masterdata, stocktakes):
         app.include_router(module.router)
     for module in (proposals, kpis, epcis):  # restocking (issue 7)

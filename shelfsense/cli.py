@@ -157,7 +157,8 @@ def cmd_cloud_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_cloud_import(args: argparse.Namespace) -> int:
-    from cloud.services.masterdata import MasterDataError, import_file_sync
+    from cloud.masterdata.records import MasterDataError
+    from cloud.masterdata.service import import_file_sync
 
     settings = _settings_from(args, **_cloud_overrides(args))
     try:
@@ -170,7 +171,8 @@ def cmd_cloud_import(args: argparse.Namespace) -> int:
 
 
 def cmd_cloud_export(args: argparse.Namespace) -> int:
-    from cloud.services.masterdata import MasterDataError, export_dir_sync
+    from cloud.masterdata.records import MasterDataError
+    from cloud.masterdata.service import export_dir_sync
 
     settings = _settings_from(args, **_cloud_overrides(args))
     try:
@@ -203,7 +205,7 @@ def cmd_cloud_replenish(args: argparse.Namespace) -> int:
 
 def cmd_cloud_lot_report(args: argparse.Namespace) -> int:
     from cloud.core.errors import CloudError
-    from cloud.services.lot_report import report_sync
+    from cloud.lots.report import report_sync
 
     settings = _settings_from(args, **_cloud_overrides(args))
     fmt: str = args.format or ("json" if args.json or args.out else "text")

@@ -25,7 +25,9 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     SecretStr,
+    SerializeAsAny,
     Tag,
     ValidationError,
     field_validator,
@@ -78,68 +80,40 @@ class ZoneLimits(_Section):
         return self
 
 
-class _ChannelBase(_Section):
-    """What every channel has: its name, its readers' language and its alert-storm limit."""
+class ChannelSettingsBase(_Section):
+    """What every alert channel entry has: its type, name, readers' language and alert-storm limit.
 
+    Each channel type subclasses it next to its implementation (``cloud/notify/<channel>.py``) and
+    registers the pair there (:mod:`cloud.notify.registry`); entries are validated against the
+    registered model of their ``type``, so this module names no channel type.
+    """
+
+    type: str
     name: Ident
     language: Literal["en", "zh-CN"] = "en"  # of every message this channel sends
     # At most this many messages per (site, zone) per hour on this channel, digests included;
     # what is over is held and summarised in one digest when the hour is over. None: no limit.
     max_messages_per_zone_per_hour: Annotated[int, Field(ge=1)] | None = None
 
-
-class WebhookChannelSettings(_ChannelBase):
-    """A generic HMAC-signed webhook (``X-ShelfSense-Signature``)."""
-
-    type: Literal["webhook"] = "webhook"
-    url: str
-    secret: SecretStr
+    def insecure(self, key: str) -> list[str]:
+        """What in this entry is fine for a demo and dangerous elsewhere, each naming its key
+        (``key`` is the entry's, e.g. ``cloud.coldchain.channels.0``); see :func:`insecure_settings`."""
+        return []
 
 
-class DingTalkChannelSettings(_ChannelBase):
-    type: Literal["dingtalk"] = "dingtalk"
-    url: str  # including access_token
-    secret: SecretStr | None = None  # the robot's signing secret (加签)
+def _registered_channel(value: Any) -> ChannelSettingsBase:
+    try:
+        from cloud.notify.registry import parse_channel  # the channel types register there, not here
+    except ImportError as exc:  # an edge-only install reading a file with cloud channels
+        raise PydanticCustomError(
+            "channel_type", "alert channels need the cloud install ({error})", {"error": str(exc)}
+        ) from None
+    return parse_channel(value)
 
 
-class WeComChannelSettings(_ChannelBase):
-    type: Literal["wecom"] = "wecom"
-    url: SecretStr  # the webhook key in the URL is the secret
-
-
-class FeishuChannelSettings(_ChannelBase):
-    type: Literal["feishu"] = "feishu"
-    url: str
-    secret: SecretStr | None = None
-
-
-class SmtpChannelSettings(_ChannelBase):
-    type: Literal["smtp"] = "smtp"
-    host: str
-    port: Annotated[int, Field(ge=1, le=65535)] = 25
-    from_addr: str
-    to: Annotated[list[str], Field(min_length=1)]
-    username: str | None = None
-    password: SecretStr | None = None
-    starttls: bool = False
-
-
-class MqttChannelSettings(_ChannelBase):
-    type: Literal["mqtt"] = "mqtt"
-    url: str  # alerts go to shelfsense/alerts/<site>
-    username: str | None = None
-    password: SecretStr | None = None
-
-
-ChannelSettings = Annotated[
-    WebhookChannelSettings
-    | DingTalkChannelSettings
-    | WeComChannelSettings
-    | FeishuChannelSettings
-    | SmtpChannelSettings
-    | MqttChannelSettings,
-    Field(discriminator="type"),
-]
+# One [[cloud.coldchain.channels]] entry: the registered settings model of its ``type``
+# (serialised as that model, with all its fields).
+ChannelSettings = Annotated[SerializeAsAny[ChannelSettingsBase], PlainValidator(_registered_channel)]
 
 
 class QuietWindow(_Section):
@@ -253,7 +227,7 @@ class ReplenishSettings(_Section):
     service_level: Annotated[float, Field(gt=0, lt=1)] = 0.95
     review_period_days: Annotated[float, Field(gt=0)] = 1.0
     transfer_lead_time_days: Annotated[int, Field(ge=0)] = 1
-    # Dead stock (cloud.services.dead_stock): a lot at a location nothing left for this many days
+    # Dead stock (cloud.replenish.dead_stock): a lot at a location nothing left for this many days
     # (as demand), received at least dead_stock_receipt_days ago; goods received since are never dead.
     dead_stock_days: Annotated[int, Field(ge=1)] = 90
     dead_stock_receipt_days: Annotated[int, Field(ge=1)] = 90
@@ -349,7 +323,7 @@ class CloudSettings(_Section):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     # How long a sensor may stay silent before the cloud calls its readings stale.
     stale_after_s: Annotated[float, Field(gt=0)] = 300.0
-    # Plausibility window around the cloud's clock (cloud.services.plausibility): events dated
+    # Plausibility window around the cloud's clock (cloud.ingest.plausibility): events dated
     # older (None: no limit; keep it above how long an edge's outbox may hold events) or further
     # in the future are stored for audit and counted per edge, but never applied.
     max_event_age_s: Annotated[float, Field(gt=0)] | None = 30 * 86400.0
@@ -626,7 +600,7 @@ class Settings(BaseSettings):
         return self
 
 
-def _is_loopback(url: str) -> bool:
+def is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
         return True
@@ -636,17 +610,17 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-def _plain_to_remote(url: str, secure_scheme: str = "https") -> bool:
+def plain_to_remote(url: str, secure_scheme: str = "https") -> bool:
     """True when ``url`` is not ``secure_scheme`` and does not stay on this machine."""
-    return urlsplit(url).scheme != secure_scheme and not _is_loopback(url)
+    return urlsplit(url).scheme != secure_scheme and not is_loopback(url)
 
 
-def _secret_value(secret: SecretStr | None) -> str:
+def secret_value(secret: SecretStr | None) -> str:
     return secret.get_secret_value() if secret is not None else ""
 
 
-def _short_secret(key: str, secret: SecretStr | None) -> list[str]:
-    value = _secret_value(secret)
+def short_secret(key: str, secret: SecretStr | None) -> list[str]:
+    value = secret_value(secret)
     if value and len(value) < MIN_SIGNING_SECRET_LENGTH:
         return [f"{key} is shorter than {MIN_SIGNING_SECRET_LENGTH} characters"]
     return []
@@ -654,14 +628,14 @@ def _short_secret(key: str, secret: SecretStr | None) -> list[str]:
 
 def _edge_problems(edge: EdgeSettings) -> list[str]:
     problems: list[str] = []
-    if _plain_to_remote(edge.cloud_url):
+    if plain_to_remote(edge.cloud_url):
         problems.append(
             "edge.cloud_url is not https:// to a non-loopback host (the token would travel in clear)"
         )
-    if _secret_value(edge.token).startswith(DEMO_EDGE_TOKEN_PREFIX):
+    if secret_value(edge.token).startswith(DEMO_EDGE_TOKEN_PREFIX):
         problems.append("edge.token is a demo token")
     mqtt = edge.mqtt
-    if mqtt is not None and not _is_loopback(mqtt.url):
+    if mqtt is not None and not is_loopback(mqtt.url):
         if urlsplit(mqtt.url).scheme != "mqtts":
             problems.append("edge.mqtt.url is not mqtts:// for a non-loopback broker")
         if mqtt.password is None:
@@ -669,35 +643,18 @@ def _edge_problems(edge: EdgeSettings) -> list[str]:
     return problems
 
 
-def _channel_problems(key: str, channel: ChannelSettings) -> list[str]:
-    if isinstance(channel, SmtpChannelSettings):
-        remote = not _is_loopback(f"smtp://{channel.host}")
-        if channel.password is not None and not channel.starttls and remote:
-            return [f"{key}.password would be sent without TLS (set starttls = true)"]
-        return []
-    if isinstance(channel, MqttChannelSettings):
-        if _plain_to_remote(channel.url, "mqtts"):
-            return [f"{key}.url is not mqtts:// for a non-loopback broker"]
-        return []
-    url = _secret_value(channel.url) if isinstance(channel.url, SecretStr) else channel.url
-    problems = [f"{key}.url is not https:// to a non-loopback host"] if _plain_to_remote(url) else []
-    if not isinstance(channel, WeComChannelSettings):
-        problems += _short_secret(f"{key}.secret", channel.secret)
-    return problems
-
-
 def _cloud_problems(cloud: CloudSettings) -> list[str]:
     problems: list[str] = []
     for index, channel in enumerate(cloud.coldchain.channels):
-        problems += _channel_problems(f"cloud.coldchain.channels.{index}", channel)
+        problems += channel.insecure(f"cloud.coldchain.channels.{index}")
     replenish = cloud.replenish
-    if replenish.webhook_url and _plain_to_remote(replenish.webhook_url):
+    if replenish.webhook_url and plain_to_remote(replenish.webhook_url):
         problems.append("cloud.replenish.webhook_url is not https:// to a non-loopback host")
-    problems += _short_secret("cloud.replenish.webhook_secret", replenish.webhook_secret)
+    problems += short_secret("cloud.replenish.webhook_secret", replenish.webhook_secret)
     if cloud.web.secure_cookies == "never":
         problems.append('cloud.web.secure_cookies = "never" (session cookies could travel in clear)')
     influx = cloud.influx
-    if influx is not None and (influx.password or influx.token) and _plain_to_remote(influx.url):
+    if influx is not None and (influx.password or influx.token) and plain_to_remote(influx.url):
         problems.append("cloud.influx.url is not https:// to a non-loopback host (credentials in clear)")
     return problems
 

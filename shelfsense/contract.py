@@ -59,7 +59,7 @@ Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 def _convertible_to_utc(value: datetime) -> datetime:
     """Refuse a datetime that cannot be expressed in UTC (``9999-12-31T23:59:59-01:00`` is year
     10000 there); naive values are taken as UTC, as everywhere else. The value is kept as given:
-    whether a time is *plausible* is the receiver's call (cloud.services.plausibility)."""
+    whether a time is *plausible* is the receiver's call (cloud.ingest.plausibility)."""
     try:
         (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError:

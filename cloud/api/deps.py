@@ -13,11 +13,12 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.api.read_gate import ENGINES_KEY
-from cloud.core import db
 from cloud.core.config import ZoneKey
 from cloud.core.errors import ApiError
 from cloud.core.metrics import Metrics
 from cloud.core.security import Role, hash_token, parse_bearer, parse_sites
+from cloud.ingest import tables as ingest_db
+from cloud.users import tables as users_db
 from shelfsense.config import Settings, ZoneLimits
 
 BEARER = {"WWW-Authenticate": "Bearer"}
@@ -110,21 +111,21 @@ class UserPrincipal:
 # than running it.
 _TOKEN_QUERY = (
     select(
-        db.tokens.c.kind,
-        db.tokens.c.revoked_at,
-        db.tokens.c.edge_id,
-        db.edges.c.site_id,
-        db.tokens.c.user_name,
-        db.users.c.role,
-        db.users.c.sites,
-        db.users.c.disabled_at,
+        users_db.tokens.c.kind,
+        users_db.tokens.c.revoked_at,
+        users_db.tokens.c.edge_id,
+        ingest_db.edges.c.site_id,
+        users_db.tokens.c.user_name,
+        users_db.users.c.role,
+        users_db.users.c.sites,
+        users_db.users.c.disabled_at,
     )
     .select_from(
-        db.tokens.outerjoin(db.edges, db.edges.c.edge_id == db.tokens.c.edge_id).outerjoin(
-            db.users, db.users.c.name == db.tokens.c.user_name
-        )
+        users_db.tokens.outerjoin(
+            ingest_db.edges, ingest_db.edges.c.edge_id == users_db.tokens.c.edge_id
+        ).outerjoin(users_db.users, users_db.users.c.name == users_db.tokens.c.user_name)
     )
-    .where(db.tokens.c.token_hash == bindparam("token_hash"))
+    .where(users_db.tokens.c.token_hash == bindparam("token_hash"))
 )
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DataError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cloud.core.errors import ApiError
+from cloud.core.errors import ApiError, CloudError
 from cloud.core.pools import is_query_timeout
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,13 @@ def _invalid(errors: list[dict[str, str]]) -> JSONResponse:
     return error_response(422, "validation_error", detail, errors=errors)
 
 
-async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+async def _cloud_error(_request: Request, exc: Exception) -> JSONResponse:
+    """Every domain error (and :class:`ApiError`): its own status, code, headers and body. One
+    that does not say its status (the base's 500) is a bug, not an answer: re-raised, so it is
+    logged and answered as any other server error, without its message."""
+    assert isinstance(exc, CloudError)
+    if exc.status_code == CloudError.status_code and not isinstance(exc, ApiError):
+        raise exc
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
 
@@ -132,7 +137,7 @@ async def _too_deep(_request: Request, _exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(CloudError, _cloud_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(ValidationError, _model_validation_error)

@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from cloud.schemas import ErrorBody
+from cloud.api.schemas import ErrorBody
 
 DOCS_URL = "/docs"
 ASSETS_URL = "/docs/static"

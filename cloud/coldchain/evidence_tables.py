@@ -1,9 +1,9 @@
 """Tables of the lot-evidence read model (revision 0014), on the shared metadata.
 
-``lot_evidence`` holds each lot's summary as :func:`cloud.services.lots.evaluate` computed it at
+``lot_evidence`` holds each lot's summary as :func:`cloud.lots.evidence.evaluate` computed it at
 ``as_of``; ``lot_evidence_stock`` its items on hand per (site, location); ``lot_evidence_marks``
 what changed since (written in the same transaction as the change: an ingest batch, a master-data
-import) and is still to be folded in by the catch-up job (:mod:`cloud.services.lot_readmodel`).
+import) and is still to be folded in by the catch-up job (:mod:`cloud.lots.readmodel`).
 Imported at the bottom of :mod:`cloud.core.db`.
 """
 
@@ -27,7 +27,7 @@ lot_evidence = Table(
     Column("above_s", Float, nullable=False),
     Column("below_s", Float, nullable=False),
     Column("has_model", Boolean, nullable=False),
-    # At ``as_of``; served shifted to the request's time (see cloud.services.lot_pages).
+    # At ``as_of``; served shifted to the request's time (see cloud.lots.pages).
     Column("consumed_days", Float),
     Column("remaining_days", Float),
     Column("dynamic_expiry", UtcDateTime),
@@ -81,7 +81,7 @@ lot_evidence_marks = Table(
     Index("ix_lot_evidence_marks_due", "due_at", "id"),
 )
 
-# Items per (site, location, product), following every stock upsert (cloud.services.zone_stock,
+# Items per (site, location, product), following every stock upsert (cloud.stock.zone_stock,
 # revision 0015): which products a zone holds, without joining the site's on-hand items.
 zone_products = Table(
     "zone_products",

@@ -1,12 +1,12 @@
 """A lot's temperature history from where its items were and what those zones' sensors read.
 
-Pure computation (no I/O); :mod:`cloud.services.lots` loads the rows and calls these.
+Pure computation (no I/O); :mod:`cloud.lots.service` loads the rows and calls these.
 
 - :func:`stays_of` turns an item's stock movements into *stays*: at one location from one
   movement to the next (the last stay of an item still on hand runs until ``now``).
 - Items that moved together share one *path* (the same sequence of stays). A lot whose items
   were split has several paths; its evidence is the worst path's (a lot is only as good as its
-  worst-treated item), see :mod:`cloud.services.lots`.
+  worst-treated item), see :mod:`cloud.lots.service`.
 - :func:`zone_pieces` turns a zone's readings during a stay into piecewise-constant *pieces*:
   each reading holds until the next one of the same sensor (sample-and-hold, what a logger
   display shows), at most ``max_gap_s``: beyond that there is no data, and no data is never

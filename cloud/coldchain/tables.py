@@ -66,7 +66,7 @@ alert_deliveries = Table(
     Index("ix_alert_deliveries_alert", "alert_id", "id"),
 )
 
-# Alert-storm control per (channel, site, zone) (revision 0017, cloud.services.alert_storm): the
+# Alert-storm control per (channel, site, zone) (revision 0017, cloud.notify.storm): the
 # current hour's window and messages sent in it, and what is held for the next digest.
 alert_storm = Table(
     "alert_storm",

@@ -7,7 +7,7 @@ Two kinds:
 - per process (``REGISTRY``): HTTP request counts and latencies per route, ingest lag per edge,
   notification deliveries per channel and outcome, background job runs and durations. They are
   updated where the work happens (a middleware, the ingest route, ``cloud.notify.base``,
-  ``cloud.services.jobs``), which has no app at hand; one process serves one app.
+  ``cloud.core.jobs``), which has no app at hand; one process serves one app.
 
 Counters are per process and reset at restart, as Prometheus counters may. Names follow the
 Prometheus conventions: ``shelfsense_`` prefix, base units (seconds), ``_total`` for counters.

@@ -26,12 +26,17 @@ from typing import Any
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.core import db
 from cloud.core.errors import CloudError
+from cloud.epcis import tables as epcis_db
 from cloud.epcis.parse import CaptureProblem, Intent, intents
 from cloud.epcis.schema import schema_errors
 from cloud.epcis.uris import epc_hex_candidates, parse_sgln, preferred_hex
-from cloud.services.projections import insert_history, upsert_latest
+from cloud.ingest.projections import insert_history, upsert_latest
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
+from cloud.users import tables as users_db
 from shelfsense.contract import Event, SensorReading, SequencedEvent, StockMovement, TagObservation
 
 EPCIS_EDGE_ID = "epcis"
@@ -43,13 +48,22 @@ MAX_ROWS = 100_000  # EPCs + readings per document
 class CaptureRefused(CloudError):
     """The document was refused; ``problems`` says why (nothing was written)."""
 
+    status_code = 400
+    code = "invalid_epcis"
+
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(self.problems[:5]) + (" ..." if len(self.problems) > 5 else ""))
 
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "problems": self.problems}
+
 
 class CaptureForbidden(CloudError):
     """The document writes to a site the caller may not write."""
+
+    status_code = 403
+    code = "forbidden"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +88,7 @@ async def resolve_places(conn: AsyncConnection, uris: Iterable[str]) -> dict[str
     sglns = {uri: parsed for uri in wanted if (parsed := parse_sgln(uri)) is not None}
     places: dict[str, Place] = {}
     if sglns:
-        t = db.locations
+        t = masterdata_db.locations
         rows = await conn.execute(
             select(t.c.gln, t.c.gln_extension, t.c.site_id, t.c.location_id).where(
                 t.c.gln.in_({gln for gln, _ in sglns.values()})
@@ -92,8 +106,8 @@ async def resolve_places(conn: AsyncConnection, uris: Iterable[str]) -> dict[str
         sites = set(
             (
                 await conn.execute(
-                    select(db.sites.c.site_id).where(
-                        db.sites.c.site_id.in_({p.site_id for p in own.values()})
+                    select(users_db.sites.c.site_id).where(
+                        users_db.sites.c.site_id.in_({p.site_id for p in own.values()})
                     )
                 )
             ).scalars()
@@ -147,7 +161,7 @@ async def capture(
         )
         if denied:
             raise CaptureForbidden(f"{user} may not write to site(s) {', '.join(denied)}")
-        e = db.epcis_events
+        e = epcis_db.epcis_events
         keys = [i.key for i in found]
         seen = set((await conn.execute(select(e.c.event_key).where(e.c.event_key.in_(keys)))).scalars())
         fresh: list[Intent] = []
@@ -198,7 +212,7 @@ class _Writer:
         if site not in self._book:
             self._book[site] = {}
             self._known[site] = set()
-        s, i = db.stock_items, db.items
+        s, i = stock_db.stock_items, masterdata_db.items
         missing = [c for c in candidates if c not in self._known[site]]
         if not missing:
             return
@@ -267,7 +281,7 @@ class _Writer:
         """Readings not stored yet (one per sensor, quantity and time)."""
         if not intent.readings:
             return []
-        r = db.sensor_readings
+        r = sensors_db.sensor_readings
         keys = {(x.sensor_id, x.quantity, db.utc(x.time)) for x in intent.readings}
         existing = {
             (sensor, quantity, db.utc(time))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from cloud.core.db import metadata
+from cloud.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -160,7 +160,7 @@ _UNITS: dict[str, str] = {
     "humidity": "%RH",
     "days": "days",
 }
-# Alert kinds counted in days (the cold-chain rules' quantities come from cloud.services.alerts).
+# Alert kinds counted in days (the cold-chain rules' quantities come from cloud.alerts.rules).
 _DAY_KINDS = frozenset({"expiry_soon", "expired_on_hand", "dead_stock"})
 _DAYS = {"en": "{n} days", "zh-CN": "{n} 天"}
 

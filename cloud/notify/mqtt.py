@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Literal
 from urllib.parse import urlsplit
+
+from pydantic import SecretStr
 
 from cloud.notify.base import (
     AlertMessage,
@@ -22,8 +25,11 @@ from cloud.notify.base import (
     RetryPolicy,
     deliver_with_retries,
 )
+from cloud.notify.destinations import Destinations
+from cloud.notify.registry import register_channel
 from devices.errors import TransportError
 from devices.mqtt_packets import MQTT_V311
+from shelfsense.config import ChannelSettingsBase, plain_to_remote
 from shelfsense.mqtt_session import MqttPublisher, SessionOptions
 from shelfsense.redact import mask_url
 
@@ -104,3 +110,26 @@ class MqttChannel:
         return await deliver_with_retries(
             self.name, alert, lambda: self._attempt(alert), self.retry, self.log
         )
+
+
+class MqttChannelSettings(ChannelSettingsBase):
+    """``type = "mqtt"``: alerts published to ``shelfsense/alerts/<site>`` on the broker at ``url``."""
+
+    type: Literal["mqtt"] = "mqtt"
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+
+    def insecure(self, key: str) -> list[str]:
+        if plain_to_remote(self.url, "mqtts"):
+            return [f"{key}.url is not mqtts:// for a non-loopback broker"]
+        return []
+
+
+def _build(config: MqttChannelSettings, destinations: Destinations) -> MqttChannel:
+    destinations.check_host(urlsplit(config.url).hostname or "")
+    password = config.password.get_secret_value() if config.password else None
+    return MqttChannel(config.url, username=config.username, password=password, name=config.name)
+
+
+register_channel("mqtt", MqttChannelSettings, _build)

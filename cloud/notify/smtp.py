@@ -8,6 +8,9 @@ import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr
 
 from cloud.notify.base import (
     AlertMessage,
@@ -18,6 +21,9 @@ from cloud.notify.base import (
     RetryPolicy,
     deliver_with_retries,
 )
+from cloud.notify.destinations import Destinations
+from cloud.notify.registry import register_channel
+from shelfsense.config import ChannelSettingsBase, is_loopback
 
 
 class EmailChannel:
@@ -88,3 +94,40 @@ class EmailChannel:
         return await deliver_with_retries(
             self.name, alert, lambda: self._attempt(alert), self.retry, self.log
         )
+
+
+class SmtpChannelSettings(ChannelSettingsBase):
+    """``type = "smtp"``: e-mail to ``to`` through ``host``."""
+
+    type: Literal["smtp"] = "smtp"
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    from_addr: str
+    to: Annotated[list[str], Field(min_length=1)]
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = False
+
+    def insecure(self, key: str) -> list[str]:
+        remote = not is_loopback(f"smtp://{self.host}")
+        if self.password is not None and not self.starttls and remote:
+            return [f"{key}.password would be sent without TLS (set starttls = true)"]
+        return []
+
+
+def _build(config: SmtpChannelSettings, destinations: Destinations) -> EmailChannel:
+    destinations.check_host(config.host)
+    password = config.password.get_secret_value() if config.password else None
+    return EmailChannel(
+        config.host,
+        config.port,
+        config.from_addr,
+        config.to,
+        username=config.username,
+        password=password,
+        starttls=config.starttls,
+        name=config.name,
+    )
+
+
+register_channel("smtp", SmtpChannelSettings, _build)

@@ -22,10 +22,11 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote_plus, urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from cloud.notify.base import (
     AlertMessage,
@@ -37,6 +38,8 @@ from cloud.notify.base import (
     deliver_with_retries,
 )
 from cloud.notify.destinations import DestinationRefused, Destinations
+from cloud.notify.registry import register_channel
+from shelfsense.config import ChannelSettingsBase, plain_to_remote, short_secret
 from shelfsense.redact import mask_url
 
 SIGNATURE_HEADER = "X-ShelfSense-Signature"
@@ -294,3 +297,83 @@ class FeishuChannel(HttpChannel):
 
     def vendor_error(self, response: httpx.Response) -> tuple[int, str] | None:
         return _errcode(response, "code", "StatusCode")
+
+
+# --- settings and registration ----------------------------------------------------------------
+
+
+def _https_problems(key: str, url: str, secret: SecretStr | None) -> list[str]:
+    problems = [f"{key}.url is not https:// to a non-loopback host"] if plain_to_remote(url) else []
+    return problems + short_secret(f"{key}.secret", secret)
+
+
+class WebhookChannelSettings(ChannelSettingsBase):
+    """``type = "webhook"``: a generic HMAC-signed webhook (``X-ShelfSense-Signature``)."""
+
+    type: Literal["webhook"] = "webhook"
+    url: str
+    secret: SecretStr
+
+    def insecure(self, key: str) -> list[str]:
+        return _https_problems(key, self.url, self.secret)
+
+
+class DingTalkChannelSettings(ChannelSettingsBase):
+    type: Literal["dingtalk"] = "dingtalk"
+    url: str  # including access_token
+    secret: SecretStr | None = None  # the robot's signing secret (加签)
+
+    def insecure(self, key: str) -> list[str]:
+        return _https_problems(key, self.url, self.secret)
+
+
+class WeComChannelSettings(ChannelSettingsBase):
+    type: Literal["wecom"] = "wecom"
+    url: SecretStr  # the webhook key in the URL is the secret
+
+    def insecure(self, key: str) -> list[str]:
+        return _https_problems(key, self.url.get_secret_value(), None)
+
+
+class FeishuChannelSettings(ChannelSettingsBase):
+    type: Literal["feishu"] = "feishu"
+    url: str
+    secret: SecretStr | None = None
+
+    def insecure(self, key: str) -> list[str]:
+        return _https_problems(key, self.url, self.secret)
+
+
+def _checked(url: str, destinations: Destinations) -> str:
+    destinations.check_host(urlsplit(url).hostname or "")
+    return url
+
+
+def _secret(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+def _webhook(config: WebhookChannelSettings, destinations: Destinations) -> WebhookChannel:
+    url, secret = _checked(config.url, destinations), config.secret.get_secret_value()
+    return WebhookChannel(url, secret, name=config.name, destinations=destinations)
+
+
+def _dingtalk(config: DingTalkChannelSettings, destinations: Destinations) -> DingTalkChannel:
+    url = _checked(config.url, destinations)
+    return DingTalkChannel(url, _secret(config.secret), name=config.name, destinations=destinations)
+
+
+def _wecom(config: WeComChannelSettings, destinations: Destinations) -> WeComChannel:
+    url = _checked(config.url.get_secret_value(), destinations)
+    return WeComChannel(url, name=config.name, destinations=destinations)
+
+
+def _feishu(config: FeishuChannelSettings, destinations: Destinations) -> FeishuChannel:
+    url = _checked(config.url, destinations)
+    return FeishuChannel(url, _secret(config.secret), name=config.name, destinations=destinations)
+
+
+register_channel("webhook", WebhookChannelSettings, _webhook)
+register_channel("dingtalk", DingTalkChannelSettings, _dingtalk)
+register_channel("wecom", WeComChannelSettings, _wecom)
+register_channel("feishu", FeishuChannelSettings, _feishu)

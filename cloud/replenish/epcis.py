@@ -37,8 +37,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.core import db
 from cloud.epcis.uris import epc_uri, sgln_uri
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
 
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 SENSOR_WINDOW = timedelta(minutes=15)
@@ -55,7 +58,7 @@ def location_uri(site_id: str, location: str) -> str:
 
 async def location_uris(conn: AsyncConnection) -> dict[tuple[str, str], str]:
     """(site, location) -> SGLN URI, for every location with a GLN."""
-    t = db.locations
+    t = masterdata_db.locations
     rows = await conn.execute(
         select(t.c.site_id, t.c.location_id, t.c.gln, t.c.gcp_length, t.c.gln_extension).where(
             t.c.gln.is_not(None), t.c.gcp_length.is_not(None)
@@ -194,7 +197,7 @@ def movement_step(from_location: str | None, to_location: str | None, reason: st
 
 
 async def _sensor_index(conn: AsyncConnection, since: datetime | None, until: datetime | None) -> SensorIndex:
-    r = db.sensor_readings
+    r = sensors_db.sensor_readings
     query = select(r.c.site_id, r.c.zone, r.c.sensor_id, r.c.quantity, r.c.value, r.c.time).where(
         r.c.zone.is_not(None), r.c.quantity.in_(list(MEASUREMENTS))
     )
@@ -255,14 +258,14 @@ async def query_events(
     if query.event_types and "ObjectEvent" not in query.event_types:
         return []  # everything we record is an ObjectEvent
     since, until = query.since, query.until
-    o, m, r = db.tag_observations, db.stock_movements, db.sensor_readings
+    o, m, r = stock_db.tag_observations, stock_db.stock_movements, sensors_db.sensor_readings
     obs_q = select(o.c.id, o.c.site_id, o.c.epc, o.c.reader, o.c.first_seen, o.c.location).order_by(
         o.c.first_seen, o.c.id
     )
     mov_q = select(
         m.c.id, m.c.site_id, m.c.epc, m.c.from_location, m.c.to_location, m.c.reason, m.c.at
     ).order_by(m.c.at, m.c.id)
-    zones = select(db.locations.c.location_id)
+    zones = select(masterdata_db.locations.c.location_id)
     read_q = (
         select(r.c.id, r.c.site_id, r.c.zone, r.c.sensor_id, r.c.quantity, r.c.value, r.c.time)
         .where(r.c.zone.in_(zones), r.c.quantity.in_(list(MEASUREMENTS)))

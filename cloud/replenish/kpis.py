@@ -26,8 +26,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud.core import db
+from cloud.masterdata import tables as masterdata_db
 from cloud.replenish import tables as rt
-from cloud.replenish.service import outbound_query
+from cloud.replenish.demand import outbound_query
+from cloud.stock import tables as stock_db
 
 MAX_DAYS = 3660
 
@@ -74,7 +76,7 @@ def _wanted(q: KpiQuery, site: str, location: str | None, sku: str) -> bool:
 
 
 async def _current(conn: AsyncConnection, q: KpiQuery) -> dict[tuple[str, str, str], float]:
-    s, items = db.stock_items, db.items
+    s, items = stock_db.stock_items, masterdata_db.items
     rows = await conn.execute(
         select(s.c.site_id, s.c.location, items.c.sku, func.count())
         .select_from(s.join(items, items.c.epc == s.c.epc))
@@ -86,7 +88,7 @@ async def _current(conn: AsyncConnection, q: KpiQuery) -> dict[tuple[str, str, s
 
 async def _flows(conn: AsyncConnection, q: KpiQuery, today: date) -> dict[tuple[str, str, str], np.ndarray]:
     """Net arrivals per key and day over ``[since, today]`` (index = days since ``since``)."""
-    m, items = db.stock_movements, db.items
+    m, items = stock_db.stock_movements, masterdata_db.items
     rows = await conn.execute(
         select(m.c.site_id, m.c.from_location, m.c.to_location, items.c.sku, m.c.at)
         .select_from(m.join(items, items.c.epc == m.c.epc))

@@ -2,7 +2,7 @@
 
 Kinds: ``suppliers``, ``product_suppliers``, ``params`` (per product + location) and
 ``purchase_orders`` (one row per order line; rows sharing a ``po_number`` form one order). Like
-:mod:`cloud.services.masterdata`, a file is imported whole or not at all: every row is validated, then
+:mod:`cloud.masterdata.service`, a file is imported whole or not at all: every row is validated, then
 references are checked against the file and the database, and each problem names its row and column.
 A purchase order imported again replaces its lines (the ERP is the owner of an order it sends).
 """
@@ -18,9 +18,10 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud.core import db
+from cloud.ingest.projections import dialect_insert
+from cloud.masterdata import tables as masterdata_db
+from cloud.masterdata.records import MasterDataError, Problem, read_csv, read_json
 from cloud.replenish import tables as rt
-from cloud.services.masterdata import MasterDataError, Problem, read_csv, read_json
-from cloud.services.projections import dialect_insert
 from shelfsense.contract import Ident
 
 Kind = Literal["suppliers", "product_suppliers", "params", "purchase_orders", "demand"]
@@ -191,9 +192,9 @@ async def _keys(conn: AsyncConnection, table: Table, *columns: str) -> set[tuple
 
 
 async def _check_references(conn: AsyncConnection, kind: str, records: Sequence[Record]) -> None:
-    skus = {s for (s,) in await _keys(conn, db.products, "sku")}
+    skus = {s for (s,) in await _keys(conn, masterdata_db.products, "sku")}
     suppliers = {s for (s,) in await _keys(conn, rt.suppliers, "supplier_id")}
-    locations = await _keys(conn, db.locations, "site_id", "location_id")
+    locations = await _keys(conn, masterdata_db.locations, "site_id", "location_id")
     problems: list[Problem] = []
     for number, r in enumerate(records, start=1):
         if hasattr(r, "sku") and r.sku not in skus:

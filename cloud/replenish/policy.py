@@ -234,7 +234,7 @@ def order_timing(
 
 @dataclass(frozen=True, slots=True)
 class DeadStockRule:
-    """Both ages, in days, stock must reach to be dead (cloud.services.dead_stock, the planner).
+    """Both ages, in days, stock must reach to be dead (cloud.replenish.dead_stock, the planner).
 
     Goods received less than ``receipt_days`` ago are never dead; older ones are when nothing
     shipped for ``outbound_days`` (counted from the receipt when the last shipment was before it).

@@ -6,7 +6,7 @@ up per sensor, quantity, zone and bucket (min/max/mean/count) and removed.
 - :mod:`.rollup`: one bucket per short transaction, the horizon read by ingest and readers;
 - :mod:`.partitions`: PostgreSQL's native partitions of ``sensor_readings`` (weekly, device time)
   and ``stock_movements`` (monthly, business time), created ahead and dropped behind the horizon;
-- :mod:`.job`: the periodic job, claimed through :mod:`cloud.services.jobs` (one replica runs it).
+- :mod:`.job`: the periodic job, claimed through :mod:`cloud.core.jobs` (one replica runs it).
 
 InfluxDB stays the long-term store of the raw series (docs/influxdb.md).
 """

@@ -1,4 +1,4 @@
-"""The retention job: one replica at a time (:mod:`cloud.services.jobs`) rolls up and drops.
+"""The retention job: one replica at a time (:mod:`cloud.core.jobs`) rolls up and drops.
 
 Each run: create PostgreSQL partitions ahead of the clock, fold every bucket older than the
 retention period into the roll-up (one short transaction per bucket, at most
@@ -14,10 +14,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloud.core import db
+from cloud.core import db, jobs
 from cloud.retention import partitions
 from cloud.retention.rollup import RollupResult, roll_up
-from cloud.services import jobs
 from shelfsense.config import RetentionSettings
 
 log = logging.getLogger(__name__)

@@ -28,17 +28,18 @@ from sqlalchemy import Select, func, literal, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.core import db
 from cloud.core.metrics import REGISTRY
+from cloud.lots.marks import DUE_AT_ONCE, insert_marks
 from cloud.retention.tables import retention_state, sensor_reading_rollups
-from cloud.services.lot_marks import DUE_AT_ONCE, insert_marks
 
 READINGS = "sensor_readings"  # the retention_state row of the readings
 # PostgreSQL: rows outside every named partition (clock-skewed devices, old imports) land here.
 READINGS_DEFAULT_PARTITION = "sensor_readings_default"
 # Arbitrary but fixed 64-bit key of the advisory lock between a roll-up step and ingest ("SHSE" "RETN").
 ROLLUP_LOCK_KEY = 0x5348_5345_5245_544E
-# Flags whose readings every reader leaves out (cloud.services.alerts.IGNORED_FLAGS): so does the roll-up.
+# Flags whose readings every reader leaves out (cloud.alerts.rules.IGNORED_FLAGS): so does the roll-up.
 _IGNORED = "out_of_range"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Retention keeps at least a day (RetentionSettings.readings_days >= 1), so no roll-up reaches a
@@ -95,7 +96,7 @@ def _kept(r: Any) -> Any:
 
 
 def _aggregate(start: datetime, end: datetime) -> Select[Any]:
-    r = db.sensor_readings
+    r = sensors_db.sensor_readings
     zone = func.coalesce(r.c.zone, "")
     return (
         select(
@@ -126,7 +127,7 @@ async def _remove_raw(conn: AsyncConnection, start: datetime, end: datetime) -> 
             {"a": start, "b": end},
         )
         return
-    r = db.sensor_readings
+    r = sensors_db.sensor_readings
     await conn.execute(r.delete().where(r.c.time >= start, r.c.time < end))
 
 
@@ -140,7 +141,7 @@ class Step:
 async def roll_step(engine: AsyncEngine, cutoff: datetime, bucket_s: int) -> Step | None:
     """Fold the oldest bucket before ``cutoff`` that still has raw readings past the horizon, in one
     transaction; None once there is none left (the horizon is then moved to ``cutoff``)."""
-    r, roll = db.sensor_readings, sensor_reading_rollups
+    r, roll = sensors_db.sensor_readings, sensor_reading_rollups
     async with db.write_transaction(engine) as conn:
         await _lock(conn, shared=False)
         current = await horizon(conn)

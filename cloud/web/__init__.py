@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 def install(app: FastAPI) -> None:
     """Add the page to ``app`` (unless ``[cloud.web] enabled = false``)."""
-    # Imported here: cloud.core.db imports cloud.web.tables, so this package must not import
+    # Imported here: cloud.tables imports cloud.web.tables, so this package must not import
     # cloud.api (which imports cloud.core.db) at module level.
     from cloud.api import deps
     from cloud.web import routes

@@ -25,8 +25,9 @@ from starlette.staticfiles import StaticFiles
 from cloud.api import deps
 from cloud.api.deps import DbConn, Engine, SettingsDep, UserPrincipal, ViewerUser, ZonesDep
 from cloud.api.sites import sees, site_clause
-from cloud.core import db
 from cloud.core.errors import ApiError
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
 from cloud.web import sessions
 from cloud.web.schemas import ItemIdentity, LogoutResult, SessionInfo, SgtinCandidates, ZoneLimitsRow
 from devices.epc import decode_epc, encode_sgtin96, gs1_check_digit
@@ -208,7 +209,7 @@ async def gtin_serial_to_epc(
         prefix, reference = gtin14[1 : 1 + length], gtin14[0] + gtin14[1 + length : 13]
         candidates.append(encode_sgtin96(prefix, reference, serial))
     seen: set[str] = set()
-    for table in (db.stock_items, db.items, db.tag_observations):
+    for table in (stock_db.stock_items, masterdata_db.items, stock_db.tag_observations):
         query = select(table.c.epc).where(table.c.epc.in_(candidates))
         if "site_id" in table.c:  # items are master data of every site; sightings are per site
             query = query.where(site_clause(user, table.c.site_id))
@@ -224,7 +225,7 @@ async def item_identity(conn: DbConn, _user: ViewerUser, epc: str) -> dict[str, 
         identity = decode_epc(epc.strip())
     except DecodeError as exc:
         raise ApiError(422, "bad_epc", str(exc)) from exc
-    i, p, lots = db.items, db.products, db.lots
+    i, p, lots = masterdata_db.items, masterdata_db.products, masterdata_db.lots
     lot_of_item = (lots.c.sku == i.c.sku) & (lots.c.lot_code == i.c.lot_code)
     query = (
         select(i.c.sku, i.c.lot_code, p.c.name, p.c.gtin, lots.c.expiry)

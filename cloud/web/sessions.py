@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cloud.core import db
 from cloud.core.errors import AdminError
 from cloud.core.security import Role, hash_token, parse_sites
+from cloud.users import tables as users_db
 from cloud.web import passwords
 from cloud.web.tables import web_passwords, web_sessions
 
@@ -79,7 +80,7 @@ async def create_session(engine: AsyncEngine, user: SessionUser, lifetime: timed
 async def session_user(engine: AsyncEngine, token: str) -> SessionUser | None:
     """The live session's user (with the role and sites as they are now), or None when the session
     expired, its user is disabled or the API token it started from was revoked."""
-    s, u, t = web_sessions, db.users, db.tokens
+    s, u, t = web_sessions, users_db.users, users_db.tokens
     query = (
         select(u.c.name, u.c.role, u.c.sites, u.c.disabled_at, s.c.expires_at)
         .select_from(s.join(u, u.c.name == s.c.user_name).outerjoin(t, t.c.token_hash == s.c.token_hash))
@@ -104,7 +105,7 @@ async def end_session(engine: AsyncEngine, token: str) -> bool:
 
 async def user_for_token(engine: AsyncEngine, token: str) -> SessionUser | None:
     """The user an API token belongs to (live user tokens only), for logging in with a token."""
-    t, u = db.tokens, db.users
+    t, u = users_db.tokens, users_db.users
     token_hash = hash_token(token)
     query = (
         select(u.c.name, u.c.role, u.c.sites, u.c.disabled_at)
@@ -120,14 +121,14 @@ async def user_for_password(engine: AsyncEngine, name: str, password: str) -> Se
     """The user if ``password`` is theirs. Unknown users cost one scrypt too (no timing oracle)."""
     query = (
         select(
-            db.users.c.name,
-            db.users.c.role,
-            db.users.c.sites,
-            db.users.c.disabled_at,
+            users_db.users.c.name,
+            users_db.users.c.role,
+            users_db.users.c.sites,
+            users_db.users.c.disabled_at,
             web_passwords.c.password_hash,
         )
-        .select_from(db.users.join(web_passwords, web_passwords.c.user_name == db.users.c.name))
-        .where(db.users.c.name == name)
+        .select_from(users_db.users.join(web_passwords, web_passwords.c.user_name == users_db.users.c.name))
+        .where(users_db.users.c.name == name)
     )
     async with engine.connect() as conn:
         row = (await conn.execute(query)).one_or_none()
@@ -148,7 +149,7 @@ async def set_password_async(engine: AsyncEngine, name: str, password: str) -> N
     except passwords.PasswordError as exc:
         raise AdminError(str(exc)) from exc
     async with db.write_transaction(engine) as conn:
-        if await conn.scalar(select(db.users.c.name).where(db.users.c.name == name)) is None:
+        if await conn.scalar(select(users_db.users.c.name).where(users_db.users.c.name == name)) is None:
             raise AdminError(f"no user {name!r} (create it first)")
         now = db.utcnow()
         await conn.execute(delete(web_passwords).where(web_passwords.c.user_name == name))

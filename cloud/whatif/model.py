@@ -23,7 +23,7 @@ from cloud.whatif.scenario import Product, Site
 
 FloatArray = NDArray[np.float64]
 NO_EXPIRY = math.inf
-SIGMA_PER_MAE = 1.25  # the cloud's forecast error sigma (cloud.replenish.service.forecast_all)
+SIGMA_PER_MAE = 1.25  # the cloud's forecast error sigma (cloud.replenish.demand.forecast_all)
 
 
 @dataclass(frozen=True, slots=True)

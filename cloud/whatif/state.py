@@ -4,7 +4,7 @@ Everything comes from the same reads the restocking run uses (:mod:`cloud.replen
 history and the fitted forecasts, the items with their suppliers, lead times, pack sizes, MOQs,
 service levels and min/max overrides (``load_items``). On top: the daily forecast path over the
 horizon (the same fitted model, ``horizon = days``), lots with their effective (dynamic) expiry from
-:mod:`cloud.services.lots`, open purchase-order lines at their expected date, exported transfers in
+:mod:`cloud.lots.service`, open purchase-order lines at their expected date, exported transfers in
 transit and live proposals (counted as on order, as the planner counts them). Stock without a lot
 expires after the product's shelf life from today when it has one.
 """
@@ -20,10 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud.core import db
+from cloud.lots import service as lot_service
+from cloud.masterdata import tables as masterdata_db
 from cloud.replenish import tables as rt
+from cloud.replenish.demand import SeriesKey, forecast_all, load_demand
 from cloud.replenish.proposals import ItemState
-from cloud.replenish.service import SeriesKey, forecast_all, load_demand, load_items
-from cloud.services import lots as lot_service
+from cloud.replenish.state import load_items
 from cloud.whatif.errors import SiteNotFound
 from cloud.whatif.model import NO_EXPIRY, Receipt, SiteModel, fitted_demand
 from cloud.whatif.scenario import Scenario
@@ -31,7 +33,7 @@ from shelfsense.config import ReplenishSettings
 
 
 async def _shelf_lives(conn: AsyncConnection) -> dict[str, float]:
-    p = db.products
+    p = masterdata_db.products
     rows = await conn.execute(select(p.c.sku, p.c.shelf_life_days).where(p.c.shelf_life_days.is_not(None)))
     return {sku: float(days) for sku, days in rows if days}
 

@@ -145,7 +145,7 @@ def settings(db_url: str) -> Settings:
 async def settle_lots(engine: AsyncEngine) -> None:
     """Fold everything written so far into the lot read model (what its catch-up job does within
     seconds), so a test reads ``/lots`` and ``/fefo`` as of now."""
-    from cloud.services.lot_readmodel import ReadModelOptions, refresh
+    from cloud.lots.readmodel import ReadModelOptions, refresh
 
     await refresh(engine, options=ReadModelOptions(min_refresh_s=0.0))
 

@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.admin import create_user_async
 from cloud.core import db
+from cloud.ingest.projections import insert_history, upsert_latest
 from cloud.main import create_app
+from cloud.masterdata import records as masterdata_records
+from cloud.masterdata import service as md
 from cloud.replenish import masterdata as rmd
-from cloud.services import masterdata as md
-from cloud.services.projections import insert_history, upsert_latest
 from shelfsense.config import CloudSettings, ReplenishSettings, Settings
 from shelfsense.contract import SequencedEvent, StockMovement
 
@@ -58,23 +59,23 @@ async def master_data(engine: AsyncEngine, products: int = 2, items_per_product:
     await md.import_records(
         engine,
         "products",
-        [md.ProductRecord(sku=f"P{p}", name=f"product {p}") for p in range(1, products + 1)],
+        [masterdata_records.ProductRecord(sku=f"P{p}", name=f"product {p}") for p in range(1, products + 1)],
     )
     await md.import_records(
         engine,
         "locations",
         [
-            md.LocationRecord(site_id=SITE, location_id="backroom", kind="zone"),
-            md.LocationRecord(site_id=SITE, location_id="shelf-b", kind="shelf"),
-            md.LocationRecord(site_id=SITE, location_id="cold-1", kind="cold_room"),
-            md.LocationRecord(site_id=SITE, location_id="dock-1", kind="dock"),
+            masterdata_records.LocationRecord(site_id=SITE, location_id="backroom", kind="zone"),
+            masterdata_records.LocationRecord(site_id=SITE, location_id="shelf-b", kind="shelf"),
+            masterdata_records.LocationRecord(site_id=SITE, location_id="cold-1", kind="cold_room"),
+            masterdata_records.LocationRecord(site_id=SITE, location_id="dock-1", kind="dock"),
         ],
     )
     await md.import_records(
         engine,
         "items",
         [
-            md.ItemRecord(epc=epc(p, i), sku=f"P{p}")
+            masterdata_records.ItemRecord(epc=epc(p, i), sku=f"P{p}")
             for p in range(1, products + 1)
             for i in range(items_per_product)
         ],

@@ -17,9 +17,10 @@ from conftest import MAX_BODY, Cloud, batch, reading
 from webhook_receiver import Receiver, webhook_receiver
 
 from cloud.admin import create_edge_async, create_user_async
+from cloud.coldchain.runtime import ColdChainOptions, runtime_of
 from cloud.main import create_app
-from cloud.services.alert_storm import quiet_now
-from cloud.services.coldchain_runtime import ColdChainOptions, runtime_of
+from cloud.notify.notifier import notifier_of
+from cloud.notify.storm import quiet_now
 from shelfsense.config import CloudSettings, ColdChainSettings, QuietWindow, Settings, ZoneLimits
 
 SECRET = "storm-secret-for-tests"
@@ -91,16 +92,16 @@ async def flap(cloud: Cloud, first_seq: int, times: int) -> None:
 
 
 async def delivered(cloud: Cloud) -> None:
-    runtime = runtime_of(cloud.app)
-    assert runtime is not None
-    await runtime.wait_delivered()
+    notifier = notifier_of(cloud.app)
+    assert notifier is not None
+    await notifier.wait_delivered()
 
 
 async def tick(cloud: Cloud, now: datetime) -> None:
     runtime = runtime_of(cloud.app)
     assert runtime is not None
     await runtime.tick(now)
-    await runtime.wait_delivered()
+    await runtime.notifier.wait_delivered()
 
 
 async def test_a_flapping_cold_room_is_limited_digested_and_quiet(
@@ -206,9 +207,8 @@ async def test_the_limit_and_what_is_held_survive_a_restart(
 
 
 def test_a_channel_of_no_known_type_is_refused_not_built_as_mqtt() -> None:
+    from cloud.notify import MqttChannelSettings, build_channel
     from cloud.notify.base import ChannelConfigError
-    from cloud.services.coldchain_runtime import build_channel
-    from shelfsense.config import MqttChannelSettings
 
     odd = MqttChannelSettings.model_construct(type="pager", name="odd", url="mqtt://127.0.0.1:1883")
     with pytest.raises(ChannelConfigError, match="unknown channel type 'pager'"):

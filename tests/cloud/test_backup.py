@@ -21,7 +21,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from test_lots_api import build
 
-from cloud.core import db
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.main import create_app
 from shelfsense.cli import main as cli_main
 from shelfsense.config import CloudSettings, Settings
@@ -110,7 +110,7 @@ async def test_backup_restore_round_trip_and_edges_keep_syncing(
             answer = await restored.post(batch("edge-2", again), edge="edge-2")
             assert answer.status_code == 200 and answer.json()["acked_through"] == 4
         async with engine.connect() as conn:
-            readings = db.sensor_readings
+            readings = sensors_db.sensor_readings
             query = select(readings.c.value).where(readings.c.sensor_id == "probe-2")
             rows = (await conn.execute(query)).all()
     assert sorted(v for (v,) in rows) == [5.0, 12.0, 12.0, 12.0]  # seq 3 once, seq 4 once

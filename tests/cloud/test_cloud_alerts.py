@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 from conftest import Cloud, alarm, batch, reading
 
+from cloud.alerts import tables as alerts_db
+from cloud.alerts.rules import AlertBook
 from cloud.core import db
-from cloud.services.alerts import AlertBook
 from shelfsense.config import ZoneLimits
 from shelfsense.contract import LocalAlarm, SensorReading
 
@@ -176,7 +177,7 @@ async def test_alert_opened_by_a_concurrent_transaction_is_merged_not_duplicated
     async with cloud.engine.connect() as conn:
         conn = await db.write_connection(conn)
         transaction = await conn.begin()
-        await conn.execute(db.alerts.insert().values(row))
+        await conn.execute(alerts_db.alerts.insert().values(row))
         posting = asyncio.create_task(cloud.post(batch("edge-1", [(1, reading(10, 9.7))])))
         await asyncio.sleep(0.3)
         assert not posting.done()  # blocked behind the uncommitted alert

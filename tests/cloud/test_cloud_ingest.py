@@ -11,7 +11,10 @@ from conftest import MAX_BODY, Cloud, at, batch, health, movement, reading
 from sqlalchemy import func, select
 
 from cloud.admin import revoke_token_async
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.core import db
+from cloud.ingest import tables as ingest_db
+from cloud.stock import tables as stock_db
 
 
 async def count(cloud: Cloud, table: db.Table, **where: str) -> int:
@@ -30,9 +33,9 @@ async def test_batch_is_stored_and_acked(cloud: Cloud) -> None:
     response = await cloud.post(three_events())
     assert response.status_code == 200, response.text
     assert response.json() == {"acked_through": 3, "accepted": 3, "duplicates": 0}
-    assert await count(cloud, db.events, edge_id="edge-1") == 3
-    assert await count(cloud, db.sensor_readings) == 1
-    assert await count(cloud, db.stock_items) == 1
+    assert await count(cloud, ingest_db.events, edge_id="edge-1") == 3
+    assert await count(cloud, sensors_db.sensor_readings) == 1
+    assert await count(cloud, stock_db.stock_items) == 1
 
 
 async def test_missing_unknown_and_revoked_tokens_are_401(cloud: Cloud) -> None:
@@ -42,7 +45,7 @@ async def test_missing_unknown_and_revoked_tokens_are_401(cloud: Cloud) -> None:
     assert (await cloud.post(three_events(), token="sse_not-a-real-token")).status_code == 401
     assert await revoke_token_async(cloud.engine, cloud.edge_tokens["edge-1"])
     assert (await cloud.post(three_events())).status_code == 401
-    assert await count(cloud, db.events) == 0
+    assert await count(cloud, ingest_db.events) == 0
 
 
 async def test_other_edges_token_is_403_and_writes_nothing(cloud: Cloud) -> None:
@@ -56,8 +59,8 @@ async def test_other_edges_token_is_403_and_writes_nothing(cloud: Cloud) -> None
         "detail": "batch.edge_id does not match the authenticated edge",
         "code": "forbidden",
     }
-    assert await count(cloud, db.events) == 0
-    assert await count(cloud, db.sensor_readings) == 0
+    assert await count(cloud, ingest_db.events) == 0
+    assert await count(cloud, sensors_db.sensor_readings) == 0
     edges = await cloud.get_ok("/api/v1/edges")
     assert {e["edge_id"]: e["acked_through"] for e in edges["items"]} == {
         "edge-1": 0,
@@ -80,7 +83,7 @@ async def test_replay_is_deduplicated(cloud: Cloud) -> None:
     assert again.json() == {"acked_through": 3, "accepted": 0, "duplicates": 3}
     assert first["accepted"] == 3
     assert without_last_seen(await cloud.get_ok("/api/v1/summary")) == without_last_seen(state)
-    assert await count(cloud, db.sensor_readings) == 1
+    assert await count(cloud, sensors_db.sensor_readings) == 1
     edge = (await cloud.get_ok("/api/v1/edges"))["items"][0]
     assert (edge["events_received"], edge["duplicates"], edge["batches"]) == (3, 3, 2)
     metrics = (await cloud.client.get("/metrics")).text
@@ -97,7 +100,7 @@ async def test_partial_overlap_accepts_only_new(cloud: Cloud) -> None:
     await cloud.post(batch("edge-1", [(1, reading(0, 4.0)), (2, reading(1, 4.1))]))
     response = await cloud.post(batch("edge-1", [(2, reading(1, 4.1)), (3, reading(2, 4.2))]))
     assert response.json() == {"acked_through": 3, "accepted": 1, "duplicates": 1}
-    assert await count(cloud, db.sensor_readings) == 3
+    assert await count(cloud, sensors_db.sensor_readings) == 3
 
 
 async def test_ack_is_highest_contiguous_sequence(cloud: Cloud) -> None:
@@ -161,7 +164,7 @@ async def test_malformed_body_is_422_naming_the_field(cloud: Cloud) -> None:
     body = response.json()
     assert body["code"] == "invalid_batch"
     assert "events.1.event.sensor_reading.value" in body["detail"]
-    assert await count(cloud, db.events) == 0  # nothing partial
+    assert await count(cloud, ingest_db.events) == 0  # nothing partial
     not_json = await cloud.post(b"{nope")
     assert (not_json.status_code, not_json.json()["code"]) == (422, "invalid_batch")
     deep = await cloud.post(b'{"v": 1, "events": ' + b"[" * 50000)
@@ -188,6 +191,6 @@ async def test_thousands_of_events_in_one_batch(cloud: Cloud) -> None:
     elapsed = time.perf_counter() - started
     assert response.status_code == 200, response.text
     assert response.json() == {"acked_through": 5000, "accepted": 5000, "duplicates": 0}
-    assert await count(cloud, db.sensor_readings) == 5000
+    assert await count(cloud, sensors_db.sensor_readings) == 5000
     assert (await cloud.get_ok("/api/v1/sensors"))["total"] == 7
     assert elapsed < 10, f"5000 events took {elapsed:.1f} s"

@@ -9,9 +9,12 @@ from datetime import UTC, datetime
 from conftest import Cloud, alarm, at, batch, health, movement, observation, passage, reading
 from sqlalchemy import select
 
-from cloud.api.routes.ingest import parse_body
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.core import db
-from cloud.services.ingest import prepare_batch
+from cloud.ingest import tables as ingest_db
+from cloud.ingest.routes import parse_body
+from cloud.ingest.service import prepare_batch
+from cloud.stock import tables as stock_db
 from shelfsense.contract import Batch
 
 EPC = "3034257BF400B7800004CB2F"
@@ -42,37 +45,39 @@ async def test_every_projection_row_binds_the_right_columns(cloud: Cloud) -> Non
     assert response.status_code == 200, response.text
     assert response.json() == {"acked_through": 8, "accepted": 8, "duplicates": 0}
 
-    t = db.tag_observations
+    t = stock_db.tag_observations
     assert await rows(cloud, t, "site_id", "seq", "epc", "reader", "antenna", "rssi", "count") == [
         ("site-1", 1, EPC, "outer", 1, -55.0, 3)
     ]
     assert await rows(cloud, t, "first_seen", "last_seen", "location") == [(utc(0), utc(1), "dock")]
-    assert await rows(cloud, db.portal_passages, "epc", "direction", "at", "inside_location") == [
+    assert await rows(cloud, stock_db.portal_passages, "epc", "direction", "at", "inside_location") == [
         (EPC, "in", utc(1), "backroom")
     ]
-    assert await rows(cloud, db.stock_movements, "seq", "to_location", "reason", "at") == [
+    assert await rows(cloud, stock_db.stock_movements, "seq", "to_location", "reason", "at") == [
         (3, "backroom", "portal", utc(2)),
         (8, "yard", "portal", utc(1)),
     ]
-    assert await rows(cloud, db.stock_items, "epc", "location", "present", "updated_at") == [
+    assert await rows(cloud, stock_db.stock_items, "epc", "location", "present", "updated_at") == [
         (EPC, "backroom", True, utc(2))
     ]
-    assert await rows(cloud, db.sensor_readings, "quantity", "value", "unit", "time", "zone", "flags") == [
+    assert await rows(
+        cloud, sensors_db.sensor_readings, "quantity", "value", "unit", "time", "zone", "flags"
+    ) == [
         ("humidity", 61.0, "%RH", utc(4), "cold-1", ""),
         ("temperature", 4.5, "degC", utc(3), "cold-1", "stale"),
     ]
-    assert await rows(cloud, db.sensors, "quantity", "edge_id", "last_value", "last_time") == [
+    assert await rows(cloud, sensors_db.sensors, "quantity", "edge_id", "last_value", "last_time") == [
         ("humidity", "edge-1", 61.0, utc(4)),
         ("temperature", "edge-1", 4.5, utc(3)),
     ]
-    assert await rows(cloud, db.local_alarms, "rule", "state", "value", "limit", "at") == [
+    assert await rows(cloud, ingest_db.local_alarms, "rule", "state", "value", "limit", "at") == [
         ("max_temperature", "raised", 9.1, 8.0, utc(5))
     ]
-    assert await rows(cloud, db.device_health, "device_id", "connected", "frames_ok", "frames_bad", "at") == [
-        ("uhf-1", True, 10, 1, utc(6))
-    ]
+    assert await rows(
+        cloud, ingest_db.device_health, "device_id", "connected", "frames_ok", "frames_bad", "at"
+    ) == [("uhf-1", True, 10, 1, utc(6))]
     # The de-duplication log keeps each event's canonical JSON.
-    payloads = await rows(cloud, db.events, "seq", "payload")
+    payloads = await rows(cloud, ingest_db.events, "seq", "payload")
     assert json.loads(str(payloads[0][1]))["epc"] == EPC
     assert [json.loads(str(p))["kind"] for _, p in payloads] == [e["kind"] for _, e in events]
 
@@ -83,9 +88,9 @@ async def test_a_resend_with_new_events_projects_only_the_new_ones(cloud: Cloud)
     again = [*first, (3, movement(2, EPC, "shelf-2")), (4, reading(3, 5.0))]
     response = await cloud.post(batch("edge-1", again))
     assert response.json() == {"acked_through": 4, "accepted": 2, "duplicates": 2}
-    assert await rows(cloud, db.stock_movements, "seq") == [(2,), (3,)]
-    assert await rows(cloud, db.sensor_readings, "seq") == [(1,), (4,)]
-    assert await rows(cloud, db.stock_items, "location") == [("shelf-2",)]
+    assert await rows(cloud, stock_db.stock_movements, "seq") == [(2,), (3,)]
+    assert await rows(cloud, sensors_db.sensor_readings, "seq") == [(1,), (4,)]
+    assert await rows(cloud, stock_db.stock_items, "location") == [("shelf-2",)]
 
 
 async def test_a_body_without_contract_version_is_still_refused(cloud: Cloud) -> None:

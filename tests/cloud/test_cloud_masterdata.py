@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from conftest import Cloud, at, settle_lots
 
-from cloud.services import masterdata as md
-from cloud.services.masterdata import MasterDataError
+from cloud.masterdata import records as masterdata_records
+from cloud.masterdata import service as md
+from cloud.masterdata.records import MasterDataError
 from shelfsense.cli import main as cli_main
 
 PRODUCTS_CSV = """sku,gtin,name,shelf_life_days,storage_temp_min_c,storage_temp_max_c
@@ -111,10 +112,10 @@ async def test_cli_import_then_read_api_and_export_round_trip(
         first, second = tmp_path / f"a-{fmt}", tmp_path / f"b-{fmt}"
         assert await cli(db_url, "export", str(first), "--format", fmt) == 0
         fresh = f"sqlite:///{tmp_path / f'fresh-{fmt}.db'}"
-        for kind in md.KINDS:
+        for kind in masterdata_records.KINDS:
             assert await cli(fresh, "import", str(first / f"{kind}.{fmt}"), "--kind", kind) == 0
         assert await cli(fresh, "export", str(second), "--format", fmt) == 0
-        for kind in md.KINDS:
+        for kind in masterdata_records.KINDS:
             assert (first / f"{kind}.{fmt}").read_text() == (second / f"{kind}.{fmt}").read_text()
     assert "MILK-1L" in (tmp_path / "a-csv" / "items.csv").read_text()
 
@@ -209,6 +210,6 @@ def cloud_db(cloud: Cloud) -> str:
 
 
 def test_gtin_check_digit() -> None:
-    assert md.gtin_check_digit_ok("4006381333931")
-    assert md.gtin_check_digit_ok("96385074")  # GTIN-8
-    assert not md.gtin_check_digit_ok("4006381333932")
+    assert masterdata_records.gtin_check_digit_ok("4006381333931")
+    assert masterdata_records.gtin_check_digit_ok("96385074")  # GTIN-8
+    assert not masterdata_records.gtin_check_digit_ok("4006381333932")

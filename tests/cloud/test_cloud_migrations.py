@@ -8,9 +8,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 
+from cloud import tables as all_tables
 from cloud.core import db
 from cloud.core.migrate import current_revision, head_revision, migrate, upgrade_to_head
 from cloud.retention.partitions import is_partition
+from cloud.users import tables as users_db
 from shelfsense.cli import main as cli_main
 
 
@@ -21,7 +23,7 @@ def _not_a_partition(name: str | None, type_: str, _parent: object) -> bool:
 def _diff(connection: Connection) -> list[object]:
     opts = {"compare_type": True, "include_name": _not_a_partition}
     context = MigrationContext.configure(connection, opts=opts)
-    return list(compare_metadata(context, db.metadata))
+    return list(compare_metadata(context, all_tables.metadata))
 
 
 async def test_fresh_database_at_head_equals_metadata(db_url: str) -> None:
@@ -33,7 +35,7 @@ async def test_fresh_database_at_head_equals_metadata(db_url: str) -> None:
             tables = {name for name in names if not is_partition(name)}  # PostgreSQL's (cloud.retention)
             differences = await conn.run_sync(_diff)
             revision = await conn.run_sync(current_revision)
-        assert tables == set(db.metadata.tables) | {"alembic_version"}
+        assert tables == set(all_tables.metadata.tables) | {"alembic_version"}
         assert differences == []  # columns, types, indexes, constraints
         assert revision == head_revision()
         # Running again is a no-op.
@@ -60,13 +62,16 @@ async def test_database_from_before_migrations_is_adopted(db_url: str) -> None:
     """A database made by the old ``create_all`` (no alembic_version) is stamped, data kept."""
     engine = db.create_engine(db_url)
     try:
-        initial = [t for name, t in db.metadata.tables.items() if name in _INITIAL_TABLES]
+        initial = [t for name, t in all_tables.metadata.tables.items() if name in _INITIAL_TABLES]
         async with engine.begin() as conn:
-            await conn.run_sync(lambda c: db.metadata.create_all(c, tables=initial))
-            await conn.execute(db.sites.insert().values(site_id="old-site", created_at=db.utcnow()))
+            await conn.run_sync(lambda c: all_tables.metadata.create_all(c, tables=initial))
+            await conn.execute(users_db.sites.insert().values(site_id="old-site", created_at=db.utcnow()))
         assert await upgrade_to_head(engine) == head_revision()
         async with engine.connect() as conn:
-            assert await conn.scalar(db.sites.select().with_only_columns(db.sites.c.site_id)) == "old-site"
+            assert (
+                await conn.scalar(users_db.sites.select().with_only_columns(users_db.sites.c.site_id))
+                == "old-site"
+            )
             assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()

@@ -7,7 +7,7 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.services.reconcile import Discrepancy, ReconcileInput, ReconcileParams, reconcile
+from cloud.stocktake.reconcile import Discrepancy, ReconcileInput, ReconcileParams, reconcile
 
 K3 = ReconcileParams(missing_after_windows=3)
 

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core import db
 from cloud.main import create_app
-from cloud.services import masterdata as md
-from cloud.services.reconcile import ReconcileParams
-from cloud.services.stocktake import StocktakeOptions, ensure_job, job_tick, run_site
+from cloud.masterdata import service as md
+from cloud.stocktake import tables as stocktake_db
+from cloud.stocktake.reconcile import ReconcileParams
+from cloud.stocktake.service import StocktakeOptions, ensure_job, job_tick, run_site
 from shelfsense.config import Settings
 
 LOCATIONS = [
@@ -180,7 +181,7 @@ async def test_two_replicas_share_the_periodic_job(settings: Settings) -> None:
         async with replica(settings, "replica-b", interval):
             await asyncio.sleep(interval * 6)
         async with engine.connect() as conn:
-            r = db.stocktake_runs
+            r = stocktake_db.stocktake_runs
             runs = (await conn.execute(select(r.c.window_end, r.c.runner).order_by(r.c.id))).all()
             job = (await conn.execute(select(db.jobs).where(db.jobs.c.name == "stocktake"))).mappings().one()
     assert len(runs) >= 3

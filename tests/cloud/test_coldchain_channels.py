@@ -28,7 +28,7 @@ from cloud.admin import create_edge_async
 from cloud.coldchain.tables import alert_deliveries
 from cloud.main import create_app
 from cloud.notify import dingtalk_sign, feishu_sign
-from cloud.services.coldchain_runtime import runtime_of
+from cloud.notify.notifier import notifier_of
 from shelfsense.config import CloudSettings, ColdChainSettings, Settings, ZoneLimits
 from shelfsense.services import MosquittoProcess, free_port
 
@@ -129,9 +129,9 @@ async def test_one_alert_reaches_every_channel_type(
                     headers={"Authorization": f"Bearer {token}"},
                 )
                 assert response.status_code == 200
-            runtime = runtime_of(app)
-            assert runtime is not None
-            await asyncio.wait_for(runtime.wait_delivered(), 30)
+            notifier = notifier_of(app)
+            assert notifier is not None
+            await asyncio.wait_for(notifier.wait_delivered(), 30)
             async with app.state.engine.connect() as conn:
                 rows = (await conn.execute(select(alert_deliveries.c.channel, alert_deliveries.c.ok))).all()
         topic, payload = await asyncio.to_thread(received.get, True, 10)

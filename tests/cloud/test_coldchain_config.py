@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.influx import InfluxV1Sink, InfluxV2Sink
+from cloud.influx import InfluxV1Sink, InfluxV2Sink, build_influx
 from cloud.notify import (
     DingTalkChannel,
     EmailChannel,
@@ -14,9 +14,10 @@ from cloud.notify import (
     MqttChannel,
     WebhookChannel,
     WeComChannel,
+    build_channel,
 )
 from cloud.notify.destinations import Destinations
-from cloud.services.coldchain_runtime import ColdChainRuntime, build_channel, build_influx
+from cloud.notify.notifier import Notifier
 from shelfsense.config import (
     ColdChainSettings,
     ConfigError,
@@ -107,13 +108,13 @@ def test_toml_channels_build_and_secrets_stay_masked(tmp_path: Path) -> None:
 def test_audience_follows_contact_groups(tmp_path: Path) -> None:
     path = tmp_path / "cloud.toml"
     path.write_text(TOML)
-    runtime = ColdChainRuntime(load_settings(path), engine=None)  # type: ignore[arg-type]
+    runtime = Notifier(load_settings(path).cloud.coldchain, engine=None)  # type: ignore[arg-type]
     assert runtime.audience("raised", 0) == ("ops", "robot")
     assert runtime.audience("escalated", 1) == ("mail",)
     assert runtime.audience("escalated", 2) == ("bus",)
     assert runtime.audience("acknowledged", 1) == ("ops", "robot", "mail")
     assert runtime.audience("resolved", 9) == ("ops", "robot", "mail", "bus")  # capped at the last group
-    no_groups = ColdChainRuntime(Settings(), engine=None)  # type: ignore[arg-type]
+    no_groups = Notifier(Settings().cloud.coldchain, engine=None)  # type: ignore[arg-type]
     assert no_groups.audience("raised", 0) == ()
 
 

@@ -15,8 +15,8 @@ from conftest import MAX_BODY, Cloud, batch, reading
 from webhook_receiver import Receiver, webhook_receiver
 
 from cloud.admin import create_user_async
+from cloud.coldchain.runtime import ColdChainRuntime, runtime_of
 from cloud.core import db
-from cloud.services.coldchain_runtime import ColdChainRuntime, runtime_of
 from shelfsense.config import CloudSettings, ColdChainSettings, Settings, ZoneLimits
 
 SECRET = "s3cret-for-tests"
@@ -92,7 +92,7 @@ async def test_webhook_delivery_log_escalation_and_ack(cloud: Cloud, receiver: R
     assert receiver.states("/boss") == []  # not escalated yet
     assert receiver.bad_signatures == 0
 
-    await runtime(cloud).wait_delivered()  # the dead channel has used up its retries
+    await runtime(cloud).notifier.wait_delivered()  # the dead channel has used up its retries
     path = f"/api/v1/alerts/{alert['id']}/deliveries"
     log = (await cloud.get(path, token=cloud.admin)).json()
     outcome = {(d["channel"], d["event"]): d for d in log}
@@ -125,7 +125,7 @@ async def test_webhook_delivery_log_escalation_and_ack(cloud: Cloud, receiver: R
 
     await cloud.post(batch("edge-1", [(3, reading(60, 5.0))]))
     await eventually(lambda: receiver.states("/ops")[-1:] == ["resolved"])
-    await runtime(cloud).wait_delivered()
+    await runtime(cloud).notifier.wait_delivered()
     events = [
         (d["channel"], d["event"]) for d in await cloud.get_ok(f"/api/v1/alerts/{alert['id']}/deliveries")
     ]
@@ -158,5 +158,5 @@ async def test_a_stuck_channel_never_blocks_ingest(settings: Settings, receiver:
         receiver.gate.set()
         found = runtime_of(app)
         assert found is not None
-        await asyncio.wait_for(found.wait_delivered(), 20)
+        await asyncio.wait_for(found.notifier.wait_delivered(), 20)
         assert receiver.states("/slow") == ["raised"]

@@ -9,6 +9,7 @@ from alembic import command
 from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import IntegrityError
 
+from cloud.alerts import tables as alerts_db
 from cloud.core import db
 from cloud.core.migrate import alembic_config, head_revision, upgrade_to_head
 
@@ -38,7 +39,7 @@ async def test_existing_alerts_gain_the_lifecycle_and_one_active_alert_holds(db_
             await conn.execute(text(OLD_ALERT), {"t": T.replace(tzinfo=None)})
         assert await upgrade_to_head(engine) == head_revision()
         async with engine.connect() as conn:
-            row = (await conn.execute(select(db.alerts))).mappings().one()
+            row = (await conn.execute(select(alerts_db.alerts))).mappings().one()
         assert (row["status"], row["kind"], row["severity"], row["escalation_level"]) == (
             "open",
             "single_event",
@@ -46,18 +47,22 @@ async def test_existing_alerts_gain_the_lifecycle_and_one_active_alert_holds(db_
             0,
         )
         async with engine.begin() as conn:
-            await conn.execute(db.alerts.update().values(status="acknowledged", acknowledged_by="otto"))
+            await conn.execute(
+                alerts_db.alerts.update().values(status="acknowledged", acknowledged_by="otto")
+            )
         duplicate = {k: v for k, v in row.items() if k not in ("id", "status")}
         with pytest.raises(IntegrityError):  # acknowledged is still active: no second alert
             async with engine.begin() as conn:
-                await conn.execute(db.alerts.insert().values(**duplicate, status="open"))
+                await conn.execute(alerts_db.alerts.insert().values(**duplicate, status="open"))
         async with engine.begin() as conn:
-            await conn.execute(db.alerts.update().values(status="resolved"))
-            await conn.execute(db.alerts.insert().values(**duplicate, status="open"))
+            await conn.execute(alerts_db.alerts.update().values(status="resolved"))
+            await conn.execute(alerts_db.alerts.insert().values(**duplicate, status="open"))
         # And back down: acknowledged alerts become open, the new tables go.
         async with engine.begin() as conn:
             await conn.execute(
-                db.alerts.update().where(db.alerts.c.status == "open").values(status="acknowledged")
+                alerts_db.alerts.update()
+                .where(alerts_db.alerts.c.status == "open")
+                .values(status="acknowledged")
             )
         async with db.write_transaction(engine) as conn:
             await conn.run_sync(alembic_to("0003", down=True))

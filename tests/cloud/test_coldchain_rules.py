@@ -10,11 +10,12 @@ import pytest
 from conftest import MAX_BODY, T0, Cloud, alarm, batch, reading
 from sqlalchemy import select
 
+from cloud.alerts.rules import ColdChainRules, ProductLimits, effective_limits
 from cloud.coldchain import tables as cc
+from cloud.coldchain.runtime import ColdChainRuntime, runtime_of
+from cloud.coldchain.service import claim_tick, ensure_job
 from cloud.core import db
-from cloud.services.alerts import ColdChainRules, ProductLimits, effective_limits
-from cloud.services.coldchain import claim_tick, ensure_job
-from cloud.services.coldchain_runtime import ColdChainRuntime, runtime_of
+from cloud.masterdata import tables as masterdata_db
 from shelfsense.config import CloudSettings, ColdChainSettings, Settings, ZoneLimits
 
 
@@ -112,13 +113,13 @@ async def test_product_limits_win_where_its_lot_is(cloud: Cloud) -> None:
     async with cloud.engine.begin() as conn:
         now = db.utcnow()
         await conn.execute(
-            db.products.insert().values(
+            masterdata_db.products.insert().values(
                 sku="VACCINE", name="", storage_temp_min_c=2.0, storage_temp_max_c=5.0, updated_at=now
             )
         )
-        await conn.execute(db.lots.insert().values(sku="VACCINE", lot_code="L1", updated_at=now))
+        await conn.execute(masterdata_db.lots.insert().values(sku="VACCINE", lot_code="L1", updated_at=now))
         await conn.execute(
-            db.items.insert().values(
+            masterdata_db.items.insert().values(
                 epc="3034257BF400B7800004CB2F", sku="VACCINE", lot_code="L1", updated_at=now
             )
         )

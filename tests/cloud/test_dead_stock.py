@@ -21,12 +21,15 @@ from replenish_fixtures import SITE, TODAY, App, Ledger, epc, master_data, runni
 from sqlalchemy import select
 from webhook_receiver import Receiver, webhook_receiver
 
+from cloud.alerts import tables as alerts_db
 from cloud.core import db
+from cloud.masterdata import records as masterdata_records
+from cloud.masterdata import service as md
+from cloud.notify.notifier import Notifier, notifier_of
+from cloud.replenish import dead_stock as ds
 from cloud.replenish import masterdata as rmd
-from cloud.replenish import service as svc
-from cloud.services import dead_stock as ds
-from cloud.services import masterdata as md
-from cloud.services.coldchain_runtime import ColdChainRuntime, runtime_of
+from cloud.replenish import options as replenish_options
+from cloud.replenish import run as replenish_run
 from shelfsense.config import CloudSettings, ColdChainSettings, ReplenishSettings, Settings
 from shelfsense.services import free_port
 
@@ -131,14 +134,18 @@ async def seed(engine: Any) -> tuple[Ledger, dict[str, list[str]]]:
         engine, "product_suppliers", "sku,supplier_id,pack_size,unit_cost\nP3,ACME,1,0.35\n", "csv"
     )
     lots = {"L-NEW": (1, 5), "L-MOVED": (1, 2), "L-MOV": (2, 10), "L-SLOW": (2, 4), "L-OLD": (3, 3)}
-    lot_rows = [md.LotRecord(sku=f"P{product}", lot_code=lot) for lot, (product, _) in lots.items()]
+    lot_rows = [
+        masterdata_records.LotRecord(sku=f"P{product}", lot_code=lot) for lot, (product, _) in lots.items()
+    ]
     await md.import_records(engine, "lots", lot_rows)
     items = []
     serial = 0
     tags: dict[str, list[str]] = {}
     for lot, (product, count) in lots.items():
         tags[lot] = [epc(product, serial + i) for i in range(count)]
-        items += [md.ItemRecord(epc=tag, sku=f"P{product}", lot_code=lot) for tag in tags[lot]]
+        items += [
+            masterdata_records.ItemRecord(epc=tag, sku=f"P{product}", lot_code=lot) for tag in tags[lot]
+        ]
         serial += count
     await md.import_records(engine, "items", items)
     ledger = Ledger(engine)
@@ -190,8 +197,10 @@ async def test_dead_stock_list_served_with_money_in_the_currency_precision(app: 
 
 async def test_the_planner_no_longer_calls_goods_received_minutes_ago_dead(app: App) -> None:
     await seed(app.engine)
-    options = svc.ReplenishOptions(settings=ReplenishSettings(enabled=False, dead_stock_days=60))
-    report = await svc.replenish(app.engine, options, today=TODAY, dry_run=True)
+    options = replenish_options.ReplenishOptions(
+        settings=ReplenishSettings(enabled=False, dead_stock_days=60)
+    )
+    report = await replenish_run.replenish(app.engine, options, today=TODAY, dry_run=True)
     dead = {
         (a["sku"], a["location_id"])
         for s in report["sites"]
@@ -204,8 +213,8 @@ async def test_the_planner_no_longer_calls_goods_received_minutes_ago_dead(app: 
     assert flagged["days_since_receipt"] == 120 and flagged["days_without_outbound"] is None
 
 
-def _runtime(app: App) -> ColdChainRuntime:
-    found = runtime_of(app.app)
+def _notifier(app: App) -> Notifier:
+    found = notifier_of(app.app)
     assert found is not None
     return found
 
@@ -223,7 +232,7 @@ async def test_dead_stock_alert_delivered_in_each_channels_language_and_resolved
     mailbox = smtp[0]
     ledger, tags = await seed(app.engine)
     options = ds.DeadStockOptions(rule=RULE, interval_s=0.2)
-    async with ds.dead_stock_job(app.engine, options, notifier=_runtime(app)):
+    async with ds.dead_stock_job(app.engine, options, notifier=_notifier(app)):
         await eventually(lambda: len(receiver.bodies("/ops")) >= 3 and len(mailbox.messages) >= 3)
     bodies = receiver.bodies("/ops")
     assert receiver.bad_signatures == 0 and len(bodies) == 3
@@ -258,7 +267,11 @@ async def test_dead_stock_alert_delivered_in_each_channels_language_and_resolved
     assert after.resolved == [int(old["alert_id"])] and after.opened == []
     async with app.engine.connect() as conn:
         row = (
-            (await conn.execute(select(db.alerts).where(db.alerts.c.id == int(old["alert_id"]))))
+            (
+                await conn.execute(
+                    select(alerts_db.alerts).where(alerts_db.alerts.c.id == int(old["alert_id"]))
+                )
+            )
             .mappings()
             .one()
         )

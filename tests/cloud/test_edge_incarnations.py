@@ -1,6 +1,6 @@
 """Edge incarnations: a wiped edge database opens a new sequence stream, never a silent duplicate.
 
-cloud.services.edge_streams; SQLite and PostgreSQL. The edge side (a real wiped database, real
+cloud.ingest.edge_streams; SQLite and PostgreSQL. The edge side (a real wiped database, real
 processes) is proved in tests/edge/test_wiped_edge.py.
 """
 
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from conftest import Cloud, batch, health, reading
 
+from cloud.alerts import tables as alerts_db
+from cloud.alerts.messages import alert_message
+from cloud.coldchain import sensor_tables as sensors_db
+from cloud.coldchain.service import Notice
 from cloud.core import db
-from cloud.services.coldchain import Notice
-from cloud.services.coldchain_runtime import alert_message
 
 OLD = "a" * 32
 NEW = "b" * 32
@@ -26,7 +28,9 @@ def readings(seqs: range, base: float, incarnation: str | None) -> dict:
 async def stored_values(cloud: Cloud) -> list[tuple[int, float]]:
     async with cloud.engine.connect() as conn:
         rows = await conn.execute(
-            db.sensor_readings.select().where(db.sensor_readings.c.edge_id == "edge-1").order_by("seq")
+            sensors_db.sensor_readings.select()
+            .where(sensors_db.sensor_readings.c.edge_id == "edge-1")
+            .order_by("seq")
         )
         return [(r.seq, r.value) for r in rows]
 
@@ -77,7 +81,9 @@ async def test_new_incarnation_opens_a_new_stream_and_alerts_an_operator(cloud: 
     assert "edge edge-1 database replaced" in detail["limit_source"]
     async with cloud.engine.connect() as conn:
         row = (
-            (await conn.execute(db.alerts.select().where(db.alerts.c.id == alerts[0]["id"]))).mappings().one()
+            (await conn.execute(alerts_db.alerts.select().where(alerts_db.alerts.c.id == alerts[0]["id"])))
+            .mappings()
+            .one()
         )
     message = alert_message(Notice(dict(row), "raised"), at=db.utcnow())  # what people are sent
     assert message.title.startswith("Edge database replaced") and message.severity == "critical"

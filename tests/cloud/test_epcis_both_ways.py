@@ -24,7 +24,8 @@ from cloud.admin import create_user_async
 from cloud.epcis.schema import schema
 from cloud.epcis.uris import epc_hex_candidates, epc_uri
 from cloud.main import create_app
-from cloud.services import masterdata as md
+from cloud.masterdata import records as masterdata_records
+from cloud.masterdata import service as md
 from devices.epc import encode_sgtin96, encode_tag_uri
 from shelfsense.config import CloudSettings, Settings
 
@@ -314,11 +315,13 @@ async def test_round_trip_gives_the_same_stock_and_lot_history(
 )
 def test_location_gln_is_validated(extra: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        md.LocationRecord.model_validate({"site_id": "s", "location_id": "l", "kind": "zone", **extra})
+        masterdata_records.LocationRecord.model_validate(
+            {"site_id": "s", "location_id": "l", "kind": "zone", **extra}
+        )
 
 
 def test_location_sgln_defaults_the_extension() -> None:
-    record = md.LocationRecord.model_validate(
+    record = masterdata_records.LocationRecord.model_validate(
         {"site_id": "s", "location_id": "l", "kind": "zone", "gln": "0614141000012", "gcp_length": 7}
     )
     assert record.gln_extension == "0"

@@ -12,10 +12,10 @@ import pytest
 from replenish_fixtures import SITE, TODAY, App, master_data, replenish_settings, running_app
 from sqlalchemy import create_engine, select
 
+from cloud.masterdata import records as masterdata_records
+from cloud.masterdata.import_formats import render_markdown
 from cloud.replenish import masterdata as rmd
 from cloud.replenish import tables as rt
-from cloud.services import masterdata as md
-from cloud.services.import_formats import render_markdown
 from shelfsense.cli import main as cli_main
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "import-formats.md"
@@ -23,9 +23,11 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "import-formats.md"
 
 def test_reference_is_generated_from_the_models_and_current() -> None:
     text = DOC.read_text(encoding="utf-8")
-    assert text == render_markdown(), "run: python -m cloud.services.import_formats > docs/import-formats.md"
+    assert text == render_markdown(), (
+        "run: python -m cloud.masterdata.import_formats > docs/import-formats.md"
+    )
     sections = dict(re.findall(r"## `(\w+)`\n(.*?)(?=\n## |\Z)", text, re.S))
-    models = {**{k: s.model for k, s in md.SPECS.items()}, **rmd.MODELS}
+    models = {**{k: s.model for k, s in masterdata_records.SPECS.items()}, **rmd.MODELS}
     assert set(sections) == set(models)
     for kind, model in models.items():
         columns = re.findall(r"^\| `(\w+)` \| (yes|no) \|", sections[kind], re.M)

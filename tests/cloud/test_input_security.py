@@ -15,8 +15,8 @@ from conftest import Cloud
 
 from cloud.core.csvsafe import neutralise, restore_cell
 from cloud.main import build_server, create_app
+from cloud.notify import build_channel
 from cloud.notify.destinations import DestinationRefused, Destinations
-from cloud.services.coldchain_runtime import build_channel
 from shelfsense.cli import main as cli_main
 from shelfsense.config import CloudSettings, ColdChainSettings, Settings
 from shelfsense.services import free_port

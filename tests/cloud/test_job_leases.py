@@ -8,8 +8,7 @@ from datetime import datetime, timedelta
 
 from conftest import Cloud
 
-from cloud.core import db
-from cloud.services import jobs
+from cloud.core import db, jobs
 
 
 async def test_a_running_job_is_not_claimed_again_until_it_finishes_or_its_lease_ends(cloud: Cloud) -> None:

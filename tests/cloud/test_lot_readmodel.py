@@ -1,4 +1,4 @@
-"""The lot-evidence read model equals the full recomputation (cloud.services.lots, the oracle) on
+"""The lot-evidence read model equals the full recomputation (cloud.lots.service, the oracle) on
 random histories, SQLite and PostgreSQL.
 
 Each example registers products, lots and items, ingests shuffled movements and zone readings in
@@ -26,11 +26,13 @@ from test_lots_api import move, reading
 from cloud.admin import create_edge_async
 from cloud.core import db
 from cloud.core.migrate import upgrade_to_head
-from cloud.services import lot_pages as pages
-from cloud.services import lots as oracle
-from cloud.services import masterdata as md
-from cloud.services.ingest import ingest_batch
-from cloud.services.lot_readmodel import ReadModelOptions, refresh
+from cloud.ingest.service import ingest_batch
+from cloud.lots import evidence as lots_evidence
+from cloud.lots import pages as pages
+from cloud.lots import service as oracle
+from cloud.lots.readmodel import ReadModelOptions, refresh
+from cloud.masterdata import records as masterdata_records
+from cloud.masterdata import service as md
 from shelfsense.contract import Batch
 
 NOW_OPTIONS = ReadModelOptions(min_refresh_s=0.0)
@@ -69,7 +71,7 @@ def assert_same(expected: list[dict[str, Any]], served: list[dict[str, Any]], wh
         got = by_id[want["lot_id"]]
         for name, value in want.items():
             if name == "expiry_source" and _close(
-                want["dynamic_expiry"], oracle.printed_datetime(want["expiry"])
+                want["dynamic_expiry"], lots_evidence.printed_datetime(want["expiry"])
             ):
                 continue  # label and dynamic date equal up to float noise: either may "win"
             if name == "fefo_rank" and _near_tie(expected, want):
@@ -131,7 +133,7 @@ async def _compare(engine: Any, now: datetime) -> None:
                         ):
                             continue
                         if name == "expiry_source" and _close(
-                            w["dynamic_expiry"], oracle.printed_datetime(w["expiry"])
+                            w["dynamic_expiry"], lots_evidence.printed_datetime(w["expiry"])
                         ):
                             continue
                         assert _close(w[name], g[name]), f"fefo {w['lot_id']}.{name}"
@@ -167,9 +169,9 @@ async def _example(world: World, rnd: random.Random) -> None:
                     items.append(
                         {"epc": f"3034{n:06X}{p:02X}{lot:02X}{i:010X}", "sku": sku, "lot_code": code}
                     )
-        await md.import_records(engine, "products", md.parse_rows("products", products))
-        await md.import_records(engine, "lots", md.parse_rows("lots", lots))
-        await md.import_records(engine, "items", md.parse_rows("items", items))
+        await md.import_records(engine, "products", masterdata_records.parse_rows("products", products))
+        await md.import_records(engine, "lots", masterdata_records.parse_rows("lots", lots))
+        await md.import_records(engine, "items", masterdata_records.parse_rows("items", items))
         events: dict[str, list[dict[str, Any]]] = {site: [] for site in ZONES}
         for item in items:
             site = rnd.choice(list(ZONES))
@@ -196,7 +198,9 @@ async def _example(world: World, rnd: random.Random) -> None:
             await _compare(engine, checks[0])
             if products and rnd.random() < 0.5:  # master data changes midway
                 products[0]["shelf_life_days"] = rnd.choice([None, 7])
-                await md.import_records(engine, "products", md.parse_rows("products", products[:1]))
+                await md.import_records(
+                    engine, "products", masterdata_records.parse_rows("products", products[:1])
+                )
             if site_events[cut:]:
                 await _post(engine, world, site, edges[site], site_events[cut:])
         for moment in checks[1:]:

@@ -16,9 +16,12 @@ import pytest
 from conftest import Cloud, settle_lots
 from sqlalchemy import select
 
-from cloud.core import db
-from cloud.services import lots as svc
-from cloud.services import masterdata as md
+from cloud.alerts import tables as alerts_db
+from cloud.lots import evidence as lots_evidence
+from cloud.lots import expiry as lots_expiry
+from cloud.lots import history as lots_history
+from cloud.masterdata import records as masterdata_records
+from cloud.masterdata import service as md
 from shelfsense.cli import main as cli_main
 
 H = 3600.0
@@ -77,19 +80,19 @@ async def post(cloud: Cloud, events: list[dict[str, Any]], first_seq: int) -> in
 async def build(cloud: Cloud, t0: datetime, printed: dict[str, str]) -> None:
     """MILK (2-8 °C, 10 days): lot WARM spent 10:00-12:00 on the dock at 12 °C, COLD stayed in
     cold-1 at 5 °C, GONE arrived and left the site. Readings every 10 min for 24 h."""
-    records = md.parse_rows(
+    records = masterdata_records.parse_rows(
         "products",
         [{"sku": "MILK", "shelf_life_days": 10, "storage_temp_min_c": 2, "storage_temp_max_c": 8}],
     )
     await md.import_records(cloud.engine, "products", records)
     lot_rows = [{"sku": "MILK", "lot_code": code, "expiry": day} for code, day in printed.items()]
-    await md.import_records(cloud.engine, "lots", md.parse_rows("lots", lot_rows))
+    await md.import_records(cloud.engine, "lots", masterdata_records.parse_rows("lots", lot_rows))
     items = [
         {"epc": e, "sku": "MILK", "lot_code": code}
         for code, epcs in (("WARM", WARM), ("COLD", COLD), ("GONE", GONE))
         for e in epcs
     ]
-    await md.import_records(cloud.engine, "items", md.parse_rows("items", items))
+    await md.import_records(cloud.engine, "items", masterdata_records.parse_rows("items", items))
     events: list[dict[str, Any]] = []
     for epc in WARM + COLD + GONE:
         events.append(move(t0, epc, "cold-1"))
@@ -108,13 +111,13 @@ async def test_lot_history_mkt_excursion_and_shelf_life(cloud: Cloud) -> None:
     await build(cloud, t0, {"WARM": "2025-01-11", "COLD": "2025-01-11", "GONE": "2025-01-05"})
     now = t0 + timedelta(hours=24)
     async with cloud.engine.connect() as conn:
-        warm = await svc.lot_evidence(conn, "MILK:WARM", now=now, since=t0, until=now)
-        cold = await svc.lot_evidence(conn, "COLD", now=now, since=t0, until=now)
-        dock_only = await svc.lot_evidence(
+        warm = await lots_evidence.lot_evidence(conn, "MILK:WARM", now=now, since=t0, until=now)
+        cold = await lots_evidence.lot_evidence(conn, "COLD", now=now, since=t0, until=now)
+        dock_only = await lots_evidence.lot_evidence(
             conn, "MILK:WARM", now=now, since=t0 + timedelta(hours=10), until=t0 + timedelta(hours=12)
         )
-        with pytest.raises(svc.LotNotFound):
-            await svc.lot_evidence(conn, "MILK:NOPE", now=now)
+        with pytest.raises(lots_history.LotNotFound):
+            await lots_evidence.lot_evidence(conn, "MILK:NOPE", now=now)
     assert [(s["location"], s["items"]) for s in warm.stays] == [("cold-1", 2), ("dock", 2), ("cold-1", 2)]
     assert warm.excursions.above_s == pytest.approx(2 * H)
     assert warm.excursions.below_s == 0
@@ -224,19 +227,19 @@ async def test_expiry_alerts_once_per_lot_and_location(cloud: Cloud) -> None:
     await post(cloud, [move(t0 + timedelta(hours=13), WARM[1], "shelf-b")], 1000)
     await settle_lots(cloud.engine)  # the check reads the lot read model
     now = datetime(2025, 1, 2, 12, tzinfo=UTC)
-    first = await svc.check_expiry(cloud.engine, within_days=3, now=now)
-    again = await svc.check_expiry(cloud.engine, within_days=3, now=now + timedelta(minutes=15))
+    first = await lots_expiry.check_expiry(cloud.engine, within_days=3, now=now)
+    again = await lots_expiry.check_expiry(cloud.engine, within_days=3, now=now + timedelta(minutes=15))
     assert len(first.opened) == 1 and again.opened == [] and again.resolved == []
-    a = db.alerts
+    a = alerts_db.alerts
     async with cloud.engine.connect() as conn:
         rows = (await conn.execute(select(a).where(a.c.id.in_(first.opened)))).mappings().all()
     assert [(r["kind"], r["zone"], r["status"]) for r in rows] == [("expiry_soon", "cold-1", "open")]
-    assert rows[0]["rule"] == svc.alert_rule("expiry_soon", ("MILK", "COLD"))
+    assert rows[0]["rule"] == lots_expiry.alert_rule("expiry_soon", ("MILK", "COLD"))
     assert "MILK:COLD" in rows[0]["limit_source"]
 
     # Three weeks later every lot on hand is expired: one alert per lot + location, the soon one resolved.
     later = datetime(2025, 1, 22, tzinfo=UTC)
-    expired = await svc.check_expiry(cloud.engine, within_days=3, now=later)
+    expired = await lots_expiry.check_expiry(cloud.engine, within_days=3, now=later)
     assert expired.resolved == first.opened
     async with cloud.engine.connect() as conn:
         active = (
@@ -248,26 +251,26 @@ async def test_expiry_alerts_once_per_lot_and_location(cloud: Cloud) -> None:
         ).all()
     assert sorted((kind, zone, rule) for kind, zone, rule, _ in active) == sorted(
         [
-            ("expired_on_hand", "cold-1", svc.alert_rule("expired_on_hand", ("MILK", "COLD"))),
-            ("expired_on_hand", "cold-1", svc.alert_rule("expired_on_hand", ("MILK", "WARM"))),
-            ("expired_on_hand", "shelf-b", svc.alert_rule("expired_on_hand", ("MILK", "WARM"))),
+            ("expired_on_hand", "cold-1", lots_expiry.alert_rule("expired_on_hand", ("MILK", "COLD"))),
+            ("expired_on_hand", "cold-1", lots_expiry.alert_rule("expired_on_hand", ("MILK", "WARM"))),
+            ("expired_on_hand", "shelf-b", lots_expiry.alert_rule("expired_on_hand", ("MILK", "WARM"))),
         ]
     )
     assert {severity for *_, severity in active} == {"critical"}
     # The COLD item leaves the site: its alert resolves, the others stay; nothing reopens.
     await post(cloud, [move(later, COLD[0], None)], 2000)
     await settle_lots(cloud.engine)
-    after = await svc.check_expiry(cloud.engine, within_days=3, now=later + timedelta(hours=1))
+    after = await lots_expiry.check_expiry(cloud.engine, within_days=3, now=later + timedelta(hours=1))
     assert after.opened == [] and len(after.resolved) == 1
 
 
 def test_product_model_defaults_and_overrides() -> None:
     base = {"sku": "X", "shelf_life_days": 7, "storage_temp_min_c": 0.0, "storage_temp_max_c": 4.0}
-    model = svc.product_model(base)
+    model = lots_history.product_model(base)
     assert model is not None
     assert (model.kind, model.reference_temp_c, model.activation_energy_kj) == ("arrhenius", 2.0, 83.144)
-    q10 = svc.product_model({**base, "shelf_life_model": "q10", "q10": 3.0, "reference_temp_c": 4.0})
+    q10 = lots_history.product_model({**base, "shelf_life_model": "q10", "q10": 3.0, "reference_temp_c": 4.0})
     assert q10 is not None and (q10.kind, q10.q10, q10.reference_temp_c) == ("q10", 3.0, 4.0)
     assert float(q10.relative_rate([14.0])[0]) == pytest.approx(3.0)
-    assert svc.product_model({"sku": "Y"}) is None
-    assert json.dumps(svc.lot_id("A:B", "C")) == '"A:B:C"'
+    assert lots_history.product_model({"sku": "Y"}) is None
+    assert json.dumps(lots_history.lot_id("A:B", "C")) == '"A:B:C"'

@@ -13,7 +13,7 @@ from conftest import EPC_A, MAX_BODY, Cloud
 from conftest import reading as conftest_reading
 from sqlalchemy import select
 
-from cloud.core import db
+from cloud.ingest import tables as ingest_db
 from shelfsense.config import CloudSettings, Settings, ZoneLimits
 
 
@@ -80,7 +80,9 @@ async def test_implausible_times_are_stored_but_never_applied(cloud: Cloud) -> N
 
     # Kept for audit, flagged; counted and shown per edge; a resend is a duplicate, not a recount.
     async with cloud.engine.connect() as conn:
-        flags = dict((await conn.execute(select(db.events.c.seq, db.events.c.implausible))).all())
+        flags = dict(
+            (await conn.execute(select(ingest_db.events.c.seq, ingest_db.events.c.implausible))).all()
+        )
     assert flags == {1: False, 2: False, 3: True, 4: True, 5: True, 6: True, 7: True}
     again = await cloud.post(batch([(3, reading(far_future, 3.0)), (8, reading(now, 5.0))]))
     assert again.json() == {"acked_through": 8, "accepted": 1, "duplicates": 1}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from conftest import Cloud, batch, reading
 from sqlalchemy import func, select
 
-from cloud.core import db
+from cloud.coldchain import sensor_tables as sensors_db
 
 
 async def test_a_reading_resent_under_new_sequence_numbers_is_stored_once(cloud: Cloud) -> None:
@@ -21,7 +21,7 @@ async def test_a_reading_resent_under_new_sequence_numbers_is_stored_once(cloud:
     assert (await cloud.post(batch("edge-2", [(1, first[2])]), edge="edge-2")).status_code == 200
     assert (await cloud.post(batch("edge-3", [(1, first[0])]), edge="edge-3")).status_code == 200
     async with cloud.engine.connect() as conn:
-        r = db.sensor_readings
+        r = sensors_db.sensor_readings
         rows = (await conn.execute(select(r.c.site_id, r.c.quantity, r.c.time).order_by(r.c.id))).all()
         assert len(rows) == 5  # site-1: 0 s, 60 s, 60 s humidity, 120 s; site-2: 0 s
         per_key = (

@@ -29,12 +29,12 @@ from replenish_fixtures import (
 )
 from sqlalchemy import select
 
+from cloud.ingest.projections import insert_history
 from cloud.notify.webhooks import WebhookChannel, verify_webhook
+from cloud.replenish import export as replenish_export
 from cloud.replenish import masterdata as rmd
-from cloud.replenish import service as svc
 from cloud.replenish import tables as rt
 from cloud.replenish.epcis import CONTEXT
-from cloud.services.projections import insert_history
 from shelfsense.contract import SensorReading, SequencedEvent
 
 SECRET = "s3cret-for-tests"
@@ -143,8 +143,11 @@ async def test_signed_webhook_export_turns_purchase_into_open_order(app: App, re
         await app.post(user, f"/api/v1/proposals/{pid}/approve", {"comment": "ok"})
     channel = WebhookChannel(recorder.url, SECRET)
     try:
-        assert await svc.export_approved(app.engine, channel) == (1, 0)
-        assert await svc.export_approved(app.engine, channel) == (0, 0)  # nothing left, no resend
+        assert await replenish_export.export_approved(app.engine, channel) == (1, 0)
+        assert await replenish_export.export_approved(app.engine, channel) == (
+            0,
+            0,
+        )  # nothing left, no resend
     finally:
         await channel.aclose()
     ((headers, body),) = recorder.requests

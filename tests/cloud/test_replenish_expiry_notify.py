@@ -16,13 +16,16 @@ from replenish_fixtures import SITE, TODAY, App, Ledger, at, epc, history, maste
 from sqlalchemy import select, update
 from webhook_receiver import Receiver, webhook_receiver
 
+from cloud.alerts import tables as alerts_db
 from cloud.core import db
-from cloud.replenish import service as svc
+from cloud.lots import expiry as lots_expiry
+from cloud.masterdata import records as masterdata_records
+from cloud.masterdata import service as md
+from cloud.notify.notifier import Notifier, notifier_of
+from cloud.replenish import options as replenish_options
+from cloud.replenish import run as replenish_run
 from cloud.replenish import tables as rt
 from cloud.replenish.rules import load_rules
-from cloud.services import lots
-from cloud.services import masterdata as md
-from cloud.services.coldchain_runtime import ColdChainRuntime, runtime_of
 from shelfsense.config import CloudSettings, ColdChainSettings, ReplenishSettings, Settings
 
 SECRET = "hook-secret-for-tests"
@@ -59,8 +62,8 @@ async def app(db_url: str, receiver: Receiver) -> AsyncIterator[App]:
         yield running
 
 
-def _runtime(app: App) -> ColdChainRuntime:
-    found = runtime_of(app.app)
+def _notifier(app: App) -> Notifier:
+    found = notifier_of(app.app)
     assert found is not None
     return found
 
@@ -80,14 +83,17 @@ async def expiring_lots(engine: Any) -> None:
         engine,
         "lots",
         [
-            md.LotRecord(sku="P2", lot_code="A", expiry=TODAY + timedelta(days=2)),
-            md.LotRecord(sku="P2", lot_code="B", expiry=TODAY + timedelta(days=2)),
+            masterdata_records.LotRecord(sku="P2", lot_code="A", expiry=TODAY + timedelta(days=2)),
+            masterdata_records.LotRecord(sku="P2", lot_code="B", expiry=TODAY + timedelta(days=2)),
         ],
     )
     await md.import_records(
         engine,
         "items",
-        [md.ItemRecord(epc=epc(2, i), sku="P2", lot_code="A" if i < 20 else "B") for i in range(50)],
+        [
+            masterdata_records.ItemRecord(epc=epc(2, i), sku="P2", lot_code="A" if i < 20 else "B")
+            for i in range(50)
+        ],
     )
     ledger = Ledger(engine, edge="edge-2")
     start = TODAY - timedelta(days=40)
@@ -105,17 +111,19 @@ async def _proposals(engine: Any, kind: str) -> list[dict[str, Any]]:
     p = rt.proposals
     async with engine.connect() as conn:
         rows = (await conn.execute(select(p).where(p.c.kind == kind).order_by(p.c.id))).mappings().all()
-    return [svc.public_row(r) for r in rows]
+    return [replenish_run.public_row(r) for r in rows]
 
 
 async def test_expiring_stock_becomes_transfer_or_markdown_once(app: App) -> None:
     await master_data(app.engine)
     await expiring_lots(app.engine)
-    options = svc.ReplenishOptions(settings=ReplenishSettings(enabled=False, expiring_within_days=3))
+    options = replenish_options.ReplenishOptions(
+        settings=ReplenishSettings(enabled=False, expiring_within_days=3)
+    )
 
-    dry = await svc.replenish(app.engine, options, today=TODAY, dry_run=True)
-    await svc.replenish(app.engine, options, today=TODAY)
-    again = await svc.replenish(app.engine, options, today=TODAY)
+    dry = await replenish_run.replenish(app.engine, options, today=TODAY, dry_run=True)
+    await replenish_run.replenish(app.engine, options, today=TODAY)
+    again = await replenish_run.replenish(app.engine, options, today=TODAY)
 
     transfers = [t for t in await _proposals(app.engine, "transfer") if t["sku"] == "P2"]
     markdowns = await _proposals(app.engine, "markdown")
@@ -159,8 +167,8 @@ async def test_rule_notify_reaches_the_signed_webhook_after_commit(app: App, rec
             ]
         }
     )
-    options = svc.ReplenishOptions(settings=ReplenishSettings(enabled=False), rules=rules)
-    report = await svc.replenish(app.engine, options, today=TODAY, notifier=_runtime(app))
+    options = replenish_options.ReplenishOptions(settings=ReplenishSettings(enabled=False), rules=rules)
+    report = await replenish_run.replenish(app.engine, options, today=TODAY, notifier=_notifier(app))
     assert report["unknown_channels"] == ["nobody"]
     purchases = await _proposals(app.engine, "purchase")
     assert purchases, "the scenario must create a purchase"
@@ -170,20 +178,20 @@ async def test_rule_notify_reaches_the_signed_webhook_after_commit(app: App, rec
     assert f"#{purchases[0]['id']}" in body["text"] and "acme orders" in body["title"]
     assert receiver.bad_signatures == 0 and receiver.bodies("/ops") == []
     # a second run creates nothing, so nobody is told again
-    await svc.replenish(app.engine, options, today=TODAY, notifier=_runtime(app))
-    await _runtime(app).wait_delivered()
+    await replenish_run.replenish(app.engine, options, today=TODAY, notifier=_notifier(app))
+    await _notifier(app).wait_delivered()
     assert len(receiver.bodies("/buyer")) == 1
 
 
 async def test_forecast_accuracy_stored_per_series_and_served(app: App) -> None:
     await master_data(app.engine)
     await history(app.engine)
-    options = svc.ReplenishOptions(settings=ReplenishSettings(enabled=False))
-    await svc.replenish(app.engine, options, today=TODAY, dry_run=True)
+    options = replenish_options.ReplenishOptions(settings=ReplenishSettings(enabled=False))
+    await replenish_run.replenish(app.engine, options, today=TODAY, dry_run=True)
     empty = (await app.get("vera", "/api/v1/forecasts", site=SITE)).json()
     assert empty["total"] == 0  # a dry run writes nothing
-    await svc.replenish(app.engine, options, today=TODAY)
-    await svc.replenish(app.engine, options, today=TODAY)  # same day: updated, not duplicated
+    await replenish_run.replenish(app.engine, options, today=TODAY)
+    await replenish_run.replenish(app.engine, options, today=TODAY)  # same day: updated, not duplicated
     r = await app.get("vera", "/api/v1/forecasts", site=SITE, product="P1", location="backroom")
     assert r.status_code == 200
     body = r.json()
@@ -201,12 +209,12 @@ async def test_forecast_accuracy_stored_per_series_and_served(app: App) -> None:
 async def test_expiry_alert_delivered_through_the_alert_channels(app: App, receiver: Receiver) -> None:
     await master_data(app.engine)
     await expiring_lots(app.engine)
-    options = lots.ExpiryOptions(interval_s=0.2, within_days=3)
+    options = lots_expiry.ExpiryOptions(interval_s=0.2, within_days=3)
     async with app.engine.begin() as conn:  # the app's own job registered its first tick 900 s in
         await conn.execute(
-            update(db.jobs).where(db.jobs.c.name == lots.JOB_NAME).values(next_run_at=db.utcnow())
+            update(db.jobs).where(db.jobs.c.name == lots_expiry.JOB_NAME).values(next_run_at=db.utcnow())
         )
-    async with lots.expiry_job(app.engine, options, notifier=_runtime(app)):
+    async with lots_expiry.expiry_job(app.engine, options, notifier=_notifier(app)):
         await eventually(lambda: len(receiver.bodies("/ops")) >= 2)  # A on shelf-b, B in the backroom
     bodies = receiver.bodies("/ops")
     assert receiver.bad_signatures == 0
@@ -215,7 +223,9 @@ async def test_expiry_alert_delivered_through_the_alert_channels(app: App, recei
     assert all("Lot expiring soon" in b["title"] and "days left" in b["text"] for b in bodies)
     async with app.engine.connect() as conn:
         rows = (
-            (await conn.execute(select(db.alerts).where(db.alerts.c.kind == "expiry_soon"))).mappings().all()
+            (await conn.execute(select(alerts_db.alerts).where(alerts_db.alerts.c.kind == "expiry_soon")))
+            .mappings()
+            .all()
         )
     assert len(rows) == len({b["alert_id"] for b in bodies}) and all(
         r["notified_at"] is not None for r in rows

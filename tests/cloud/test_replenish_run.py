@@ -13,10 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core import db
 from cloud.core.migrate import upgrade_to_head
+from cloud.masterdata.records import MasterDataError
+from cloud.replenish import demand as replenish_demand
 from cloud.replenish import masterdata as rmd
+from cloud.replenish import options as replenish_options
+from cloud.replenish import run as replenish_run
 from cloud.replenish import service as svc
 from cloud.replenish import tables as rt
-from cloud.services.masterdata import MasterDataError
 from shelfsense.cli import main as cli_main
 from shelfsense.config import ReplenishSettings
 
@@ -27,8 +30,8 @@ async def _engine(db_url: str) -> AsyncEngine:
     return engine
 
 
-def _options(**overrides: object) -> svc.ReplenishOptions:
-    return svc.ReplenishOptions(settings=ReplenishSettings(enabled=False, **overrides))  # type: ignore[arg-type]
+def _options(**overrides: object) -> replenish_options.ReplenishOptions:
+    return replenish_options.ReplenishOptions(settings=ReplenishSettings(enabled=False, **overrides))  # type: ignore[arg-type]
 
 
 async def _count(engine: object, status: str | None = None) -> int:
@@ -57,7 +60,7 @@ async def test_demand_is_outbound_only(db_url: str) -> None:
         ledger.move(epc(1, 3), "backroom", None, at(day, 12), reason="adjustment")  # write-off
         await ledger.flush()
         async with engine.connect() as conn:
-            demand = await svc.load_demand(conn, [SITE], TODAY - timedelta(days=7), 7)
+            demand = await replenish_demand.load_demand(conn, [SITE], TODAY - timedelta(days=7), 7)
         series = {key: demand.matrix[i] for i, key in enumerate(demand.keys)}
         assert set(series) == {(SITE, "backroom", "P1"), (SITE, "shelf-b", "P1")}
         assert series[(SITE, "backroom", "P1")].sum() == 2
@@ -74,12 +77,12 @@ async def test_run_proposes_once_with_reasoning(db_url: str) -> None:
         await master_data(engine)
         await history(engine)  # 10 on hand, 2 per day, lead time 7 days
         options = _options()
-        dry = await svc.replenish(engine, options, today=TODAY, dry_run=True)
+        dry = await replenish_run.replenish(engine, options, today=TODAY, dry_run=True)
         assert await _count(engine) == 0  # a dry run writes nothing
         (site,) = dry["sites"]
         purchases = [p for p in site["proposals"] if p["kind"] == "purchase"]
         assert len(purchases) == 1
-        first = await svc.replenish(engine, options, today=TODAY)
+        first = await replenish_run.replenish(engine, options, today=TODAY)
         (made,) = first["sites"][0]["proposals"]
         assert made["sku"] == "P1" and made["location_id"] == "backroom" and made["supplier_id"] == "ACME"
         assert made["quantity"] % 12 == 0 and made["quantity"] >= 12  # whole packs
@@ -91,7 +94,7 @@ async def test_run_proposes_once_with_reasoning(db_url: str) -> None:
         assert made["approvals_required"] == [[1, "operator"]]  # 120 is not above 100 000
         assert dry["sites"][0]["proposals"][0]["need_key"] == made["need_key"]
 
-        again = await svc.replenish(engine, options, today=TODAY)
+        again = await replenish_run.replenish(engine, options, today=TODAY)
         assert again["sites"][0]["proposals"] == []
         # The open proposal counts in the position, so the need is covered (or reported as suppressed).
         for suppressed in again["sites"][0]["suppressed"]:
@@ -107,7 +110,7 @@ async def test_concurrent_runs_never_duplicate(db_url: str) -> None:
         await master_data(engine)
         await history(engine)
         options = _options()
-        await asyncio.gather(*(svc.replenish(engine, options, today=TODAY) for _ in range(3)))
+        await asyncio.gather(*(replenish_run.replenish(engine, options, today=TODAY) for _ in range(3)))
         assert await _count(engine, "open") == 1
     finally:
         await engine.dispose()
@@ -121,13 +124,13 @@ async def test_transfer_preferred_over_purchase(db_url: str) -> None:
         for i in range(100, 120):  # 20 idle units of P1 on shelf-b
             ledger.move(epc(1, i), None, "shelf-b", at(TODAY - timedelta(days=40)))
         await ledger.flush()
-        report = await svc.replenish(engine, _options(), today=TODAY)
+        report = await replenish_run.replenish(engine, _options(), today=TODAY)
         site = report["sites"][0]
         kinds = [(p["kind"], p["source_location"], p["location_id"]) for p in site["proposals"]]
         assert kinds == [("transfer", "shelf-b", "backroom")]
         # Received 40 days ago: not dead under the default 90 days since receipt, dead under 30.
         assert not any(a["kind"] == "dead_stock" for a in site["alerts"])
-        young = await svc.replenish(
+        young = await replenish_run.replenish(
             engine, _options(dead_stock_receipt_days=30, dead_stock_days=30), today=TODAY, dry_run=True
         )
         dead = [a for a in young["sites"][0]["alerts"] if a["kind"] == "dead_stock"]
@@ -149,7 +152,7 @@ async def test_open_purchase_order_counts_as_on_order(db_url: str) -> None:
             f"PO-1,ACME,{SITE},backroom,P1,48,{expected}\n"
         )
         assert await rmd.import_text(engine, "purchase_orders", csv_text, "csv") == 1
-        report = await svc.replenish(engine, _options(), today=TODAY)
+        report = await replenish_run.replenish(engine, _options(), today=TODAY)
         assert report["sites"][0]["proposals"] == []
         # Received: no longer on order, so the need comes back.
         received = csv_text.replace(
@@ -157,7 +160,7 @@ async def test_open_purchase_order_counts_as_on_order(db_url: str) -> None:
         )
         received = received.replace(f"{expected}\n", f"{expected},received,{TODAY.isoformat()},48\n")
         await rmd.import_text(engine, "purchase_orders", received, "csv")
-        report = await svc.replenish(engine, _options(), today=TODAY)
+        report = await replenish_run.replenish(engine, _options(), today=TODAY)
         assert len(report["sites"][0]["proposals"]) == 1
     finally:
         await engine.dispose()
@@ -193,13 +196,13 @@ async def test_min_max_override_and_forecast_vectorised(db_url: str) -> None:
         await rmd.import_text(
             engine, "params", f"site_id,location_id,sku,min_qty,max_qty\n{SITE},backroom,P1,12,30\n", "csv"
         )
-        report = await svc.replenish(engine, _options(), today=TODAY)
+        report = await replenish_run.replenish(engine, _options(), today=TODAY)
         (made,) = report["sites"][0]["proposals"]
         assert made["reasoning"]["order_up_to"] == 30
-        history_ = svc.DemandHistory(
+        history_ = replenish_demand.DemandHistory(
             TODAY, [("s", "a", "x"), ("s", "b", "y")], np.tile([0.0, 3.0], (2, 20)), {}
         )
-        forecasts = svc.forecast_all(history_)
+        forecasts = replenish_demand.forecast_all(history_)
         assert set(forecasts) == {("s", "a", "x"), ("s", "b", "y")}
     finally:
         await engine.dispose()

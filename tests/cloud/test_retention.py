@@ -24,11 +24,12 @@ from test_lot_readmodel import START as LOTS_START
 from test_lot_readmodel import World, _compare, _example
 
 from cloud.admin import create_edge_async
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.core import db
 from cloud.core.migrate import upgrade_to_head
+from cloud.ingest.service import ingest_batch
 from cloud.retention.rollup import PAST_RETENTION, bucket_floor, horizon, roll_up
 from cloud.retention.tables import sensor_reading_rollups
-from cloud.services.ingest import ingest_batch
 from shelfsense.config import RetentionSettings
 from shelfsense.contract import Batch
 
@@ -74,7 +75,7 @@ def reading(
 
 
 async def raw_rows(conn: Any, site_id: str) -> list[dict[str, Any]]:
-    r = db.sensor_readings
+    r = sensors_db.sensor_readings
     rows = await conn.execute(select(r).where(r.c.site_id == site_id).order_by(r.c.time, r.c.id))
     return [dict(row) for row in rows.mappings()]
 
@@ -152,7 +153,7 @@ async def _rollup_example(site: Site, rnd: random.Random) -> None:
         assert await post(engine, site, edge, [late, fresh]) == 2
         assert PAST_RETENTION._value.get() == refused + 1
         async with engine.connect() as conn:
-            r = db.sensor_readings
+            r = sensors_db.sensor_readings
             kept = await conn.scalars(select(r.c.time).where(r.c.site_id == site_id, r.c.sensor_id == "p9"))
             assert [db.utc(t) for t in kept] == [cutoff]
     finally:
@@ -184,7 +185,7 @@ async def _lots_example(world: World, index: int, rnd: random.Random) -> None:
         result = await roll_up(engine, cutoff, rnd.choice([900, 3600]), max_buckets=100_000)
         async with engine.connect() as conn:
             assert await horizon(conn) == result.horizon
-            r = db.sensor_readings
+            r = sensors_db.sensor_readings
             left = await conn.scalar(select(func.count()).where(r.c.time < result.horizon))
         assert left == 0  # all in the default partition on PostgreSQL: deleted with their bucket
         await _compare(engine, t0 + timedelta(hours=90))  # the read model still equals the oracle

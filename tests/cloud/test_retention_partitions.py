@@ -12,12 +12,14 @@ from test_coldchain_migration import alembic_to
 from test_retention import Site, post, reading
 
 from cloud.admin import create_edge_async
+from cloud.coldchain import sensor_tables as sensors_db
 from cloud.core import db
 from cloud.core.migrate import head_revision, upgrade_to_head
 from cloud.retention import partitions
 from cloud.retention.job import run_once, tick
 from cloud.retention.rollup import horizon
 from cloud.retention.tables import sensor_reading_rollups
+from cloud.stock import tables as stock_db
 from shelfsense.config import RetentionSettings
 
 T = datetime(2025, 3, 1, tzinfo=UTC)
@@ -25,7 +27,7 @@ ORIGIN = {"site_id": "site-1", "edge_id": "edge-1"}
 
 
 async def _rows(conn: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    r, m = db.sensor_readings, db.stock_movements
+    r, m = sensors_db.sensor_readings, stock_db.stock_movements
     readings = (await conn.execute(select(r.c.id, r.c.seq, r.c.value, r.c.time).order_by(r.c.id))).all()
     moves = (await conn.execute(select(m.c.id, m.c.seq, m.c.epc, m.c.at).order_by(m.c.id))).all()
     return [tuple(x) for x in readings], [tuple(x) for x in moves]
@@ -41,9 +43,11 @@ async def test_migration_keeps_every_row_and_downgrades(db_url: str) -> None:
                 moment = T + timedelta(hours=47 * i)
                 reading_row = {"seq": i, "sensor_id": "p1", "quantity": "temperature", "value": i / 2}
                 reading_row |= {"unit": "degC", "time": moment, "zone": "cold-1", "flags": ""}
-                await conn.execute(db.sensor_readings.insert(), ORIGIN | reading_row)
+                await conn.execute(sensors_db.sensor_readings.insert(), ORIGIN | reading_row)
                 move_row = {"seq": 1000 + i, "epc": f"E{i:04d}", "reason": "moved", "at": moment}
-                await conn.execute(db.stock_movements.insert(), ORIGIN | move_row | {"to_location": "cold-1"})
+                await conn.execute(
+                    stock_db.stock_movements.insert(), ORIGIN | move_row | {"to_location": "cold-1"}
+                )
         async with engine.connect() as conn:
             before = await _rows(conn)
         assert await upgrade_to_head(engine) == head_revision()
@@ -114,7 +118,7 @@ async def test_partitions_are_made_ahead_and_dropped_behind_the_horizon(pg_url: 
             assert await _partition_of(conn, "ahead") == partitions.partition_name(
                 partitions.READINGS, partitions.period_start(future, "week")
             )
-            assert await conn.scalar(select(func.count()).select_from(db.sensor_readings)) == 1
+            assert await conn.scalar(select(func.count()).select_from(sensors_db.sensor_readings)) == 1
             roll = sensor_reading_rollups
             assert await conn.scalar(select(func.sum(roll.c.count))) == 9
             months = await partitions.partition_starts(conn, partitions.MOVEMENTS)

@@ -28,7 +28,7 @@ from webhook_receiver import webhook_receiver
 from cloud.admin import create_edge_async, create_user_async
 from cloud.coldchain.tables import alert_deliveries
 from cloud.main import create_app
-from cloud.services.coldchain_runtime import runtime_of
+from cloud.notify.notifier import notifier_of
 from shelfsense.config import load_settings
 from shelfsense.services import MosquittoProcess, free_port
 
@@ -308,9 +308,9 @@ async def run_alert_flow(path: Path) -> tuple[list[dict[str, Any]], str, str]:
                 headers={"Authorization": f"Bearer {edge_token}"},
             )
             assert response.status_code == 200, response.text
-            runtime = runtime_of(app)
-            assert runtime is not None
-            await asyncio.wait_for(runtime.wait_delivered(), 60)
+            notifier = notifier_of(app)
+            assert notifier is not None
+            await asyncio.wait_for(notifier.wait_delivered(), 60)
             alerts = await client.get("/api/v1/alerts", headers={"Authorization": f"Bearer {user_token}"})
             alert_id = alerts.json()["items"][0]["id"]
             shown = await client.get(

@@ -23,10 +23,13 @@ from conftest import EPC_A, EPC_B, T0, batch, movement, observation, passage, re
 from sqlalchemy import select
 
 from cloud.admin import create_edge_async, create_user_async
+from cloud.alerts import tables as alerts_db
 from cloud.core import db
 from cloud.main import create_app
+from cloud.masterdata import records as masterdata_records
+from cloud.masterdata import service as md
 from cloud.replenish import tables as rt
-from cloud.services import masterdata as md
+from cloud.stocktake import tables as stocktake_db
 from shelfsense.config import CloudSettings, Settings, ZoneLimits
 
 B_MARKERS = ("site-b", "edge-b", "zone-b", "probe-b", EPC_B)
@@ -278,28 +281,37 @@ async def seed(engine: Any, client: httpx.AsyncClient) -> dict[str, Any]:
     await md.import_records(
         engine,
         "products",
-        [md.ProductRecord(sku="sku-1", gtin="00614141000418", name="milk", shelf_life_days=10)],
+        [
+            masterdata_records.ProductRecord(
+                sku="sku-1", gtin="00614141000418", name="milk", shelf_life_days=10
+            )
+        ],
     )
     await md.import_records(
-        engine, "lots", [md.LotRecord(sku="sku-1", lot_code="lot-1", expiry=date(2030, 1, 1))]
+        engine, "lots", [masterdata_records.LotRecord(sku="sku-1", lot_code="lot-1", expiry=date(2030, 1, 1))]
     )
-    await md.import_records(engine, "items", [md.ItemRecord(epc=EPC_A, sku="sku-1", lot_code="lot-1")])
+    await md.import_records(
+        engine, "items", [masterdata_records.ItemRecord(epc=EPC_A, sku="sku-1", lot_code="lot-1")]
+    )
     await md.import_records(
         engine,
         "locations",
-        [md.LocationRecord(site_id=f"site-{s}", location_id="shelf", kind="shelf") for s in ("a", "b")],
+        [
+            masterdata_records.LocationRecord(site_id=f"site-{s}", location_id="shelf", kind="shelf")
+            for s in ("a", "b")
+        ],
     )
     now = T0
     async with db.write_transaction(engine) as conn:
         for site in ("a", "b"):
             row = {"site_id": f"site-{site}", "window_start": now, "window_end": now, "started_at": now}
             run = await conn.scalar(
-                db.stocktake_runs.insert()
+                stocktake_db.stocktake_runs.insert()
                 .values(**row, runner="test", missing_after_windows=2)
-                .returning(db.stocktake_runs.c.id)
+                .returning(stocktake_db.stocktake_runs.c.id)
             )
             disc = await conn.scalar(
-                db.stocktake_discrepancies.insert()
+                stocktake_db.stocktake_discrepancies.insert()
                 .values(
                     site_id=f"site-{site}",
                     kind="unexpected",
@@ -309,7 +321,7 @@ async def seed(engine: Any, client: httpx.AsyncClient) -> dict[str, Any]:
                     first_run_id=run,
                     last_run_id=run,
                 )
-                .returning(db.stocktake_discrepancies.c.id)
+                .returning(stocktake_db.stocktake_discrepancies.c.id)
             )
             proposal = await conn.scalar(
                 rt.proposals.insert()
@@ -341,7 +353,7 @@ async def seed(engine: Any, client: httpx.AsyncClient) -> dict[str, Any]:
                 )
             )
             ids[f"run_{site}"], ids[f"discrepancy_{site}"], ids[f"proposal_{site}"] = run, disc, proposal
-        alerts = (await conn.execute(select(db.alerts.c.site_id, db.alerts.c.id))).all()
+        alerts = (await conn.execute(select(alerts_db.alerts.c.site_id, alerts_db.alerts.c.id))).all()
     ids.update({f"alert_{site_id[-1]}": alert_id for site_id, alert_id in alerts})
     assert {"alert_a", "alert_b"} <= ids.keys()
     return ids

@@ -14,7 +14,8 @@ from replenish_fixtures import SITE, App, history, master_data, replenish_settin
 
 from cloud.core import db
 from cloud.core.migrate import ensure_schema
-from cloud.services import masterdata as md
+from cloud.masterdata import records as masterdata_records
+from cloud.masterdata import service as md
 from cloud.whatif.cli import EXIT_USAGE
 from shelfsense.cli import main
 
@@ -47,7 +48,7 @@ async def app(db_url: str) -> AsyncIterator[App]:
         await master_data(a.engine)
         # P1 keeps 14 days once received: stock without a lot expires after the shelf life from today.
         await md.import_records(
-            a.engine, "products", [md.ProductRecord(sku="P1", name="p1", shelf_life_days=14)]
+            a.engine, "products", [masterdata_records.ProductRecord(sku="P1", name="p1", shelf_life_days=14)]
         )
         await history(a.engine)  # P1: 10 on hand in the backroom, 2 shipped a day for 30 days
         yield a

@@ -12,6 +12,7 @@ from conftest import MAX_BODY, T0, Cloud, at
 
 from cloud.admin import create_edge_async
 from cloud.core import db
+from cloud.masterdata import tables as masterdata_db
 from shelfsense.config import CloudSettings, Settings, ZoneLimits
 from shelfsense.contract import INT32_MAX, INT64_MAX
 
@@ -34,7 +35,7 @@ async def _store_products(cloud: Cloud) -> None:
     now = db.utcnow()
     async with cloud.engine.begin() as conn:
         await conn.execute(
-            db.products.insert(),
+            masterdata_db.products.insert(),
             [
                 {
                     "sku": s,
@@ -47,10 +48,10 @@ async def _store_products(cloud: Cloud) -> None:
             ],
         )
         await conn.execute(
-            db.lots.insert(), [{"sku": s, "lot_code": "L" * WIDE, "updated_at": now} for s in SKUS]
+            masterdata_db.lots.insert(), [{"sku": s, "lot_code": "L" * WIDE, "updated_at": now} for s in SKUS]
         )
         await conn.execute(
-            db.items.insert(),
+            masterdata_db.items.insert(),
             [
                 {"epc": e, "sku": s, "lot_code": "L" * WIDE, "updated_at": now}
                 for e, s in zip(EPCS, SKUS, strict=True)

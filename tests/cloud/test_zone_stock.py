@@ -19,13 +19,16 @@ from hypothesis import strategies as st
 from sqlalchemy import and_, or_, select
 
 from cloud.admin import create_edge_async
+from cloud.coldchain.service import product_limits
 from cloud.core import db
 from cloud.core.migrate import upgrade_to_head
-from cloud.replenish.service import _on_hand as replenish_on_hand
-from cloud.services import masterdata as md
-from cloud.services import zone_stock
-from cloud.services.coldchain import product_limits
-from cloud.services.ingest import ingest_batch
+from cloud.ingest.service import ingest_batch
+from cloud.masterdata import records as masterdata_records
+from cloud.masterdata import service as md
+from cloud.masterdata import tables as masterdata_db
+from cloud.replenish.state import _on_hand as replenish_on_hand
+from cloud.stock import tables as stock_db
+from cloud.stock import zone_stock
 from shelfsense.contract import Batch
 
 LOCATIONS = ["cold-1", "cold-1-shelf", "cold-2", "dock"]
@@ -36,7 +39,7 @@ _MIGRATED: set[str] = set()
 
 async def scanned_limits(conn: Any, site_id: str, zones: list[str]) -> dict[str, tuple[Any, ...]]:
     """The former query (before revision 0015): every present item of the site joined in."""
-    s, i, p, loc = db.stock_items, db.items, db.products, db.locations
+    s, i, p, loc = stock_db.stock_items, masterdata_db.items, masterdata_db.products, masterdata_db.locations
     query = (
         select(s.c.location, loc.c.parent_id, p.c.sku, p.c.storage_temp_min_c, p.c.storage_temp_max_c)
         .distinct()
@@ -60,7 +63,7 @@ async def scanned_limits(conn: Any, site_id: str, zones: list[str]) -> dict[str,
 
 async def replayed(conn: Any, site_id: str) -> dict[tuple[str, str, str], int]:
     """The ledger replayed: each item's latest movement (by time, then arrival) says where it is."""
-    m, i = db.stock_movements, db.items
+    m, i = stock_db.stock_movements, masterdata_db.items
     rows = await conn.execute(select(m.c.epc, m.c.to_location, m.c.at, m.c.seq).where(m.c.site_id == site_id))
     last: dict[str, tuple[Any, int, str | None]] = {}
     for epc, to, at, seq in rows:
@@ -87,14 +90,14 @@ async def _example(url: str, rnd: random.Random) -> None:
             {"site_id": site, "location_id": "cold-1", "kind": "zone"},
             {"site_id": site, "location_id": "cold-1-shelf", "kind": "shelf", "parent_id": "cold-1"},
         ]
-        await md.import_records(engine, "locations", md.parse_rows("locations", locations))
+        await md.import_records(engine, "locations", masterdata_records.parse_rows("locations", locations))
         skus = [f"ZS{n}A", f"ZS{n}B"]
         products = [{"sku": skus[0], "storage_temp_max_c": 8}, {"sku": skus[1], "storage_temp_min_c": 0}]
-        await md.import_records(engine, "products", md.parse_rows("products", products))
+        await md.import_records(engine, "products", masterdata_records.parse_rows("products", products))
         epcs = [f"3035{n:06X}{k:014X}" for k in range(rnd.randint(1, 8))]
         early = [e for e in epcs if rnd.random() < 0.5]
         register = lambda chosen: [{"epc": e, "sku": rnd.choice(skus)} for e in chosen]  # noqa: E731
-        await md.import_records(engine, "items", md.parse_rows("items", register(early)))
+        await md.import_records(engine, "items", masterdata_records.parse_rows("items", register(early)))
         moves = []
         for epc in epcs:
             for _ in range(rnd.randint(1, 4)):
@@ -113,7 +116,9 @@ async def _example(url: str, rnd: random.Random) -> None:
             }
             seq += len(chunk)
             await ingest_batch(engine, Batch.model_validate(body), {})
-        await md.import_records(engine, "items", md.parse_rows("items", register(epcs)))  # late, re-assigned
+        await md.import_records(
+            engine, "items", masterdata_records.parse_rows("items", register(epcs))
+        )  # late, re-assigned
         async with engine.connect() as conn:
             assert await zone_stock.stored(conn) == await zone_stock.recount(conn)
             projected = {k: n for k, n in (await zone_stock.stored(conn)).items() if k[0] == site}

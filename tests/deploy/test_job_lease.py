@@ -18,9 +18,10 @@ from deploy_harness import CloudReplica, create_edge, wait_until
 from sqlalchemy import func, select
 from webhook_receiver import Receiver, webhook_receiver
 
+from cloud.alerts import tables as alerts_db
+from cloud.coldchain.service import JOB_NAME
 from cloud.core import db
 from cloud.replenish.service import JOB_NAME as REPLENISH_JOB
-from cloud.services.coldchain import JOB_NAME
 from shelfsense.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -49,7 +50,7 @@ async def job_state(db_url: str) -> tuple[dict[str, tuple[int, float]], int]:
         async with engine.connect() as conn:
             rows = (await conn.execute(select(db.jobs).where(db.jobs.c.last_started_at.is_not(None)))).all()
             gaps = await conn.scalar(
-                select(func.count()).select_from(db.alerts).where(db.alerts.c.rule == "gap")
+                select(func.count()).select_from(alerts_db.alerts).where(alerts_db.alerts.c.rule == "gap")
             )
     finally:
         await engine.dispose()

@@ -26,8 +26,10 @@ from deploy_harness import CloudReplica, Nginx, create_edge, make_test_ca, wait_
 from netns_lab import Lab
 from sqlalchemy import func, select
 
+from cloud.coldchain import sensor_tables as sensors_db
+from cloud.coldchain.service import JOB_NAME
 from cloud.core import db
-from cloud.services.coldchain import JOB_NAME
+from cloud.ingest import tables as ingest_db
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 PER_PHASE = 500
@@ -55,19 +57,21 @@ async def _state(db_url: str) -> dict[str, object]:
     engine = db.create_engine(db_url)
     try:
         async with engine.connect() as conn:
-            acked = dict((await conn.execute(select(db.edges.c.edge_id, db.edges.c.acked_through))).all())
+            acked = dict(
+                (await conn.execute(select(ingest_db.edges.c.edge_id, ingest_db.edges.c.acked_through))).all()
+            )
             per_edge = dict(
                 (
                     await conn.execute(
-                        select(db.events.c.edge_id, func.count()).group_by(db.events.c.edge_id)
+                        select(ingest_db.events.c.edge_id, func.count()).group_by(ingest_db.events.c.edge_id)
                     )
                 ).all()
             )
             readings = dict(
                 (
                     await conn.execute(
-                        select(db.sensor_readings.c.sensor_id, func.count()).group_by(
-                            db.sensor_readings.c.sensor_id
+                        select(sensors_db.sensor_readings.c.sensor_id, func.count()).group_by(
+                            sensors_db.sensor_readings.c.sensor_id
                         )
                     )
                 ).all()

@@ -27,6 +27,7 @@ from netns_edge import readings
 from sqlalchemy import func, select
 
 from cloud.core import db
+from cloud.ingest import tables as ingest_db
 from edge.errors import TransientSyncError
 from edge.outbox import Outbox
 from edge.sync import SyncClient, sync_loop, sync_once
@@ -80,9 +81,11 @@ async def stored_events(db_url: str, edge: str) -> tuple[int, int]:
     try:
         async with engine.connect() as conn:
             rows = await conn.scalar(
-                select(func.count()).select_from(db.events).where(db.events.c.edge_id == edge)
+                select(func.count()).select_from(ingest_db.events).where(ingest_db.events.c.edge_id == edge)
             )
-            acked = await conn.scalar(select(db.edges.c.acked_through).where(db.edges.c.edge_id == edge))
+            acked = await conn.scalar(
+                select(ingest_db.edges.c.acked_through).where(ingest_db.edges.c.edge_id == edge)
+            )
     finally:
         await engine.dispose()
     return int(rows or 0), int(acked or 0)

@@ -21,14 +21,14 @@ from typing import Any
 
 import pytest
 
+from cloud.alerts.messages import alert_message
+from cloud.coldchain.service import Notice
 from cloud.notify import AlertMessage, DingTalkChannel, EmailChannel, FeishuChannel, WeComChannel, catalogue
+from cloud.notify.storm import Digest, StormGate
+from cloud.replenish.dead_stock import RESOLVED_REASON
 from cloud.replenish.messages import proposal_message, rule_notifications
 from cloud.replenish.proposals import Plan, PurchaseDraft
 from cloud.replenish.rules import Decision
-from cloud.services.alert_messages import alert_message
-from cloud.services.alert_storm import Digest, StormGate
-from cloud.services.coldchain import Notice
-from cloud.services.dead_stock import RESOLVED_REASON
 
 NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 SINCE = NOW - timedelta(minutes=42)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from cloud.replenish import forecast as fc
+from cloud.replenish import recursions as replenish_recursions
 from cloud.replenish.errors import ForecastInputError
 from cloud.replenish.series_io import parse_series
 from shelfsense.cli import main
@@ -130,7 +131,10 @@ def test_grid_search_picks_the_best_grid_point_per_series() -> None:
     y = np.clip(np.vstack([level, noise]), 0, None)
     fitted = fc.ses(y)
     losses = np.array(
-        [np.nanmean((fc.ses(y, alpha=a).fitted - y)[:, 1:] ** 2, axis=1) for a in fc.ALPHA_GRID]
+        [
+            np.nanmean((fc.ses(y, alpha=a).fitted - y)[:, 1:] ** 2, axis=1)
+            for a in replenish_recursions.ALPHA_GRID
+        ]
     )
     best = losses.min(axis=0)
     chosen = np.nanmean((fitted.fitted - y)[:, 1:] ** 2, axis=1)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from test_web_browser import LiveCloud, PageFactory, browser, login, move, new_page, shot, sync_api
 from test_web_browser import pytestmark as browser_marks
 
-from cloud.services.dead_stock import DeadStockRule, check_dead_stock
+from cloud.replenish.dead_stock import DeadStockRule, check_dead_stock
 
 pytestmark = browser_marks
 __all__ = ["browser", "new_page"]  # fixtures used by name

@@ -16,6 +16,9 @@ from web_support import PASSWORD, WebApp, make_settings, start_web_app
 from cloud.admin import revoke_token_async
 from cloud.core import db
 from cloud.core.errors import AdminError
+from cloud.masterdata import tables as masterdata_db
+from cloud.stock import tables as stock_db
+from cloud.users import tables as users_db
 from cloud.web import passwords
 from cloud.web.routes import COOKIE, CSRF_HEADER, SECURE_COOKIE
 from cloud.web.sessions import set_password_async
@@ -137,7 +140,9 @@ async def test_expired_session_is_refused(web: WebApp) -> None:
 async def test_role_change_applies_to_live_sessions(web: WebApp) -> None:
     csrf = await web.login("olga")
     async with db.write_transaction(web.engine) as conn:
-        await conn.execute(update(db.users).where(db.users.c.name == "olga").values(role="viewer"))
+        await conn.execute(
+            update(users_db.users).where(users_db.users.c.name == "olga").values(role="viewer")
+        )
     response = await web.client.post("/api/v1/stocktakes/run", headers={CSRF_HEADER: csrf})
     assert response.status_code == 403
 
@@ -215,7 +220,7 @@ async def test_gtin_and_serial_to_sgtin96(web: WebApp) -> None:
     # Without a prefix length every partition is a candidate; the one this cloud knows is "known".
     async with db.write_transaction(web.engine) as conn:
         await conn.execute(
-            db.stock_items.insert().values(
+            stock_db.stock_items.insert().values(
                 site_id="site-1", epc=expected, location="shelf-1", present=True, updated_at=db.utcnow()
             )
         )
@@ -232,8 +237,10 @@ async def test_item_identity_returns_registered_product(web: WebApp) -> None:
     epc = encode_sgtin96("0614141", "812345", 1)
     async with db.write_transaction(web.engine) as conn:
         now = db.utcnow()
-        await conn.execute(db.products.insert().values(sku="SKU-1", name="<b>Milk</b>", updated_at=now))
-        await conn.execute(db.items.insert().values(epc=epc, sku="SKU-1", updated_at=now))
+        await conn.execute(
+            masterdata_db.products.insert().values(sku="SKU-1", name="<b>Milk</b>", updated_at=now)
+        )
+        await conn.execute(masterdata_db.items.insert().values(epc=epc, sku="SKU-1", updated_at=now))
     headers = {"Authorization": f"Bearer {web.viewer_token}"}
     r = await web.client.get(f"/web/api/items/{epc.lower()}/identity", headers=headers)
     assert r.status_code == 200, r.text

@@ -29,7 +29,7 @@ from test_web_browser import (  # the harness: live cloud, browser, login, scree
 )
 from test_web_browser import pytestmark as browser_marks
 
-from cloud.services.lots import check_expiry
+from cloud.lots.expiry import check_expiry
 
 pytestmark = browser_marks
 __all__ = ["browser", "new_page"]  # fixtures used by name
@@ -126,7 +126,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCloud]:
 
 
 async def run_expiry_check(db_url: str) -> int:
-    from cloud.services.lot_readmodel import ReadModelOptions, refresh
+    from cloud.lots.readmodel import ReadModelOptions, refresh
 
     engine = create_async_engine(db_url)
     try:

@@ -1,0 +1,2 @@
+"""Master data: locations, products, lots and items (bulk import from CSV/JSON), its routes and the
+import file formats reference."""

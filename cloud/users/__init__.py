@@ -1,0 +1,1 @@
+"""User administration routes (admins of every site)."""
