@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, select
 
 from cloud.api.deps import DbConn, ViewerUser, require_role
 from cloud.api.pagination import Limit, Offset, paginate
@@ -53,12 +54,7 @@ async def list_readings(
     """Readings in time order; ``since`` inclusive, ``until`` exclusive (naive times are UTC)."""
     t = sensors_db.sensor_readings
     query = select(t).where(t.c.sensor_id == sensor_id).order_by(t.c.time, t.c.id)
-    if since is not None:
-        query = query.where(t.c.time >= since)
-    if until is not None:
-        query = query.where(t.c.time < until)
-    if quantity is not None:
-        query = query.where(t.c.quantity == quantity)
+    query = _window(query, t.c.time, t.c.quantity, since, until, quantity)
     query = query.where(site_clause(user, t.c.site_id, site))
     rows, total = await paginate(conn, query, limit, offset)
     items = [
@@ -86,13 +82,26 @@ async def list_rollups(
     query = (
         select(t).where(t.c.sensor_id == sensor_id).order_by(t.c.bucket, t.c.quantity, t.c.zone, t.c.site_id)
     )
-    if since is not None:
-        query = query.where(t.c.bucket >= since)
-    if until is not None:
-        query = query.where(t.c.bucket < until)
-    if quantity is not None:
-        query = query.where(t.c.quantity == quantity)
+    query = _window(query, t.c.bucket, t.c.quantity, since, until, quantity)
     query = query.where(site_clause(user, t.c.site_id, site))
     rows, total = await paginate(conn, query, limit, offset)
     items = [SensorRollupPublic.model_validate({**r, "zone": r["zone"] or None}) for r in rows]
     return Page[SensorRollupPublic](items=items, total=total)
+
+
+def _window(
+    query: Select[Any],
+    time_column: ColumnElement[datetime],
+    quantity_column: ColumnElement[str],
+    since: datetime | None,
+    until: datetime | None,
+    quantity: str | None,
+) -> Select[Any]:
+    """``since`` inclusive, ``until`` exclusive, one quantity if given: the filters both series share."""
+    if since is not None:
+        query = query.where(time_column >= since)
+    if until is not None:
+        query = query.where(time_column < until)
+    if quantity is not None:
+        query = query.where(quantity_column == quantity)
+    return query
