@@ -210,14 +210,18 @@ async def _example(world: World, rnd: random.Random) -> None:
 
 
 # No shrinking: each example adds to the database and advances the clock; a failure reports its seed.
-@pytest.mark.parametrize("examples", [4])
-@settings(
+# Shared with tests/cloud/test_retention.py, whose examples accumulate the same way.
+ACCUMULATING_EXAMPLES = settings(
     max_examples=4,
     deadline=None,
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture],
     database=None,
 )
+
+
+@pytest.mark.parametrize("examples", [4])
+@ACCUMULATING_EXAMPLES
 @given(seed=st.integers(0, 2**32 - 1))
 def test_read_model_equals_full_recomputation(db_url: str, examples: int, seed: int) -> None:
     world = _WORLDS.setdefault(db_url, World(db_url))

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from test_lot_readmodel import ACCUMULATING_EXAMPLES, World, _compare, _example
 from test_lot_readmodel import START as LOTS_START
-from test_lot_readmodel import World, _compare, _example
 
 from cloud.admin import create_edge_async
 from cloud.coldchain import sensor_tables as sensors_db
@@ -197,13 +197,7 @@ _LOT_WORLDS: dict[str, tuple[World, itertools.count[int]]] = {}
 
 
 @pytest.mark.parametrize("examples", [4])
-@settings(
-    max_examples=4,
-    deadline=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-    database=None,
-)
+@ACCUMULATING_EXAMPLES
 @given(seed=st.integers(0, 2**32 - 1))
 def test_lot_evidence_equals_its_recomputation_after_retention(db_url: str, examples: int, seed: int) -> None:
     world, counter = _LOT_WORLDS.setdefault(db_url, (World(db_url), itertools.count()))
